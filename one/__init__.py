@@ -1,0 +1,3 @@
+"""one-next: a fast, dependable implementation of ONE, the Open Neurophysiology Environment."""
+
+__version__ = '3.6.1'

@@ -1,0 +1,1 @@
+"""Private building blocks shared by the public modules (no ONE-specific logic)."""

@@ -1,0 +1,1 @@
+"""The ALF (ALyx File) naming convention, file IO and cache tables."""
