@@ -74,7 +74,7 @@ def _path_parts(path, spec_str: str, anchored: bool, as_dict: bool, assert_valid
     return OrderedDict(zip(keys, groups)) if as_dict else groups
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _named_positions(spec_str: str) -> tuple:
     """Indices of the named groups among all groups of the spec's pattern."""
     pattern = spec.regex(spec_str)
