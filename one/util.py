@@ -573,6 +573,51 @@ def _qc_mask(qc_column: pd.Series, qc: QC, ignore_qc_not_set: bool) -> np.ndarra
     return keep[codes]
 
 
+def _rel_path_pattern(filename, collection, revision, revision_last_before: bool,
+                      wildcards: bool) -> re.Pattern:
+    """The compiled ``rel_path`` pattern that `filter_datasets` matches (see there)."""
+    filename = filename or {}
+    regex_args = {'collection': collection}
+    spec = _collection_spec(collection, None if revision_last_before else revision)
+    if not revision_last_before:
+        regex_args['revision'] = revision
+    if isinstance(filename, dict):
+        spec += _file_spec(**filename)
+        regex_args.update(filename)
+        names = None
+    else:
+        names = [_wildcard_to_regex(x) if wildcards else x
+                 for x in map(str, ensure_list(filename))]
+        names = tuple(names)
+    args = tuple((k, _as_pattern(v, wildcards, k if k in ('collection', 'revision') else 'part'))
+                 for k, v in regex_args.items() if v is not None)
+    return _compile_filter(spec, args, names)
+
+
+def _filter_mask(all_datasets: pd.DataFrame, filename=None, collection=None, revision=None,
+                 qc=QC.FAIL, ignore_qc_not_set: bool = False, wildcards: bool = False,
+                 rel_codes: tuple | None = None, qc_codes: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Rows passing the path and QC filters of `filter_datasets` (revision as a pattern).
+
+    `rel_codes` may give precomputed ``(codes, distinct values)`` of the rel_path column, and
+    `qc_codes` the position of each row's QC in NOT_SET < PASS < ... < CRITICAL, so that
+    repeated queries over a large table skip the factorisation.
+    """
+    pattern = _rel_path_pattern(filename, collection, revision, False, wildcards)
+    codes, uniques = rel_codes if rel_codes is not None else _factorize(all_datasets['rel_path'])
+    mask = np.append(_match_uniques(pattern, uniques), False)[codes]
+    if qc_codes is not None:
+        levels = sorted(QC)
+        limit = levels.index(QC.validate(qc))
+        mask &= qc_codes <= limit
+        if ignore_qc_not_set:
+            mask &= qc_codes != levels.index(QC.NOT_SET)
+    elif 'qc' in all_datasets.columns:
+        mask &= _qc_mask(all_datasets['qc'], QC.validate(qc), ignore_qc_not_set)
+    return mask
+
+
 def filter_datasets(all_datasets: pd.DataFrame, filename=None, collection=None, revision=None,
                     revision_last_before: bool = True, qc: QC | str | int = QC.FAIL,
                     ignore_qc_not_set: bool = False, assert_unique: bool = True,
@@ -655,22 +700,8 @@ def filter_datasets(all_datasets: pd.DataFrame, filename=None, collection=None, 
     >>> filter_datasets(datasets, {'object': ['wheel', 'trials']}, revision='2021-01-01',
     ...                 assert_unique=False)  # doctest: +SKIP
     """
-    filename = filename or {}
-    regex_args = {'collection': collection}
-    spec = _collection_spec(collection, None if revision_last_before else revision)
-    if not revision_last_before:
-        regex_args['revision'] = revision
-    if isinstance(filename, dict):
-        spec += _file_spec(**filename)
-        regex_args.update(filename)
-        names = None
-    else:
-        names = [_wildcard_to_regex(x) if wildcards else x
-                 for x in map(str, ensure_list(filename))]
-        names = tuple(names)
-    args = tuple((k, _as_pattern(v, wildcards, k if k in ('collection', 'revision') else 'part'))
-                 for k, v in regex_args.items() if v is not None)
-    pattern = _compile_filter(spec, args, names)
+    pattern = _rel_path_pattern(filename, collection, revision, revision_last_before,
+                                wildcards)
 
     # Match the regular expression once per distinct relative path
     codes, uniques = _factorize(all_datasets['rel_path'])

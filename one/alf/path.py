@@ -41,44 +41,45 @@ _FOLDER_SPEC = SESSION_SPEC + '/' + COLLECTION_SPEC
 _FILE_KEYS = ('namespace', 'object', 'attribute', 'timescale', 'extra', 'extension')
 _SESSION_KEYS = ('lab', 'subject', 'date', 'number')
 _FOLDER_KEYS = (*_SESSION_KEYS, 'collection', 'revision')
+_FULL_KEYS = (*_FOLDER_KEYS, *_FILE_KEYS)
+_REL_KEYS = ('collection', 'revision', *_FILE_KEYS)
 _COLLECTION_REVISION = re.compile(spec.regex(COLLECTION_SPEC).pattern + '$')
 _LAB_PREFIX = re.compile(r'(?P<lab>\w+)/Subjects/')
 
 
+@functools.cache
+def _spec_pattern(spec_str: str) -> tuple:
+    """The compiled pattern of a spec and the names of its groups, in order."""
+    pattern = spec.regex(spec_str)
+    return pattern, tuple(pattern.groupindex)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _groups(spec_str: str, string: str, anchored: bool) -> tuple | None:
-    """Return the groups of the spec's pattern in `string`, or None (memoised)."""
-    pattern = spec.regex(spec_str)
-    match = pattern.match(string) if anchored else pattern.search(string)
-    return match.groups() if match else None
+    """Return the named groups of the spec's pattern in `string`, or None (memoised).
 
-
-def _group_names(spec_str: str) -> tuple:
-    return tuple(spec.regex(spec_str).groupindex)
+    Unanchored searches are only made with specs that start with the session spec.
+    """
+    pattern, names = _spec_pattern(spec_str)
+    match = pattern.match(string) if anchored else spec._session_search(pattern, string)
+    return match.group(*names) if match else None
 
 
 def _to_str(path) -> str:
+    if type(path) is str:
+        return path
     return path.as_posix() if isinstance(path, pathlib.PurePath) else str(path)
 
 
 def _path_parts(path, spec_str: str, anchored: bool, as_dict: bool, assert_valid: bool,
-                keys: tuple):
+                keys: tuple, name: str | None = None):
     string = _to_str(path)
     groups = _groups(spec_str, string, anchored)
     if groups is None:
         if assert_valid:
-            raise ALFInvalid(string)
+            raise ALFInvalid(name or string)
         groups = (None,) * len(keys)
-    else:
-        groups = tuple(groups[i] for i in _named_positions(spec_str))
     return OrderedDict(zip(keys, groups)) if as_dict else groups
-
-
-@functools.cache
-def _named_positions(spec_str: str) -> tuple:
-    """Indices of the named groups among all groups of the spec's pattern."""
-    pattern = spec.regex(spec_str)
-    return tuple(i - 1 for i in sorted(pattern.groupindex.values()))
 
 
 def filename_parts(filename, as_dict: bool = False, assert_valid: bool = True):
@@ -119,8 +120,7 @@ def rel_path_parts(rel_path, as_dict: bool = False, assert_valid: bool = True):
     >>> rel_path_parts('alf/#2020-01-01#/spikes.times.npy')
     ('alf', '2020-01-01', None, 'spikes', 'times', None, None, 'npy')
     """
-    return _path_parts(rel_path, REL_PATH_SPEC, True, as_dict, assert_valid,
-                       ('collection', 'revision', *_FILE_KEYS))
+    return _path_parts(rel_path, REL_PATH_SPEC, True, as_dict, assert_valid, _REL_KEYS)
 
 
 def session_path_parts(session_path, as_dict: bool = False, assert_valid: bool = True):
@@ -142,10 +142,10 @@ def folder_parts(folder_path, as_dict: bool = False, assert_valid: bool = True):
     tuple or OrderedDict
         lab, subject, date, number, collection, revision.
     """
-    string = _to_str(folder_path)
+    name = string = _to_str(folder_path)
     if not string.endswith('/'):
         string += '/'
-    return _path_parts(string, _FOLDER_SPEC, False, as_dict, assert_valid, _FOLDER_KEYS)
+    return _path_parts(string, _FOLDER_SPEC, False, as_dict, assert_valid, _FOLDER_KEYS, name)
 
 
 def full_path_parts(path, as_dict: bool = False, assert_valid: bool = True):
@@ -164,30 +164,43 @@ def full_path_parts(path, as_dict: bool = False, assert_valid: bool = True):
     ALFInvalid
         With `assert_valid`, when the folders hold no session or the name is not ALF.
     """
-    string = _to_str(path).rstrip('/') or _to_str(path)
-    head, _, name = string.rpartition('/')
-    if name.count('.') < 2:
-        folders = folder_parts(string, as_dict=True, assert_valid=assert_valid)
-        if assert_valid and not _folder_name_parsed(name, folders):
-            raise ALFInvalid(string)
-        files = OrderedDict.fromkeys(_FILE_KEYS)
-    elif '/' not in string:
-        folders = OrderedDict.fromkeys(_FOLDER_KEYS)
-        files = filename_parts(name, as_dict=True, assert_valid=assert_valid)
-    else:
-        folders = folder_parts(head, as_dict=True, assert_valid=assert_valid)
-        files = filename_parts(name, as_dict=True, assert_valid=assert_valid)
-    parts = OrderedDict(**folders, **files)
-    return parts if as_dict else tuple(parts.values())
+    string = _to_str(path)
+    parts = _full_groups(string.rstrip('/') or string)
+    if parts is None:
+        if assert_valid:
+            raise ALFInvalid(string.rstrip('/') or string)
+        parts = (None,) * 12
+    return OrderedDict(zip(_FULL_KEYS, parts)) if as_dict else parts
 
 
-def _folder_name_parsed(name: str, folders: dict) -> bool:
+_NO_FOLDER = (None,) * 6
+_NO_FILE = (None,) * 6
+
+
+def _full_groups(string: str) -> tuple | None:
+    """The 12 parts of a full path without trailing '/', or None if it is not ALF."""
+    head, sep, name = string.rpartition('/')
+    if name.count('.') < 2:  # a folder
+        folders = _groups(_FOLDER_SPEC, string + '/', False)
+        if folders is None or not _folder_name_parsed(name, folders):
+            return None
+        return folders + _NO_FILE
+    files = _groups(FILE_SPEC, name, True)
+    if files is None:
+        return None
+    if not sep:  # a file name alone
+        return _NO_FOLDER + files
+    folders = _groups(_FOLDER_SPEC, head if head.endswith('/') else head + '/', False)
+    return None if folders is None else folders + files
+
+
+def _folder_name_parsed(name: str, folders: tuple) -> bool:
     """True if the last folder of a path is one of the parts that were parsed from it."""
-    if name in (folders['lab'], folders['subject'], folders['date'], folders['number']):
+    lab, subject, date, number, collection, revision = folders
+    if name in (lab, subject, date, number):
         return True
-    if folders['revision'] and name == f'#{folders["revision"]}#':
+    if revision and name == f'#{revision}#':
         return True
-    collection = folders['collection']
     return bool(collection) and collection.rsplit('/', 1)[-1] == name
 
 
@@ -234,7 +247,7 @@ def get_alf_path(path) -> str | None:
     'lab/Subjects/subj/2021-01-21/001/collection/file.attr.ext'
     """
     string = _to_str(path).strip('/')
-    match = spec.regex(SESSION_SPEC).search(string)
+    match = spec._session_search(spec.regex(SESSION_SPEC), string)
     if match:
         return string[match.start():]
     name = string.rsplit('/', 1)[-1]
@@ -305,8 +318,10 @@ def without_revision(file_path):
     """
     if isinstance(file_path, str):
         file_path = pathlib.Path(file_path)
-    *_, collection, _revision = folder_parts(file_path.parent)
+    *session, collection, _revision = folder_parts(file_path.parent, assert_valid=False)
     session_path = get_session_path(file_path)
+    if session[1] is None or session_path is None:  # no session, or not a real date
+        raise ALFInvalid(str(file_path))
     return session_path.joinpath(*filter(None, [collection]), file_path.name)
 
 
@@ -492,10 +507,10 @@ class PureALFPath(pathlib.PurePath):
     def without_lab(self):
         """The path with its ``lab/Subjects/`` folders removed."""
         string = self.as_posix()
-        match = self._session_match(string)
-        if not match or match.group('lab') is None:
+        match = _LAB_PREFIX.search(string)
+        if not match:
             return self
-        return self.__class__(string[:match.start()] + string[match.start('subject'):])
+        return self.__class__(string[:match.start()] + string[match.end():])
 
     def relative_to_lab(self):
         """The part of the path after ``lab/Subjects/``.
@@ -527,7 +542,7 @@ class PureALFPath(pathlib.PurePath):
 
     @staticmethod
     def _session_match(string: str):
-        return spec.regex(SESSION_SPEC).search(string)
+        return spec._session_search(spec.regex(SESSION_SPEC), string)
 
     def _replace_session_part(self, part: str, value: str):
         string = self.as_posix()
@@ -578,7 +593,7 @@ class PureALFPath(pathlib.PurePath):
         """Return the path with the session number replaced, zero-padded to three digits."""
         if isinstance(number, str):
             number = int(number.strip())
-        if not isinstance(number, int) or not _SEQUENCE.match(str(number)):
+        if isinstance(number, bool) or not _SEQUENCE.match(str(number)):
             raise ValueError(f'Invalid sequence number: {number!r}')
         if not self.sequence:
             raise ALFInvalid(str(self))
@@ -647,9 +662,7 @@ class PureALFPath(pathlib.PurePath):
             The path holds no session (datasets) or is not a valid ALF folder.
         """
         if self.is_dataset():
-            *_, collection, _revision = folder_parts(self.parent)
-            session_path = self.session_path()
-            return session_path.joinpath(*filter(None, [collection]), self.name)
+            return without_revision(self)
         if not self.is_valid_alf():
             raise ALFInvalid(str(self))
         if self.name.startswith('#') and self.name.endswith('#'):

@@ -233,6 +233,28 @@ def is_valid(filename: str) -> bool:
 
 
 _SESSION_END = None
+_DATE_NUMBER = re.compile(r'/\d{4}-\d{2}-\d{2}/\d')
+
+
+def _session_search(pattern: re.Pattern, string: str) -> re.Match | None:
+    """``pattern.search(string)`` for a pattern that starts with the session spec, made fast.
+
+    A plain search retries the pattern at every character, which is quadratic in the length of
+    long folder names (``/home/me/ONE/openalyx.internationalbrainlab.org/...``).  Every match
+    holds ``/date/number``, and its start lies at most three folders (``lab/Subjects/subject``)
+    before that, so the search can begin three folders before the first ``/date/digit``: the
+    leftmost match, hence the result, is the same.  (The session spec has no look-behind or
+    anchor that could see the skipped characters.)
+    """
+    first = _DATE_NUMBER.search(string)
+    if first is None:
+        return None
+    start = first.start()
+    for _ in range(3):
+        start = string.rfind('/', 0, start)
+        if start < 0:
+            break
+    return pattern.search(string, start + 1)
 
 
 def is_session_path(path_object) -> bool:
@@ -246,7 +268,7 @@ def is_session_path(path_object) -> bool:
     if isinstance(path_object, PurePath):
         path_object = path_object.as_posix()
     path = str(path_object).strip('/')
-    return _SESSION_END.search(path) is not None
+    return _session_search(_SESSION_END, path) is not None
 
 
 def is_uuid(uuid, versions: tuple = (4, 3)) -> bool:
