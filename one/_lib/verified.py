@@ -1,0 +1,111 @@
+"""A record of files whose md5 was verified, so that unchanged files are not hashed again.
+
+The record is an append-only log of JSON lines beside the cache tables.  Each line holds a
+file's path (relative to the data folder), size, modification time and md5.  Appends of a
+single short line to a file opened with O_APPEND are atomic on POSIX and Windows, so several
+processes can record at once without losing or corrupting lines; a line cut short by a crash is
+skipped when read.  The log is compacted (rewritten atomically) when it grows well beyond the
+number of files it describes.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from one._lib.files import md5, write_bytes_atomic
+
+__all__ = ['VerifiedFiles']
+
+RECORD_NAME = '.one_verified.jsonl'
+
+
+class VerifiedFiles:
+    """The md5 verification record of one data folder.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The data folder; recorded paths are relative to it.
+    record_dir : str or os.PathLike, optional
+        Where to keep the record (the cache tables folder); defaults to `root`.
+    """
+
+    def __init__(self, root, record_dir=None):
+        self.root = Path(root)
+        self.path = Path(record_dir or root) / RECORD_NAME
+        self._entries: dict | None = None
+        self._lines = 0
+
+    def _load(self) -> dict:
+        if self._entries is None:
+            self._entries, self._lines = {}, 0
+            try:
+                with open(self.path, encoding='utf-8') as f:
+                    for line in f:
+                        self._lines += 1
+                        try:
+                            rel, size, mtime, digest = json.loads(line)
+                        except (ValueError, TypeError):
+                            continue  # a line cut short by a crash
+                        self._entries[rel] = (size, mtime, digest)
+            except FileNotFoundError:
+                pass
+        return self._entries
+
+    def _key(self, file: Path) -> str:
+        try:
+            return Path(file).relative_to(self.root).as_posix()
+        except ValueError:
+            return Path(file).resolve().as_posix()
+
+    def md5(self, file, stat: os.stat_result | None = None) -> str:
+        """Return the md5 of `file`, hashing it only if it changed since it was last recorded.
+
+        Parameters
+        ----------
+        file : str or os.PathLike
+            A file inside the data folder.
+        stat : os.stat_result, optional
+            The file's stat result, if the caller already has it.
+
+        Returns
+        -------
+        str
+            The hexadecimal md5 digest.
+        """
+        stat = stat or os.stat(file)
+        key = self._key(file)
+        known = self._load().get(key)
+        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+            return known[2]
+        digest = md5(file)
+        self._append(key, stat.st_size, stat.st_mtime_ns, digest)
+        return digest
+
+    def _append(self, key: str, size: int, mtime_ns: int, digest: str) -> None:
+        self._entries[key] = (size, mtime_ns, digest)
+        line = (json.dumps([key, size, mtime_ns, digest]) + '\n').encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError:
+            return  # a read-only folder: verification still works, it is just not remembered
+        self._lines += 1
+        if self._lines > 1000 and self._lines > 2 * len(self._entries):
+            self._compact()
+
+    def _compact(self) -> None:
+        entries = self._entries
+        self._entries = None
+        self._load()  # take in what other processes appended
+        entries = {**entries, **self._entries}
+        body = ''.join(json.dumps([k, *v]) + '\n' for k, v in entries.items()).encode()
+        with contextlib.suppress(OSError):
+            write_bytes_atomic(self.path, body)
+        self._entries, self._lines = entries, len(entries)

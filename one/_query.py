@@ -1,0 +1,143 @@
+"""Fast read-only views of the cache tables used by the API's searches and listings.
+
+The datasets table can hold millions of rows, but few distinct sessions and very few distinct
+relative paths.  `DatasetCodes` turns the columns the API queries into integer codes once (the
+session of each row, its relative path, its QC level) so that every later search is a handful of
+numpy operations over integer arrays, and the regular expressions run on distinct values only.
+"""
+from __future__ import annotations
+
+import re
+from uuid import UUID
+
+import numpy as np
+import pandas as pd
+
+from one.alf.spec import QC
+
+__all__ = ['DatasetCodes', 'SessionCodes', 'to_uuid', 'with_uuid_index', 'qc_code']
+
+_QC_ORDER = [q.name for q in sorted(QC)]  # NOT_SET, PASS, WARNING, FAIL, CRITICAL
+
+
+def qc_code(qc) -> int:
+    """Position of a QC level in the ordered categories NOT_SET < PASS < ... < CRITICAL."""
+    return _QC_ORDER.index(QC.validate(qc).name)
+
+
+def to_uuid(value) -> UUID | None:
+    """Return `value` as a UUID (None and NA stay None)."""
+    if value is None or (not isinstance(value, (str, UUID)) and pd.isna(value)):
+        return None
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def with_uuid_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return `frame` (not copied) with every index level of id strings turned into UUIDs."""
+    index = frame.index
+    if isinstance(index, pd.MultiIndex):
+        arrays = [[to_uuid(x) for x in index.get_level_values(i)] for i in range(index.nlevels)]
+        frame.index = pd.MultiIndex.from_arrays(arrays, names=index.names)
+    elif len(index) and not isinstance(index, pd.RangeIndex):
+        frame.index = pd.Index([to_uuid(x) for x in index], name=index.name, dtype=object)
+    return frame
+
+
+def _codes(values) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (-1 for missing) and distinct values of a column or index level."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.cat if isinstance(values, pd.Series) else values
+        return np.asarray(cat.codes, dtype=np.int64), np.asarray(cat.categories, dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+
+
+class DatasetCodes:
+    """Integer-coded view of a datasets table indexed by (eid, id).
+
+    Parameters
+    ----------
+    datasets : pandas.DataFrame
+        The datasets cache table.
+    """
+
+    def __init__(self, datasets: pd.DataFrame):
+        self.n_rows = len(datasets)
+        index = datasets.index
+        if isinstance(index, pd.MultiIndex) and 'eid' in index.names:
+            level = index.names.index('eid')
+            self.eid_codes = np.asarray(index.codes[level], dtype=np.int64)
+            self.eids = np.asarray(index.levels[level], dtype=object)
+        else:
+            self.eid_codes = np.zeros(self.n_rows, dtype=np.int64)
+            self.eids = np.array([''], dtype=object)
+        self.rel_codes, self.rel_paths = _codes(datasets['rel_path'])
+        self.rel_paths = np.append(self.rel_paths, '')  # code -1 (missing) maps to ''
+        if 'exists' in datasets.columns:
+            self.exists = datasets['exists'].to_numpy(dtype=bool, na_value=False)
+        else:
+            self.exists = np.ones(self.n_rows, dtype=bool)
+        self.qc = self._qc_codes(datasets)
+        self._eid_position = None
+        self._rows_by_eid = None
+        self._part_names = {}
+
+    @staticmethod
+    def _qc_codes(datasets: pd.DataFrame) -> np.ndarray:
+        if 'qc' not in datasets.columns:
+            return np.zeros(len(datasets), dtype=np.int8)
+        codes, names = _codes(datasets['qc'])
+        lookup = np.array([qc_code(n) if isinstance(n, (str, int)) else 0 for n in names] + [0],
+                          dtype=np.int8)
+        return lookup[codes]
+
+    def part_names(self, part: int) -> np.ndarray:
+        """Per distinct rel_path: its collection (part 0) or revision (part 1), '' if none."""
+        if part not in self._part_names:
+            from one.alf.path import rel_path_parts
+
+            self._part_names[part] = np.array(
+                [(rel_path_parts(x, assert_valid=False)[part] or '') if isinstance(x, str)
+                 else '' for x in self.rel_paths], dtype=object)
+        return self._part_names[part]
+
+    def eid_position(self, eid: str) -> int | None:
+        """Code of a session in this table, or None."""
+        if self._eid_position is None:
+            self._eid_position = {e: i for i, e in enumerate(self.eids)}
+        return self._eid_position.get(eid)
+
+    def rows_of(self, eid: str) -> np.ndarray:
+        """Row positions of a session's datasets (empty if it has none)."""
+        code = self.eid_position(eid)
+        if code is None:
+            return np.empty(0, dtype=np.int64)
+        if self._rows_by_eid is None:
+            order = np.argsort(self.eid_codes, kind='stable')
+            bounds = np.searchsorted(self.eid_codes[order], np.arange(len(self.eids) + 1))
+            self._rows_by_eid = (order, bounds)
+        order, bounds = self._rows_by_eid
+        return order[bounds[code]:bounds[code + 1]]
+
+    def match_paths(self, pattern: re.Pattern, file_name_only: bool, full: bool) -> np.ndarray:
+        """Per row: does the relative path (or its file name) match the pattern?"""
+        values = self.rel_paths
+        if file_name_only:
+            values = [x.rsplit('/', 1)[-1] if isinstance(x, str) else '' for x in values]
+        test = pattern.fullmatch if full else pattern.search
+        hit = np.fromiter((isinstance(x, str) and test(x) is not None for x in values),
+                          dtype=bool, count=len(values))
+        hit[-1] = False
+        return hit[self.rel_codes]
+
+    def sessions_with(self, row_mask: np.ndarray) -> np.ndarray:
+        """Per session code: does any row in the mask belong to it?"""
+        return np.bincount(self.eid_codes[row_mask], minlength=len(self.eids)) > 0
+
+
+class SessionCodes:
+    """Columns of the sessions table in forms that are quick to query."""
+
+    def __init__(self, sessions: pd.DataFrame):
+        self.dates = pd.to_datetime(pd.Series(sessions['date'].to_numpy(), dtype=object),
+                                    errors='coerce').to_numpy()

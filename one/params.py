@@ -1,0 +1,604 @@
+"""ONE's parameters: which Alyx databases are set up, their credentials and data folders.
+
+Files live in the platform's configuration folder (``platformdirs``, e.g. ``~/.config/one`` on
+Linux), or in the folder named by the ``ONE_PARAMS_DIR`` environment variable:
+
+* ``.caches`` - the client map ``{"CLIENT_MAP": {<client key>: "<data folder>"},
+  "DEFAULT": <client key>}``;
+* ``.<client key>`` - one file per database: ``ALYX_URL``, ``ALYX_LOGIN``,
+  ``HTTP_DATA_SERVER``, ``HTTP_DATA_SERVER_LOGIN``, ``HTTP_DATA_SERVER_PWD`` and the login
+  tokens ``TOKEN = {<user>: {"token": ...}}``.  These files are readable by their owner only
+  (mode 0600).
+
+The client key of a database is derived from its URL (`_key_from_url`), e.g.
+``openalyx.internationalbrainlab.org`` or ``127.0.0.1_8000``.  Files are JSON, written
+atomically under an inter-process lock.  Parameters are returned as immutable named tuples
+(`IBLParams`) with ``set(key, value)`` (a modified copy) and ``as_dict()``.
+
+When no parameters exist yet but ONE-api's ``~/.one`` folder does, its files are copied over on
+first use, so existing set-ups (and logins) keep working.
+
+Environment variables read by a silent `setup` (arguments take precedence):
+``ONE_ALYX_URL``, ``ONE_ALYX_LOGIN``, ``ONE_HTTP_DATA_SERVER``, ``ONE_HTTP_DATA_SERVER_LOGIN``,
+``ONE_HTTP_DATA_SERVER_PWD`` and ``ONE_CACHE_DIR``.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import json
+import os
+import re
+import unicodedata
+import warnings
+from getpass import getpass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from one._lib.files import atomic_path
+from one._lib.locks import file_lock
+
+__all__ = ['default', 'setup', 'get', 'get_default_client', 'save', 'get_cache_dir',
+           'get_params_dir', 'check_cache_conflict', 'delete_params', 'CACHE_DIR_DEFAULT',
+           'IBLParams']
+
+_PAR_ID_STR = 'one'
+_CLIENT_ID_STR = 'caches'
+CACHE_DIR_DEFAULT = str(Path.home() / 'Downloads' / 'ONE')
+"""The root of the default data folders: ``<CACHE_DIR_DEFAULT>/<client key>``."""
+
+_DEFAULTS = {
+    'ALYX_URL': 'https://openalyx.internationalbrainlab.org',
+    'ALYX_LOGIN': 'intbrainlab',
+    'HTTP_DATA_SERVER': 'https://ibl.flatironinstitute.org/public',
+    'HTTP_DATA_SERVER_LOGIN': None,
+    'HTTP_DATA_SERVER_PWD': None,
+}
+_URL_KEYS = ('ALYX_URL', 'HTTP_DATA_SERVER')
+_SECRET_KEYS = ('HTTP_DATA_SERVER_PWD', 'ALYX_PWD')
+_ENV_PREFIX = 'ONE_'
+_LOCK_NAME = '.params.lock'
+
+
+# --------------------------------------------------------------------------------------------
+# Immutable parameter objects
+# --------------------------------------------------------------------------------------------
+class IBLParams:
+    """Base of the parameter objects: immutable named tuples with `set` and `as_dict`.
+
+    Each object is a named tuple whose fields are the parameter names (its class is made once
+    per set of names); ``isinstance(par, IBLParams)`` recognises them all.
+    """
+
+    __slots__ = ()
+
+    def set(self, field: str, value: Any) -> IBLParams:
+        """Return a copy with `field` set to `value` (added if missing)."""
+        return _to_params({**self.as_dict(), field: value})
+
+    def as_dict(self) -> dict:
+        """Return the parameters as a plain dict."""
+        return dict(zip(self._fields, self))
+
+    def __repr__(self) -> str:
+        shown = {k: ('*****' if k in _SECRET_KEYS and v else
+                     {u: '<token>' for u in v} if k == 'TOKEN' and isinstance(v, dict) else v)
+                 for k, v in self.as_dict().items()}
+        return 'IBLParams(' + ', '.join(f'{k}={v!r}' for k, v in shown.items()) + ')'
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return _to_params, (self.as_dict(),)
+
+
+@functools.lru_cache(maxsize=64)
+def _params_class(fields: tuple[str, ...]) -> type:
+    base = collections.namedtuple('IBLParams', fields, rename=True)
+    return type('IBLParams', (IBLParams, base), {'__slots__': ()})
+
+
+def _to_params(d: dict | None) -> IBLParams | None:
+    """Make an immutable parameter object from a dict (None for an empty dict)."""
+    if not d:
+        return None
+    return _params_class(tuple(d))(*d.values())
+
+
+def _as_dict(par) -> dict:
+    if par is None:
+        return {}
+    if isinstance(par, IBLParams):
+        return par.as_dict()
+    if hasattr(par, '_asdict'):
+        return dict(par._asdict())
+    return dict(par)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+def get_params_dir() -> Path:
+    """Return the folder holding ONE's parameter files.
+
+    ``$ONE_PARAMS_DIR`` when set, else the platform's user configuration folder for 'one'.
+    """
+    if os.environ.get('ONE_PARAMS_DIR'):
+        return Path(os.environ['ONE_PARAMS_DIR'])
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(_PAR_ID_STR, appauthor=False))
+
+
+def _legacy_params_dir() -> Path:
+    """ONE-api's parameter folder (``~/.one``, ``%APPDATA%/.one`` on Windows)."""
+    root = Path(os.environ['APPDATA']) if os.name == 'nt' and os.environ.get('APPDATA') \
+        else Path.home()
+    return root / f'.{_PAR_ID_STR}'
+
+
+def _params_file(name: str) -> Path:
+    """The file of a parameter set: ``<params dir>/.<name>``."""
+    return get_params_dir() / f'.{name}'
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        warnings.warn(f'Ignoring unreadable parameter file {path}')
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: dict, private: bool = True) -> None:
+    """Write `data` to `path` atomically; `private` files are readable by their owner only."""
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            folder.chmod(0o700)
+    text = json.dumps(data, indent=4)
+    with atomic_path(path, fsync=False) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0),
+                     0o600 if private else 0o644)
+        with open(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+        if private:  # the mode given to os.open is reduced by the umask, never widened
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, 0o600)
+
+
+@contextlib.contextmanager
+def _locked():
+    """Hold the lock of the parameter folder (serialises read-modify-write cycles)."""
+    folder = get_params_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(folder / _LOCK_NAME, timeout=30):
+        yield
+
+
+def _migrate_legacy() -> None:
+    """Copy ONE-api's ``~/.one`` parameters when this package has none yet."""
+    if os.environ.get('ONE_PARAMS_DIR'):
+        return
+    legacy = _legacy_params_dir()
+    new_dir = get_params_dir()
+    if legacy == new_dir or (new_dir / f'.{_CLIENT_ID_STR}').exists():
+        return
+    cache_map = _read_json(legacy / f'.{_CLIENT_ID_STR}')
+    if not cache_map or not cache_map.get('CLIENT_MAP'):
+        return
+    with _locked():
+        if (new_dir / f'.{_CLIENT_ID_STR}').exists():
+            return
+        for key in cache_map['CLIENT_MAP']:
+            par = _read_json(legacy / f'.{key}')
+            if par is not None:
+                _write_json(new_dir / f'.{key}', par)
+        remote = _read_json(legacy / '.remote')
+        if remote is not None:
+            _write_json(new_dir / '.remote', remote)
+        _write_json(new_dir / f'.{_CLIENT_ID_STR}', cache_map, private=False)
+
+
+def _read_map() -> dict:
+    """The client map ({} when no client has been set up)."""
+    _migrate_legacy()
+    return _read_json(_params_file(_CLIENT_ID_STR)) or {}
+
+
+# --------------------------------------------------------------------------------------------
+# Keys, defaults and validation
+# --------------------------------------------------------------------------------------------
+def _key_from_url(url: str) -> str:
+    """Return the client key of a database URL (used as its parameter file name).
+
+    Examples
+    --------
+    >>> _key_from_url('https://sub.domain.org/')
+    'sub.domain.org'
+    >>> _key_from_url('http://www.domain.org/db/?rest=True')
+    'www.domain.org_db__rest_true'
+    >>> _key_from_url('localhost:8000')
+    'localhost_8000'
+    """
+    key = unicodedata.normalize('NFKC', str(url))
+    key = re.sub(r'^https?://', '', key).strip('/').lower()
+    key = re.sub(r'[^.\w\s-]', '_', key)
+    return re.sub(r'[-\s]+', '-', key)
+
+
+def default() -> IBLParams:
+    """Return the default parameters of a database client (the public IBL database)."""
+    return _to_params(dict(_DEFAULTS))
+
+
+def _get_current_par(k: str, par_current) -> Any:
+    """The current value of parameter `k`: from `par_current`, else its default."""
+    value = _as_dict(par_current).get(k)
+    return value if value is not None else _DEFAULTS.get(k)
+
+
+def _validate_url(key: str, value: str) -> str:
+    """Normalise a URL answer: strip '/', add 'https://' when no scheme; check it."""
+    value = str(value).strip().rstrip('/')
+    if '://' not in value:
+        value = 'https://' + value
+    parts = urlsplit(value)
+    if parts.scheme not in ('http', 'https') or not parts.netloc:
+        raise ValueError(f'{key} must be valid HTTP URL')
+    return value
+
+
+def _env(key: str) -> str | None:
+    value = os.environ.get(_ENV_PREFIX + key)
+    return value if value not in (None, '') else None
+
+
+def _client_map_entry(cache_map: dict, key: str) -> str | None:
+    return (cache_map.get('CLIENT_MAP') or {}).get(key)
+
+
+def _conflicting_client(cache_map: dict, key: str, cache_dir) -> str | None:
+    """The other client already using `cache_dir` as its data folder, if any."""
+    for other, folder in (cache_map.get('CLIENT_MAP') or {}).items():
+        if other != key and folder and _same_path(folder, cache_dir):
+            return other
+    return None
+
+
+def _same_path(a, b) -> bool:
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return str(a) == str(b)
+
+
+def _ask(prompt: str) -> str:
+    """Prompt for an answer; quotation marks around it are stripped if the user agrees."""
+    answer = input(prompt).strip()
+    if len(answer) >= 2 and answer[0] == answer[-1] and answer[0] in '"\'`':
+        warnings.warn('Do not use quotation marks with input answers', UserWarning)
+        if input('Strip quotation marks from response? [Y/n]:').strip().lower() != 'n':
+            answer = answer[1:-1]
+    return answer
+
+
+def _yes(prompt: str) -> bool:
+    return input(prompt).strip().lower() not in ('n', 'no')
+
+
+# --------------------------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------------------------
+def setup(client: str | None = None, silent: bool = False, make_default: bool | None = None,
+          username: str | None = None, cache_dir: str | os.PathLike | None = None,
+          **kwargs) -> IBLParams:
+    """Set up (or change) the parameters of a database client.
+
+    Parameters
+    ----------
+    client : str, optional
+        The Alyx database URL; the public IBL database when None (``$ONE_ALYX_URL`` in silent
+        mode).
+    silent : bool
+        Never prompt: take every value from the arguments, then the ``ONE_*`` environment
+        variables, then the stored parameters, then the defaults.
+    make_default : bool, optional
+        Make this the default database.  None: ask (interactive), or only when there is no
+        default yet (silent).
+    username : str, optional
+        The Alyx login name (``ALYX_LOGIN``).
+    cache_dir : str, os.PathLike, optional
+        The data folder; by default the stored one or ``<CACHE_DIR_DEFAULT>/<client key>``.
+    **kwargs
+        Other parameter values by name (case-insensitive), e.g.
+        ``HTTP_DATA_SERVER='https://data.org'``, ``http_data_server_pwd='…'``.
+
+    Returns
+    -------
+    IBLParams
+        The client map (``CLIENT_MAP``, ``DEFAULT``); when an interactive set-up is abandoned,
+        the unchanged parameters of the client.
+
+    Raises
+    ------
+    ValueError
+        A URL is not a valid http(s) URL.
+    TypeError
+        An unknown parameter name was given.
+    """
+    overrides = {}
+    for name, value in kwargs.items():
+        key = name.upper()
+        if key not in _DEFAULTS and key != 'ALYX_PWD':
+            raise TypeError(f'setup() got an unexpected parameter "{name}"; known: '
+                            f'{", ".join([*_DEFAULTS, "ALYX_PWD"])}')
+        overrides[key] = value
+    client = client or overrides.get('ALYX_URL')
+    if silent:
+        client = client or _env('ALYX_URL')
+    elif not client:  # ask for the database first: it decides which parameters are current
+        answer = _ask(f'Param ALYX_URL, current value is ["{_DEFAULTS["ALYX_URL"]}"]:')
+        client = answer or None
+    url = _validate_url('ALYX_URL', client or _DEFAULTS['ALYX_URL'])
+    key = _key_from_url(url)
+    cache_map = _read_map()
+    stored = _read_json(_params_file(key)) or {}
+    if silent and key == _key_from_url(_DEFAULTS['ALYX_URL']):
+        par = dict(_DEFAULTS)  # silent set-up of the public database resets it
+    else:
+        par = {**_DEFAULTS, **stored}
+    par['ALYX_URL'] = url
+    par.pop('CACHE_DIR', None)
+    if silent:
+        par = {k: par.get(k) for k in _DEFAULTS}  # only the standard keys are kept
+        par.update({k: _env(k) for k in _DEFAULTS if k != 'ALYX_URL' and _env(k) is not None})
+    par.update({k: v for k, v in overrides.items() if k != 'ALYX_URL'})
+    if username:
+        par['ALYX_LOGIN'] = username
+
+    if silent:
+        folder = cache_dir or _env('CACHE_DIR') or _client_map_entry(cache_map, key) or \
+            Path(CACHE_DIR_DEFAULT, key)
+        other = _conflicting_client(cache_map, key, folder)
+        if other:
+            warnings.warn(f'The cache directory {folder} is already the data folder of '
+                          f'another database ({other})', UserWarning)
+    else:
+        for k in _DEFAULTS:
+            if k == 'ALYX_URL' or k.endswith('_PWD') or k in overrides:
+                continue
+            answer = _ask(f'Param {k}, current value is ["{par.get(k)}"]:')
+            if answer:
+                par[k] = _validate_url(k, answer) if k in _URL_KEYS else answer
+        if 'HTTP_DATA_SERVER_PWD' not in overrides:
+            pwd = getpass(f'Enter the FlatIron HTTP password for '
+                          f'{par.get("HTTP_DATA_SERVER_LOGIN")} (leave empty to keep current): ')
+            if pwd:
+                par['HTTP_DATA_SERVER_PWD'] = pwd
+        if 'ALYX_PWD' in stored and 'ALYX_PWD' not in overrides:
+            pwd = getpass(f'Enter the Alyx password for {par.get("ALYX_LOGIN")} '
+                          '(leave empty to keep current):')
+            if pwd:
+                par['ALYX_PWD'] = pwd
+        default_folder = cache_dir or _client_map_entry(cache_map, key) or \
+            Path(CACHE_DIR_DEFAULT, key)
+        while True:
+            answer = _ask('Enter the location of the download cache, current value is '
+                          f'["{default_folder}"]:')
+            folder = answer or default_folder
+            other = _conflicting_client(cache_map, key, folder)
+            if not other or not _yes(
+                    f'Warning: the directory provided is already a cache for another URL '
+                    f'({other}). This may cause problems. Would you like to change the cache '
+                    'location? [Y/n]'):
+                break
+        if make_default is None:
+            make_default = _yes('Would you like to set this URL as the default one? [Y/n]')
+        if not _yes('Are the above settings correct? [Y/n]'):
+            print('SETUP ABANDONED.  Please re-run.')
+            folder = _client_map_entry(cache_map, key)
+            return _to_params({**stored, 'CACHE_DIR': folder}) if stored else None
+    for k in _URL_KEYS:
+        if par.get(k):
+            par[k] = _validate_url(k, par[k])
+
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked():
+        on_disk = _read_json(_params_file(key)) or {}
+        if not silent and on_disk.get('TOKEN'):
+            par['TOKEN'] = on_disk['TOKEN']  # an interactive set-up keeps the logins
+        _write_json(_params_file(key), par)
+        cache_map = _read_map()
+        cache_map.setdefault('CLIENT_MAP', {})[key] = str(folder)
+        if make_default or not cache_map.get('DEFAULT'):
+            cache_map['DEFAULT'] = key
+        _write_json(_params_file(_CLIENT_ID_STR), cache_map, private=False)
+    if not silent:
+        print(f'ONE Parameter files location: {get_params_dir()}')
+    return _to_params(cache_map)
+
+
+def get(client: str | None = None, silent: bool = False, username: str | None = None, *,
+        cache_dir: str | os.PathLike | None = None) -> IBLParams:
+    """Return the parameters of a database client, setting it up first if it is unknown.
+
+    Parameters
+    ----------
+    client : str, optional
+        The database URL (or client key); the default database when None.
+    silent : bool
+        Set up an unknown client without prompting (see `setup`).
+    username : str, optional
+        Overrides ``ALYX_LOGIN`` in the returned parameters (and in a first set-up).
+    cache_dir : str, os.PathLike, optional
+        The data folder to use if the client has to be set up.
+
+    Returns
+    -------
+    IBLParams
+        The client's parameters, with ``CACHE_DIR`` (its data folder) added.
+    """
+    client = client or get_default_client()
+    cache_map = _read_map()
+    key = _key_from_url(client) if client else None
+    if not key or key not in (cache_map.get('CLIENT_MAP') or {}) \
+            or not _params_file(key).exists():
+        setup(client, silent=silent, username=username, cache_dir=cache_dir)
+        cache_map = _read_map()
+        key = _key_from_url(client) if client else cache_map.get('DEFAULT')
+        if key not in (cache_map.get('CLIENT_MAP') or {}):
+            raise ValueError(f'The parameters of {client or "the default database"} are not '
+                             'set up: run one.params.setup()')
+    par = {**_DEFAULTS, **(_read_json(_params_file(key)) or {})}
+    par['CACHE_DIR'] = cache_map['CLIENT_MAP'][key]
+    if username:
+        par['ALYX_LOGIN'] = username
+    return _patch_params(_to_params(par))
+
+
+def _patch_params(par: IBLParams) -> IBLParams:
+    """Fix parameters written by older versions.
+
+    The public database's data server must be the public one (``…/public``).
+    """
+    url = getattr(par, 'ALYX_URL', '') or ''
+    server = getattr(par, 'HTTP_DATA_SERVER', '') or ''
+    if 'openalyx' in url and 'public' not in server:
+        par = par.set('HTTP_DATA_SERVER', _DEFAULTS['HTTP_DATA_SERVER'])
+        save(par, url)
+    return par
+
+
+def get_default_client(include_schema: bool = True) -> str | None:
+    """Return the default database: its URL, or its client key without `include_schema`.
+
+    None when no database has been set up.
+    """
+    key = _read_map().get('DEFAULT')
+    if not key or not include_schema:
+        return key or None
+    par = _read_json(_params_file(key)) or {}
+    return par.get('ALYX_URL') or key
+
+
+def save(par, client: str) -> None:
+    """Write the parameters of a database client (``CACHE_DIR`` is not stored there).
+
+    Parameters
+    ----------
+    par : IBLParams or dict
+        The parameters.
+    client : str
+        The database URL or client key.
+    """
+    data = _as_dict(par)
+    data.pop('CACHE_DIR', None)
+    with _locked():
+        _write_json(_params_file(_key_from_url(client)), data)
+
+
+def _store_token(client: str, username: str, token: str | None) -> None:
+    """Save (or with None remove) a user's login token in a client's parameter file.
+
+    The file is re-read under the lock so that tokens of other users, or changes made by
+    another process, are kept.
+    """
+    path = _params_file(_key_from_url(client))
+    with _locked():
+        data = _read_json(path) or {**_DEFAULTS, 'ALYX_URL': client}
+        tokens = dict(data.get('TOKEN') or {})
+        if token is None:
+            if username not in tokens:
+                return
+            tokens.pop(username)
+        else:
+            tokens[username] = {'token': token}
+        if tokens:
+            data['TOKEN'] = tokens
+        else:
+            data.pop('TOKEN', None)
+        data.pop('CACHE_DIR', None)
+        _write_json(path, data)
+
+
+def get_cache_dir(client: str | None = None) -> Path:
+    """Return (and create) the data folder of a database client, or the default folder.
+
+    Parameters
+    ----------
+    client : str, optional
+        The client URL or key; the default client when None.
+
+    Returns
+    -------
+    pathlib.Path
+        The client's folder; `CACHE_DIR_DEFAULT` when no client is set up.
+    """
+    cache_map = _read_map()
+    clients = cache_map.get('CLIENT_MAP') or {}
+    key = _key_from_url(client) if client else cache_map.get('DEFAULT')
+    cache_dir = Path(clients.get(key) or CACHE_DIR_DEFAULT)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return cache_dir
+
+
+def check_cache_conflict(cache_dir) -> None:
+    """Raise AssertionError if `cache_dir` is the data folder of a configured database client.
+
+    Raises
+    ------
+    AssertionError
+        The folder belongs to a database client.
+    """
+    if not cache_dir:
+        return
+    clients = _read_map().get('CLIENT_MAP') or {}
+    for key, folder in clients.items():
+        assert not (folder and _same_path(folder, cache_dir)), \
+            f'{cache_dir} is the cache folder of the database client "{key}"'
+
+
+def delete_params(base_url: str | None = None) -> None:
+    """Delete the parameters of one database client, or all of ONE's parameters.
+
+    Parameters
+    ----------
+    base_url : str, optional
+        The database whose parameters (file and client-map entry) are deleted.  When None,
+        every parameter file is deleted, then the folder if it is left empty.
+    """
+    folder = get_params_dir()
+    if base_url:
+        key = _key_from_url(base_url)
+        with _locked():
+            path = _params_file(key)
+            if path.exists():
+                path.unlink()
+            else:
+                warnings.warn(f'No parameters found for {base_url} ({path})')
+            cache_map = _read_json(_params_file(_CLIENT_ID_STR)) or {}
+            if key in (cache_map.get('CLIENT_MAP') or {}):
+                del cache_map['CLIENT_MAP'][key]
+                if cache_map.get('DEFAULT') == key:
+                    cache_map['DEFAULT'] = next(iter(cache_map['CLIENT_MAP']), None)
+                _write_json(_params_file(_CLIENT_ID_STR), cache_map, private=False)
+        return
+    if not folder.exists():
+        return
+    cache_map = _read_json(_params_file(_CLIENT_ID_STR)) or {}
+    names = {f'.{_CLIENT_ID_STR}', '.remote', _LOCK_NAME,
+             *(f'.{k}' for k in cache_map.get('CLIENT_MAP') or {})}
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only if nothing else is left in it

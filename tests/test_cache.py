@@ -1,0 +1,989 @@
+"""Tests for one.alf.cache: schema, load/save, legacy patching, merging, indexing, safety."""
+import datetime
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from one._lib import parquet
+from one.alf import cache as alf_cache
+from one.alf.cache import (
+    DATASETS_COLUMNS,
+    EMPTY_DATASETS_FRAME,
+    EMPTY_SESSIONS_FRAME,
+    QC_TYPE,
+    SESSIONS_COLUMNS,
+    cast_index_object,
+    default_cache,
+    load_tables,
+    make_parquet_db,
+    merge_tables,
+    patch_tables,
+    remove_missing_datasets,
+    remove_table_files,
+    save_tables,
+)
+from one.alf.exceptions import ALFWarning
+
+FIXTURES = Path(__file__).parent / 'fixtures' / 'alyx'
+NS = uuid.UUID('0b6f6a52-5cc0-4b8a-9d7e-3f1a2c4d5e6f')
+
+
+def _is_str_dtype(dtype) -> bool:
+    """object (pandas 2) or str (pandas 3)."""
+    return pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+
+
+def _uid(*parts) -> str:
+    return str(uuid.uuid5(NS, '/'.join(map(str, parts))))
+
+
+def _sessions(n, tag='s', start=0) -> pd.DataFrame:
+    ids = [_uid(tag, i) for i in range(start, start + n)]
+    return pd.DataFrame({
+        'lab': ['lab'] * n,
+        'subject': [f'{tag}{i}' for i in range(start, start + n)],
+        'date': [datetime.date(2024, 1, 1) + datetime.timedelta(days=i)
+                 for i in range(start, start + n)],
+        'number': np.arange(1, n + 1, dtype=np.uint16),
+        'task_protocol': ['proto'] * n,
+        'projects': ['a,b'] * n,
+    }, index=pd.Index(ids, name='id'))
+
+
+def _datasets(eids, per=2, tag='d') -> pd.DataFrame:
+    rows = [(e, _uid(tag, e, j), f'alf/obj{j}.attr.npy') for e in eids for j in range(per)]
+    n = len(rows)
+    return pd.DataFrame({
+        'rel_path': [r[2] for r in rows],
+        'file_size': pd.array(np.arange(n), dtype='UInt64'),
+        'hash': ['0' * 32] * n,
+        'exists': [True] * n,
+        'qc': pd.Categorical(['PASS'] * n, dtype=QC_TYPE),
+    }, index=pd.MultiIndex.from_tuples([r[:2] for r in rows], names=['eid', 'id']))
+
+
+def _cache_with(sessions=None, datasets=None, origin='test'):
+    cache = default_cache(origin)
+    if sessions is not None:
+        cache['sessions'] = sessions
+    if datasets is not None:
+        cache['datasets'] = datasets
+    return cache
+
+
+def _touch(root: Path, rel: str, data: bytes = b'') -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+# ------------------------------------------------------------------------------------ schema
+
+def test_qc_type_is_ordered():
+    assert list(QC_TYPE.categories) == ['NOT_SET', 'PASS', 'WARNING', 'FAIL', 'CRITICAL']
+    assert QC_TYPE.ordered
+    s = pd.Series(['FAIL', 'PASS', 'CRITICAL', 'NOT_SET', 'WARNING'], dtype=QC_TYPE)
+    assert s[s.le('WARNING')].tolist() == ['PASS', 'NOT_SET', 'WARNING']
+
+
+def test_column_constants_and_empty_frames():
+    assert list(SESSIONS_COLUMNS) == ['id', 'lab', 'subject', 'date', 'number', 'task_protocol',
+                                      'projects']
+    assert list(DATASETS_COLUMNS) == ['eid', 'id', 'rel_path', 'file_size', 'hash', 'exists',
+                                      'qc']
+    assert EMPTY_SESSIONS_FRAME.index.name == 'id'
+    assert list(EMPTY_SESSIONS_FRAME.columns) == list(SESSIONS_COLUMNS)[1:]
+    assert EMPTY_SESSIONS_FRAME['number'].dtype == np.uint16
+    assert EMPTY_DATASETS_FRAME.index.names == ['eid', 'id']
+    assert list(EMPTY_DATASETS_FRAME.columns) == list(DATASETS_COLUMNS)[2:]
+    assert str(EMPTY_DATASETS_FRAME['file_size'].dtype) == 'UInt64'
+    assert EMPTY_DATASETS_FRAME['exists'].dtype == bool
+    assert EMPTY_DATASETS_FRAME['qc'].dtype == QC_TYPE
+
+
+def test_default_cache():
+    cache = default_cache()
+    assert set(cache) == {'datasets', 'sessions', '_meta'}
+    assert cache.datasets is not EMPTY_DATASETS_FRAME and cache.datasets.empty
+    meta = cache['_meta']
+    assert all(meta[k] is None for k in ('created_time', 'loaded_time', 'modified_time',
+                                         'saved_time'))
+    assert meta['raw']['datasets']['origin'] == set()
+    datetime.datetime.fromisoformat(meta['raw']['sessions']['date_created'])
+    meta['raw']['datasets']['origin'].add('x')  # independent copies
+    assert meta['raw']['sessions']['origin'] == set()
+    assert default_cache('alyx')['_meta']['raw']['sessions']['origin'] == {'alyx'}
+
+
+def test_metadata_helper(tmp_path):
+    meta = alf_cache._metadata(tmp_path)
+    assert meta['origin'] == str(tmp_path)
+    created = datetime.datetime.strptime(meta['date_created'], '%Y-%m-%d %H:%M')
+    assert abs(datetime.datetime.now() - created) < datetime.timedelta(minutes=2)
+
+
+def test_cast_index_object_round_trip():
+    ses = _sessions(3)
+    dsets = _datasets(ses.index, per=2)
+    cast_index_object(dsets)
+    assert isinstance(dsets.index[0][0], uuid.UUID) and isinstance(dsets.index[0][1], uuid.UUID)
+    assert dsets.index.names == ['eid', 'id']
+    cast_index_object(dsets, str)
+    assert dsets.index[0][0] == ses.index[0]
+    ses.index = pd.Index([ses.index[0], None, ses.index[2]], name='id')
+    out = cast_index_object(ses)
+    assert out is ses and out.index.name == 'id'
+    assert isinstance(out.index[0], uuid.UUID) and pd.isna(out.index[1])
+
+
+# ------------------------------------------------------------------------- save / load tables
+
+def test_save_load_round_trip_all_dtypes(tmp_path):
+    ses = _sessions(4)
+    dsets = _datasets(ses.index, per=3)
+    dsets['file_size'] = dsets['file_size'].astype(object).where(
+        np.arange(len(dsets)) != 1, None).astype('UInt64')
+    dsets['hash'] = [''] * 2 + ['f' * 32] * (len(dsets) - 2)
+    dsets['exists'] = np.arange(len(dsets)) % 2 == 0
+    dsets['qc'] = pd.Categorical(['CRITICAL', 'NOT_SET', 'WARNING'] * 4, dtype=QC_TYPE)
+    dsets['default_revision'] = True
+    cache = _cache_with(ses, dsets, origin='somewhere')
+    files = save_tables(cache, tmp_path / 'tables')
+    assert [f.name for f in files] == ['sessions.pqt', 'datasets.pqt']
+
+    loaded = load_tables(tmp_path / 'tables')
+    pd.testing.assert_frame_equal(loaded.sessions, ses.sort_index(), check_dtype=False,
+                                  check_index_type=False)
+    pd.testing.assert_frame_equal(loaded.datasets, dsets.sort_index(), check_dtype=False,
+                                  check_index_type=False)
+    s, d = loaded.sessions, loaded.datasets
+    assert s.index.name == 'id' and d.index.names == ['eid', 'id']
+    assert isinstance(s.index[0], str) and isinstance(d.index[0][1], str)  # ids stay str
+    assert all(_is_str_dtype(s[c].dtype) for c in ('lab', 'subject', 'task_protocol',
+                                                   'projects'))
+    assert isinstance(s['date'].iloc[0], datetime.date) and s['number'].dtype == np.uint16
+    assert str(d['file_size'].dtype) == 'UInt64' and d['file_size'].isna().sum() == 1
+    assert d['exists'].dtype == bool and d['default_revision'].dtype == bool
+    assert d['qc'].dtype == QC_TYPE
+    assert d['hash'].tolist().count('') == 2
+    meta = loaded['_meta']
+    assert meta['raw']['sessions']['origin'] == {'somewhere'}
+    assert meta['loaded_time'] is not None
+    assert meta['created_time'] == datetime.datetime.fromisoformat(
+        cache['_meta']['raw']['sessions']['date_created'])
+    assert cache['_meta']['saved_time'] is not None
+
+
+def test_saved_files_have_one_layout(tmp_path):
+    """Index levels as str columns, origin as a list, keys ONE-api reads."""
+    ses = _sessions(2)
+    cache = _cache_with(ses, _datasets(ses.index), origin='here')
+    cache['_meta']['modified_time'] = datetime.datetime(2024, 5, 6, 7, 8, 9)
+    save_tables(cache, tmp_path)
+    for name, index in (('sessions', ['id']), ('datasets', ['eid', 'id'])):
+        schema = pq.read_schema(tmp_path / f'{name}.pqt')
+        pandas_meta = json.loads(schema.metadata[b'pandas'])
+        assert pandas_meta['index_columns'] == index
+        assert all(schema.field(i).type == pa.string() for i in index)
+        meta = json.loads(schema.metadata[b'one_metadata'])
+        assert meta['origin'] == ['here']
+        assert meta['date_modified'] == '2024-05-06 07:08'
+        datetime.datetime.strptime(meta['date_created'], '%Y-%m-%d %H:%M')
+    assert pq.read_schema(tmp_path / 'sessions.pqt').field('date').type == pa.date32()
+    assert pq.read_schema(tmp_path / 'sessions.pqt').field('number').type == pa.uint16()
+
+
+def test_load_tables_missing_or_empty_dir(tmp_path):
+    for folder in (tmp_path / 'missing', tmp_path):
+        cache = load_tables(folder)
+        assert cache.sessions.empty and cache.datasets.empty
+        assert cache['_meta']['loaded_time'] is None and cache['_meta']['created_time'] is None
+
+
+def test_load_tables_skips_tables_without_date_created(tmp_path, caplog):
+    parquet.save(tmp_path / 'sessions.pqt', _sessions(2), {'origin': 'x'})
+    with caplog.at_level(logging.WARNING, logger='one.alf.cache'):
+        cache = load_tables(tmp_path)
+    assert 'does not appear to be a valid table. Skipping' in caplog.text
+    assert cache.sessions.empty
+    assert cache['_meta']['raw']['sessions'] == {'origin': 'x'}
+    assert cache['_meta']['loaded_time'] is None
+
+
+def test_load_tables_any_table_name_and_origin_default(tmp_path):
+    ins = pd.DataFrame({'name': ['probe00', 'probe01']}, index=pd.MultiIndex.from_tuples(
+        [(_uid('e', 1), _uid('p', 2)), (_uid('e', 0), _uid('p', 1))], names=['eid', 'id']))
+    parquet.save(tmp_path / 'insertions.pqt', ins, {'date_created': '2020-01-01 00:00'})
+    cache = load_tables(tmp_path)
+    assert cache.insertions.index.is_monotonic_increasing
+    assert cache.insertions.loc[(_uid('e', 1), _uid('p', 2)), 'name'] == 'probe00'
+    assert cache['_meta']['raw']['insertions']['origin'] == {'unknown'}
+    assert cache['_meta']['created_time'] == datetime.datetime(2020, 1, 1)
+
+
+def test_load_tables_sets_index_from_id_columns(tmp_path):
+    ses = _sessions(3).reset_index()
+    dsets = _datasets(ses['id'], per=2).reset_index()
+    parquet.save(tmp_path / 'sessions.pqt', ses.iloc[::-1], {'date_created': '2024-01-01'})
+    parquet.save(tmp_path / 'datasets.pqt', dsets, {'date_created': '2024-01-01'})
+    cache = load_tables(tmp_path)
+    assert cache.sessions.index.name == 'id'
+    assert cache.sessions.index.is_monotonic_increasing
+    assert cache.datasets.index.names == ['eid', 'id']
+    parquet.save(tmp_path / 'bad.pqt', pd.DataFrame({'x': [1]}), {'date_created': '2024-01-01'})
+    with pytest.raises(KeyError, match='Failed to set index'):
+        load_tables(tmp_path)
+
+
+def test_load_tables_casts_qc_strings(tmp_path):
+    dsets = _datasets([_uid('e')], per=2)
+    dsets['qc'] = ['FAIL', 'PASS']
+    parquet.save(tmp_path / 'datasets.pqt', dsets, {'date_created': '2024-01-01'})
+    d = load_tables(tmp_path).datasets
+    assert d['qc'].dtype == QC_TYPE
+    assert sorted(d['qc'].tolist()) == ['FAIL', 'PASS']
+
+
+# ----------------------------------------------------------------------------- legacy tables
+
+def _int_pair(u: str) -> tuple:
+    low, high = np.frombuffer(uuid.UUID(u).bytes, dtype='<i8')
+    return int(low), int(high)
+
+
+def _write_legacy_tables(folder: Path):
+    """Tables as written by ONE < 1.13: int64-pair ids, 'project', float sizes, no qc."""
+    eids = [_uid('legacy', i) for i in range(2)]
+    dids = [_uid('legacy-d', i) for i in range(3)]
+    ses = pa.table({
+        'id_0': [_int_pair(e)[0] for e in eids], 'id_1': [_int_pair(e)[1] for e in eids],
+        'lab': ['mainenlab', 'cortexlab'], 'subject': ['ZFM-01935', 'KS005'],
+        'date': [datetime.date(2021, 2, 5), datetime.date(2019, 4, 2)],
+        'number': pa.array([1, 4], pa.int64()), 'task_protocol': ['', 'habituation'],
+        'project': ['ibl_neuropixel_brainwide_01', ''],
+    })
+    dset_eids = [eids[0], eids[0], eids[1]]
+    dsets = pa.table({
+        'eid_0': [_int_pair(e)[0] for e in dset_eids],
+        'eid_1': [_int_pair(e)[1] for e in dset_eids],
+        'id_0': [_int_pair(d)[0] for d in dids], 'id_1': [_int_pair(d)[1] for d in dids],
+        'session_path': ['mainenlab/Subjects/ZFM-01935/2021-02-05/001'] * 2 +
+                        ['cortexlab/Subjects/KS005/2019-04-02/004'],
+        'rel_path': ['alf/probe00/_phy_spikes_subset.waveforms.npy', 'alf/a.b.npy',
+                     'alf/_ibl_wheel.position.npy'],
+        'file_size': [1024.0, None, 12.0], 'hash': ['a' * 32, None, 'b' * 32],
+        'exists': [True, True, False],
+    })
+    meta = json.dumps({'date_created': '2021-05-13 20:38', 'origin': 'ibl_test'}).encode()
+    pq.write_table(ses.replace_schema_metadata({b'one_metadata': meta}),
+                   folder / 'sessions.pqt')
+    pq.write_table(dsets.replace_schema_metadata({b'one_metadata': meta}),
+                   folder / 'datasets.pqt')
+    return eids, dids
+
+
+def test_load_legacy_tables(tmp_path):
+    eids, dids = _write_legacy_tables(tmp_path)
+    cache = load_tables(tmp_path)
+    ses, dsets = cache.sessions, cache.datasets
+    assert ses.index.name == 'id' and sorted(ses.index) == sorted(eids)
+    assert 'projects' in ses.columns and 'project' not in ses.columns
+    assert ses.loc[eids[0], 'projects'] == 'ibl_neuropixel_brainwide_01'
+    assert dsets.index.names == ['eid', 'id']
+    assert set(dsets.index) == {(eids[0], dids[0]), (eids[0], dids[1]), (eids[1], dids[2])}
+    assert 'session_path' not in dsets.columns
+    assert dsets['qc'].dtype == QC_TYPE and set(dsets['qc']) == {'NOT_SET'}
+    assert str(dsets['file_size'].dtype) == 'UInt64'
+    assert dsets.loc[(eids[0], dids[0]), 'file_size'] == 1024
+    assert pd.isna(dsets.loc[(eids[0], dids[1]), 'file_size'])
+    assert cache['_meta']['raw']['datasets']['origin'] == {'ibl_test'}
+    assert cache['_meta']['created_time'] == datetime.datetime(2021, 5, 13, 20, 38)
+
+
+def test_cache_int2str_known_pair():
+    u = 'd3372b15-f696-4279-9be5-98f15783b5bb'
+    low, high = _int_pair(u)
+    df = pd.DataFrame({'x': [1]}, index=pd.MultiIndex.from_arrays(
+        [[low], [high]], names=['id_0', 'id_1']))
+    out = alf_cache._cache_int2str(df)
+    assert out.index.name == 'id' and out.index[0] == u
+    # other levels are kept in place and a table without pairs is returned unchanged
+    df2 = pd.DataFrame({'x': [1]}, index=pd.MultiIndex.from_arrays(
+        [[low], [high], ['k']], names=['eid_0', 'eid_1', 'key']))
+    assert list(alf_cache._cache_int2str(df2).index[0]) == [u, 'k']
+    plain = _sessions(1)
+    assert alf_cache._cache_int2str(plain) is plain
+
+
+def test_patch_tables_versions():
+    df = pd.DataFrame({'project': ['p'], 'session_path': ['x']}, index=pd.Index(['a'],
+                                                                               name='id'))
+    patched = patch_tables(df, '1.12.9', 'datasets')
+    assert list(patched.columns) == ['projects', 'qc']
+    assert patched['qc'].tolist() == ['NOT_SET']
+    assert list(patch_tables(df, '1.13.0', 'datasets').columns) == ['project', 'qc']
+    # '2.10' is newer than 2.7 (numeric, not string, comparison): no qc added
+    assert list(patch_tables(df, '2.10', 'datasets').columns) == ['project']
+    assert list(patch_tables(df, None, 'sessions').columns) == ['projects', 'session_path']
+
+
+# ---------------------------------------------------------------------- recorded Alyx tables
+
+def _alyx_cache_dir(tmp_path) -> Path:
+    with zipfile.ZipFile(FIXTURES / 'cache_zip.zip') as z:
+        z.extractall(tmp_path / 'alyx')
+    return tmp_path / 'alyx'
+
+
+def test_recorded_alyx_cache_loads_with_rest_values(tmp_path):
+    cache = load_tables(_alyx_cache_dir(tmp_path))
+    ses, dsets = cache.sessions, cache.datasets
+    rest = json.loads((FIXTURES / 'sessions_list_all.json').read_text())['results']
+    assert sorted(ses.index) == sorted(r['id'] for r in rest)
+    for r in rest:
+        row = ses.loc[r['id']]
+        assert row['subject'] == r['subject'] and row['lab'] == r['lab']
+        assert row['number'] == r['number'] and row['task_protocol'] == r['task_protocol']
+        assert row['date'] == datetime.date.fromisoformat(r['start_time'][:10])
+        assert row['projects'] == ','.join(r['projects'])
+    counts = dsets.groupby(level='eid').size().to_dict()
+    assert counts == {
+        '75b7248d-4a93-4d90-814f-6ed5892cdb8f': 18, 'c25ba874-0eb1-4921-b6e3-976877429206': 33,
+        'f3956a1d-b81d-4cc4-bc6a-520fa96051a6': 18, '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33': 25,
+        'db74744d-cff4-4ca3-a8ac-6a249585a1d0': 18, '6bae27ed-da06-4ac4-915d-39ae53966935': 25}
+    assert dsets['qc'].dtype == QC_TYPE and str(dsets['file_size'].dtype) == 'UInt64'
+    assert dsets['exists'].all() and dsets.index.is_monotonic_increasing
+    assert ses.index.is_monotonic_increasing  # stored unsorted, sorted on load
+    meta = cache['_meta']
+    assert meta['raw']['datasets']['origin'] == {'alyx'}
+    assert meta['raw']['datasets']['min_api_version'] == '2.10'
+    assert meta['created_time'] == datetime.datetime(2026, 11, 23, 19, 46)
+
+
+@pytest.mark.parametrize('fixture', ['sessions_read.json',
+                                     'sessions_read_with_revision_2probes.json'])
+def test_recorded_alyx_datasets_match_session_records(tmp_path, fixture):
+    dsets = load_tables(_alyx_cache_dir(tmp_path)).datasets
+    record = json.loads((FIXTURES / fixture).read_text())
+    expected = record['data_dataset_session_related']
+    table = dsets.loc[record['id']]
+    assert len(table) == len(expected)
+    for d in expected:
+        row = table.loc[d['id']]
+        # the REST 'revision' is the revision's id: take the relative path from the file URL
+        rel_path = d['data_url'].split(f"/{record['number']:03d}/", 1)[1]
+        assert row['rel_path'] == rel_path.replace(f".{d['id']}", '')
+        assert row['rel_path'].startswith(d['collection'] + '/')
+        assert row['rel_path'].endswith('/' + d['name'])
+        assert ('#' in row['rel_path']) == bool(d['revision'])
+        assert row['file_size'] == d['file_size'] and row['hash'] == d['hash']
+        assert row['default_revision'] == (d['default_revision'] == 'True')
+        assert row['qc'] == d['qc']
+
+
+def test_recorded_alyx_revision_dataset(tmp_path):
+    dsets = load_tables(_alyx_cache_dir(tmp_path)).datasets
+    revised = dsets[dsets['rel_path'].str.contains('#')]
+    assert revised.index.get_level_values('eid').tolist() == [
+        'c25ba874-0eb1-4921-b6e3-976877429206']
+    assert revised['rel_path'].tolist() == ['alf/#2024-06-01#/_ibl_trials.choice.npy']
+    assert revised['default_revision'].iloc[0]  # the revision is the default
+    original = dsets[dsets['rel_path'] == 'alf/_ibl_trials.choice.npy'].loc[
+        'c25ba874-0eb1-4921-b6e3-976877429206']
+    assert original.index.tolist() == ['9772712a-b91b-44fa-b9e4-4adbb8fd7c2d']
+    assert not original['default_revision'].iloc[0]
+    assert dsets['default_revision'].sum() == len(dsets) - 1
+
+
+def test_recorded_alyx_cache_resaved_keeps_values(tmp_path):
+    original = load_tables(_alyx_cache_dir(tmp_path))
+    save_tables(original, tmp_path / 'copy')
+    copy = load_tables(tmp_path / 'copy')
+    pd.testing.assert_frame_equal(copy.datasets, original.datasets)
+    pd.testing.assert_frame_equal(copy.sessions, original.sessions)
+    assert copy['_meta']['raw']['datasets']['min_api_version'] == '2.10'
+    assert copy['_meta']['raw']['datasets']['origin'] == {'alyx'}
+
+
+# ------------------------------------------------------------------------------ merge_tables
+
+def test_merge_tables_updates_and_inserts():
+    ses = _sessions(3)
+    cache = _cache_with(ses, _datasets(ses.index))
+    before = cache['datasets'].copy()
+    new = _datasets([_uid('new')], per=2)
+    changed = before.iloc[[0]].assign(hash='c' * 32, qc='FAIL')
+    t = merge_tables(cache, datasets=pd.concat([new, changed]), origin='remote')
+    assert isinstance(t, datetime.datetime) and cache['_meta']['modified_time'] == t
+    d = cache['datasets']
+    assert len(d) == len(before) + 2 and d.index.is_monotonic_increasing
+    assert d.loc[before.index[0], 'hash'] == 'c' * 32 and d.loc[before.index[0], 'qc'] == 'FAIL'
+    assert d.loc[before.index[1], 'hash'] == '0' * 32
+    assert d.dtypes.to_dict() == before.dtypes.to_dict()
+    assert cache['_meta']['raw']['datasets']['origin'] == {'test', 'remote'}
+    assert len(before) == 6  # the previous frame was not modified
+    assert (before['hash'] == '0' * 32).all()
+
+
+def test_merge_tables_into_loaded_read_only_table(tmp_path):
+    ses = _sessions(2)
+    save_tables(_cache_with(ses, _datasets(ses.index)), tmp_path)
+    cache = load_tables(tmp_path)
+    rec = cache['datasets'].iloc[:1].assign(file_size=99)
+    merge_tables(cache, datasets=rec)
+    assert cache['datasets'].iloc[0]['file_size'] == 99
+    assert str(cache['datasets']['file_size'].dtype) == 'UInt64'
+
+
+def test_merge_tables_series():
+    ses = _sessions(2)
+    cache = _cache_with(ses, _datasets(ses.index))
+    row = ses.iloc[0].copy()
+    row['subject'] = 'renamed'
+    row.name = _uid('series-session')
+    merge_tables(cache, sessions=row)
+    s = cache['sessions']
+    assert s.loc[row.name, 'subject'] == 'renamed' and len(s) == 3
+    assert s['number'].dtype == np.uint16 and s.index.name == 'id'
+    drow = cache['datasets'].iloc[0].copy()
+    drow['rel_path'] = 'alf/x.y.npy'
+    drow.name = (ses.index[0], _uid('series-dataset'))
+    merge_tables(cache, datasets=drow)
+    d = cache['datasets']
+    assert d.loc[drow.name, 'rel_path'] == 'alf/x.y.npy'
+    assert d.index.names == ['eid', 'id'] and d['qc'].dtype == QC_TYPE
+
+
+def test_merge_tables_duplicates_keep_first():
+    cache = default_cache()
+    ses = _sessions(1)
+    dup = pd.concat([ses, ses.assign(subject='second')])
+    merge_tables(cache, sessions=dup)
+    assert len(cache['sessions']) == 1 and cache['sessions']['subject'].iloc[0] == 's0'
+
+
+def test_merge_tables_strict_and_columns():
+    ses = _sessions(1)
+    cache = _cache_with(ses, _datasets(ses.index).assign(default_revision=True, exists_aws=True))
+    rec = _datasets([_uid('other')], per=2).assign(extra='dropped')
+    rec['exists'] = [True, False]
+    with pytest.raises(AssertionError):
+        merge_tables(cache, strict=True, datasets=rec)
+    merge_tables(cache, datasets=rec)
+    d = cache['datasets']
+    assert 'extra' not in d.columns
+    assert list(d.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc',
+                               'default_revision', 'exists_aws']
+    added = d.loc[_uid('other')]
+    assert added['exists_aws'].tolist() == added['exists'].tolist()  # copied from 'exists'
+    assert sorted(added['exists_aws'].tolist()) == [False, True]
+    assert d['exists_aws'].dtype == bool  # filled with booleans: stays bool
+    assert added['default_revision'].isna().all()  # NA, the column made nullable
+    assert str(d['default_revision'].dtype) == 'boolean'
+    assert d.loc[ses.index[0], 'default_revision'].all()
+    # strict with matching columns works
+    same = d.iloc[:1].assign(hash='1' * 32)
+    merge_tables(cache, strict=True, datasets=same)
+    assert cache['datasets']['hash'].iloc[0] == '1' * 32
+
+
+def test_merge_tables_exists_columns_default_true_without_exists():
+    cache = _cache_with(_sessions(1).assign(exists_flatiron=False))
+    rec = _sessions(1, tag='t')
+    merge_tables(cache, sessions=rec)
+    assert cache['sessions'].loc[rec.index[0], 'exists_flatiron']
+
+
+def test_merge_tables_nothing_to_merge_keeps_modified_time():
+    cache = default_cache()
+    cache['_meta']['modified_time'] = stamp = datetime.datetime(2024, 1, 1)
+    assert merge_tables(cache, sessions=None, datasets=EMPTY_DATASETS_FRAME) is None
+    assert cache['_meta']['modified_time'] == stamp  # Q11: not reset to None
+    with pytest.raises(KeyError, match='Table "insertions" not in cache'):
+        merge_tables(cache, insertions=_sessions(1))
+
+
+def test_merge_tables_new_table_meta_and_uuid_ids():
+    cache = default_cache()
+    cache['insertions'] = pd.DataFrame(
+        {'name': pd.Series([], dtype=object)},
+        index=pd.MultiIndex.from_arrays([[], []], names=['eid', 'id']))
+    eid, pid = uuid.uuid4(), uuid.uuid4()
+    rec = pd.DataFrame({'name': ['probe00']},
+                       index=pd.MultiIndex.from_tuples([(eid, pid)], names=['eid', 'id']))
+    merge_tables(cache, insertions=rec, origin='https://alyx.example.org')
+    assert cache['insertions'].index[0] == (str(eid), str(pid))
+    raw = cache['_meta']['raw']['insertions']
+    assert raw['origin'] == {'https://alyx.example.org'} and 'date_created' in raw
+
+
+# ------------------------------------------------------------------------------ save_tables
+
+def test_save_tables_merges_with_disk(tmp_path):
+    ses_a, ses_b = _sessions(3, 'a'), _sessions(2, 'b')
+    first = _cache_with(ses_a, _datasets(ses_a.index), origin='one')
+    first['_meta']['raw']['sessions']['date_created'] = '2020-01-01 00:00'
+    save_tables(first, tmp_path)
+    second = _cache_with(pd.concat([ses_b, ses_a.iloc[[0]].assign(subject='changed')]),
+                         _datasets(ses_b.index), origin='two')
+    save_tables(second, tmp_path)
+    loaded = load_tables(tmp_path)
+    s = loaded.sessions
+    assert set(s.index) == set(ses_a.index) | set(ses_b.index)
+    assert s.loc[ses_a.index[0], 'subject'] == 'changed'  # memory wins
+    assert s.loc[ses_a.index[1], 'subject'] == 'a1'  # disk-only rows kept
+    assert len(loaded.datasets) == 10
+    raw = loaded['_meta']['raw']['sessions']
+    assert raw['origin'] == {'one', 'two'}
+    assert raw['date_created'] == '2020-01-01 00:00'  # the earlier of the two
+    assert second['_meta']['raw']['sessions']['date_created'] == '2020-01-01 00:00'
+    assert len(second['sessions']) == 3  # the in-memory table is not modified
+
+
+def test_save_tables_clobber_replaces(tmp_path):
+    save_tables(_cache_with(_sessions(3, 'a')), tmp_path)
+    save_tables(_cache_with(_sessions(1, 'b')), tmp_path, clobber=True)
+    assert load_tables(tmp_path).sessions['subject'].tolist() == ['b0']
+
+
+def test_save_tables_keeps_disk_only_columns(tmp_path):
+    ses = _sessions(1)
+    save_tables(_cache_with(ses, _datasets(ses.index).assign(default_revision=True)), tmp_path)
+    other = _datasets([_uid('x')], per=1)
+    save_tables(_cache_with(ses, other), tmp_path, tables=['datasets'])
+    d = load_tables(tmp_path).datasets
+    assert len(d) == 3 and 'default_revision' in d.columns
+    assert d.loc[ses.index[0], 'default_revision'].all()
+    assert pd.isna(d.loc[(_uid('x'), other.index[0][1]), 'default_revision'])
+
+
+def test_save_tables_empty_or_small_memory_keeps_disk(tmp_path):
+    ses = _sessions(5)
+    save_tables(_cache_with(ses, _datasets(ses.index)), tmp_path)
+    before = load_tables(tmp_path)
+    save_tables(default_cache(), tmp_path)  # an empty cache never wipes the tables
+    after = load_tables(tmp_path)
+    pd.testing.assert_frame_equal(after.datasets, before.datasets)
+    pd.testing.assert_frame_equal(after.sessions, before.sessions)
+    # a few records with a column the disk lacks: merged in, the column kept
+    small = default_cache()
+    rec = before.datasets.iloc[[1]].assign(hash='e' * 32, exists_aws=False)
+    merge_tables(small, datasets=_datasets([_uid('new')], per=1))
+    small['datasets'] = pd.concat([small['datasets'].assign(exists_aws=True), rec])
+    save_tables(small, tmp_path)
+    d = load_tables(tmp_path).datasets
+    assert len(d) == 11 and d.loc[rec.index[0], 'hash'] == 'e' * 32
+    assert not d.loc[rec.index[0], 'exists_aws']
+    old_rows = d.drop(index=[rec.index[0], *_datasets([_uid('new')], per=1).index])
+    assert len(old_rows) == 9
+    assert (old_rows['exists_aws'] == old_rows['exists']).all()  # filled from 'exists'
+    assert d['qc'].dtype == QC_TYPE and str(d['file_size'].dtype) == 'UInt64'
+
+
+def test_save_tables_uuid_index_and_tables_arg(tmp_path):
+    ses = cast_index_object(_sessions(2))
+    cache = _cache_with(ses)
+    with pytest.raises(KeyError, match='nope'):
+        save_tables(cache, tmp_path, tables=['nope'])
+    assert save_tables(cache, tmp_path / 'new', tables=['sessions']) == [
+        tmp_path / 'new' / 'sessions.pqt']
+    assert pq.read_schema(tmp_path / 'new' / 'sessions.pqt').field('id').type == pa.string()
+    assert isinstance(ses.index[0], uuid.UUID)  # caller's frame untouched
+    assert (tmp_path / 'new' / '.ONE.lock').exists()
+
+
+def test_save_tables_replaces_unreadable_table_and_cleans_temps(tmp_path, caplog):
+    (tmp_path / 'sessions.pqt').write_bytes(b'not parquet')
+    stale = tmp_path / '.sessions.pqt.0123456789ab.tmp'
+    stale.write_bytes(b'half')
+    with caplog.at_level(logging.WARNING, logger='one.alf.cache'):
+        save_tables(_cache_with(_sessions(2)), tmp_path)
+    assert 'unreadable table' in caplog.text
+    assert len(load_tables(tmp_path).sessions) == 2
+    assert not stale.exists()
+
+
+def _save_records_worker(tables_dir, worker, n_records, batch, start):
+    """Child process: save `n_records` new sessions and datasets, `batch` at a time."""
+    start.wait(60)
+    for b in range(0, n_records, batch):
+        cache = default_cache(origin=f'worker{worker}')
+        ses = _sessions(batch, tag=f'w{worker}-', start=b)
+        merge_tables(cache, sessions=ses, datasets=_datasets(ses.index, per=1, tag=f'w{worker}'))
+        save_tables(cache, tables_dir, timeout=120)
+
+
+def test_concurrent_savers_lose_no_records(tmp_path):
+    """4 processes save 200 records each into the same tables at once: all 800 are kept."""
+    ctx = multiprocessing.get_context('spawn')
+    start = ctx.Event()
+    procs = [ctx.Process(target=_save_records_worker, args=(tmp_path, w, 200, 20, start))
+             for w in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0] * 4
+    cache = load_tables(tmp_path)
+    expected = {_uid(f'w{w}-', i) for w in range(4) for i in range(200)}
+    assert set(cache.sessions.index) == expected
+    assert len(cache.datasets) == 800
+    assert set(cache.datasets.index.get_level_values('eid')) == expected
+    assert cache['_meta']['raw']['sessions']['origin'] == {f'worker{w}' for w in range(4)}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+
+
+_CRASH_WRITER = textwrap.dedent("""
+    import datetime, sys
+    from one.alf.cache import load_tables, save_tables
+    folder = sys.argv[1]
+    cache = load_tables(folder)
+    print('ready', flush=True)
+    k = 0
+    while True:
+        k += 1
+        cache['sessions'] = cache['sessions'].assign(task_protocol=f'v{k}')
+        cache['datasets'] = cache['datasets'].assign(hash=f'v{k}')
+        cache['_meta']['modified_time'] = datetime.datetime.now()
+        save_tables(cache, folder, clobber=k % 3 != 0)
+""")
+
+
+def test_writer_killed_mid_save_leaves_readable_tables(tmp_path):
+    """SIGKILL a process saving big tables in a loop: tables always load, old or new."""
+    n_ses, per = 500, 400
+    ses = _sessions(n_ses)
+    ids = [str(uuid.UUID(int=i)) for i in range(n_ses * per)]
+    dsets = pd.DataFrame({
+        'rel_path': [f'alf/obj{j}.attr.npy' for j in range(per)] * n_ses,
+        'file_size': pd.array(np.arange(n_ses * per), dtype='UInt64'),
+        'hash': 'v0', 'exists': True,
+        'qc': pd.Categorical.from_codes(np.zeros(n_ses * per, dtype=np.int8), dtype=QC_TYPE),
+    }, index=pd.MultiIndex.from_arrays([np.repeat(ses.index, per), ids], names=['eid', 'id']))
+    save_tables(_cache_with(ses.assign(task_protocol='v0'), dsets), tmp_path)
+    rng = random.Random(0)
+    mid_write, attempts, versions = 0, 0, set()
+    while mid_write < 2 and attempts < 30:
+        attempts += 1
+        proc = subprocess.Popen([sys.executable, '-c', _CRASH_WRITER, str(tmp_path)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == 'ready'
+            proc.stdout.close()
+            time.sleep(rng.uniform(0.2, 2.5))
+            temps_before = [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(60)
+        temps = [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+        mid_write += bool(temps and temps_before)
+        cache = load_tables(tmp_path)
+        s, d = cache.sessions, cache.datasets
+        assert len(s) == n_ses and len(d) == n_ses * per
+        assert s['task_protocol'].nunique() == 1 and d['hash'].nunique() == 1
+        assert s['task_protocol'].iloc[0].startswith('v') and d['hash'].iloc[0].startswith('v')
+        versions.add(d['hash'].iloc[0])
+        # the dead writer's lock does not block; its temporary files are cleaned up
+        save_tables(cache, tmp_path, clobber=True, timeout=30)
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+    assert versions - {'v0'}, 'the writer never saved'
+    assert mid_write >= 1, f'no kill landed during a write in {attempts} attempts'
+
+
+# ------------------------------------------------------------------------ remove_table_files
+
+def test_remove_table_files(tmp_path, caplog):
+    save_tables(_cache_with(_sessions(1)), tmp_path)
+    (tmp_path / 'cache_info.json').write_text('{}')
+    with caplog.at_level(logging.WARNING, logger='one.alf.cache'):
+        removed = remove_table_files(tmp_path)
+    assert sorted(p.name for p in removed) == ['cache_info.json', 'datasets.pqt',
+                                              'sessions.pqt']
+    assert not (tmp_path / 'sessions.pqt').exists()
+    assert caplog.text == ''
+    with caplog.at_level(logging.WARNING, logger='one.alf.cache'):
+        assert remove_table_files(tmp_path, ['insertions']) == []
+    assert 'cache_info.json not found' in caplog.text and 'insertions.pqt not found' in \
+        caplog.text
+
+
+# ---------------------------------------------------------------------------- make_parquet_db
+
+TREE = {
+    'mylab/Subjects/KS001/2024-01-15/001': [
+        'alf/_ibl_trials.intervals.npy', 'alf/_ibl_trials.choice.npy',
+        'alf/#2024-06-01#/_ibl_trials.choice.npy', 'alf/probe00/spikes.times.npy',
+        'raw_behavior_data/_iblrig_taskSettings.raw.json', 'spikes.times.npy',
+    ],
+    'mylab/Subjects/KS001/2024-01-15/002': ['alf/_ibl_trials.intervals.npy'],
+    'KS002/2024-02-01/001': ['alf/_ibl_trials.intervals.npy', 'alf/wheel.position.npy'],
+}
+INVALID = ['alf/bad-name.a.b', 'alf/spike_train.npy', 'alf/.hidden.times.npy',
+           'alf/#rev#/sub/x.y.npy', 'notes.txt', 'alf/with space.times.npy']
+
+
+def _make_tree(root: Path, invalid=True) -> dict:
+    sizes = {}
+    for ses, datasets in TREE.items():
+        for i, rel in enumerate(datasets):
+            data = f'{ses}/{rel}'.encode() * (i + 1)
+            _touch(root, f'{ses}/{rel}', data)
+            sizes[(ses, rel)] = data
+        if invalid:
+            for rel in INVALID:
+                _touch(root, f'{ses}/{rel}', b'junk')
+    _touch(root, 'mylab/Subjects/KS001/notasession/001/alf/a.b.npy')
+    _touch(root, 'loose.times.npy')
+    return sizes
+
+
+def test_make_parquet_db_indexes_valid_datasets(tmp_path):
+    contents = _make_tree(tmp_path)
+    files = make_parquet_db(tmp_path)
+    assert files == (tmp_path / 'sessions.pqt', tmp_path / 'datasets.pqt')
+    cache = load_tables(tmp_path)
+    ses, dsets = cache.sessions, cache.datasets
+    assert len(ses) == 3 and ses.index.name == 'id'
+    by_subject = ses.reset_index().set_index(['subject', 'number'])
+    assert by_subject.loc[('KS001', 1), 'lab'] == 'mylab'
+    assert by_subject.loc[('KS002', 1), 'lab'] == ''
+    assert by_subject.loc[('KS001', 2), 'date'] == datetime.date(2024, 1, 15)
+    assert ses['number'].dtype == np.uint16
+    assert (ses['task_protocol'] == '').all() and (ses['projects'] == '').all()
+    expected = sorted(rel for datasets in TREE.values() for rel in datasets)
+    assert sorted(dsets['rel_path']) == expected  # invalid names are not indexed
+    assert dsets['exists'].all() and (dsets['hash'] == '').all()
+    assert set(dsets['qc']) == {'NOT_SET'} and dsets['qc'].dtype == QC_TYPE
+    for (eid, _), row in dsets.iterrows():
+        assert row['file_size'] == len(contents[(_folder(ses.loc[eid]), row['rel_path'])])
+    for eid in ses.index:
+        assert uuid.UUID(eid).version == 3 and str(uuid.UUID(eid)) == eid
+    meta = cache['_meta']['raw']['datasets']
+    assert meta['origin'] == {str(tmp_path.resolve())}
+    assert 'default_revision' not in dsets.columns  # as ONE's make_parquet_db
+
+
+def test_make_parquet_db_ids_stable_and_unique(tmp_path):
+    _make_tree(tmp_path / 'a', invalid=False)
+    make_parquet_db(tmp_path / 'a')
+    first = load_tables(tmp_path / 'a')
+    make_parquet_db(tmp_path / 'a')
+    second = load_tables(tmp_path / 'a')
+    assert list(first.datasets.index) == list(second.datasets.index)
+    assert list(first.sessions.index) == list(second.sessions.index)
+    # the same relative path in different sessions gets different ids (Q2)
+    d = first.datasets
+    same = d[d['rel_path'] == 'alf/_ibl_trials.intervals.npy']
+    assert len(same) == 3 and same.index.get_level_values('id').nunique() == 3
+    assert d.index.get_level_values('id').is_unique
+    # ids are derived from (lab/)subject/date/number and session uuid + rel_path
+    key = 'mylab/KS001/2024-01-15/001'
+    eid = str(uuid.uuid3(alf_cache.ID_NAMESPACE, key))
+    assert eid in first.sessions.index
+    did = str(uuid.uuid3(alf_cache.ID_NAMESPACE, f'{eid}/alf/_ibl_trials.choice.npy'))
+    assert d.loc[(eid, did), 'rel_path'] == 'alf/_ibl_trials.choice.npy'
+    # another root holding the same session gives the same ids
+    _make_tree(tmp_path / 'b', invalid=False)
+    make_parquet_db(tmp_path / 'b', out_dir=tmp_path)
+    assert list(load_tables(tmp_path).datasets.index) == list(d.index)
+
+
+def _folder(ses_row) -> str:
+    lab = f"{ses_row['lab']}/Subjects/" if ses_row['lab'] else ''
+    return f"{lab}{ses_row['subject']}/{ses_row['date']}/{ses_row['number']:03d}"
+
+
+def test_make_parquet_db_hash_files(tmp_path):
+    _make_tree(tmp_path, invalid=False)
+    _touch(tmp_path, 'KS002/2024-02-01/001/raw_ephys_data/_spikeglx_ephysData.ap.cbin',
+           os.urandom(3 * 1024 * 1024 + 5))
+    make_parquet_db(tmp_path, hash_files=True)
+    cache = load_tables(tmp_path)
+    d = cache.datasets
+    assert len(d) == 10
+    for (eid, _), row in d.iterrows():
+        data = (tmp_path / _folder(cache.sessions.loc[eid]) / row['rel_path']).read_bytes()
+        assert row['hash'] == hashlib.md5(data).hexdigest()
+
+
+def test_make_parquet_db_without_hash_ids(tmp_path):
+    _make_tree(tmp_path, invalid=False)
+    make_parquet_db(tmp_path, hash_ids=False)
+    raw, _ = parquet.load(tmp_path / 'datasets.pqt')
+    assert isinstance(raw.index, pd.RangeIndex)  # saved without index
+    cache = load_tables(tmp_path)
+    assert set(cache.sessions.index) == {'mylab/KS001/2024-01-15/001',
+                                         'mylab/KS001/2024-01-15/002', 'KS002/2024-02-01/001'}
+    assert cache.datasets.index.names == ['eid', 'id']
+    assert ('KS002/2024-02-01/001', 'alf/wheel.position.npy') in cache.datasets.index
+
+
+def test_make_parquet_db_lab_option(tmp_path):
+    _touch(tmp_path, 'root/KS002/2024-02-01/001/alf/a.b.npy')
+    make_parquet_db(tmp_path / 'root', lab='newlab')
+    assert load_tables(tmp_path / 'root').sessions['lab'].tolist() == ['newlab']
+    _make_tree(tmp_path / 'tree', invalid=False)
+    make_parquet_db(tmp_path / 'tree', lab='mylab')  # existing labs equal the option: fine
+    assert set(load_tables(tmp_path / 'tree').sessions['lab']) == {'mylab'}
+    with pytest.raises(AssertionError, match='mylab'):
+        make_parquet_db(tmp_path / 'tree', lab='lab')  # Q3: not the literal 'lab'
+
+
+def test_make_parquet_db_warnings_and_out_dir(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    with pytest.warns(RuntimeWarning) as record:
+        files = make_parquet_db(tmp_path / 'empty')
+    assert {str(w.message) for w in record} == {'No sessions found', 'No datasets found'}
+    cache = load_tables(tmp_path / 'empty')
+    assert all(f.exists() for f in files) and cache.sessions.empty
+    assert cache['_meta']['loaded_time'] is not None
+    _touch(tmp_path, 'nodata/KS002/2024-02-01/001/notes.txt')
+    with pytest.warns(RuntimeWarning, match='No datasets found'):
+        make_parquet_db(tmp_path / 'nodata')
+    assert len(load_tables(tmp_path / 'nodata').sessions) == 1
+    with pytest.raises(AssertionError, match='does not exist'):
+        make_parquet_db(tmp_path / 'nodata', out_dir=tmp_path / 'missing')
+
+
+def test_make_parquet_db_unpadded_number_and_root_session(tmp_path):
+    _touch(tmp_path, 'KS002/2024-02-01/1/alf/a.b.npy')
+    with pytest.warns(ALFWarning, match='zero-padded'):
+        make_parquet_db(tmp_path)
+    assert load_tables(tmp_path).sessions['number'].tolist() == [1]
+    session = tmp_path / 'KS003' / '2024-03-01' / '002'
+    _touch(session, 'alf/c.d.npy')
+    make_parquet_db(session)
+    cache = load_tables(session)
+    assert cache.sessions['subject'].tolist() == ['KS003']
+    assert cache.datasets['rel_path'].tolist() == ['alf/c.d.npy']
+
+
+def test_make_parquet_db_symlink_loop_terminates(tmp_path):
+    _touch(tmp_path, 'KS002/2024-02-01/001/alf/a.b.npy')
+    os.symlink(tmp_path, tmp_path / 'KS002' / 'loop')  # would find the session twice
+    os.symlink(tmp_path / 'KS002', tmp_path / 'KS002/2024-02-01/001/alf/loop')
+    _touch(tmp_path, 'elsewhere/alf/c.d.npy')
+    os.symlink(tmp_path / 'elsewhere/alf/', tmp_path / 'elsewhere/alf/self')  # outside loop
+    os.symlink(tmp_path / 'elsewhere/alf', tmp_path / 'KS002/2024-02-01/001/linked')
+    _touch(tmp_path, 'KS002/2024-02-02/001/.keep')
+    os.symlink(tmp_path / 'elsewhere/alf', tmp_path / 'KS002/2024-02-02/001/linked')
+    make_parquet_db(tmp_path)
+    cache = load_tables(tmp_path)
+    d = cache.datasets
+    assert sorted(d['rel_path']) == ['alf/a.b.npy', 'linked/c.d.npy', 'linked/c.d.npy']
+    assert d.index.get_level_values('eid').nunique() == 2  # the shared folder is in both
+
+
+def test_make_parquet_db_duplicate_sessions_skipped(tmp_path):
+    _touch(tmp_path, 'a/KS002/2024-02-01/001/alf/a.b.npy')
+    _touch(tmp_path, 'b/KS002/2024-02-01/001/alf/a.b.npy')
+    with pytest.warns(ALFWarning, match='same session'):
+        make_parquet_db(tmp_path)
+    cache = load_tables(tmp_path)
+    assert len(cache.sessions) == 1 and len(cache.datasets) == 1
+
+
+def test_private_table_builders(tmp_path):
+    _make_tree(tmp_path, invalid=False)
+    info = alf_cache._get_session_info('mylab/Subjects/KS001/2024-01-15/002')
+    assert info == {'id': 'mylab/KS001/2024-01-15/002', 'lab': 'mylab', 'subject': 'KS001',
+                    'date': datetime.date(2024, 1, 15), 'number': 2, 'task_protocol': '',
+                    'projects': ''}
+    assert alf_cache._get_session_info(Path('KS002/2024-02-01/001'))['lab'] == ''
+    with pytest.raises(ValueError, match='Invalid session path'):
+        alf_cache._get_session_info('KS002/2024-02-01')
+    ses = alf_cache._make_sessions_df(tmp_path)
+    assert isinstance(ses.index, pd.RangeIndex) and list(ses.columns) == list(SESSIONS_COLUMNS)
+    dsets = alf_cache._make_datasets_df(tmp_path, hash_files=True)
+    assert list(dsets.columns) == list(DATASETS_COLUMNS)
+    assert set(dsets['eid']) == set(ses['id'])
+    assert (dsets['id'] == dsets['rel_path']).all() and dsets['hash'].str.len().eq(32).all()
+    ses_u, dsets_u = alf_cache._ids_to_uuid(ses, dsets)
+    assert set(dsets_u['eid']) == set(ses_u['id'])
+    assert dsets_u['id'].is_unique
+    assert ses['id'].str.count('/').ge(2).all()  # inputs untouched
+    make_parquet_db(tmp_path)
+    assert set(ses_u['id']) == set(load_tables(tmp_path).sessions.index)
+
+
+# ------------------------------------------------------------------- remove_missing_datasets
+
+def test_remove_missing_datasets(tmp_path, capsys):
+    tmp_path = tmp_path.resolve()  # paths are returned resolved
+    _make_tree(tmp_path, invalid=False)
+    make_parquet_db(tmp_path)
+    _touch(tmp_path, 'mylab/Subjects/KS001/2024-01-15/001/alf/new.times.npy')
+    _touch(tmp_path, 'mylab/Subjects/KS001/2024-01-15/001/alf/extra/new.data.npy')
+    _touch(tmp_path, 'mylab/Subjects/KS001/2024-01-15/001/alf/readme.txt')
+    _touch(tmp_path, 'orphan/2024-05-05/001/alf/x.y.npy')
+    (tmp_path / 'KS002' / '2024-03-03' / '001').mkdir(parents=True)  # empty, not in table
+    ses_001 = tmp_path / 'mylab/Subjects/KS001/2024-01-15/001'
+    expected = sorted([
+        ses_001 / 'alf/new.times.npy', ses_001 / 'alf/extra/new.data.npy',
+        tmp_path / 'orphan/2024-05-05/001', tmp_path / 'orphan/2024-05-05/001/alf/x.y.npy',
+        tmp_path / 'KS002/2024-03-03/001'])
+    dry = remove_missing_datasets(tmp_path)
+    assert dry == expected
+    assert 'would be removed' in capsys.readouterr().out
+    assert (ses_001 / 'alf/new.times.npy').exists()  # dry: nothing removed
+
+    assert remove_missing_datasets(tmp_path, dry=False) == expected
+    assert not (ses_001 / 'alf/new.times.npy').exists()
+    assert not (ses_001 / 'alf/extra').exists()  # emptied collection folder removed
+    assert (ses_001 / 'alf/readme.txt').exists()  # non-ALF files are never removed
+    assert not (tmp_path / 'orphan').exists()  # empty parents removed too
+    assert not (tmp_path / 'KS002/2024-03-03').exists()
+    assert (tmp_path / 'KS002/2024-02-01/001/alf/wheel.position.npy').exists()
+    assert (tmp_path / 'sessions.pqt').exists() and tmp_path.exists()
+    assert remove_missing_datasets(tmp_path, dry=True) == []
+
+
+def test_remove_missing_datasets_tables_arg_and_keep_sessions(tmp_path):
+    tmp_path = tmp_path.resolve()  # paths are returned resolved
+    _make_tree(tmp_path, invalid=False)
+    make_parquet_db(tmp_path)
+    cache = load_tables(tmp_path)
+    ses = cache.sessions
+    keep = ses[ses['subject'] == 'KS002']
+    tables = {'sessions': ses, 'datasets': cache.datasets.loc[keep.index]}
+    out = remove_missing_datasets(tmp_path, tables=tables, remove_empty_sessions=False,
+                                  dry=False)
+    assert len(out) == len(TREE['mylab/Subjects/KS001/2024-01-15/001']) + 1
+    # sessions in the table are never removed, even emptied
+    assert (tmp_path / 'mylab/Subjects/KS001/2024-01-15/002').is_dir()
+    assert not (tmp_path / 'mylab/Subjects/KS001/2024-01-15/002/alf').exists()
+    assert (tmp_path / 'KS002/2024-02-01/001/alf/_ibl_trials.intervals.npy').exists()
+
+
+def test_remove_missing_datasets_never_deletes_through_links(tmp_path):
+    tmp_path = tmp_path.resolve()  # paths are returned resolved
+    _touch(tmp_path, 'root/KS002/2024-02-01/001/alf/a.b.npy')
+    shared = _touch(tmp_path, 'shared/alf/c.d.npy')
+    os.symlink(shared.parent, tmp_path / 'root/KS002/2024-02-01/001/linked')
+    make_parquet_db(tmp_path / 'root', hash_ids=True)
+    cache = load_tables(tmp_path / 'root')
+    assert 'linked/c.d.npy' in set(cache.datasets['rel_path'])
+    tables = {'sessions': cache.sessions, 'datasets': cache.datasets.iloc[:0]}
+    removed = remove_missing_datasets(tmp_path / 'root', tables=tables, dry=False)
+    assert removed == [tmp_path / 'root/KS002/2024-02-01/001/alf/a.b.npy']
+    assert shared.exists()

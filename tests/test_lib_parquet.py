@@ -1,0 +1,153 @@
+"""Tests for one._lib.parquet (DataFrame + JSON metadata in parquet files)."""
+import datetime
+import json
+import uuid
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from one._lib import parquet
+
+
+def test_round_trip_with_metadata(tmp_path):
+    df = pd.DataFrame({'a': ['x', 'y'], 'n': np.array([1, 2], dtype=np.uint16)},
+                      index=pd.Index(['i1', 'i2'], name='id'))
+    meta = {'date_created': '2024-01-01 10:00', 'origin': {'b', 'a'},
+            'date_modified': datetime.datetime(2024, 1, 2, 3, 4, 5)}
+    f = parquet.save(tmp_path / 't.pqt', df, meta)
+    loaded, loaded_meta = parquet.load(f)
+    assert loaded_meta == {'date_created': '2024-01-01 10:00', 'origin': ['a', 'b'],
+                           'date_modified': '2024-01-02 03:04'}
+    assert list(loaded.index) == ['i1', 'i2'] and loaded.index.name == 'id'
+    assert loaded['n'].dtype == np.uint16
+    assert list(loaded['a']) == ['x', 'y']
+    assert parquet.read_metadata(f) == loaded_meta
+    assert [p.name for p in tmp_path.iterdir()] == ['t.pqt']  # no temporary file left
+
+
+def test_metadata_key_and_string_type_on_disk(tmp_path):
+    df = pd.DataFrame({'a': ['x']})
+    parquet.save(tmp_path / 't.pqt', df, {'k': 1})
+    schema = pq.read_schema(tmp_path / 't.pqt')
+    assert json.loads(schema.metadata[b'one_metadata']) == {'k': 1}
+    assert b'pandas' in schema.metadata
+    assert schema.field('a').type == pa.string()  # not large_string, like pandas 2 and Alyx
+    assert 'index' not in ''.join(schema.names)  # RangeIndex stored as metadata only
+
+
+def test_missing_metadata_key_gives_empty_dict(tmp_path):
+    pq.write_table(pa.table({'a': [1, 2]}), tmp_path / 'plain.pqt')
+    df, meta = parquet.load(tmp_path / 'plain.pqt')
+    assert meta == {}
+    assert list(df['a']) == [1, 2]
+    assert parquet.read_metadata(tmp_path / 'plain.pqt') == {}
+
+
+def test_load_missing_file_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pqt'):
+        parquet.load(tmp_path / 'nope.pqt')
+
+
+def test_unserialisable_metadata_raises_and_keeps_old_file(tmp_path):
+    f = tmp_path / 't.pqt'
+    parquet.save(f, pd.DataFrame({'a': [1]}), {'v': 1})
+    with pytest.raises(TypeError, match='not JSON serializable'):
+        parquet.save(f, pd.DataFrame({'a': [2]}), {'v': object()})
+    assert parquet.read_metadata(f) == {'v': 1}
+
+
+def test_extension_dtypes_round_trip(tmp_path):
+    qc = pd.CategoricalDtype(['NOT_SET', 'PASS', 'FAIL'], ordered=True)
+    df = pd.DataFrame({
+        'size': pd.array([1, None], dtype='UInt64'),
+        'qc': pd.Categorical(['PASS', 'FAIL'], dtype=qc),
+        'flag': [True, False],
+        'date': [datetime.date(2024, 1, 1), datetime.date(2024, 1, 2)],
+    }, index=pd.MultiIndex.from_tuples([('e', 'a'), ('e', 'b')], names=['eid', 'id']))
+    parquet.save(tmp_path / 't.pqt', df)
+    loaded, meta = parquet.load(tmp_path / 't.pqt')
+    assert meta == {}
+    assert str(loaded['size'].dtype) == 'UInt64' and loaded['size'].isna().tolist() == [False,
+                                                                                       True]
+    assert loaded['qc'].dtype == qc
+    assert loaded['flag'].dtype == bool
+    assert loaded['date'].tolist() == df['date'].tolist()
+    assert loaded.index.names == ['eid', 'id']
+
+
+def _reference_load(path):
+    """What pyarrow alone gives (the slow, generic index reconstruction)."""
+    return pq.read_table(path).to_pandas()
+
+
+@pytest.mark.parametrize('kind', ['uuid', 'uuid_duplicates_unsorted', 'upper_case',
+                                  'mixed_length', 'with_null', 'not_uuid'])
+def test_multiindex_load_matches_pyarrow(tmp_path, kind):
+    """The fast UUID index path gives exactly pyarrow's frame; other ids fall back."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    eids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(40)]
+    eid = [eids[i] for i in rng.integers(0, 40, n)]
+    ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
+    if kind == 'uuid_duplicates_unsorted':
+        eid[10], ids[10] = eid[3], ids[3]  # a duplicated index entry
+        ids[:2] = ['ffffffff-ffff-4fff-bfff-ffffffffffff', '00000000-0000-4000-8000-000000000000']
+        # same high half, different low halves, in decreasing order
+        ids[20:22] = ['12345678-1234-4234-9234-ffffffffffff',
+                      '12345678-1234-4234-9234-000000000000']
+    elif kind == 'upper_case':
+        ids[5] = ids[5].upper()
+    elif kind == 'mixed_length':
+        ids[5] = ids[5][:-1]
+    elif kind == 'with_null':
+        ids[5] = None
+    elif kind == 'not_uuid':
+        ids = [f'alf/file{i:05d}.ext.npy' for i in range(n)]
+    df = pd.DataFrame({'x': np.arange(n), 's': ['a'] * n},
+                      index=pd.MultiIndex.from_arrays([eid, ids], names=['eid', 'id']))
+    parquet.save(tmp_path / 't.pqt', df, {'k': 'v'})
+    loaded, meta = parquet.load(tmp_path / 't.pqt')
+    assert meta == {'k': 'v'}
+    reference = _reference_load(tmp_path / 't.pqt')
+    pd.testing.assert_frame_equal(loaded, reference)
+    assert loaded.index.levels[1].is_monotonic_increasing
+    if kind == 'uuid_duplicates_unsorted':
+        assert loaded.sort_index().loc[(eid[3], ids[3]), 'x'].tolist() == [3, 10]
+    if kind != 'with_null':
+        assert loaded.sort_index().index.is_monotonic_increasing
+
+
+def test_uuid_parser_rejects_every_non_hex_byte():
+    good = bytearray(b'0123456789abcdef' * 2)
+    for position in (0, 7, 31):
+        for byte in range(256):
+            s = bytearray(good)
+            s[position] = byte
+            words = np.frombuffer(bytes(s), dtype=np.uint8).reshape(1, 32).copy().view('<u8')
+            parsed = parquet._parse_hex_words(words)
+            if chr(byte) in '0123456789abcdef':
+                value = uuid.UUID(bytes(s).decode()).int
+                assert (int(parsed[0][0]), int(parsed[1][0])) == (value >> 64,
+                                                                  value & (2 ** 64 - 1))
+            else:
+                assert parsed is None, byte
+
+
+def test_loaded_frames_are_writable(tmp_path):
+    qc = pd.CategoricalDtype(['NOT_SET', 'PASS', 'FAIL'], ordered=True)
+    df = pd.DataFrame({
+        'number': np.array([1, 2], dtype=np.uint16), 'qc': pd.Categorical(['PASS'] * 2, dtype=qc),
+        'size': np.array([5, 6], dtype=np.uint64), 'name': ['a', 'b'],
+    }, index=pd.MultiIndex.from_tuples([(str(uuid.uuid4()), str(uuid.uuid4()))
+                                        for _ in range(2)], names=['eid', 'id']))
+    for index in (df.index, pd.RangeIndex(2)):
+        parquet.save(tmp_path / 't.pqt', df.set_axis(index))
+        loaded, _ = parquet.load(tmp_path / 't.pqt')
+        loaded.loc[loaded.index[0], 'qc'] = 'FAIL'
+        loaded.iloc[1, 0] = 7
+        loaded.loc[loaded.index[0], 'size'] = 9
+        assert loaded['qc'].tolist() == ['FAIL', 'PASS']
+        assert loaded['number'].tolist() == [1, 7] and loaded['size'].tolist() == [9, 6]
