@@ -83,10 +83,11 @@ def _reference_load(path):
     return pq.read_table(path).to_pandas()
 
 
-@pytest.mark.parametrize('kind', ['uuid', 'uuid_duplicates_unsorted', 'upper_case',
-                                  'mixed_length', 'with_null', 'not_uuid'])
+@pytest.mark.parametrize('kind', ['uuid', 'uuid_sorted', 'same_ids_in_two_sessions',
+                                  'uuid_duplicates_unsorted', 'upper_case', 'mixed_length',
+                                  'with_null', 'not_uuid', 'not_uuid_sorted'])
 def test_multiindex_load_matches_pyarrow(tmp_path, kind):
-    """The fast UUID index path gives exactly pyarrow's frame; other ids fall back."""
+    """Sorted tables of distinct ids take the fast path; all give exactly pyarrow's frame."""
     rng = np.random.default_rng(1)
     n = 2000
     eids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(40)]
@@ -95,45 +96,46 @@ def test_multiindex_load_matches_pyarrow(tmp_path, kind):
     if kind == 'uuid_duplicates_unsorted':
         eid[10], ids[10] = eid[3], ids[3]  # a duplicated index entry
         ids[:2] = ['ffffffff-ffff-4fff-bfff-ffffffffffff', '00000000-0000-4000-8000-000000000000']
-        # same high half, different low halves, in decreasing order
-        ids[20:22] = ['12345678-1234-4234-9234-ffffffffffff',
-                      '12345678-1234-4234-9234-000000000000']
+    elif kind == 'same_ids_in_two_sessions':  # ONE-api's make_parquet_db quirk (Q2)
+        ids[10] = ids[3]
+        eid[3], eid[10] = eids[0], eids[1]
     elif kind == 'upper_case':
         ids[5] = ids[5].upper()
     elif kind == 'mixed_length':
         ids[5] = ids[5][:-1]
     elif kind == 'with_null':
         ids[5] = None
-    elif kind == 'not_uuid':
+    elif kind.startswith('not_uuid'):
         ids = [f'alf/file{i:05d}.ext.npy' for i in range(n)]
     df = pd.DataFrame({'x': np.arange(n), 's': ['a'] * n},
                       index=pd.MultiIndex.from_arrays([eid, ids], names=['eid', 'id']))
+    if kind in ('uuid_sorted', 'same_ids_in_two_sessions', 'not_uuid_sorted', 'upper_case',
+                'mixed_length'):
+        df = df.sort_index()
     parquet.save(tmp_path / 't.pqt', df, {'k': 'v'})
     loaded, meta = parquet.load(tmp_path / 't.pqt')
     assert meta == {'k': 'v'}
     reference = _reference_load(tmp_path / 't.pqt')
+    fast = loaded.attrs.pop(parquet.SORTED_HINT, False)
     pd.testing.assert_frame_equal(loaded, reference)
-    assert loaded.index.levels[1].is_monotonic_increasing
+    assert fast == (kind in ('uuid_sorted', 'not_uuid_sorted', 'upper_case', 'mixed_length'))
+    if fast:  # lookups by session and by (session, id) work on the code-built index
+        row = df.iloc[len(df) // 2]
+        assert loaded.loc[row.name, 'x'] == row['x']
+        session = loaded.loc[row.name[0]]
+        assert session['x'].tolist() == df.loc[row.name[0], 'x'].tolist()
     if kind == 'uuid_duplicates_unsorted':
         assert loaded.sort_index().loc[(eid[3], ids[3]), 'x'].tolist() == [3, 10]
     if kind != 'with_null':
         assert loaded.sort_index().index.is_monotonic_increasing
 
 
-def test_uuid_parser_rejects_every_non_hex_byte():
-    good = bytearray(b'0123456789abcdef' * 2)
-    for position in (0, 7, 31):
-        for byte in range(256):
-            s = bytearray(good)
-            s[position] = byte
-            words = np.frombuffer(bytes(s), dtype=np.uint8).reshape(1, 32).copy().view('<u8')
-            parsed = parquet._parse_hex_words(words)
-            if chr(byte) in '0123456789abcdef':
-                value = uuid.UUID(bytes(s).decode()).int
-                assert (int(parsed[0][0]), int(parsed[1][0])) == (value >> 64,
-                                                                  value & (2 ** 64 - 1))
-            else:
-                assert parsed is None, byte
+def test_distinct_fixed_width_proof():
+    import pyarrow as pa
+    values = [str(uuid.uuid4()) for _ in range(500)]
+    assert parquet._distinct_fixed_width(pa.array(values))
+    assert not parquet._distinct_fixed_width(pa.array(values + values[:1]))  # duplicate
+    assert not parquet._distinct_fixed_width(pa.array(values[:-1] + ['short']))  # widths
 
 
 def test_loaded_frames_are_writable(tmp_path):

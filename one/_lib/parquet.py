@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from one._lib.files import atomic_path
@@ -28,6 +29,8 @@ from one._lib.files import atomic_path
 __all__ = ['METADATA_KEY', 'save', 'load', 'read_metadata']
 
 METADATA_KEY = b'one_metadata'
+# DataFrame.attrs key set by `load` when the index was proven sorted (popped by the caller).
+SORTED_HINT = '_one_sorted_index'
 
 
 def _json_default(obj):
@@ -109,99 +112,11 @@ def read_metadata(filename: str | os.PathLike) -> dict:
     return _decode((schema.metadata or {}).get(METADATA_KEY))
 
 
-_HYPHENS = [8, 13, 18, 23]
-_HEX_BLOCKS = [(0, 8), (9, 13), (14, 18), (19, 23), (24, 36)]
-
-
-def _u64(x: int) -> np.uint64:
-    return np.uint64(x)
-
-
-def _parse_hex_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Parse rows of 32 lower-case hex characters into two uint64 (high, low) per row.
-
-    `words` is the (n, 4) little-endian uint64 view of the characters; 8 characters are
-    decoded at once with bit operations (in place, to spare memory traffic).  Returns None if
-    any character is not in [0-9a-f].
-    """
-    ones = _u64(0x0101010101010101)
-    # nibble value of each byte: low 4 bits, + 9 for letters (bit 6 set)
-    val = np.bitwise_and(words, _u64(0x0F0F0F0F0F0F0F0F))
-    tmp = np.right_shift(words, _u64(6))
-    tmp &= ones
-    tmp *= _u64(9)
-    val += tmp
-    # encode back and compare: only '0'-'9' and 'a'-'f' survive the round trip ...
-    np.add(val, _u64(0x0606060606060606), out=tmp)
-    tmp >>= _u64(4)
-    tmp &= ones
-    tmp *= _u64(0x27)
-    tmp += val
-    tmp += _u64(0x3030303030303030)
-    if not np.array_equal(tmp, words):
-        return None
-    # ... and no value above 15 ('g'-'o' would round-trip as 16-24)
-    np.add(val, _u64(0x7070707070707070), out=tmp)
-    tmp &= _u64(0x8080808080808080)
-    if tmp.any():
-        return None
-    # join nibble pairs into bytes, then the 4 bytes of each word, then 2 words per half
-    np.bitwise_and(val, _u64(0x00FF00FF00FF00FF), out=tmp)
-    tmp <<= _u64(4)
-    val >>= _u64(8)
-    val &= _u64(0x00FF00FF00FF00FF)
-    tmp |= val
-    np.right_shift(tmp, _u64(8), out=val)
-    tmp |= val
-    tmp &= _u64(0x0000FFFF0000FFFF)
-    np.right_shift(tmp, _u64(16), out=val)
-    tmp |= val
-    tmp &= _u64(0x00000000FFFFFFFF)
-    high = (tmp[:, 0] | (tmp[:, 1] << _u64(32))).byteswap()
-    low = (tmp[:, 2] | (tmp[:, 3] << _u64(32))).byteswap()
-    return high, low
-
-
-def _uuid_factorize(array: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array] | None:
-    """Sorted factorization of a column of canonical (lower-case) UUID strings.
-
-    Canonical UUID strings sort like the 128-bit numbers they spell, so the column is parsed
-    into two uint64 per row (vectorised) and sorted as integers, much faster than sorting
-    strings.  Returns (codes, sorted unique values), or None if any value is not a canonical
-    UUID string (or is null).
-    """
-    arr = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-    n = len(arr)
-    if n == 0 or arr.null_count or not (pa.types.is_string(arr.type) or
-                                        pa.types.is_large_string(arr.type)):
-        return None
-    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset:arr.offset + n + 1]
-    if offsets[-1] - offsets[0] != 36 * n or not (np.diff(offsets) == 36).all():
-        return None
-    chars = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=36 * n,
-                          offset=int(offsets[0])).reshape(n, 36)
-    if not (chars[:, _HYPHENS] == ord('-')).all():
-        return None
-    hex_chars = np.concatenate([chars[:, a:b] for a, b in _HEX_BLOCKS], axis=1)
-    parsed = _parse_hex_words(hex_chars.view('<u8'))
-    if parsed is None:
-        return None
-    high, low = parsed
-    # Sort by the high 64 bits (stable: fast on already sorted columns); a full two-key sort
-    # is only needed if equal high halves come with unsorted low halves.
-    order = np.argsort(high, kind='stable')
-    sorted_high, sorted_low = high[order], low[order]
-    if ((sorted_high[1:] == sorted_high[:-1]) & (sorted_low[1:] < sorted_low[:-1])).any():
-        order = np.lexsort((low, high))
-        sorted_high, sorted_low = high[order], low[order]
-    high, low = sorted_high, sorted_low
-    first = np.empty(n, dtype=bool)
-    first[0] = True
-    first[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
-    codes = np.empty(n, dtype=np.int64)
-    codes[order] = np.cumsum(first) - 1
-    return codes, arr.take(pa.array(order[first]))
+def _is_text(arrow_type) -> bool:
+    """A string column, or a dictionary of strings."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def _split_index(table: pa.Table) -> tuple[pa.Table, list, list] | None:
@@ -217,8 +132,7 @@ def _split_index(table: pa.Table) -> tuple[pa.Table, list, list] | None:
     if len(index_columns) < 2 or not all(isinstance(c, str) and c in table.column_names
                                          for c in index_columns):
         return None
-    if not all(pa.types.is_string(table.schema.field(c).type) or
-               pa.types.is_large_string(table.schema.field(c).type) for c in index_columns):
+    if not all(_is_text(table.schema.field(c).type) for c in index_columns):
         return None
     names = {c.get('field_name'): c.get('name') for c in meta.get('columns', [])}
     meta = dict(meta)
@@ -233,15 +147,72 @@ def _split_index(table: pa.Table) -> tuple[pa.Table, list, list] | None:
                                                                for c in index_columns]
 
 
-def _multiindex(arrays: list, names: list) -> pd.MultiIndex:
-    """A MultiIndex from arrow string columns, fast when they hold UUID strings."""
-    factorized = [_uuid_factorize(a) for a in arrays]
-    if any(f is None for f in factorized):
-        return pd.MultiIndex.from_arrays([a.to_pandas() for a in arrays], names=names)
-    levels = [pd.Index(uniques.to_pandas(), name=name)
-              for (_, uniques), name in zip(factorized, names)]
-    return pd.MultiIndex(levels=levels, codes=[codes for codes, _ in factorized], names=names,
+def _string_offsets(arr: pa.Array) -> np.ndarray:
+    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    return np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset:arr.offset + len(arr) + 1]
+
+
+def _distinct_fixed_width(arr: pa.Array, width: int = 36) -> bool:
+    """True if all values of a string column of `width`-character values are distinct.
+
+    A proof, not an estimate: two 8-byte words of each value are combined into a 64-bit key;
+    distinct keys imply distinct strings.  (Equal keys, e.g. real duplicates, return False and
+    the caller takes the exact path.)  For UUID strings the words cover 64 random bits.
+    """
+    n = len(arr)
+    offsets = _string_offsets(arr)
+    if arr.null_count or not (np.diff(offsets) == width).all():
+        return False
+    chars = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=width * n,
+                          offset=int(offsets[0])).reshape(n, width)
+    first = np.ascontiguousarray(chars[:, :8]).view('<u8').ravel()
+    last = np.ascontiguousarray(chars[:, width - 8:]).view('<u8').ravel()
+    keys = first * np.uint64(0x9E3779B97F4A7C15) + last
+    return len(pd.unique(keys)) == n
+
+
+def _sorted_multiindex(arrays: list, names: list) -> pd.MultiIndex | None:
+    """An (eid, id) MultiIndex built from codes, when the rows are sorted by (eid, id).
+
+    The first level's values come from dictionary encoding (sorted when the rows are sorted);
+    the second level is the id column itself in row order (codes 0..n-1), which is valid when
+    the ids are distinct.  Returns None when the table does not qualify.
+    """
+    if len(arrays) != 2 or len(arrays[0]) == 0:
+        return None
+    first = arrays[0].combine_chunks() if isinstance(arrays[0], pa.ChunkedArray) else arrays[0]
+    second = arrays[1].combine_chunks() if isinstance(arrays[1], pa.ChunkedArray) \
+        else arrays[1]
+    if first.null_count or second.null_count:
+        return None
+    encoded = first.dictionary_encode() if not pa.types.is_dictionary(first.type) else first
+    dictionary, codes = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+    if len(dictionary) > 1 and not pc.all(pc.less(dictionary[:-1], dictionary[1:])).as_py():
+        return None  # first-appearance order is not sorted: rows not sorted by the first level
+    codes = codes.astype(np.int64)
+    if (np.diff(codes) < 0).any():
+        return None
+    same_group = pa.array(np.diff(codes) == 0)
+    increasing = pc.less(second[:-1], second[1:])
+    if not pc.all(pc.or_(pc.invert(same_group), increasing)).as_py():
+        return None  # ids not sorted within a session
+    if not _distinct_fixed_width(second) and \
+            pc.count_distinct(second).as_py() != len(second):
+        return None
+    levels = [pd.Index(dictionary.to_pandas(), name=names[0]),
+              pd.Index(second.to_pandas(), name=names[1])]
+    return pd.MultiIndex(levels=levels, codes=[codes, np.arange(len(second))], names=names,
                          verify_integrity=False)
+
+
+def _multiindex(arrays: list, names: list) -> tuple[pd.MultiIndex, bool]:
+    """A MultiIndex from arrow string columns, and whether it is known to be sorted."""
+    index = _sorted_multiindex(arrays, names)
+    if index is not None:
+        return index, True
+    arrays = [a.cast(a.type.value_type) if pa.types.is_dictionary(a.type) else a
+              for a in arrays]
+    return pd.MultiIndex.from_arrays([a.to_pandas() for a in arrays], names=names), False
 
 
 def _numpy_data(array) -> np.ndarray | None:
@@ -265,6 +236,32 @@ def _make_writable(df: pd.DataFrame) -> pd.DataFrame:
     for i in read_only:
         df.isetitem(i, df.iloc[:, i].copy())
     return df
+
+
+# Columns of the cache tables with few distinct values: decoding them from parquet as
+# dictionaries is about twice as fast as materialising every string.
+_DICTIONARY_COLUMNS = ('eid', 'rel_path')
+
+
+def _read_table(filename: Path) -> pa.Table:
+    """Read a parquet file, decoding repetitive string columns as dictionaries first.
+
+    Those columns are cast back to plain strings, except the first level of a MultiIndex
+    (`_sorted_multiindex` uses its dictionary directly), so dtypes are as saved.
+    """
+    schema = pq.read_schema(filename)
+    names = [c for c in _DICTIONARY_COLUMNS
+             if c in schema.names and _is_text(schema.field(c).type)]
+    table = pq.read_table(filename, use_threads=True, memory_map=True,
+                          read_dictionary=names or None)
+    index_columns = (schema.pandas_metadata or {}).get('index_columns') or []
+    keep = index_columns[0] if len(index_columns) >= 2 else None
+    for name in names:
+        if name != keep:
+            i = table.schema.get_field_index(name)
+            column = table.column(i).cast(schema.field(name).type)
+            table = table.set_column(i, schema.field(name), column)
+    return table
 
 
 def load(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
@@ -291,7 +288,7 @@ def load(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     filename = Path(filename)
     if not filename.exists():
         raise FileNotFoundError(f'{filename} not found')
-    table = pq.read_table(filename, use_threads=True)
+    table = _read_table(filename)
     meta = _decode((table.schema.metadata or {}).get(METADATA_KEY))
     split = _split_index(table)
     if split is None:
@@ -300,5 +297,7 @@ def load(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     # the strings): build it from integer-sorted codes instead.
     rest, arrays, names = split
     df = _make_writable(rest.to_pandas(split_blocks=True))
-    df.index = _multiindex(arrays, names)
+    df.index, is_sorted = _multiindex(arrays, names)
+    if is_sorted:
+        df.attrs[SORTED_HINT] = True
     return df, meta

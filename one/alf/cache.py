@@ -377,7 +377,7 @@ def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
         df = df.set_index(id_columns)
     df = patch_tables(df, meta.get('min_api_version'), name)
     df = _normalise(df, name)
-    if not df.index.is_monotonic_increasing:
+    if not df.attrs.pop(parquet.SORTED_HINT, False) and not df.index.is_monotonic_increasing:
         df = df.sort_index()
     meta['origin'] = _origin_set(meta.get('origin')) or {'unknown'}
     return df, meta
