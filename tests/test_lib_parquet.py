@@ -113,10 +113,9 @@ def test_multiindex_load_matches_pyarrow(tmp_path, kind):
                 'mixed_length'):
         df = df.sort_index()
     parquet.save(tmp_path / 't.pqt', df, {'k': 'v'})
-    loaded, meta = parquet.load(tmp_path / 't.pqt')
+    loaded, meta, fast = parquet.load_table(tmp_path / 't.pqt')
     assert meta == {'k': 'v'}
     reference = _reference_load(tmp_path / 't.pqt')
-    fast = loaded.attrs.pop(parquet.SORTED_HINT, False)
     pd.testing.assert_frame_equal(loaded, reference)
     assert fast == (kind in ('uuid_sorted', 'not_uuid_sorted', 'upper_case', 'mixed_length'))
     if fast:  # lookups by session and by (session, id) work on the code-built index

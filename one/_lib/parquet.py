@@ -26,11 +26,9 @@ import pyarrow.parquet as pq
 
 from one._lib.files import atomic_path
 
-__all__ = ['METADATA_KEY', 'save', 'load', 'read_metadata']
+__all__ = ['METADATA_KEY', 'save', 'load', 'load_table', 'read_metadata']
 
 METADATA_KEY = b'one_metadata'
-# DataFrame.attrs key set by `load` when the index was proven sorted (popped by the caller).
-SORTED_HINT = '_one_sorted_index'
 
 
 def _json_default(obj):
@@ -252,8 +250,10 @@ def _read_table(filename: Path) -> pa.Table:
     schema = pq.read_schema(filename)
     names = [c for c in _DICTIONARY_COLUMNS
              if c in schema.names and _is_text(schema.field(c).type)]
-    table = pq.read_table(filename, use_threads=True, memory_map=True,
-                          read_dictionary=names or None)
+    # ParquetFile.read gives one chunk per row group (read_table splits columns into many
+    # chunks, which makes every later row selection re-join them).
+    table = pq.ParquetFile(filename, memory_map=True, read_dictionary=names or None).read(
+        use_threads=True)
     index_columns = (schema.pandas_metadata or {}).get('index_columns') or []
     keep = index_columns[0] if len(index_columns) >= 2 else None
     for name in names:
@@ -285,6 +285,18 @@ def load(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     FileNotFoundError
         The file does not exist.
     """
+    df, meta, _ = load_table(filename)
+    return df, meta
+
+
+def load_table(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict, bool]:
+    """As `load`, also saying whether the (multi-)index is known to be sorted already.
+
+    Returns
+    -------
+    pandas.DataFrame, dict, bool
+        The table, its metadata dict, and True when the rows were proven sorted by index.
+    """
     filename = Path(filename)
     if not filename.exists():
         raise FileNotFoundError(f'{filename} not found')
@@ -292,12 +304,10 @@ def load(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     meta = _decode((table.schema.metadata or {}).get(METADATA_KEY))
     split = _split_index(table)
     if split is None:
-        return _make_writable(table.to_pandas(split_blocks=True)), meta
-    # Building a MultiIndex of a million UUID strings is the slow part of to_pandas (it sorts
-    # the strings): build it from integer-sorted codes instead.
+        return _make_writable(table.to_pandas(split_blocks=True)), meta, False
+    # pyarrow's own MultiIndex reconstruction hashes and sorts a million strings: build the
+    # index from codes instead when the rows are sorted.
     rest, arrays, names = split
     df = _make_writable(rest.to_pandas(split_blocks=True))
     df.index, is_sorted = _multiindex(arrays, names)
-    if is_sorted:
-        df.attrs[SORTED_HINT] = True
-    return df, meta
+    return df, meta, is_sorted

@@ -366,7 +366,7 @@ def _normalise(table: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
     """Load one table file; (None, meta) when the file is not a valid table."""
-    df, meta = parquet.load(path)
+    df, meta, is_sorted = parquet.load_table(path)
     if 'date_created' not in meta:
         _logger.warning(f'{path} does not appear to be a valid table. Skipping')
         return None, meta
@@ -377,7 +377,7 @@ def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
         df = df.set_index(id_columns)
     df = patch_tables(df, meta.get('min_api_version'), name)
     df = _normalise(df, name)
-    if not df.attrs.pop(parquet.SORTED_HINT, False) and not df.index.is_monotonic_increasing:
+    if not is_sorted and not df.index.is_monotonic_increasing:
         df = df.sort_index()
     meta['origin'] = _origin_set(meta.get('origin')) or {'unknown'}
     return df, meta
@@ -557,9 +557,33 @@ def _sorting_order(levels: list, codes: list) -> np.ndarray:
     return np.lexsort(codes[::-1])
 
 
+def _with_sorted_levels(index: pd.MultiIndex) -> pd.MultiIndex:
+    """The same index with every level's values sorted (codes remapped; rows unchanged).
+
+    A loaded table's id level is kept in row order for speed (see `one._lib.parquet`); it is
+    sorted here, once, the first time rows are added to the table.
+    """
+    if all(level.is_monotonic_increasing for level in index.levels):
+        return index
+    levels, codes = [], []
+    for level, level_codes in zip(index.levels, index.codes):
+        if level.is_monotonic_increasing:
+            levels.append(level)
+            codes.append(np.asarray(level_codes))
+            continue
+        order = np.argsort(np.asarray(level, dtype=object), kind='stable')
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        levels.append(level.take(order))
+        level_codes = np.asarray(level_codes, dtype=np.int64)
+        codes.append(np.where(level_codes >= 0, rank[level_codes], -1))
+    return pd.MultiIndex(levels=levels, codes=codes, names=index.names, verify_integrity=False)
+
+
 def _concat_rows(table: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """`table` with the rows of `new` (same columns and dtypes) appended, sorted by index."""
     if isinstance(table.index, pd.MultiIndex) and len(new):
+        table = table.set_axis(_with_sorted_levels(table.index))
         parts = _append_multiindex(table.index, new.index)
         if parts is not None:
             levels, codes = parts
@@ -594,6 +618,7 @@ def _upsert(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
                 out.iloc[rows, j] = records[col].array[existing]
         if not existing.all():
             return _concat_rows(out, records[~existing])
+        return out  # rows updated in place: the order is unchanged
     if not out.index.is_monotonic_increasing:
         out = out.sort_index()
     return out
