@@ -135,9 +135,76 @@ class DatasetCodes:
         return np.bincount(self.eid_codes[row_mask], minlength=len(self.eids)) > 0
 
 
-class SessionCodes:
-    """Columns of the sessions table in forms that are quick to query."""
 
-    def __init__(self, sessions: pd.DataFrame):
+
+class SessionCodes:
+    """Views of the sessions table that make searches cheap: codes of the string columns,
+    the UUID of every session, the result order, and where each session of the datasets
+    table sits in the sessions table.
+    """
+
+    def __init__(self, sessions: pd.DataFrame, datasets: DatasetCodes | None = None):
+        self.n_rows = len(sessions)
         self.dates = pd.to_datetime(pd.Series(sessions['date'].to_numpy(), dtype=object),
                                     errors='coerce').to_numpy()
+        self.ids = np.asarray(sessions.index, dtype=object)
+        self._uuids = None
+        self._rank = None
+        self._sessions = sessions
+        self._columns = {}
+        self.position_of_eid = None
+        if datasets is not None:
+            self.position_of_eid = np.asarray(
+                pd.Index(self.ids).get_indexer(pd.Index(datasets.eids, dtype=object)))
+        self._paths = {}
+
+    def uuid(self, position: int) -> UUID:
+        """The UUID of the session at a row position."""
+        if self._uuids is None:
+            self._uuids = [None] * self.n_rows
+        value = self._uuids[position]
+        if value is None:
+            value = self._uuids[position] = UUID(str(self.ids[position]))
+        return value
+
+    def ordered(self, positions: np.ndarray) -> np.ndarray:
+        """Row positions sorted by date, subject and number, most recent first."""
+        if self._rank is None:
+            frame = self._sessions[['date', 'subject', 'number']].reset_index(drop=True)
+            order = frame.sort_values(['date', 'subject', 'number'], ascending=False,
+                                      kind='stable').index.to_numpy()
+            self._rank = np.empty(self.n_rows, dtype=np.int64)
+            self._rank[order] = np.arange(self.n_rows)
+        return positions[np.argsort(self._rank[positions], kind='stable')]
+
+    def column_codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and distinct values of a string column (missing values as '')."""
+        if column not in self._columns:
+            values = self._sessions[column].astype(object).where(
+                self._sessions[column].notna(), '')
+            codes, uniques = pd.factorize(values)
+            self._columns[column] = (np.asarray(codes), np.asarray(uniques, dtype=object))
+        return self._columns[column]
+
+    def contains(self, column: str, values: list, regex: bool) -> np.ndarray:
+        """Per row: does the column contain any of the values (regex or substring)?"""
+        codes, uniques = self.column_codes(column)
+        if regex:
+            pattern = re.compile('|'.join(values))
+            hit = np.array([pattern.search(str(u)) is not None for u in uniques], dtype=bool)
+        else:
+            hit = np.array([any(v in str(u) for v in values) for u in uniques], dtype=bool)
+        return hit[codes] if len(codes) else np.zeros(0, dtype=bool)
+
+    def session_path(self, eid: str, make) -> str | None:
+        """The relative session folder of an eid, computed once with ``make(record)``."""
+        if eid not in self._paths:
+            try:
+                position = self._sessions.index.get_loc(eid)
+            except KeyError:
+                self._paths[eid] = None
+            else:
+                record = self._sessions.iloc[position] if isinstance(
+                    position, (int, np.integer)) else None
+                self._paths[eid] = make(record).as_posix() if record is not None else None
+        return self._paths[eid]

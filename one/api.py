@@ -216,20 +216,22 @@ class One(ConversionMixin):
         """
         return merge_tables(self._cache, strict=strict, **kwargs)
 
-    def _dataset_codes(self) -> DatasetCodes:
-        datasets = self._cache['datasets']
-        key = (id(datasets), len(datasets), self._cache['_meta'].get('modified_time'))
+    def _views(self) -> tuple[DatasetCodes, SessionCodes]:
+        """Integer-coded views of the tables, rebuilt only when the tables change."""
+        datasets, sessions = self._cache['datasets'], self._cache['sessions']
+        key = (id(datasets), len(datasets), id(sessions), len(sessions),
+               self._cache['_meta'].get('modified_time'))
         if self._codes_key != key:
-            self._codes = (DatasetCodes(datasets), SessionCodes(self._cache['sessions']))
+            dataset_codes = DatasetCodes(datasets)
+            self._codes = (dataset_codes, SessionCodes(sessions, dataset_codes))
             self._codes_key = key
-        return self._codes[0]
+        return self._codes
+
+    def _dataset_codes(self) -> DatasetCodes:
+        return self._views()[0]
 
     def _session_codes(self) -> SessionCodes:
-        self._dataset_codes()
-        sessions = self._cache['sessions']
-        if len(self._codes[1].dates) != len(sessions):
-            self._codes = (self._codes[0], SessionCodes(sessions))
-        return self._codes[1]
+        return self._views()[1]
 
     # ---- search ---------------------------------------------------------------------------
 
@@ -292,37 +294,28 @@ class One(ConversionMixin):
         terms = self.search_terms(query_type='local')
         queries = {util.autocomplete(k, terms): v for k, v in kwargs.items()}
         sessions = self._cache['sessions']
+        views = self._session_codes()
         mask = np.ones(len(sessions), dtype=bool)
         for key, column in _STRING_TERMS.items():
             if key in queries and mask.any():
-                mask &= self._contains(sessions[column], queries[key])
+                values = [str(v) for v in ensure_list(queries[key])]
+                mask &= views.contains(column, values, regex=self.wildcards)
         if 'date_range' in queries and mask.any():
             start, end = util.validate_date_range(queries['date_range'])
-            dates = self._session_codes().dates
-            mask &= (dates >= start.to_datetime64()) & (dates <= end.to_datetime64())
+            mask &= (views.dates >= start.to_datetime64()) & (views.dates <= end.to_datetime64())
         if 'number' in queries and mask.any():
             numbers = [int(x) for x in ensure_list(queries['number'])]
             mask &= sessions['number'].isin(numbers).to_numpy()
         if mask.any() and queries.keys() & {'dataset', 'datasets', 'dataset_qc_lte'}:
             mask &= self._sessions_with_datasets(queries)
-        found = sessions[mask]
-        if found.empty:
+        positions = views.ordered(np.flatnonzero(mask))
+        if positions.size == 0:
             return ([], None) if details else []
-        found = found.sort_values(['date', 'subject', 'number'], ascending=False)
-        eids = [UUID(x) for x in found.index]
+        eids = [views.uuid(i) for i in positions]
         if details:
-            return eids, found.reset_index(drop=True).to_dict('records', into=Bunch)
+            found = sessions.iloc[positions].reset_index(drop=True)
+            return eids, found.to_dict('records', into=Bunch)
         return eids
-
-    def _contains(self, column: pd.Series, value) -> np.ndarray:
-        values = [str(v) for v in ensure_list(value)]
-        text = column.fillna('').astype(str)
-        if self.wildcards:
-            return text.str.contains('|'.join(values), regex=True).to_numpy(dtype=bool)
-        hit = np.zeros(len(column), dtype=bool)
-        for v in values:
-            hit |= text.str.contains(v, regex=False).to_numpy(dtype=bool)
-        return hit
 
     def _sessions_with_datasets(self, queries: dict) -> np.ndarray:
         """Per sessions-table row: does the session hold the queried datasets?"""
@@ -341,8 +334,11 @@ class One(ConversionMixin):
                 pattern = re.compile(str(query) if self.wildcards else re.escape(str(query)))
             rows = codes.match_paths(pattern, file_name_only=file_name, full=file_name)
             session_hit &= codes.sessions_with(rows & usable)
-        matching = codes.eids[session_hit]
-        return self._cache['sessions'].index.isin(matching)
+        views = self._session_codes()
+        mask = np.zeros(views.n_rows, dtype=bool)
+        positions = views.position_of_eid[session_hit]
+        mask[positions[positions >= 0]] = True
+        return mask
 
     # ---- details and listing --------------------------------------------------------------
 
@@ -457,6 +453,20 @@ class One(ConversionMixin):
             codes = self._dataset_codes()
             return codes.rel_paths[pd.unique(codes.rel_codes[mask])].tolist()
         eid = self.to_eid(eid)
+        if eid and not details:
+            codes = self._dataset_codes()
+            rows = codes.rows_of(str(eid))
+            mask = util._filter_mask(
+                self._cache['datasets'].iloc[:0], filename, collection, revision, qc,
+                ignore_qc_not_set, self.wildcards,
+                rel_codes=(codes.rel_codes[rows], codes.rel_paths[:-1]), qc_codes=codes.qc[rows])
+            if default_revisions_only:
+                datasets = self._cache['datasets']
+                if 'default_revision' not in datasets.columns:
+                    raise alferr.ALFError('No default revisions specified')
+                mask &= datasets['default_revision'].to_numpy(dtype=bool,
+                                                              na_value=False)[rows]
+            return sorted(codes.rel_paths[codes.rel_codes[rows[mask]]])
         datasets = self._filtered_datasets(eid, **filters) if eid else None
         if datasets is None or datasets.empty:
             if details:
@@ -541,9 +551,8 @@ class One(ConversionMixin):
 
     def _session_paths(self, eids) -> dict:
         """Relative session folder of each eid string, from the sessions table."""
-        sessions = self._cache['sessions']
-        found = sessions.index.intersection(pd.Index(list(set(eids))))
-        return {eid: session_record2path(sessions.loc[eid]).as_posix() for eid in found}
+        views = self._session_codes()
+        return {eid: views.session_path(eid, session_record2path) for eid in set(eids)}
 
     def _verified_files(self) -> VerifiedFiles:
         if self._verified is None or self._verified.root != Path(self.cache_dir):
@@ -652,8 +661,11 @@ class One(ConversionMixin):
             datasets = datasets2records(list(datasets))
         if datasets.empty:
             return datasets
-        datasets = datasets.copy()
         index = datasets.index
+        first = index[0] if isinstance(index, pd.MultiIndex) else (index[0],)
+        if all(isinstance(x, str) for x in first) and index.names[-1] == 'id':
+            return datasets  # as in the cache tables already (and not modified here)
+        datasets = datasets.copy()
         if isinstance(index, pd.MultiIndex):
             names = list(index.names)
             if names[-1] != 'id':
@@ -735,8 +747,12 @@ class One(ConversionMixin):
     # ---- loading --------------------------------------------------------------------------
 
     def _load_candidates(self, eid, query_type) -> pd.DataFrame:
+        """The session's datasets with QC FAIL or better (list_datasets' default)."""
         self._check_query_type(query_type)
-        return self._filtered_datasets(str(eid))
+        codes = self._dataset_codes()
+        rows = codes.rows_of(str(eid))
+        rows = rows[codes.qc[rows] <= qc_code(QC.FAIL)]
+        return self._cache['datasets'].iloc[rows]
 
     def _offline_for(self, query_type) -> bool:
         return self.mode == 'local' or self.offline

@@ -153,20 +153,25 @@ def _string_offsets(arr: pa.Array) -> np.ndarray:
 def _distinct_fixed_width(arr: pa.Array, width: int = 36) -> bool:
     """True if all values of a string column of `width`-character values are distinct.
 
-    A proof, not an estimate: two 8-byte words of each value are combined into a 64-bit key;
-    distinct keys imply distinct strings.  (Equal keys, e.g. real duplicates, return False and
-    the caller takes the exact path.)  For UUID strings the words cover 64 random bits.
+    A proof, not an estimate: two 8-byte words of each value (its first and last 8 bytes)
+    are combined into a 64-bit key, and distinct keys imply distinct strings (checked by
+    sorting the keys).  Equal keys (real duplicates, or a freak collision) return False and
+    the caller takes the exact path.  For UUID strings the two words cover 64 random bits.
     """
     n = len(arr)
     offsets = _string_offsets(arr)
-    if arr.null_count or not (np.diff(offsets) == width).all():
+    if arr.null_count or width < 8 or not (np.diff(offsets) == width).all():
         return False
-    chars = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=width * n,
-                          offset=int(offsets[0])).reshape(n, width)
-    first = np.ascontiguousarray(chars[:, :8]).view('<u8').ravel()
-    last = np.ascontiguousarray(chars[:, width - 8:]).view('<u8').ravel()
-    keys = first * np.uint64(0x9E3779B97F4A7C15) + last
-    return len(pd.unique(keys)) == n
+    data = arr.buffers()[2]
+    start = int(offsets[0])
+    # unaligned strided views of the first and last 8 bytes of every value (no copy)
+    first = np.ndarray((n,), dtype='<u8', buffer=data, offset=start, strides=(width,))
+    last = np.ndarray((n,), dtype='<u8', buffer=data, offset=start + width - 8,
+                      strides=(width,))
+    keys = first * np.uint64(0x9E3779B97F4A7C15)
+    keys += last
+    keys.sort()
+    return not (keys[1:] == keys[:-1]).any()
 
 
 def _sorted_multiindex(arrays: list, names: list) -> pd.MultiIndex | None:
