@@ -393,10 +393,7 @@ class One(ConversionMixin):
         else:
             datasets = self._session_datasets(str(eid))
         if default_revisions_only:
-            if 'default_revision' not in datasets.columns:
-                raise alferr.ALFError('No default revisions specified')
-            datasets = datasets[datasets['default_revision'].to_numpy(dtype=bool,
-                                                                      na_value=False)]
+            datasets = datasets[_default_revisions(datasets)]
         return util.filter_datasets(
             datasets, filename=filename, collection=collection, revision=revision,
             revision_last_before=False, assert_unique=False, qc=qc,
@@ -461,11 +458,7 @@ class One(ConversionMixin):
                 ignore_qc_not_set, self.wildcards,
                 rel_codes=(codes.rel_codes[rows], codes.rel_paths[:-1]), qc_codes=codes.qc[rows])
             if default_revisions_only:
-                datasets = self._cache['datasets']
-                if 'default_revision' not in datasets.columns:
-                    raise alferr.ALFError('No default revisions specified')
-                mask &= datasets['default_revision'].to_numpy(dtype=bool,
-                                                              na_value=False)[rows]
+                mask &= _default_revisions(self._cache['datasets'])[rows]
             return sorted(codes.rel_paths[codes.rel_codes[rows[mask]]])
         datasets = self._filtered_datasets(eid, **filters) if eid else None
         if datasets is None or datasets.empty:
@@ -514,9 +507,7 @@ class One(ConversionMixin):
                                  rel_codes=(codes.rel_codes, codes.rel_paths[:-1]),
                                  qc_codes=codes.qc)
         if default_revisions_only:
-            if 'default_revision' not in datasets.columns:
-                raise alferr.ALFError('No default revisions specified')
-            mask &= datasets['default_revision'].to_numpy(dtype=bool, na_value=False)
+            mask &= _default_revisions(datasets)
         return mask
 
     def _listing(self, eid, filename, collection, revision, part: int, details: bool):
@@ -1175,6 +1166,13 @@ class One(ConversionMixin):
                 return One(cache_dir, mode='local')
         make_parquet_db(cache_dir, **kwargs)
         return One(cache_dir, mode='local')
+
+
+def _default_revisions(datasets: pd.DataFrame) -> np.ndarray:
+    """Per row: is it the default revision?  Raises ALFError if the table does not say."""
+    if 'default_revision' not in datasets.columns:
+        raise alferr.ALFError('No default revisions specified')
+    return datasets['default_revision'].to_numpy(dtype=bool, na_value=False)
 
 
 def _known(value):
