@@ -306,6 +306,10 @@ def test_list_datasets_revisions(one):
     assert one.list_datasets(eid, revision=REVISION) == [
         f'alf/#{REVISION}#/_ibl_trials.choice.npy']
     assert f'alf/#{REVISION}#/_ibl_trials.choice.npy' not in one.list_datasets(eid, revision='')
+    defaults = one.list_datasets(eid, default_revisions_only=True)  # the index marks the latest
+    assert f'alf/#{REVISION}#/_ibl_trials.choice.npy' in defaults
+    assert 'alf/_ibl_trials.choice.npy' not in defaults
+    one._cache['datasets'] = one._cache['datasets'].drop(columns='default_revision')
     with pytest.raises(alferr.ALFError, match='No default revisions'):
         one.list_datasets(eid, default_revisions_only=True)
 
@@ -360,8 +364,18 @@ def test_load_object_revisions(one, data_root):
     original = np.load(session / '_ibl_trials.choice.npy')
     revised = np.load(session / f'#{REVISION}#' / '_ibl_trials.choice.npy')
     assert not np.array_equal(original, revised)
-    with pytest.warns(alferr.ALFWarning, match='No default revision'):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
         latest = one.load_object(eid, 'trials', collection='alf')
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if 'No default revision' in m]  # the index marked them
+    assert 'Multiple revisions: "", "2024-06-01"' in messages  # choice only was revised
+    np.testing.assert_array_equal(latest['choice'], revised)
+    without_defaults = One(cache_dir=data_root)
+    datasets = without_defaults._cache['datasets']
+    without_defaults._cache['datasets'] = datasets.drop(columns='default_revision')
+    with pytest.warns(alferr.ALFWarning, match='No default revision'):
+        latest = without_defaults.load_object(eid, 'trials', collection='alf')
     np.testing.assert_array_equal(latest['choice'], revised)
     before = one.load_object(eid, 'trials', collection='alf', revision='2024-01-01')
     np.testing.assert_array_equal(before['choice'], original)

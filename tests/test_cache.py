@@ -780,7 +780,14 @@ def test_make_parquet_db_indexes_valid_datasets(tmp_path):
         assert uuid.UUID(eid).version == 3 and str(uuid.UUID(eid)) == eid
     meta = cache['_meta']['raw']['datasets']
     assert meta['origin'] == {str(tmp_path.resolve())}
-    assert 'default_revision' not in dsets.columns  # as ONE's make_parquet_db
+    # unlike ONE's make_parquet_db, the latest revision of each dataset is marked default
+    assert dsets['default_revision'].dtype == bool
+    stems = dsets['rel_path'].str.replace(r'#[^/]+#/', '', regex=True)
+    revisions = dsets['rel_path'].str.extract(r'#([^/]+)#/', expand=False).fillna('')
+    for _, group in dsets.assign(stem=stems, rev=revisions).groupby(
+            [dsets.index.get_level_values('eid'), stems]):
+        assert group['default_revision'].sum() == 1
+        assert group.loc[group['default_revision'], 'rev'].item() == group['rev'].max()
 
 
 def test_make_parquet_db_ids_stable_and_unique(tmp_path):

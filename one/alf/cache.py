@@ -1096,6 +1096,37 @@ def _datasets_frame(tree: _Tree, eids: Sequence[str], ids: Sequence[str],
     })
 
 
+def _latest_revisions(eids: Sequence[str], rel_paths: Sequence[str]) -> np.ndarray:
+    """Per dataset: is it the latest revision of that dataset in its session?
+
+    A dataset without revision folders is its own latest revision.  Written as the
+    ``default_revision`` column, so that loading from an indexed folder picks the latest
+    revision without warning that no default is marked.
+    """
+    n = len(rel_paths)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    codes, uniques = pd.factorize(pd.Series(rel_paths, dtype=object))
+    stems, labels = [], []
+    for rel_path in uniques:
+        parts = rel_path.split('/')
+        label = ''
+        if len(parts) >= 2 and len(parts[-2]) > 2 and parts[-2][0] == parts[-2][-1] == '#':
+            label = parts.pop(-2)[1:-1]
+        stems.append('/'.join(parts))
+        labels.append(label)
+    stem_codes = pd.factorize(pd.Series(stems, dtype=object))[0][codes]
+    label_rank = pd.Series(labels, dtype=object).rank(method='dense').to_numpy()[codes]
+    eid_codes = pd.factorize(pd.Series(eids, dtype=object))[0]
+    group = eid_codes.astype(np.int64) * (int(stem_codes.max()) + 1) + stem_codes
+    order = np.lexsort((-label_rank, group))  # by group, latest revision first
+    first = np.ones(n, dtype=bool)
+    first[1:] = group[order][1:] != group[order][:-1]
+    latest = np.zeros(n, dtype=bool)
+    latest[order[first]] = True
+    return latest
+
+
 def _make_sessions_df(root_dir) -> pd.DataFrame:
     """The sessions table of a folder, ids being ``(lab/)subject/date/number`` (RangeIndex)."""
     tree = _Tree(Path(root_dir).resolve())
@@ -1189,6 +1220,7 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
 
     df_ses = _sessions_frame(tree, session_ids)
     df_dsets = _datasets_frame(tree, eids, dataset_ids, hashes)
+    df_dsets['default_revision'] = _latest_revisions(eids, tree.rel_paths)
     if lab:
         others = set(df_ses['lab']) - {'', lab}
         assert not others, \
