@@ -1,0 +1,98 @@
+"""Private helpers of `one.api.OneAlyx`: REST query parameters and download tasks."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import PurePosixPath
+from urllib.parse import quote, unquote
+
+from one import util
+from one._lib.download import DownloadTask, safe_join
+
+#: Search terms of OneAlyx.search that are not REST filter names of the sessions endpoint.
+EXTRA_TERMS = ('dataset', 'laboratory', 'date_range', 'django')
+
+
+def search_params(kwargs: dict, terms,
+                  dataset_filter: str = 'data_dataset_session_related__name__icontains',
+                  number_field: str = 'number') -> dict:
+    """Translate `OneAlyx.search` keyword arguments into sessions list REST parameters.
+
+    Parameters
+    ----------
+    kwargs : dict
+        The search terms (abbreviations allowed, see `util.autocomplete`).
+    terms : sequence of str
+        The accepted search terms.
+    dataset_filter : str
+        The django lookup a `dataset` term becomes (a partial, case-insensitive name).
+    number_field : str
+        The REST filter a `number` term becomes.
+
+    Returns
+    -------
+    dict
+        The REST query parameters (lists are joined by the client).
+    """
+    kwargs = dict(kwargs)
+    params = {'django': kwargs.pop('django', '') or ''}
+    for key, value in sorted(kwargs.items()):
+        field = util.autocomplete(key, terms)
+        if field == 'date_range':
+            start, end = util.validate_date_range(value)
+            params['date_range'] = f'{start.date().isoformat()},{end.date().isoformat()}'
+        elif field == 'dataset':
+            if not isinstance(value, str):
+                raise TypeError('"dataset" parameter must be a string. For lists use "datasets"')
+            query = f'{dataset_filter},{value}'
+            params['django'] += (',' if params['django'] else '') + query
+        elif field in ('laboratory', 'lab'):
+            params['lab'] = value
+        elif field in ('projects', 'project') and 'projects' in terms:
+            params['projects'] = value
+        elif field == 'number':
+            params[number_field] = value
+        else:
+            params[field] = value
+    if not params['django']:
+        params.pop('django')
+    return params
+
+
+def add_date(records):
+    """Add a `date` field (from start_time) to session records, as in `One.search` details."""
+    single = isinstance(records, dict)
+    for s in [records] if single else records:
+        if s.get('start_time') and 'date' not in s:
+            s['date'] = datetime.fromisoformat(s['start_time']).date()
+    return records
+
+
+def uuid_url_path(rel_path: str, dataset_id: str) -> str:
+    """Insert a dataset UUID before the extension of a relative path (as on the data server)."""
+    path = PurePosixPath(rel_path)
+    return str(path.with_name(f'{path.stem}.{dataset_id}{path.suffix}'))
+
+
+def quote_url_path(url: str) -> str:
+    """Percent-quote the path of a URL (``#`` of revision folders becomes ``%23``)."""
+    scheme, sep, rest = url.partition('://')
+    netloc, slash, path = rest.partition('/')
+    path, qmark, query = path.partition('?')
+    path = quote(unquote(path), safe="/~!$&'()*+,;=:@")
+    return f'{scheme}{sep}{netloc}{slash}{path}{qmark}{query}'
+
+
+def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, auth,
+                  uuid_name: str | None = None) -> DownloadTask:
+    """A download task for a dataset file, its destination confined to `cache_dir`."""
+    local = PurePosixPath(str(session_path), rel_path).as_posix()
+    if uuid_name:
+        local = uuid_url_path(local, uuid_name)
+    destination = safe_join(cache_dir, local)
+    return DownloadTask(url=quote_url_path(url), destination=destination, size=size, md5=md5,
+                        auth=auth)
+
+
+def is_url(value) -> bool:
+    return isinstance(value, str) and re.match(r'^[a-z][a-z0-9+.-]*://', value) is not None

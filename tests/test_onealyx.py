@@ -1,0 +1,317 @@
+"""Tests of one.api.OneAlyx against the Alyx replay server (tests/alyx_server.py)."""
+import logging
+from datetime import date
+from uuid import UUID
+
+import numpy as np
+import pytest
+from alyx_server import PASSWORD, USERNAME
+
+import one._remote_api as remote
+from one import util
+from one._lib.download import UnsafePath
+from one.api import ONE, One, OneAlyx
+
+EID = '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33'  # 2024-03-14, its data files are served
+EID_12 = 'c25ba874-0eb1-4921-b6e3-976877429206'  # 2024-03-12
+
+
+@pytest.fixture
+def one(alyx_server, tmp_path):
+    ONE.cache_clear()
+    instance = ONE(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                   cache_dir=tmp_path / 'data', silent=True)
+    yield instance
+    ONE.cache_clear()
+
+
+def test_construction(one, alyx_server, tmp_path):
+    assert isinstance(one, OneAlyx)
+    assert repr(one) == f'One (online, {alyx_server.url})'
+    assert one.alyx.base_url == alyx_server.url and one.alyx.is_logged_in
+    assert one.cache_dir == tmp_path / 'data'
+    assert not one.offline and one.mode == 'remote'
+    with pytest.raises(AttributeError):
+        one.cache_dir = tmp_path
+
+
+def test_search_remote(one, alyx_server):
+    eids = one.search(subject='ZFM-01935')
+    assert isinstance(eids, util.LazyId) and len(eids) == 4
+    assert all(isinstance(e, UUID) for e in eids) and UUID(EID) in eids
+    eids, details = one.search(subject='ZFM-01935', details=True)
+    assert details[0]['subject'] == 'ZFM-01935' and isinstance(details[0]['date'], date)
+    assert str(eids[0]) == details[0]['id']
+    days = one.search(date_range=['2024-03-12', '2024-03-13'])
+    assert UUID(EID_12) in days and UUID(EID) not in days
+    assert len(one.search(datasets='spikes.times.npy')) == len(
+        alyx_server_list(one, datasets='spikes.times.npy'))
+    assert len(one.search(dataset_types='trials.choice')) > 0
+    assert len(one.search(subject='NoSuchSubject')) == 0
+    with pytest.raises(ValueError):
+        one.search(foobar='x')
+
+
+def alyx_server_list(one, **kwargs):
+    return list(one.alyx.rest('sessions', 'list', **kwargs))
+
+
+def test_search_terms(one):
+    terms = one.search_terms(query_type='remote')
+    assert {'dataset', 'datasets', 'date_range', 'lab', 'laboratory', 'subject',
+            'dataset_types', 'django'} <= set(terms)
+    assert one.search_terms(query_type='local') == One._search_terms
+
+
+def test_search_params():
+    terms = ('dataset', 'datasets', 'date_range', 'laboratory', 'lab', 'subject', 'number',
+             'projects', 'django')
+    params = remote.search_params(
+        {'dataset': 'trials', 'lab': 'cortexlab', 'date_range': ['2020-01-01', '2020-01-03'],
+         'django': 'subject__nickname,KS023', 'number': 2}, terms)
+    assert params == {'django': 'subject__nickname,KS023,'
+                                'data_dataset_session_related__name__icontains,trials',
+                      'lab': 'cortexlab', 'date_range': '2020-01-01,2020-01-03', 'number': 2}
+    assert remote.search_params({'laboratory': 'x', 'proj': 'p'}, terms) == \
+        {'lab': 'x', 'projects': 'p'}
+    assert remote.search_params({'date_range': '2020-01-01'}, terms) == \
+        {'date_range': '2020-01-01,2020-01-01'}
+    with pytest.raises(TypeError):
+        remote.search_params({'dataset': ['a', 'b']}, terms)
+
+
+def test_list_datasets_and_details(one):
+    files = one.list_datasets(EID)
+    assert 'alf/_ibl_trials.choice.npy' in files and files == sorted(files)
+    assert one.list_datasets(EID, collection='alf', filename='*trials.choice*') == \
+        ['alf/_ibl_trials.choice.npy']
+    # The session and its datasets are now in the tables
+    assert EID in one._cache['sessions'].index
+    assert len(one.list_datasets(EID, query_type='local')) == len(files)
+    details = one.get_details(EID)
+    assert details['subject'] == 'ZFM-01935' and details['date'] == date(2024, 3, 14)
+    assert details['local_path'] == one.cache_dir.joinpath(
+        'testlab', 'Subjects', 'ZFM-01935', '2024-03-14', '001')
+    full = one.get_details(EID, full=True)
+    assert full['id'] == EID and 'data_dataset_session_related' in full
+
+
+def test_load_object_downloads(one, alyx_server, caplog):
+    eid = one.search(subject='ZFM-01935')[0]
+    assert str(eid) == EID
+    trials = one.load_object(eid, 'trials')
+    assert {'choice', 'intervals', 'stimOn_times'} <= set(trials)
+    session = one.cache_dir / 'testlab' / 'Subjects' / 'ZFM-01935' / '2024-03-14' / '001'
+    choice = session / 'alf' / '_ibl_trials.choice.npy'
+    assert choice.exists()
+    expected = np.load(choice)
+    np.testing.assert_array_equal(trials['choice'], expected)
+    # Already there: nothing downloaded again
+    alyx_server.clear_log()
+    one.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert not any('trials.choice' in r.path for r in alyx_server.requests)
+    # A corrupted file is downloaded again
+    choice.write_bytes(b'\x00' * choice.stat().st_size)
+    with caplog.at_level(logging.WARNING):
+        reloaded = one.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert 'md5 mismatch' in caplog.text
+    np.testing.assert_array_equal(reloaded, expected)
+    # load_datasets too
+    data, records = one.load_datasets(EID, ['_ibl_trials.goCue_times.npy',
+                                            '_ibl_leftCamera.times.npy'])
+    assert len(data) == 2 and all(x is not None for x in data)
+    # load_collection on a fresh instance reads the session from Alyx first
+    ONE.cache_clear()
+    other = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                    cache_dir=one.cache_dir, silent=True)
+    collection = other.load_collection(EID, 'alf', object='trials')
+    assert set(collection) == {'trials'} and 'choice' in collection['trials']
+
+
+def test_failed_download_gives_none(one, alyx_server):
+    one.list_datasets(EID)
+    dsets = one._cache['datasets'].loc[EID]
+    row = dsets[dsets['rel_path'] == 'alf/_ibl_trials.choice.npy']
+    alyx_server.fail('/testlab/Subjects/ZFM-01935/2024-03-14/001/alf/'
+                     '_ibl_trials.choice.901e18bb-99bf-48f4-a5a4-5d9f695a8581.npy',
+                     status=404, times=None)
+    assert one._download_datasets(row) == [None]
+
+
+def test_download_refuses_paths_outside_cache(tmp_path):
+    with pytest.raises(UnsafePath):
+        remote.download_task('http://x/a.npy', tmp_path, '../outside', 'a.npy', None, None,
+                             None)
+    task = remote.download_task('http://x/a.npy', tmp_path, 'lab/Subjects/s/2020-01-01/001',
+                                'alf/a.b.npy', 10, '', None, uuid_name='abc')
+    assert task.destination == tmp_path.joinpath(
+        'lab', 'Subjects', 's', '2020-01-01', '001', 'alf', 'a.b.abc.npy')
+    assert remote.uuid_url_path('alf/#2020-01-01#/a.b.npy', 'u') == 'alf/#2020-01-01#/a.b.u.npy'
+
+
+def test_connection_refused_uses_local_tables(alyx_server, tmp_path, caplog):
+    ONE.cache_clear()
+    cache_dir = tmp_path / 'data'
+    first = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                    cache_dir=cache_dir, silent=True)
+    first.load_object(EID, 'trials')
+    first.save_cache(force=True)
+    url = alyx_server.url
+    alyx_server.stop()
+    with caplog.at_level(logging.ERROR):
+        offline = OneAlyx(base_url=url, username=USERNAME, password=PASSWORD,
+                          cache_dir=cache_dir, silent=True, retries=0)
+    assert 'Failed to connect to Alyx' in caplog.text
+    assert offline.mode == 'local' and offline.offline
+    assert repr(offline) == f'One (offline, {url})'
+    assert 'alf/_ibl_trials.choice.npy' in offline.list_datasets(EID)
+    assert UUID(EID) in offline.search(subject='ZFM-01935')
+    trials = offline.load_object(EID, 'trials')
+    assert 'choice' in trials
+
+
+def test_local_mode(alyx_server, tmp_path):
+    cache_dir = tmp_path / 'data'
+    first = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                    cache_dir=cache_dir, silent=True)
+    first.list_datasets(EID)
+    first.save_cache(force=True)
+    alyx_server.clear_log()
+    local = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                    cache_dir=cache_dir, silent=True, mode='local')
+    assert local.offline
+    assert local.search(subject='ZFM') == [UUID(EID)]
+    assert 'alf/_ibl_trials.choice.npy' in local.list_datasets(EID)
+    assert isinstance(local.get_details(EID).name, UUID)
+    assert not any(r.path.startswith('/sessions') for r in alyx_server.requests)
+
+
+PID = '1660de06-d188-49e8-b35b-f625d81f460f'
+
+
+def test_insertions(one):
+    assert one.pid2eid(PID) == (UUID(EID), 'probe00')
+    assert one.eid2pid(EID) == ([UUID(PID)], ['probe00'])
+    pids, labels, records = one.eid2pid(EID, details=True)
+    assert records[0]['name'] == 'probe00'
+    pids = one.search_insertions()
+    assert isinstance(pids, util.LazyId) and len(pids) == 4 and UUID(PID) in pids
+    pids, records = one.search_insertions(session=EID, details=True)
+    assert list(pids) == [UUID(PID)] and records[0]['session'] == EID
+    terms = ('dataset', 'laboratory', 'number', 'django', 'session', 'name')
+    assert remote.search_params({'dataset': 'spikes', 'number': 1, 'lab': 'x'}, terms,
+                                dataset_filter='datasets__name__icontains',
+                                number_field='experiment_number') == \
+        {'django': 'datasets__name__icontains,spikes', 'experiment_number': 1, 'lab': 'x'}
+
+
+def test_dataset_types(one, alyx_server, capsys):
+    dset_id = '901e18bb-99bf-48f4-a5a4-5d9f695a8581'
+    assert one.dataset2type(dset_id) == 'trials.choice'
+    assert one.dataset2type(UUID(dset_id)) == 'trials.choice'
+    with pytest.raises(ValueError):
+        one.dataset2type('no_such_dataset.npy')  # not in the tables
+    one.list_datasets(EID)
+    assert one.dataset2type('alf/_ibl_trials.choice.npy') == 'trials.choice'
+    record = one.describe_dataset('trials.choice')
+    assert record['name'] == 'trials.choice'
+    assert 'Choice: -1' in capsys.readouterr().out
+    assert one.describe_dataset(dset_id)['name'] == 'trials.choice'
+    datasets = alyx_server_list_datasets(one)
+    alyx_server.add_response(
+        'GET', f'/datasets?django=session__id,{EID},dataset_type__name,trials.choice', datasets)
+    assert list(one.type2datasets(EID, 'trials.choice')) == ['alf/_ibl_trials.choice.npy']
+    details = one.type2datasets(EID, 'trials.choice', details=True)
+    assert details.index.get_level_values('id')[0] == datasets[0]['url'][-36:]
+    with pytest.raises(TypeError):
+        one.type2datasets(EID, 3)
+
+
+def alyx_server_list_datasets(one):
+    return [one.alyx.rest('datasets', 'read', id='901e18bb-99bf-48f4-a5a4-5d9f695a8581')]
+
+
+def test_remote_only_methods_offline(alyx_server, tmp_path):
+    with pytest.warns(UserWarning, match='No cache tables'):
+        local = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                        cache_dir=tmp_path, silent=True, mode='local')
+    for method, args in ((local.pid2eid, (PID,)), (local.search_insertions, ()),
+                         (local.dataset2type, (EID,)), (local.describe_dataset, ('x',)),
+                         (local.eid2pid, (EID,)), (local.type2datasets, (EID, 'x')),
+                         (local.list_aggregates, ('subjects',))):
+        with pytest.raises(NotImplementedError):
+            method(*args)
+
+
+def test_auto_mode_downloads_cache_tables(alyx_server, tmp_path):
+    cache_dir = tmp_path / 'data'
+    auto = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                   cache_dir=cache_dir, silent=True, mode='auto')
+    assert (cache_dir / 'sessions.pqt').exists() and (cache_dir / 'datasets.pqt').exists()
+    assert len(auto._cache['sessions']) == 6 and len(auto._cache['datasets']) == 137
+    assert UUID(EID) in auto.search(subject='ZFM-01935')  # a local query
+    # Fresh tables: not downloaded again
+    alyx_server.clear_log()
+    auto.load_cache(clobber=True)
+    assert alyx_server.count('GET', '/cache.zip') == 0
+    # A release tag: its tables in their own folder
+    auto.load_cache(tag='2024_Q4_test_release')
+    assert auto._tables_dir == cache_dir / '2024_Q4_test_release'
+    # (the recorded tag info gives no location: the server's /cache.zip is downloaded)
+    assert (cache_dir / '2024_Q4_test_release' / 'sessions.pqt').exists()
+    assert alyx_server.count('GET', '/cache.zip') == 1
+
+
+def test_auto_mode_unknown_tag(alyx_server, tmp_path, caplog):
+    cache_dir = tmp_path / 'data'
+    auto = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                   cache_dir=cache_dir, silent=True, mode='auto')
+    with caplog.at_level(logging.ERROR):
+        auto.load_cache(tag='no_such_tag')
+    assert 'Failed to load the remote cache file' in caplog.text
+    assert auto.mode == 'remote'
+
+
+def test_download_revision_file(one):
+    """'#' of revision folders is quoted in the URL; the file lands in its revision folder."""
+    files = one.list_datasets(EID_12, filename='_ibl_trials.choice.npy')
+    assert 'alf/#2024-06-01#/_ibl_trials.choice.npy' in files
+    file = one.load_dataset(EID_12, '_ibl_trials.choice.npy', collection='alf',
+                            revision='2024-06-01', download_only=True)
+    assert file == one.cache_dir.joinpath('testlab', 'Subjects', 'ZFM-01935', '2024-03-12',
+                                          '001', 'alf', '#2024-06-01#',
+                                          '_ibl_trials.choice.npy')
+    assert file.stat().st_size > 0
+    assert remote.quote_url_path('http://h/a/#r#/b.npy?x=1') == 'http://h/a/%23r%23/b.npy?x=1'
+
+
+def _aggregate_record(url, rel_path, dset_id, name):
+    return {'url': f'{url}/datasets/{dset_id}', 'name': name, 'session': None,
+            'file_size': 10, 'hash': 'abc', 'qc': 'NOT_SET', 'default_dataset': True,
+            'file_records': [{'exists': True,
+                              'data_url': f'{url}/{rel_path}'.replace(name, name.replace(
+                                  '.pqt', f'.{dset_id}.pqt'))}]}
+
+
+def test_list_aggregates(one, alyx_server):
+    url = alyx_server.url
+    ids = ['11111111-1111-4111-8111-111111111111', '22222222-2222-4222-8222-222222222222',
+           '33333333-3333-4333-8333-333333333333']
+    records = [
+        _aggregate_record(url, 'aggregates/Subjects/testlab/ZFM-01935/'
+                          '_ibl_subjectTrials.table.pqt', ids[0], '_ibl_subjectTrials.table.pqt'),
+        _aggregate_record(url, 'public/aggregates/Subjects/testlab/KS023/'
+                          '_ibl_subjectTrials.table.pqt', ids[1], '_ibl_subjectTrials.table.pqt'),
+        _aggregate_record(url, 'aggregates/Tags/2024_Q4/_ibl_tag.table.pqt', ids[2],
+                          '_ibl_tag.table.pqt'),
+    ]
+    alyx_server.add_response('GET', '/datasets?django=session__isnull,True', records)
+    subjects = one.list_aggregates('subjects')
+    assert sorted(subjects.index) == ids[:2]
+    assert set(subjects['identifier']) == {'testlab/ZFM-01935', 'testlab/KS023'}
+    assert all(p.startswith('aggregates/Subjects/') for p in subjects['rel_path'])
+    one_subject = one.list_aggregates('Subjects', 'ZFM-01935',
+                                      dataset='_ibl_subjectTrials.table.pqt')
+    assert list(one_subject.index) == [ids[0]]
+    assert list(one.list_aggregates('tags').index) == [ids[2]]
+    assert one.list_aggregates('tags', 'nothing').empty
