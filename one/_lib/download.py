@@ -44,7 +44,6 @@ import random
 import re
 import secrets
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -55,6 +54,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
+
+from one._lib.files import show_progress
 
 try:  # POSIX advisory locks; Windows uses filelock
     import fcntl
@@ -620,15 +621,6 @@ class _Progress(_NoProgress):
                 self._bar.update(self._pending)
                 self._pending = 0
             self._bar.close()
-
-
-def _show_progress(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 class _Worker:
@@ -1337,7 +1329,7 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
     if n_threads < 1:
         raise ValueError(f'n_threads must be at least 1, not {n_threads}')
     bar: _NoProgress = _NoProgress()
-    if _show_progress(progress):
+    if show_progress(progress):
         bar = _Progress(sum(t.size for t in tasks if t.size is not None), desc)
     cancel = threading.Event()
     engine = _Engine(retries, timeout, backoff, return_md5, bar, cancel)

@@ -243,7 +243,8 @@ def md5(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _show_progress(progress: bool | None) -> bool:
+def show_progress(progress: bool | None) -> bool:
+    """Whether to show a progress bar: as asked, or by default when stderr is a terminal."""
     if progress is not None:
         return bool(progress)
     try:
@@ -323,7 +324,7 @@ def hash_files(paths: Sequence[str | os.PathLike], sizes: Sequence[int] | None =
         for i in batch:
             out[i] = hasher(paths[i])
 
-    show = _show_progress(progress)
+    show = show_progress(progress)
     bar = None
     if show:
         from tqdm.auto import tqdm
