@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import PurePosixPath
-from urllib.parse import quote, unquote
 
 from one import util
 from one._lib.download import DownloadTask, safe_join
@@ -74,15 +73,6 @@ def uuid_url_path(rel_path: str, dataset_id: str) -> str:
     return str(path.with_name(f'{path.stem}.{dataset_id}{path.suffix}'))
 
 
-def quote_url_path(url: str) -> str:
-    """Percent-quote the path of a URL (``#`` of revision folders becomes ``%23``)."""
-    scheme, sep, rest = url.partition('://')
-    netloc, slash, path = rest.partition('/')
-    path, qmark, query = path.partition('?')
-    path = quote(unquote(path), safe="/~!$&'()*+,;=:@")
-    return f'{scheme}{sep}{netloc}{slash}{path}{qmark}{query}'
-
-
 def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, auth,
                   uuid_name: str | None = None) -> DownloadTask:
     """A download task for a dataset file, its destination confined to `cache_dir`."""
@@ -90,8 +80,7 @@ def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, a
     if uuid_name:
         local = uuid_url_path(local, uuid_name)
     destination = safe_join(cache_dir, local)
-    return DownloadTask(url=quote_url_path(url), destination=destination, size=size, md5=md5,
-                        auth=auth)
+    return DownloadTask(url=url, destination=destination, size=size, md5=md5, auth=auth)
 
 
 def is_url(value) -> bool:

@@ -282,7 +282,9 @@ def test_download_revision_file(one):
                                           '001', 'alf', '#2024-06-01#',
                                           '_ibl_trials.choice.npy')
     assert file.stat().st_size > 0
-    assert remote.quote_url_path('http://h/a/#r#/b.npy?x=1') == 'http://h/a/%23r%23/b.npy?x=1'
+    task = remote.download_task('http://h/a/#r#/b.npy?x=1', one.cache_dir, 's/2020-01-01/001',
+                                'alf/#r#/b.npy', None, None, None)
+    assert task.url == 'http://h/a/%23r%23/b.npy?x=1'  # the engine quotes revision folders
 
 
 def _aggregate_record(url, rel_path, dset_id, name):

@@ -400,6 +400,8 @@ class DownloadTask:
     byte_range: tuple[int, int] | None = None
 
     def __post_init__(self):
+        if self.scheme in ('http', 'https'):
+            self.url = _quote_url(self.url)  # '#' of revision folders is not a fragment
         self.destination = Path(self.destination)
         self.size = _clean_size(self.size)
         self.md5 = _clean_md5(self.md5)
