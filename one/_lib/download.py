@@ -337,6 +337,18 @@ def _quote_url(url: str) -> str:
     return f'{scheme}{sep}{netloc}{slash}{path}{qmark}{query}'
 
 
+def _byte_window(task, offset: int) -> tuple[int, int | None, str | None]:
+    """First and last byte wanted (last None: to the end) and the ``Range`` value to ask for
+    when resuming at `offset` (None when the whole file is wanted from its start)."""
+    first, last = 0, None
+    if task.byte_range is not None:
+        first = task.byte_range[0]
+        last = first + task.byte_range[1] - 1
+    if not offset and task.byte_range is None:
+        return first, last, None
+    return first, last, f'bytes={first + offset}-{"" if last is None else last}'
+
+
 def _hidden(dest: Path, suffix: str) -> Path:
     return dest.with_name(f'.{dest.name}{suffix}')
 
@@ -1083,12 +1095,9 @@ class _Engine:
         headers = dict(_HEADERS)
         if task.headers:
             headers.update(task.headers)
-        first, last = 0, None
-        if task.byte_range is not None:
-            first = task.byte_range[0]
-            last = first + task.byte_range[1] - 1
-        if offset or task.byte_range is not None:
-            headers['Range'] = f'bytes={first + offset}-{"" if last is None else last}'
+        first, last, byte_range = _byte_window(task, offset)
+        if byte_range:
+            headers['Range'] = byte_range
             if offset and validator:
                 headers['If-Range'] = validator
         env = self._env_settings(task.url)
@@ -1195,12 +1204,9 @@ class _Engine:
                  validator: str | None) -> _Body:
         bucket, _, key = task.url.partition('://')[2].partition('/')
         kwargs = {'Bucket': bucket, 'Key': key}
-        first, last = 0, None
-        if task.byte_range is not None:
-            first = task.byte_range[0]
-            last = first + task.byte_range[1] - 1
-        if offset or task.byte_range is not None:
-            kwargs['Range'] = f'bytes={first + offset}-{"" if last is None else last}'
+        first, last, byte_range = _byte_window(task, offset)
+        if byte_range:
+            kwargs['Range'] = byte_range
             if offset and validator:
                 kwargs['IfMatch'] = validator
         try:
