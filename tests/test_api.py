@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import one._api_local as api_local
 from one import __version__
-from one import api as one_api
 from one.alf import exceptions as alferr
 from one.alf.cache import load_tables, make_parquet_db, save_tables
 from one.alf.path import ALFPath
@@ -403,7 +403,7 @@ def test_load_object_default_revision_column(own_root, tmp_path):
 
 def test_revision_last_before_environment_default(one, monkeypatch):
     eid = _eid(one, 'KS001', '2024-01-17')
-    monkeypatch.setattr(one_api, 'REVISION_LAST_BEFORE', '2024-01-01')
+    monkeypatch.setattr(api_local, 'REVISION_LAST_BEFORE', '2024-01-01')
     path = one.load_dataset(eid, '_ibl_trials.choice.npy', download_only=True)
     assert path.revision == ''
     with pytest.raises(ValueError, match='ONE_REVISION_LAST_BEFORE'):

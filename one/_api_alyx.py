@@ -1,0 +1,517 @@
+"""The `OneAlyx` class: `One` with an Alyx database and a remote file store.
+
+In 'remote' mode searches and listings query the REST API (`one.webclient.AlyxClient`), the
+sessions read are merged into the cache tables, and missing or damaged files are downloaded into
+the data folder (`one._lib.download`); in 'auto' mode the database's cache tables are downloaded
+when the local ones have expired.  Public import path: `one.api`.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from uuid import UUID
+
+import pandas as pd
+
+from one import __version__, util
+from one._api_local import One, _dataset_id_str, _known
+from one.alf.path import ALFPath, rel_path_parts
+from one.alf.spec import QC
+from one.converters import session_record2path
+from one.util import ensure_list
+
+__all__ = ['OneAlyx']
+_logger = logging.getLogger('one.api')
+
+def _version_tuple(version) -> tuple:
+    """'2.10.1' -> (2, 10, 1): the leading numbers of a version string."""
+    return tuple(int(x) for x in re.findall(r'\d+', str(version).split('+')[0])[:3])
+
+
+class OneAlyx(One):
+    """Search and load data through an Alyx database, with the cache tables of a data folder.
+
+    Parameters
+    ----------
+    username, password : str, optional
+        The Alyx login (the stored parameters/token when None).
+    base_url : str, optional
+        The Alyx database URL; the configured default when None.
+    cache_dir : str, pathlib.Path, optional
+        The data folder; the client's configured folder when None.
+    mode : {'remote', 'auto', 'local', 'refresh'}
+        'remote' queries the database; 'local' uses only the cache tables.  When the database
+        cannot be reached, the mode falls back to 'local' (with a logged error).
+    wildcards : bool
+        See `One`.
+    tables_dir : str, pathlib.Path, optional
+        Where the cache tables are, if not in `cache_dir`.
+    **kwargs
+        Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries).
+    """
+
+    def __init__(self, username=None, password=None, base_url=None, cache_dir=None,
+                 mode='remote', wildcards=True, tables_dir=None, **kwargs):
+        from one._lib.http_errors import AlyxConnectionError
+        from one.webclient import AlyxClient
+        self._data_urls = {}
+        try:
+            self._web_client = AlyxClient(username=username, password=password,
+                                          base_url=base_url, cache_dir=cache_dir, **kwargs)
+        except AlyxConnectionError as ex:
+            _logger.error('%s: Failed to connect to Alyx (%s); using the local cache tables',
+                          type(ex).__name__, ex)
+            # A client that does not log in (no request is made in local mode)
+            self._web_client = AlyxClient(base_url=base_url, cache_dir=cache_dir, **kwargs)
+            mode = 'local'
+        self._search_endpoint = 'sessions'
+        super().__init__(mode=mode, wildcards=wildcards, tables_dir=tables_dir,
+                         cache_dir=cache_dir)
+        if self.mode in ('auto', 'refresh') and self._cache['_meta']['expired']:
+            self._update_cache_tables()
+
+    def load_cache(self, tables_dir=None, clobber=False, tag=None, **kwargs):
+        """Load the cache tables; download newer ones from Alyx when they have expired.
+
+        In 'auto' and 'refresh' mode (or with `clobber` or a `tag`), expired or missing tables
+        are replaced by the database's when its tables (``/cache/info``) are newer.  When the
+        database cannot be reached the mode falls back to 'local' (an error is logged).
+
+        Parameters
+        ----------
+        tables_dir : str, pathlib.Path, optional
+            The folder of the parquet tables.
+        clobber : bool
+            Ask the database for newer tables even if the local ones have not expired.
+        tag : str, optional
+            Load the tables of this Alyx release tag (kept in ``<cache_dir>/<tag>``).
+
+        Returns
+        -------
+        datetime.datetime
+            When the tables were loaded (None if there were none).
+        """
+        raw = self._cache['_meta'].get('raw') or {}
+        current = sorted({t for m in raw.values()
+                          for t in ensure_list(m.get('database_tags') or []) if t})
+        if len(current) > 1:
+            raise NotImplementedError('Cache tables with multiple tags are not supported')
+        tag = tag or (current[0] if current else None)
+        different_tag = tag is not None and current != [tag]
+        if not different_tag:
+            One.load_cache(self, tables_dir)
+        expired = self._cache['_meta']['expired']
+        if clobber or different_tag or (expired and self.mode in ('auto', 'refresh')):
+            self._update_cache_tables(tag, tables_dir, different_tag)
+        return self._cache['_meta']['loaded_time']
+
+    def _update_cache_tables(self, tag=None, tables_dir=None, different_tag=False) -> None:
+        """Download and load the database's cache tables if newer than the loaded ones."""
+        from one._lib.http_errors import AlyxConnectionError, AlyxHTTPError
+        from one.webclient import BadCacheArchive
+        if self.offline:
+            return
+        meta = self._cache['_meta']
+        try:
+            info = self.alyx.get(f'cache/info/{tag}/' if tag else 'cache/info/', expires=True)
+            if tag and tag not in (info.get('database_tags') or []):
+                raise ValueError(f'The database has no cache tables tagged "{tag}"')
+            min_version = _version_tuple(info.get('min_api_version', '0'))
+            if _version_tuple(__version__) < min_version:
+                warnings.warn('Newer cache tables require ONE version '
+                              f'{info.get("min_api_version")} or greater')
+                return
+            remote_created = datetime.fromisoformat(info['date_created'])
+            local_created = meta.get('created_time')
+            if local_created and not different_tag and \
+                    remote_created - local_created < timedelta(minutes=1):
+                _logger.info('No newer cache available')
+                return
+            if tables_dir:
+                self._tables_dir = Path(tables_dir)
+            elif different_tag:
+                self._tables_dir = Path(self.cache_dir) / tag
+            self._tables_dir.mkdir(parents=True, exist_ok=True)
+            _logger.info('Downloading remote caches...')
+            self.alyx.download_cache_tables(info.get('location'), self._tables_dir)
+            One.load_cache(self, self._tables_dir)
+        except AlyxConnectionError as ex:
+            _logger.error('%s: Failed to connect to Alyx (%s)', type(ex).__name__, ex)
+            self.mode = 'local'
+        except (AlyxHTTPError, BadCacheArchive) as ex:
+            _logger.error('%s: Failed to load the remote cache file (%s)', type(ex).__name__, ex)
+            self.mode = 'remote'
+
+    def __repr__(self) -> str:
+        return f'One ({"off" if self.offline else "on"}line, {self.alyx.base_url})'
+
+    @property
+    def alyx(self):
+        """one.webclient.AlyxClient: the Alyx client."""
+        return self._web_client
+
+    @property
+    def cache_dir(self) -> Path:
+        """pathlib.Path: the data folder (the client's)."""
+        return self._web_client.cache_dir
+
+    def _remote(self, query_type) -> bool:
+        return (query_type or self.mode) == 'remote' and not self.offline
+
+    # ---- search ---------------------------------------------------------------------------
+
+    @util.refresh
+    def search_terms(self, query_type=None, endpoint=None) -> tuple:
+        """Return the search terms `search` accepts.
+
+        Parameters
+        ----------
+        query_type : str
+            'remote' gives the REST filters of the endpoint (from the server's schema) and
+            the extra terms of `search`; otherwise the local terms.
+        endpoint : str
+            The REST endpoint (default 'sessions').
+        """
+        if not self._remote(query_type):
+            return self._search_terms
+        endpoint = endpoint or self._search_endpoint
+        from one._remote_api import EXTRA_TERMS
+        fields = self.alyx.rest_schemes.field_names(endpoint, 'list') or []
+        return tuple(sorted(set(fields) | set(EXTRA_TERMS)))
+
+    @util.refresh
+    def search(self, details=False, query_type=None, **kwargs):
+        """Find sessions; remotely through the Alyx sessions endpoint.
+
+        In remote mode the terms are REST filters (case-insensitive partial matches, see
+        `search_terms`): `laboratory` becomes ``lab``, `date_range` ``'YYYY-MM-DD,YYYY-MM-DD'``
+        and `dataset` a django filter on the session's dataset names.  Otherwise see
+        `One.search`.
+
+        Returns
+        -------
+        one.util.LazyId
+            The matching session UUIDs (pages fetched on access).
+        one.util.LazyId
+            (with `details`) The session records, with a `date` field.
+        """
+        if not self._remote(query_type):
+            return super().search(details=details, query_type=query_type, **kwargs)
+        from one._remote_api import add_date, search_params
+        params = search_params(kwargs, self.search_terms(query_type='remote'))
+        ses = self.alyx.rest(self._search_endpoint, 'list', **params)
+        eids = util.LazyId(ses)
+        if not details:
+            return eids
+        return eids, util.LazyId(ses, func=add_date)
+
+    # ---- remote session records -------------------------------------------------------------
+
+    def _fetch_session(self, eid) -> pd.DataFrame:
+        """Read a session from Alyx, merge it into the tables; return its datasets."""
+        from one.converters import ses2records
+        record = self.alyx.rest('sessions', 'read', id=str(eid))
+        for d in record.get('data_dataset_session_related') or []:
+            if d.get('data_url') and d.get('id'):
+                self._data_urls[str(d['id'])] = d['data_url']
+        session, datasets = ses2records(record)
+        table = self._cache['datasets']
+        if table.empty and 'default_revision' not in table.columns:
+            # merge_tables drops columns the table lacks; an empty table gets the column first
+            self._cache['datasets'] = table.assign(default_revision=pd.Series(dtype=bool))
+        self._update_cache_from_records(sessions=session, datasets=datasets.copy())
+        return datasets
+
+    @util.refresh
+    def list_datasets(self, eid=None, filename=None, collection=None, revision=None, qc=QC.FAIL,
+                      ignore_qc_not_set=False, details=False, query_type=None,
+                      default_revisions_only=False, keep_eid_index=False):
+        """List the datasets of a session; in remote mode the session is read from Alyx.
+
+        The session's records are merged into the cache tables first, then the listing is
+        that of `One.list_datasets` (see there for the parameters).
+        """
+        if eid is not None and self._remote(query_type):
+            eid = self.to_eid(eid)
+            if eid:
+                self._fetch_session(eid)
+        elif eid is None and self._remote(query_type):
+            warnings.warn('Unable to list all remote datasets')
+        return super().list_datasets(
+            eid, filename=filename, collection=collection, revision=revision, qc=qc,
+            ignore_qc_not_set=ignore_qc_not_set, details=details, query_type='local',
+            default_revisions_only=default_revisions_only, keep_eid_index=keep_eid_index)
+
+    @util.refresh
+    @util.parse_id
+    def get_details(self, eid, full: bool = False, query_type=None):
+        """Return a session's details; in remote mode from Alyx.
+
+        Returns
+        -------
+        dict
+            (remote) With `full`, the Alyx session record; otherwise its subject, start_time,
+            number, lab, projects, url, task_protocol, local_path and date.
+        """
+        if not self._remote(query_type):
+            return super().get_details(eid, full=full)
+        record = self.alyx.rest('sessions', 'read', id=str(eid))
+        if full:
+            return record
+        fields = ('subject', 'start_time', 'number', 'lab', 'projects', 'url', 'task_protocol')
+        out = {k: v for k, v in record.items() if k in fields}
+        out['projects'] = ','.join(ensure_list(out.get('projects') or []))
+        out['date'] = datetime.fromisoformat(out['start_time']).date()
+        out['local_path'] = session_record2path(out, root_dir=self.cache_dir)
+        return out
+
+    # ---- probe insertions and dataset types -------------------------------------------------
+
+    def _require_remote(self, what: str) -> None:
+        if self.offline:
+            raise NotImplementedError(f'{what} requires a connection to the Alyx database')
+
+    @util.refresh
+    def pid2eid(self, pid, query_type=None) -> tuple:
+        """Return the session UUID and the label (e.g. 'probe00') of a probe insertion.
+
+        Requires the Alyx database.
+        """
+        self._require_remote('Converting probe IDs')
+        record = self.alyx.rest('insertions', 'read', id=str(pid))
+        return UUID(str(record['session'])), record['name']
+
+    @util.refresh
+    @util.parse_id
+    def eid2pid(self, eid, query_type=None, details=False) -> tuple:
+        """Return the probe insertion UUIDs and labels of a session (and the records).
+
+        Requires the Alyx database.
+        """
+        self._require_remote('Converting probe IDs')
+        if not eid:
+            return (None,) * (3 if details else 2)
+        records = list(self.alyx.rest('insertions', 'list', session=str(eid)))
+        pids = [UUID(str(x['id'])) for x in records]
+        labels = [x['name'] for x in records]
+        return (pids, labels, records) if details else (pids, labels)
+
+    def search_insertions(self, details=False, query_type=None, **kwargs):
+        """Find probe insertions through the Alyx insertions endpoint.
+
+        The terms are the endpoint's REST filters (see
+        ``search_terms(query_type='remote', endpoint='insertions')``), plus `laboratory`,
+        `number` (the session number) and `dataset` (a partial dataset name).
+
+        Returns
+        -------
+        one.util.LazyId
+            The probe insertion UUIDs.
+        list of dict
+            (with `details`) The insertion records.
+        """
+        self._require_remote('Searching insertions')
+        from one._remote_api import search_params
+        fields = self.alyx.rest_schemes.field_names('insertions', 'list') or []
+        terms = tuple(sorted(set(fields) | {'dataset', 'laboratory', 'number', 'django'}))
+        params = search_params(kwargs, terms, dataset_filter='datasets__name__icontains',
+                               number_field='experiment_number')
+        ins = self.alyx.rest('insertions', 'list', **params)
+        pids = util.LazyId(ins)
+        return (pids, ins) if details else pids
+
+    def dataset2type(self, dset) -> str:
+        """Return the dataset type of a dataset (its UUID, or a name/relative path in the
+        cache tables).  Requires the Alyx database."""
+        self._require_remote('dataset2type')
+        try:
+            dset_id = _dataset_id_str(dset)
+        except (ValueError, TypeError):
+            table = self._cache['datasets']
+            name = str(dset)
+            rel_paths = table['rel_path'].astype(str)
+            hits = table.index.get_level_values('id')[
+                (rel_paths == name).to_numpy() | rel_paths.str.endswith('/' + name).to_numpy()]
+            ids = sorted(set(hits))
+            if len(ids) != 1:
+                raise ValueError(f'Unrecognized name or UUID: {dset}') from None
+            dset_id = ids[0]
+        return self.alyx.rest('datasets', 'read', id=dset_id)['dataset_type']
+
+    def describe_dataset(self, dataset_type=None):
+        """Print and return a dataset type's Alyx record (all of them when None).
+
+        `dataset_type` may be a dataset type name, or a dataset (see `dataset2type`).
+        Requires the Alyx database.
+        """
+        from one._lib.http_errors import AlyxNotFound
+        self._require_remote('describe_dataset')
+        if not dataset_type:
+            return self.alyx.rest('dataset-types', 'list')
+        try:
+            _dataset_id_str(dataset_type)
+            is_id = True
+        except (ValueError, TypeError):
+            is_id = False
+        out = None
+        if not is_id:
+            with contextlib.suppress(AlyxNotFound):
+                out = self.alyx.rest('dataset-types', 'read', id=str(dataset_type))
+        if out is None:
+            out = self.alyx.rest('dataset-types', 'read', id=self.dataset2type(dataset_type))
+        print(out['description'])
+        return out
+
+    @util.parse_id
+    def type2datasets(self, eid, dataset_type, details=False):
+        """Return the relative paths (or with `details` the datasets table) of a session's
+        datasets of the given dataset type(s).  Requires the Alyx database."""
+        from one.converters import datasets2records
+        self._require_remote('type2datasets')
+        if isinstance(dataset_type, str):
+            restriction = f'session__id,{eid},dataset_type__name,{dataset_type}'
+        elif isinstance(dataset_type, (list, tuple)):
+            restriction = f'session__id,{eid},dataset_type__name__in,{list(dataset_type)}'
+        else:
+            raise TypeError('dataset_type must be a str or str list')
+        datasets = datasets2records(self.alyx.rest('datasets', 'list', django=restriction))
+        return datasets if details else datasets['rel_path'].sort_values().to_numpy()
+
+    def list_aggregates(self, relation: str, identifier: str = None, dataset=None,
+                        revision=None, assert_unique=False) -> pd.DataFrame:
+        """List the datasets aggregated over a relation (datasets without a session).
+
+        Parameters
+        ----------
+        relation : str
+            What the data were aggregated over, e.g. 'subjects' or 'tags' (the folder after
+            'aggregates' in the relative path, case-insensitive).
+        identifier : str, optional
+            Keep the datasets whose identifier (the folders after the relation, e.g.
+            'lab/subject') contains this string.
+        dataset : str, dict, list, optional
+            File name filter (wildcards), or a dict of ALF parts.
+        revision : str, optional
+            Revision filter (wildcards).
+        assert_unique : bool
+            Raise if several datasets match.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The matching dataset records (index 'id'), with 'relation' and 'identifier'
+            columns; rel_path starts with 'aggregates/'.  Requires the Alyx database.
+        """
+        from one.converters import datasets2records
+        self._require_remote('list_aggregates')
+        records = datasets2records(self.alyx.rest('datasets', 'list',
+                                                  django='session__isnull,True'))
+        records = records.reset_index(level='eid', drop=True)
+        if records.empty:
+            return records.assign(relation=pd.Series(dtype=object),
+                                  identifier=pd.Series(dtype=object))
+        rel_paths = records['rel_path'].astype(str).str.replace(
+            r'^.*?(?=aggregates/)', '', n=1, regex=True)
+        records = records.assign(rel_path=rel_paths)
+        in_aggregates = rel_paths.str.startswith('aggregates/')
+        records = records[in_aggregates.to_numpy()]
+        parts = records['rel_path'].str.split('/')
+        records = records.assign(relation=parts.map(lambda x: x[1].lower() if len(x) > 2
+                                                    else ''))
+        records = records[(records['relation'] == relation.lower()).to_numpy()]
+
+        def path2id(rel_path) -> str:
+            folders = (rel_path_parts(rel_path, assert_valid=False)[0] or '').split('/')
+            position = [x.lower() for x in folders].index(relation.lower()) + 1
+            return '/'.join(folders[position:])
+
+        records = records.assign(identifier=records['rel_path'].map(path2id))
+        if identifier is not None:
+            records = records[records['identifier'].str.contains(
+                identifier, regex=False).to_numpy()]
+        return util.filter_datasets(records, filename=dataset, revision=revision,
+                                    wildcards=True, assert_unique=assert_unique)
+
+    # ---- downloads --------------------------------------------------------------------------
+
+    def _load_candidates(self, eid, query_type) -> pd.DataFrame:
+        if self._remote(query_type):
+            self._fetch_session(eid)
+        return super()._load_candidates(eid, query_type)
+
+    def _offline_for(self, query_type) -> bool:
+        return self.offline or (query_type or self.mode) == 'local'
+
+    @util.refresh
+    @util.parse_id
+    def load_collection(self, eid, collection, object=None, revision=None, query_type=None,
+                        download_only=False, check_hash=True, **kwargs):
+        """Load all objects of a collection (see `One.load_collection`); in remote mode the
+        session's datasets are read from Alyx first."""
+        if self._remote(query_type):
+            self._fetch_session(eid)
+        return super().load_collection(
+            eid, collection, object=object, revision=revision, query_type=query_type,
+            download_only=download_only, check_hash=check_hash, **kwargs)
+
+    def _download_datasets(self, dsets, update_cache=True, **kwargs) -> list:
+        """Download dataset files over HTTP into the cache folder.
+
+        URLs are the datasets' Alyx ``data_url`` when known, otherwise the data server URL of
+        the session path and relative path with the dataset UUID before the extension.  Sizes
+        and md5 sums come from the records.  Failed files give None (and are logged).
+
+        Returns
+        -------
+        list of one.alf.path.ALFPath or None
+            One entry per dataset, in order.
+        """
+        from one._lib.download import UnsafePath, download_files
+        from one._remote_api import download_task, uuid_url_path
+        dsets = self._as_records(dsets)
+        if dsets.empty:
+            return []
+        ids = [str(x) for x in dsets.index.get_level_values('id')]
+        if 'eid' in dsets.index.names:
+            eids = [str(x) for x in dsets.index.get_level_values('eid')]
+        else:
+            eids = self._eids_of_datasets(ids)
+        paths = self._session_paths([e for e in eids if e])
+        par = self.alyx._par
+        login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
+        auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None
+        root = Path(self.cache_dir)
+        tasks, positions = [], []
+        for i, (dset_id, eid) in enumerate(zip(ids, eids)):
+            session_path = paths.get(eid) if eid else None
+            rel_path = dsets['rel_path'].iloc[i]
+            if session_path is None or not isinstance(rel_path, str):
+                _logger.error('Cannot download dataset %s: unknown session path', dset_id)
+                continue
+            url = self._data_urls.get(dset_id) or self.alyx.rel_path2url(
+                uuid_url_path(PurePosixPath(str(session_path), rel_path).as_posix(), dset_id))
+            size = _known(dsets['file_size'].iloc[i]) if 'file_size' in dsets else None
+            md5 = _known(dsets['hash'].iloc[i]) if 'hash' in dsets else None
+            try:
+                task = download_task(url, root, session_path, rel_path, size, md5, auth,
+                                     uuid_name=dset_id if self.uuid_filenames else None)
+            except (UnsafePath, ValueError) as ex:
+                _logger.error('Refusing to download dataset %s: %s', dset_id, ex)
+                continue
+            tasks.append(task)
+            positions.append(i)
+        out = [None] * len(ids)
+        if tasks:
+            files = download_files(tasks, raise_on_error=False, progress=False)
+            for i, file in zip(positions, files):
+                out[i] = ALFPath(file) if file else None
+        return out
+
+    def _download_dataset(self, dset, cache_dir=None, **kwargs):
+        """Download one dataset (a record); return its path or None."""
+        files = self._download_datasets(self._as_records(dset), **kwargs)
+        return files[0] if files else None

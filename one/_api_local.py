@@ -1,0 +1,1208 @@
+"""The `One` class: search, list and load the ALF data of a local folder.
+
+`One` answers queries from the cache tables of a data folder (``sessions.pqt`` and
+``datasets.pqt``) and loads the files below it.  Every method validates its arguments, asks the
+table layer which datasets it means (`one._query`, `one.util`), makes sure the files are there
+and loads them.  Public import path: `one.api`.
+
+Identifiers handed back to users are `uuid.UUID` objects; inside the tables they stay strings.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from uuid import UUID
+
+import numpy as np
+import pandas as pd
+
+import one.alf.exceptions as alferr
+import one.alf.io as alfio
+import one.params
+from one import util
+from one._lib.verified import VerifiedFiles
+from one._query import DatasetCodes, SessionCodes, qc_code, to_uuid, with_uuid_index
+from one.alf.cache import (
+    default_cache,
+    load_tables,
+    make_parquet_db,
+    merge_tables,
+    remove_table_files,
+    save_tables,
+)
+from one.alf.path import ALFPath, rel_path_parts
+from one.alf.spec import QC, to_alf
+from one.converters import ConversionMixin, session_record2path
+from one.util import Bunch, ensure_list
+
+__all__ = ['One']
+# ONE's logger name, which users' logging configuration refers to
+_logger = logging.getLogger('one.api')
+
+SAVE_ON_DELETE = os.environ.get('ONE_SAVE_ON_DELETE', '').casefold() in ('true', '1')
+"""bool: save the cache tables when a One instance is deleted (env ONE_SAVE_ON_DELETE)."""
+REVISION_LAST_BEFORE = os.environ.get('ONE_REVISION_LAST_BEFORE') or None
+"""str: default revision of the load methods (env ONE_REVISION_LAST_BEFORE)."""
+
+_MODES = ('local', 'auto', 'refresh', 'remote')
+_STRING_TERMS = {'subject': 'subject', 'task_protocol': 'task_protocol',
+                 'laboratory': 'lab', 'projects': 'projects'}
+
+
+class One(ConversionMixin):
+    """Search, list and load the ALF data of a local folder through its cache tables.
+
+    Parameters
+    ----------
+    cache_dir : str, pathlib.Path
+        The data folder; the default ONE folder when None.
+    mode : {'local', 'auto', 'refresh', 'remote'}
+        'local' uses the tables as loaded; 'auto' reloads them when older than `cache_expiry`
+        (24 hours); 'refresh' reloads them before every query.  A plain `One` has no database:
+        'remote' queries fall back to the local tables with a warning.
+    wildcards : bool
+        In list and load filters, patterns are shell wildcards (True) or regular expressions
+        (False).  In `search`, string queries are regular expressions (True) or plain substrings
+        (False).
+    tables_dir : str, pathlib.Path
+        Where the cache tables are, if not in `cache_dir`.
+
+    Examples
+    --------
+    >>> one = One(cache_dir='/data/ALF')  # doctest: +SKIP
+    >>> eids = one.search(subject='KS023', dataset='trials')  # doctest: +SKIP
+    >>> trials = one.load_object(eids[0], 'trials')  # doctest: +SKIP
+    """
+
+    _search_terms = ('dataset', 'datasets', 'date_range', 'laboratory', 'number', 'projects',
+                     'subject', 'task_protocol', 'dataset_qc_lte')
+    uuid_filenames = None
+
+    def __init__(self, cache_dir=None, mode='local', wildcards=True, tables_dir=None):
+        if mode not in _MODES:
+            raise ValueError(f'Mode "{mode}" not recognized; expected one of {_MODES}')
+        if not getattr(self, 'cache_dir', None):  # a subclass may have set it
+            self.cache_dir = cache_dir or one.params.get_cache_dir()
+        self._tables_dir = tables_dir or self.cache_dir
+        self.cache_expiry = timedelta(hours=24)
+        self.mode = mode
+        self.wildcards = wildcards
+        self.record_loaded = False
+        self.uuid_filenames = False
+        self._verified = None
+        self._codes_key = self._codes = None
+        self._reset_cache()
+        if mode == 'remote' and self.offline:
+            warnings.warn('One has no database connection: mode "remote" uses the local cache '
+                          'tables (use OneAlyx for remote queries)')
+        One.load_cache(self)
+
+    def __repr__(self) -> str:
+        return f'One ({"off" if self.offline else "on"}line, {self.cache_dir})'
+
+    def __del__(self):
+        if SAVE_ON_DELETE and getattr(self, '_cache', None) is not None:
+            with contextlib.suppress(Exception):  # never raise from a destructor
+                self.save_cache()
+
+    @property
+    def offline(self) -> bool:
+        """True if mode is 'local' or there is no database connection."""
+        return self.mode == 'local' or not getattr(self, '_web_client', None)
+
+    # ---- cache tables ---------------------------------------------------------------------
+
+    def _reset_cache(self) -> None:
+        """Replace the tables with empty ones."""
+        self._cache = default_cache()
+        self._cache['_meta']['expired'] = False
+
+    def _remove_table_files(self, tables=None) -> list:
+        """Delete the cache table files (and cache_info.json); return the deleted paths."""
+        tables = tables or [t for t in self._cache if not t.startswith('_')]
+        return remove_table_files(self._tables_dir, tables)
+
+    _remove_cache_table_files = _remove_table_files
+
+    def load_cache(self, tables_dir=None, **kwargs):
+        """Load the cache tables from a folder.
+
+        Parameters
+        ----------
+        tables_dir : str, pathlib.Path, optional
+            The folder of the parquet tables; by default the current tables folder.
+
+        Returns
+        -------
+        datetime.datetime
+            When the tables were loaded (None if there were none).
+        """
+        self._reset_cache()
+        self._tables_dir = Path(tables_dir or self._tables_dir or self.cache_dir)
+        self._cache = load_tables(self._tables_dir)
+        meta = self._cache['_meta']
+        meta.setdefault('expired', False)
+        if meta['loaded_time'] is None:
+            meta['expired'] = True
+            if self.offline:
+                warnings.warn(f'No cache tables found in {self._tables_dir}')
+        elif meta.get('created_time'):
+            meta['expired'] = datetime.now() - meta['created_time'] > self.cache_expiry
+        return meta['loaded_time']
+
+    def refresh_cache(self, mode='auto'):
+        """Reload the cache tables if the mode asks for it.
+
+        Parameters
+        ----------
+        mode : {'local', 'refresh', 'auto', 'remote'}
+            'refresh' reloads; 'auto' reloads when the tables were loaded longer than
+            `cache_expiry` ago; 'local' and 'remote' do nothing.
+
+        Returns
+        -------
+        datetime.datetime
+            When the tables were loaded.
+        """
+        if mode in ('local', 'remote'):
+            pass
+        elif mode == 'auto':
+            loaded_time = self._cache['_meta']['loaded_time']
+            if not loaded_time or datetime.now() - loaded_time >= self.cache_expiry:
+                _logger.info('Cache expired, refreshing')
+                self.load_cache()
+        elif mode == 'refresh':
+            self.load_cache(clobber=True)
+        else:
+            raise ValueError(f'Unknown refresh type "{mode}"')
+        return self._cache['_meta']['loaded_time']
+
+    def save_cache(self, save_dir=None, force=False, clobber=False):
+        """Save the cache tables if they were modified since loaded or saved.
+
+        The tables already in `save_dir` are re-read under an inter-process lock and the
+        in-memory records merged into them, so records saved by other processes are kept; every
+        file is replaced atomically.
+
+        Parameters
+        ----------
+        save_dir : str, pathlib.Path, optional
+            Where to save; the cache folder by default.
+        force : bool
+            Save even if nothing was modified.
+        clobber : bool
+            Write the in-memory tables as they are, without merging with those on disk.
+        """
+        meta = self._cache['_meta']
+        modified = meta.get('modified_time') or datetime.min
+        update_time = max(meta.get(x) or datetime.min for x in ('loaded_time', 'saved_time'))
+        if not (force or clobber) and modified < update_time:
+            return
+        save_dir = Path(save_dir or self.cache_dir)
+        save_tables(self._cache, save_dir, clobber=clobber)
+        meta['saved_time'] = datetime.now()
+
+    def _update_cache_from_records(self, strict=False, **kwargs):
+        """Insert or update records of the cache tables (see `one.alf.cache.merge_tables`).
+
+        Returns
+        -------
+        datetime.datetime
+            When the tables were updated, or None if nothing was given.
+        """
+        return merge_tables(self._cache, strict=strict, **kwargs)
+
+    def _views(self) -> tuple[DatasetCodes, SessionCodes]:
+        """Integer-coded views of the tables, rebuilt only when the tables change."""
+        datasets, sessions = self._cache['datasets'], self._cache['sessions']
+        key = (id(datasets), len(datasets), id(sessions), len(sessions),
+               self._cache['_meta'].get('modified_time'))
+        if self._codes_key != key:
+            dataset_codes = DatasetCodes(datasets)
+            self._codes = (dataset_codes, SessionCodes(sessions, dataset_codes))
+            self._codes_key = key
+        return self._codes
+
+    def _dataset_codes(self) -> DatasetCodes:
+        return self._views()[0]
+
+    def _session_codes(self) -> SessionCodes:
+        return self._views()[1]
+
+    # ---- search ---------------------------------------------------------------------------
+
+    @util.refresh
+    def search_terms(self, query_type=None) -> tuple:
+        """Return the search terms `search` accepts."""
+        return self._search_terms
+
+    def _check_query_type(self, query_type) -> None:
+        if query_type == 'remote' and self.offline:
+            warnings.warn('One has no database connection: query_type "remote" uses the local '
+                          'cache tables')
+
+    @util.refresh
+    def search(self, details=False, query_type=None, **kwargs):
+        """Find sessions matching all the given criteria.
+
+        Parameters
+        ----------
+        dataset : str, list
+            Sessions must hold, for each item, an existing dataset whose relative path contains
+            it (a regular expression when `wildcards` is True).
+        datasets : str, list
+            Sessions must hold, for each item, an existing dataset whose file name matches it
+            entirely (a regular expression).
+        dataset_qc_lte : str, int, one.alf.spec.QC
+            With `dataset(s)`, the matching datasets must have this QC or better; alone,
+            sessions holding any existing dataset with this QC or better.
+        date_range : str, datetime.date, list
+            A day, or a pair of days (inclusive; None leaves an end open).
+        laboratory, subject, task_protocol, projects : str, list
+            Sessions whose field contains any of the values (regular expressions when
+            `wildcards` is True; plain substrings otherwise).
+        number : int, str, list
+            The session number(s).
+        details : bool
+            Also return the session records.
+        query_type : str
+            Ignored by a plain One (there is no database).
+
+        Returns
+        -------
+        list of uuid.UUID
+            Matching session IDs, sorted by date, subject and number, most recent first.
+        list of Bunch
+            (with `details`) The session records, in the same order.
+
+        Raises
+        ------
+        ValueError
+            A search term is unknown or ambiguous.
+
+        Examples
+        --------
+        >>> eids = one.search(subject='^KS023$', date=['2019-12-01', None])  # doctest: +SKIP
+        >>> eids = one.search(dataset=['trials', 'spikes'],
+        ...                   dataset_qc_lte='WARNING')  # doctest: +SKIP
+        """
+        self._check_query_type(query_type)
+        terms = self.search_terms(query_type='local')
+        queries = {util.autocomplete(k, terms): v for k, v in kwargs.items()}
+        sessions = self._cache['sessions']
+        views = self._session_codes()
+        mask = np.ones(len(sessions), dtype=bool)
+        for key, column in _STRING_TERMS.items():
+            if key in queries and mask.any():
+                values = [str(v) for v in ensure_list(queries[key])]
+                mask &= views.contains(column, values, regex=self.wildcards)
+        if 'date_range' in queries and mask.any():
+            start, end = util.validate_date_range(queries['date_range'])
+            mask &= (views.dates >= start.to_datetime64()) & (views.dates <= end.to_datetime64())
+        if 'number' in queries and mask.any():
+            numbers = [int(x) for x in ensure_list(queries['number'])]
+            mask &= sessions['number'].isin(numbers).to_numpy()
+        if mask.any() and queries.keys() & {'dataset', 'datasets', 'dataset_qc_lte'}:
+            mask &= self._sessions_with_datasets(queries)
+        positions = views.ordered(np.flatnonzero(mask))
+        if positions.size == 0:
+            return ([], None) if details else []
+        eids = [views.uuid(i) for i in positions]
+        if details:
+            found = sessions.iloc[positions].reset_index(drop=True)
+            return eids, found.to_dict('records', into=Bunch)
+        return eids
+
+    def _sessions_with_datasets(self, queries: dict) -> np.ndarray:
+        """Per sessions-table row: does the session hold the queried datasets?"""
+        codes = self._dataset_codes()
+        qc = qc_code(queries.get('dataset_qc_lte', QC.FAIL))
+        usable = codes.exists & (codes.qc <= qc)
+        session_hit = np.ones(len(codes.eids), dtype=bool)
+        checks = [(q, False) for q in ensure_list(queries.get('dataset') or [])]
+        checks += [(q, True) for q in ensure_list(queries.get('datasets') or [])]
+        if not checks:  # dataset_qc_lte alone: any usable dataset
+            session_hit = codes.sessions_with(usable)
+        for query, file_name in checks:
+            if file_name:
+                pattern = re.compile(str(query))
+            else:
+                pattern = re.compile(str(query) if self.wildcards else re.escape(str(query)))
+            rows = codes.match_paths(pattern, file_name_only=file_name, full=file_name)
+            session_hit &= codes.sessions_with(rows & usable)
+        views = self._session_codes()
+        mask = np.zeros(views.n_rows, dtype=bool)
+        positions = views.position_of_eid[session_hit]
+        mask[positions[positions >= 0]] = True
+        return mask
+
+    # ---- details and listing --------------------------------------------------------------
+
+    @util.refresh
+    @util.parse_id
+    def get_details(self, eid, full: bool = False):
+        """Return a session's record, or with `full` its datasets joined with it.
+
+        Returns
+        -------
+        pandas.Series or pandas.DataFrame
+            The session record (named by its UUID), or a datasets table with the session's
+            columns added.
+
+        Raises
+        ------
+        one.alf.exceptions.ALFObjectNotFound
+            The session is not in the cache tables.
+        """
+        eid_str = str(eid)
+        sessions = self._cache['sessions']
+        try:
+            position = sessions.index.get_loc(eid_str)
+        except KeyError:
+            raise alferr.ALFObjectNotFound(
+                f'Session {eid} not found in the cache tables of {self._tables_dir}') from None
+        if not isinstance(position, (int, np.integer)):
+            raise alferr.ALFMultipleObjectsFound(f'Multiple sessions in cache for eid {eid}')
+        record = sessions.iloc[position].copy()
+        record.name = UUID(eid_str)
+        if not full:
+            return record
+        datasets = self._session_datasets(eid_str)
+        frame = datasets.join(sessions.iloc[[position]], on='eid', how='right')
+        return with_uuid_index(frame)
+
+    @util.refresh
+    def list_subjects(self) -> list:
+        """Return the sorted list of subject names."""
+        return sorted(self._cache['sessions']['subject'].dropna().unique().tolist())
+
+    def _session_datasets(self, eid: str) -> pd.DataFrame:
+        """The datasets rows of one session (id strings, (eid, id) index)."""
+        rows = self._dataset_codes().rows_of(eid)
+        return self._cache['datasets'].iloc[rows]
+
+    def _filtered_datasets(self, eid, filename=None, collection=None, revision=None, qc=QC.FAIL,
+                           ignore_qc_not_set=False, default_revisions_only=False):
+        """Datasets of a session (or of all sessions) matching list filters; str ids."""
+        if eid is None:
+            datasets = self._cache['datasets']
+        else:
+            datasets = self._session_datasets(str(eid))
+        if default_revisions_only:
+            datasets = datasets[_default_revisions(datasets)]
+        return util.filter_datasets(
+            datasets, filename=filename, collection=collection, revision=revision,
+            revision_last_before=False, assert_unique=False, qc=qc,
+            ignore_qc_not_set=ignore_qc_not_set, wildcards=self.wildcards)
+
+    @util.refresh
+    def list_datasets(self, eid=None, filename=None, collection=None, revision=None, qc=QC.FAIL,
+                      ignore_qc_not_set=False, details=False, query_type=None,
+                      default_revisions_only=False, keep_eid_index=False):
+        """List the datasets of a session, or of all sessions.
+
+        Parameters
+        ----------
+        eid : str, UUID, pathlib.Path, dict, optional
+            The session; all sessions when None.
+        filename : str, list, dict
+            File name pattern(s), or a dict of ALF parts.
+        collection : str, list
+            Collection pattern(s); '' for datasets at the session root.
+        revision : str, list
+            Revision pattern(s); '' for datasets without a revision.
+        qc : str, int, one.alf.spec.QC
+            Keep datasets with this QC or better (default FAIL).
+        ignore_qc_not_set : bool
+            Also drop datasets whose QC is NOT_SET.
+        details : bool
+            Return a table instead of relative paths.
+        query_type : str
+            Ignored by a plain One.
+        default_revisions_only : bool
+            Keep only default revisions (the table must have a ``default_revision`` column).
+        keep_eid_index : bool
+            With `details` and an eid, keep the (eid, id) index instead of id only.
+
+        Returns
+        -------
+        list of str or pandas.DataFrame
+            Relative paths (sorted for a session; unique, in table order, for all sessions), or
+            the datasets table with UUID index levels.
+
+        Raises
+        ------
+        one.alf.exceptions.ALFError
+            `default_revisions_only` and the table has no ``default_revision`` column.
+        """
+        self._check_query_type(query_type)
+        filters = dict(filename=filename, collection=collection, revision=revision, qc=qc,
+                       ignore_qc_not_set=ignore_qc_not_set,
+                       default_revisions_only=default_revisions_only)
+        if not eid:
+            mask = self._all_rows_mask(**filters)
+            if details:
+                return with_uuid_index(self._cache['datasets'].iloc[np.flatnonzero(mask)].copy())
+            codes = self._dataset_codes()
+            return codes.rel_paths[pd.unique(codes.rel_codes[mask])].tolist()
+        eid = self.to_eid(eid)
+        if eid and not details:
+            codes = self._dataset_codes()
+            rows = codes.rows_of(str(eid))
+            mask = util._filter_mask(
+                self._cache['datasets'].iloc[:0], filename, collection, revision, qc,
+                ignore_qc_not_set, self.wildcards,
+                rel_codes=(codes.rel_codes[rows], codes.rel_paths[:-1]), qc_codes=codes.qc[rows])
+            if default_revisions_only:
+                mask &= _default_revisions(self._cache['datasets'])[rows]
+            return sorted(codes.rel_paths[codes.rel_codes[rows[mask]]])
+        datasets = self._filtered_datasets(eid, **filters) if eid else None
+        if datasets is None or datasets.empty:
+            if details:
+                empty = self._cache['datasets'].iloc[0:0]
+                return empty if keep_eid_index else empty.droplevel('eid')
+            return []
+        if not details:
+            return sorted(datasets['rel_path'].astype(object))
+        datasets = with_uuid_index(datasets.copy())
+        return datasets if keep_eid_index else datasets.droplevel('eid')
+
+    @util.refresh
+    def list_collections(self, eid=None, filename=None, collection=None, revision=None,
+                         details=False, query_type=None):
+        """List the collections of a session, or of all sessions.
+
+        Returns
+        -------
+        list of str or dict
+            Unique collections ('' for the session root) in order of appearance, or with
+            `details` a dict of datasets tables keyed by collection.
+        """
+        return self._listing(eid, filename, collection, revision, 0, details)
+
+    @util.refresh
+    def list_revisions(self, eid=None, filename=None, collection=None, revision=None,
+                       details=False, query_type=None):
+        """List the revisions of a session, or of all sessions.
+
+        Returns
+        -------
+        list of str or dict
+            Unique revision labels ('' for none) in order of appearance, or with `details` a
+            dict of datasets tables keyed by revision.
+        """
+        return self._listing(eid, filename, collection, revision, 1, details)
+
+    def _all_rows_mask(self, filename=None, collection=None, revision=None, qc=QC.FAIL,
+                       ignore_qc_not_set=False, default_revisions_only=False) -> np.ndarray:
+        """Rows of the whole datasets table passing list filters (codes reused across calls)."""
+        datasets = self._cache['datasets']
+        codes = self._dataset_codes()
+        mask = util._filter_mask(datasets, filename, collection, revision, qc,
+                                 ignore_qc_not_set, self.wildcards,
+                                 rel_codes=(codes.rel_codes, codes.rel_paths[:-1]),
+                                 qc_codes=codes.qc)
+        if default_revisions_only:
+            mask &= _default_revisions(datasets)
+        return mask
+
+    def _listing(self, eid, filename, collection, revision, part: int, details: bool):
+        """Unique collections (part 0) or revisions (part 1) of the matching datasets."""
+        if not eid and not details:  # whole table: work on codes, never copy rows
+            codes = self._dataset_codes()
+            mask = self._all_rows_mask(filename, collection, revision)
+            names = codes.part_names(part)
+            return list(dict.fromkeys(names[pd.unique(codes.rel_codes[mask])]))
+        if eid:
+            eid = self.to_eid(eid)
+            if not eid:
+                return {} if details else []
+        datasets = self._filtered_datasets(eid, filename=filename, collection=collection,
+                                           revision=revision)
+        return self._group_by_part(datasets, part, details)
+
+    @staticmethod
+    def _group_by_part(datasets: pd.DataFrame, part: int, details: bool):
+        """Unique collections (part 0) or revisions (part 1) of the datasets' relative paths."""
+        rel_codes, rel_paths = pd.factorize(datasets['rel_path'].astype(object))
+        names = np.array([(rel_path_parts(x, assert_valid=False)[part] or '')
+                          for x in rel_paths] + [''], dtype=object)
+        if not details:
+            first = pd.unique(rel_codes)
+            return list(dict.fromkeys(names[first]))
+        values = names[rel_codes]
+        frames = with_uuid_index(datasets.copy())
+        return {k: frames[values == k] for k in sorted(set(values))}
+
+    # ---- files ----------------------------------------------------------------------------
+
+    def _session_paths(self, eids) -> dict:
+        """Relative session folder of each eid string, from the sessions table."""
+        views = self._session_codes()
+        return {eid: views.session_path(eid, session_record2path) for eid in set(eids)}
+
+    def _verified_files(self) -> VerifiedFiles:
+        if self._verified is None or self._verified.root != Path(self.cache_dir):
+            self._verified = VerifiedFiles(self.cache_dir, self._tables_dir)
+        return self._verified
+
+    def _check_filesystem(self, datasets, offline=None, update_exists=True, check_hash=True):
+        """Return the local path of each dataset (None where missing), downloading if online.
+
+        A present file whose size differs from the record, or (with `check_hash`) whose md5
+        differs, is reported with a warning and, when online, downloaded again.  An unknown
+        size or hash (NA, 0 or '') is not checked.  Files already verified and unchanged since
+        (same size and modification time) are not hashed again.
+
+        Parameters
+        ----------
+        datasets : pandas.Series, pandas.DataFrame, list of dict
+            Dataset records.
+        offline : bool
+            Do not download.
+        update_exists : bool
+            Write the found/missing state into the cache table's ``exists`` column.
+        check_hash : bool
+            Compare the md5 of present files with the record.
+
+        Returns
+        -------
+        list of one.alf.path.ALFPath or None
+            One entry per dataset, in order.
+        """
+        datasets = self._as_records(datasets)
+        if datasets.empty:
+            return []
+        index = datasets.index
+        ids = [str(x) for x in index.get_level_values('id')]
+        if 'session_path' in datasets.columns:
+            session_paths = datasets['session_path'].astype(object).tolist()
+        else:
+            if 'eid' in index.names:
+                eids = [str(x) for x in index.get_level_values('eid')]
+            else:
+                eids = self._eids_of_datasets(ids)
+            paths = self._session_paths(eids)
+            session_paths = [paths.get(e) for e in eids]
+        root = Path(self.cache_dir)
+        sizes = datasets['file_size'] if 'file_size' in datasets.columns else None
+        hashes = datasets['hash'] if 'hash' in datasets.columns else None
+        verified = self._verified_files() if check_hash else None
+        files, to_download = [], []
+        for i, (session_path, rel_path) in enumerate(zip(session_paths,
+                                                         datasets['rel_path'])):
+            if session_path is None or not isinstance(rel_path, str):
+                files.append(None)
+                to_download.append(i)
+                continue
+            file = ALFPath(root, session_path, rel_path)
+            if self.uuid_filenames:
+                file = file.with_uuid(ids[i])
+            try:
+                stat = os.stat(file)
+            except OSError:
+                files.append(None)
+                to_download.append(i)
+                continue
+            expected_size = _known(sizes.iloc[i]) if sizes is not None else None
+            expected_hash = _known(hashes.iloc[i]) if hashes is not None else None
+            where = PurePosixPath(session_path, rel_path)
+            if expected_size and stat.st_size != int(expected_size):
+                _logger.warning('local file size mismatch on dataset: %s', where)
+                to_download.append(i)
+            elif expected_hash and verified is not None and \
+                    verified.md5(file, stat) != str(expected_hash).lower():
+                _logger.warning('local md5 mismatch on dataset: %s', where)
+                to_download.append(i)
+            files.append(file)
+
+        if to_download and not (offline or self.offline):
+            new_files = self._download_datasets(datasets.iloc[to_download],
+                                                update_cache=update_exists)
+            for i, file in zip(to_download, new_files or []):
+                files[i] = file
+
+        exists = np.array([f is not None for f in files])
+        if update_exists and 'exists' in datasets.columns:
+            stale = exists != datasets['exists'].to_numpy(dtype=bool, na_value=False)
+            if stale.any():
+                self._set_exists([ids[i] for i in np.flatnonzero(stale)], exists[stale])
+        if self.record_loaded:
+            loaded = np.array([ids[i] for i in np.flatnonzero(exists)], dtype=object)
+            previous = self._cache.get('_loaded_datasets', np.array([], dtype=object))
+            self._cache['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
+        return files
+
+    def _as_records(self, datasets) -> pd.DataFrame:
+        """Dataset records as a DataFrame with id strings in an (eid, id) or (id) index."""
+        if isinstance(datasets, pd.Series):
+            name = datasets.name
+            frame = pd.DataFrame([datasets])
+            if isinstance(name, tuple) and len(name) == 2:
+                frame.index = pd.MultiIndex.from_tuples([name], names=['eid', 'id'])
+            else:
+                frame.index = pd.Index([name], name='id')
+            datasets = frame
+        elif not isinstance(datasets, pd.DataFrame):
+            from one.converters import datasets2records
+            datasets = datasets2records(list(datasets))
+        if datasets.empty:
+            return datasets
+        index = datasets.index
+        first = index[0] if isinstance(index, pd.MultiIndex) else (index[0],)
+        if all(isinstance(x, str) for x in first) and index.names[-1] == 'id':
+            return datasets  # as in the cache tables already (and not modified here)
+        datasets = datasets.copy()
+        if isinstance(index, pd.MultiIndex):
+            names = list(index.names)
+            if names[-1] != 'id':
+                names = ['eid', 'id'][-index.nlevels:]
+            arrays = [[None if pd.isna(x) else str(x) for x in index.get_level_values(i)]
+                      for i in range(index.nlevels)]
+            datasets.index = pd.MultiIndex.from_arrays(arrays, names=names)
+        else:
+            datasets.index = pd.Index([str(x) for x in index], name='id')
+        return datasets
+
+    def _eids_of_datasets(self, ids: list) -> list:
+        """Session of each dataset id, looked up in the cache table (None when unknown)."""
+        table = self._cache['datasets'].index
+        found = table[table.get_level_values('id').isin(ids)]
+        lookup = dict(zip(found.get_level_values('id'), found.get_level_values('eid')))
+        return [lookup.get(i) for i in ids]
+
+    def _set_exists(self, ids: list, values: np.ndarray) -> None:
+        """Write the `exists` state of some datasets into the cache table."""
+        table = self._cache['datasets']
+        positions = np.flatnonzero(table.index.get_level_values('id').isin(ids))
+        if positions.size == 0:
+            return
+        lookup = dict(zip(ids, values))
+        new = [lookup[i] for i in table.index.get_level_values('id')[positions]]
+        column = table.columns.get_loc('exists')
+        try:
+            table.iloc[positions, column] = new
+        except ValueError:  # read-only arrays backed by parquet buffers
+            self._cache['datasets'] = table = table.copy()
+            table.iloc[positions, column] = new
+        self._cache['_meta']['modified_time'] = datetime.now()
+
+    def _download_datasets(self, dsets, **kwargs) -> list:
+        """Download datasets; a plain One has no remote, so nothing is downloaded."""
+        return [None] * len(dsets)
+
+    def _download_dataset(self, dset, cache_dir=None, **kwargs):
+        """Download one dataset; a plain One has no remote."""
+        return None
+
+    def save_loaded_ids(self, sessions_only=False, clear_list=True):
+        """Save the IDs of the datasets (or sessions) loaded since `record_loaded` was set.
+
+        Parameters
+        ----------
+        sessions_only : bool
+            Save the session IDs instead of the dataset IDs.
+        clear_list : bool
+            Forget the recorded IDs afterwards.
+
+        Returns
+        -------
+        list of uuid.UUID
+            The IDs saved.
+        pathlib.Path
+            The CSV file written (None when nothing was loaded).
+        """
+        loaded = self._cache.get('_loaded_datasets')
+        if loaded is None or len(loaded) == 0:
+            warnings.warn('No datasets loaded; check "record_loaded" attribute is True')
+            return [], None
+        if sessions_only:
+            name = 'session_uuid'
+            table = self._cache['datasets'].index
+            in_loaded = table.get_level_values('id').isin(loaded)
+            ids = pd.unique(table.get_level_values('eid')[in_loaded]).tolist()
+        else:
+            name = 'dataset_uuid'
+            ids = list(loaded)
+        timestamp = datetime.now().strftime('%Y-%m-%dT%H-%M-%S')
+        filename = Path(self._tables_dir or self.cache_dir) / f'{timestamp}_loaded_{name}s.csv'
+        pd.DataFrame({name: [str(x) for x in ids]}).to_csv(filename, index=False)
+        if clear_list:
+            self._cache['_loaded_datasets'] = np.array([], dtype=object)
+        return [UUID(str(x)) for x in ids], filename
+
+    # ---- loading --------------------------------------------------------------------------
+
+    def _load_candidates(self, eid, query_type) -> pd.DataFrame:
+        """The session's datasets with QC FAIL or better (list_datasets' default)."""
+        self._check_query_type(query_type)
+        codes = self._dataset_codes()
+        rows = codes.rows_of(str(eid))
+        rows = rows[codes.qc[rows] <= qc_code(QC.FAIL)]
+        return self._cache['datasets'].iloc[rows]
+
+    def _offline_for(self, query_type) -> bool:
+        return self.mode == 'local' or self.offline
+
+    @util.refresh
+    @util.parse_id
+    def load_object(self, eid, obj: str, collection=None, revision=None, query_type=None,
+                    download_only=False, check_hash=True, **kwargs):
+        """Load all attributes of an ALF object of a session.
+
+        Parameters
+        ----------
+        eid : str, UUID, pathlib.Path, dict
+            The session.
+        obj : str
+            The object name, e.g. 'trials' (a pattern).
+        collection : str
+            The collection, e.g. 'alf/probe00' (a pattern).
+        revision : str
+            Load the latest revision up to this one; the default revision when None.
+        query_type : str
+            Ignored by a plain One.
+        download_only : bool
+            Return the file paths instead of loading them.
+        check_hash : bool
+            Check the md5 of the files against the tables.
+        **kwargs
+            Other ALF parts to filter by: attribute, namespace, timescale, extra, extension.
+
+        Returns
+        -------
+        one.alf.io.AlfBunch or list of one.alf.path.ALFPath
+            The object's attributes, or its files.
+
+        Raises
+        ------
+        one.alf.exceptions.ALFObjectNotFound
+            No such object in the session, or its files are missing.
+        one.alf.exceptions.ALFMultipleObjectsFound
+            The pattern matches several objects.
+        one.alf.exceptions.ALFMultipleCollectionsFound
+            The object exists in several collections; name one.
+
+        Examples
+        --------
+        >>> trials = one.load_object(eid, 'trials',
+        ...                          attribute=['intervals', 'goCue*'])  # doctest: +SKIP
+        """
+        revision = revision or REVISION_LAST_BEFORE
+        datasets = self._load_candidates(eid, query_type)
+        if len(datasets) == 0:
+            raise alferr.ALFObjectNotFound(f'No datasets found for session {eid}')
+        dataset = {'object': obj, **kwargs}
+        matching = util.filter_datasets(datasets, dataset, collection, revision,
+                                        assert_unique=False, wildcards=self.wildcards)
+        if len(matching) == 0:
+            raise alferr.ALFObjectNotFound(self._not_found_message(
+                datasets, f'ALF object "{obj}"', eid, collection, revision))
+        parts = [rel_path_parts(x) for x in matching['rel_path']]
+        objects = sorted({p[3] or '' for p in parts})
+        collections = sorted({p[0] or '' for p in parts})
+        if len(objects) > 1:
+            raise alferr.ALFMultipleObjectsFound(*objects)
+        if len(collections) > 1:
+            raise alferr.ALFMultipleCollectionsFound(*collections)
+        files = self._check_filesystem(matching, offline=self._offline_for(query_type),
+                                       check_hash=check_hash)
+        files = [f for f in files if f]
+        if not files:
+            raise alferr.ALFObjectNotFound(f'ALF object "{obj}" not found on disk')
+        if download_only:
+            return files
+        return alfio.load_object(files, wildcards=self.wildcards, **kwargs)
+
+    def _not_found_message(self, datasets, what, eid, collection, revision) -> str:
+        """Say what was asked for and which collections/objects the session does hold."""
+        where = [f'session {eid}']
+        if collection is not None:
+            where.append(f'collection "{collection}"')
+        if revision is not None:
+            where.append(f'revision <= "{revision}"')
+        objects = sorted({(rel_path_parts(x, assert_valid=False)[3] or '')
+                          for x in datasets['rel_path']} - {''})
+        message = f'{what} not found in {", ".join(where)}'
+        if objects:
+            shown = ', '.join(objects[:20]) + (', ...' if len(objects) > 20 else '')
+            message += f'; objects present: {shown}'
+        return message
+
+    @util.refresh
+    @util.parse_id
+    def load_dataset(self, eid, dataset, collection=None, revision=None, query_type=None,
+                     download_only=False, check_hash=True):
+        """Load one dataset of a session.
+
+        Parameters
+        ----------
+        eid : str, UUID, pathlib.Path, dict
+            The session.
+        dataset : str, dict
+            The file name (a pattern; 'obj.attr' gets '.*' appended with wildcards), a dict of
+            ALF parts, or a path relative to the session ('alf/#2020-01-01#/obj.attr.npy').
+        collection, revision : str
+            As in `load_object`; must be None when `dataset` is a relative path.
+        query_type : str
+            Ignored by a plain One.
+        download_only : bool
+            Return the file path instead of loading it.
+        check_hash : bool
+            Check the md5 of the file against the tables.
+
+        Returns
+        -------
+        object or one.alf.path.ALFPath
+            The loaded data (numpy array, DataFrame, dict...) or the path.
+
+        Raises
+        ------
+        ValueError
+            `collection` or `revision` given with a relative path.
+        one.alf.exceptions.ALFObjectNotFound
+            No such dataset, or its file is missing.
+        one.alf.exceptions.ALFMultipleCollectionsFound
+            The dataset exists in several collections; name one.
+        one.alf.exceptions.ALFMultipleObjectsFound
+            The pattern matches several datasets.
+        """
+        revision = revision or REVISION_LAST_BEFORE
+        datasets = self._load_candidates(eid, query_type)
+        if self.wildcards and isinstance(dataset, str) and len(dataset.split('.')) == 2:
+            dataset += '.*'
+        assert_unique = ('/' if isinstance(dataset, str) else 'collection') not in dataset
+        if not assert_unique and isinstance(dataset, str) and '*' in dataset:
+            warnings.warn('Wildcards should not be used with relative path as input.')
+        if not assert_unique and (collection is not None or revision is not None):
+            raise ValueError('collection and revision kwargs must be None when dataset is a '
+                             'relative path')
+        matching = util.filter_datasets(datasets, dataset, collection, revision,
+                                        wildcards=self.wildcards, assert_unique=assert_unique)
+        if len(matching) == 0:
+            raise alferr.ALFObjectNotFound(self._not_found_message(
+                datasets, f'Dataset "{dataset}"', eid, collection, revision))
+        file, = self._check_filesystem(matching.iloc[:1], offline=self._offline_for(query_type),
+                                       check_hash=check_hash)
+        if not file:
+            raise alferr.ALFObjectNotFound(
+                f'Dataset "{matching["rel_path"].iloc[0]}" of session {eid} not found on disk')
+        return file if download_only else alfio.load_file_content(file)
+
+    @util.refresh
+    @util.parse_id
+    def load_datasets(self, eid, datasets, collections=None, revisions=None, query_type=None,
+                      assert_present=True, download_only=False, check_hash=True):
+        """Load several datasets of a session.
+
+        Parameters
+        ----------
+        eid : str, UUID, pathlib.Path, dict
+            The session.
+        datasets : list of str or dict, or pandas.DataFrame
+            File names or ALF-part dicts, or relative paths (or a datasets table), which are
+            then loaded exactly (no last-before revision).
+        collections, revisions : str or list
+            One for all datasets or one per dataset; None with relative paths.
+        query_type : str
+            Ignored by a plain One.
+        assert_present : bool
+            Raise if a dataset is missing; otherwise return None in its place.
+        download_only : bool
+            Return file paths instead of loading.
+        check_hash : bool
+            Check the md5 of the files against the tables.
+
+        Returns
+        -------
+        list
+            The data (or paths), one per requested dataset, None where missing.
+        list of Bunch
+            The dataset records, None where missing.
+
+        Raises
+        ------
+        TypeError
+            `datasets` is a string.
+        ValueError
+            Mixed str and dict items, specifiers of the wrong length, or specifiers with
+            relative paths.
+        one.alf.exceptions.ALFObjectNotFound
+            A dataset is missing and `assert_present` is True.
+        """
+        if isinstance(datasets, str):
+            raise TypeError('`datasets` must be a non-string iterable')
+        revisions = revisions or REVISION_LAST_BEFORE
+        is_frame = isinstance(datasets, pd.DataFrame)
+        is_rel_paths = is_frame or any('/' in x for x in datasets if isinstance(x, str))
+        if is_rel_paths:
+            if REVISION_LAST_BEFORE and revisions == REVISION_LAST_BEFORE and \
+                    collections is None:
+                raise ValueError('ONE_REVISION_LAST_BEFORE is set: relative paths cannot be '
+                                 'loaded; pass dataset names and revisions instead')
+            if (collections, revisions) != (None, None):
+                raise ValueError('collection and revision kwargs must be None when dataset '
+                                 'is a relative path')
+            if is_frame:
+                if 'eid' in datasets.index.names:
+                    frame_eids = {str(x) for x in datasets.index.get_level_values('eid')}
+                    assert frame_eids == {str(eid)}, 'datasets table is for another session'
+                datasets = datasets['rel_path'].tolist()
+            datasets = [rel_path_parts(x, as_dict=True) for x in datasets]
+            if datasets:
+                collections, revisions = zip(*((d.pop('collection') or '',
+                                                d.pop('revision') or '') for d in datasets))
+        all_datasets = self._load_candidates(eid, query_type)
+        if len(all_datasets) == 0:
+            if assert_present:
+                raise alferr.ALFObjectNotFound(f'No datasets found for session {eid}')
+            _logger.warning('No datasets found for session %s', eid)
+            return None, with_uuid_index(all_datasets.copy())
+        if len(datasets) == 0:
+            return None, with_uuid_index(all_datasets.iloc[0:0].copy())
+        kinds = {(isinstance(x, str), isinstance(x, dict)) for x in datasets}
+        if kinds not in ({(True, False)}, {(False, True)}):
+            raise ValueError('`datasets` must be iterable of only str or only dicts')
+        if self.wildcards and isinstance(datasets[0], str):
+            datasets = [x + '.*' if len(x.split('.')) == 2 else x for x in datasets]
+        collections = self._per_dataset(collections, len(datasets))
+        revisions = self._per_dataset(revisions, len(datasets))
+        options = dict(wildcards=self.wildcards, assert_unique=True,
+                       revision_last_before=not is_rel_paths)
+        slices = [util.filter_datasets(all_datasets, d, c, r, **options)
+                  for d, c, r in zip(datasets, collections, revisions)]
+        present = [len(s) == 1 for s in slices]
+        present_datasets = pd.concat([s for s in slices if len(s) == 1]) if any(present) \
+            else all_datasets.iloc[0:0]
+        if is_rel_paths and 'default_revision' in present_datasets.columns:
+            not_default = ~present_datasets['default_revision'].to_numpy(dtype=bool,
+                                                                          na_value=False)
+            if not_default.any():
+                old = present_datasets['rel_path'][not_default].tolist()
+                warnings.warn('The following datasets may have been revised and are therefore '
+                              'not recommended for analysis:\n\t' + '\n\t'.join(old) +
+                              '\nTo avoid this warning, specify the revision as a kwarg or use '
+                              'load_dataset.', alferr.ALFWarning)
+        if not all(present):
+            names = (x if isinstance(x, str) else to_alf(**_alf_parts_only(x)) for x in datasets)
+            names = ('/'.join(filter(None, [c, f'#{r}#' if r else None, d]))
+                     for c, r, d in zip(collections, revisions, names))
+            missing = ', '.join(n for n, here in zip(names, present) if not here)
+            message = f'The following datasets are not in the cache: {missing}'
+            if assert_present:
+                raise alferr.ALFObjectNotFound(message)
+            _logger.warning(message)
+        files = self._check_filesystem(present_datasets, offline=self._offline_for(query_type),
+                                       check_hash=check_hash) if len(present_datasets) else []
+        if any(f is None for f in files):
+            missing = ', '.join(r for r, f in zip(present_datasets['rel_path'], files) if not f)
+            message = f'The following datasets were not downloaded: {missing}'
+            if assert_present:
+                raise alferr.ALFObjectNotFound(message)
+            _logger.warning(message)
+        records = present_datasets.reset_index().to_dict('records', into=Bunch)
+        for record in records:
+            record['eid'], record['id'] = to_uuid(record['eid']), to_uuid(record['id'])
+        files_iter, records_iter = iter(files), iter(records)
+        files = [next(files_iter) if here else None for here in present]
+        records = [next(records_iter) if here else None for here in present]
+        if download_only:
+            return files, records
+        return [alfio.load_file_content(f) if f else None for f in files], records
+
+    @staticmethod
+    def _per_dataset(specifier, n: int) -> list:
+        if not specifier or isinstance(specifier, str):
+            return [specifier] * n
+        if len(specifier) != n:
+            raise ValueError('Collection and revision specifiers must match number of datasets')
+        return list(specifier)
+
+    @util.refresh
+    def load_dataset_from_id(self, dset_id, download_only=False, details=False,
+                             check_hash=True):
+        """Load a dataset from its UUID.
+
+        Parameters
+        ----------
+        dset_id : uuid.UUID, str, numpy.ndarray
+            The dataset ID (a UUID, a UUID string, or ONE's legacy pair of int64).
+        download_only : bool
+            Return the file path instead of loading it.
+        details : bool
+            Also return the dataset record.
+        check_hash : bool
+            Check the md5 of the file against the table.
+
+        Returns
+        -------
+        object or one.alf.path.ALFPath
+            The data or the path.
+        pandas.Series
+            (with `details`) The dataset record.
+
+        Raises
+        ------
+        one.alf.exceptions.ALFObjectNotFound
+            No dataset has this ID, or its file is missing.
+        one.alf.exceptions.ALFMultipleObjectsFound
+            Several datasets have this ID.
+        """
+        dset_id = _dataset_id_str(dset_id)
+        table = self._cache['datasets']
+        rows = np.flatnonzero(table.index.get_level_values('id') == dset_id)
+        if rows.size == 0:
+            raise alferr.ALFObjectNotFound(f'Dataset {dset_id} not found in the cache tables')
+        if rows.size > 1:
+            raise alferr.ALFMultipleObjectsFound('Duplicate dataset IDs')
+        record = table.iloc[rows]
+        file, = self._check_filesystem(record, check_hash=check_hash)
+        if not file:
+            raise alferr.ALFObjectNotFound(f'Dataset {dset_id} not found on disk')
+        output = file if download_only else alfio.load_file_content(file)
+        if details:
+            series = record.iloc[0].copy()
+            series.name = tuple(UUID(x) for x in record.index[0])
+            return output, series
+        return output
+
+    @util.refresh
+    @util.parse_id
+    def load_collection(self, eid, collection, object=None, revision=None, query_type=None,
+                        download_only=False, check_hash=True, **kwargs):
+        """Load all objects of a collection of a session.
+
+        Parameters
+        ----------
+        eid : str, UUID, pathlib.Path, dict
+            The session.
+        collection : str
+            The collection, e.g. 'alf/probe00' (a pattern).
+        object : str
+            Only this object (a pattern).
+        revision : str
+            The latest revision up to this one; the default revision when None.
+        query_type : str
+            Ignored by a plain One.
+        download_only : bool
+            Return the file paths instead of loading them.
+        check_hash : bool
+            Check the md5 of the files against the tables.
+        **kwargs
+            Other ALF parts to filter by.
+
+        Returns
+        -------
+        Bunch of one.alf.io.AlfBunch, or tuple of one.alf.path.ALFPath
+            The objects keyed by name, or the files.
+
+        Raises
+        ------
+        one.alf.exceptions.ALFError
+            The session has no such collection.
+        one.alf.exceptions.ALFObjectNotFound
+            No dataset matches the filters, or the files are missing.
+        """
+        revision = revision or REVISION_LAST_BEFORE
+        self._check_query_type(query_type)
+        datasets = self._filtered_datasets(str(eid), collection=collection)
+        if len(datasets) == 0:
+            present = self.list_collections(eid)
+            raise alferr.ALFError(f'{collection} not found for session {eid}; collections '
+                                  f'present: {", ".join(map(repr, present)) or "none"}')
+        dataset = {'object': object, **kwargs}
+        matching = util.filter_datasets(datasets, dataset, revision=revision,
+                                        assert_unique=False, wildcards=self.wildcards)
+        if len(matching) == 0:
+            raise alferr.ALFObjectNotFound(self._not_found_message(
+                datasets, f'ALF object "{object or ""}"', eid, collection, revision))
+        files = self._check_filesystem(matching, offline=self._offline_for(query_type),
+                                       check_hash=check_hash)
+        if not any(files):
+            raise alferr.ALFObjectNotFound(f'ALF collection "{collection}" not found on disk')
+        present = [(f, rel_path_parts(r)) for f, r in zip(files, matching['rel_path']) if f]
+        files = tuple(f for f, _ in present)
+        if download_only:
+            return files
+        kwargs.update(wildcards=self.wildcards)
+        objects = sorted({p[3] or '' for _, p in present})
+        return Bunch({obj: alfio.load_object([f for f, p in present if p[3] == obj], **kwargs)
+                      for obj in objects})
+
+    @staticmethod
+    def setup(cache_dir=None, silent=False, **kwargs):
+        """Build the cache tables of a data folder and return a One for it.
+
+        Parameters
+        ----------
+        cache_dir : str, pathlib.Path
+            The data folder; asked for (default: the current folder) when None.
+        silent : bool
+            Never prompt: use the current folder and keep existing tables.
+        **kwargs
+            Passed to `one.alf.cache.make_parquet_db` (hash_ids, hash_files, lab, out_dir).
+
+        Returns
+        -------
+        One
+            An instance for the folder.
+        """
+        if not cache_dir:
+            if not silent:
+                cache_dir = input(f'Select a directory from which to build cache ({Path.cwd()})')
+            cache_dir = cache_dir or Path.cwd()
+        cache_dir = Path(cache_dir)
+        assert cache_dir.exists(), f'{cache_dir} does not exist'
+        if (cache_dir / 'sessions.pqt').exists():
+            rebuild = False
+            if not silent:
+                answer = input(f'Cache tables exist for {cache_dir}, overwrite? [y/N]')
+                rebuild = answer.strip().lower() == 'y'
+            if not rebuild:
+                return One(cache_dir, mode='local')
+        make_parquet_db(cache_dir, **kwargs)
+        return One(cache_dir, mode='local')
+
+
+def _default_revisions(datasets: pd.DataFrame) -> np.ndarray:
+    """Per row: is it the default revision?  Raises ALFError if the table does not say."""
+    if 'default_revision' not in datasets.columns:
+        raise alferr.ALFError('No default revisions specified')
+    return datasets['default_revision'].to_numpy(dtype=bool, na_value=False)
+
+
+def _known(value):
+    """The value, or None when it is missing or empty (NA, NaN, None, '', 0)."""
+    if value is None or isinstance(value, str) and not value:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value or None
+
+
+def _alf_parts_only(parts: dict) -> dict:
+    keys = ('object', 'attribute', 'extension', 'namespace', 'timescale', 'extra')
+    out = {k: parts.get(k) for k in keys}
+    out['extension'] = out['extension'] or '*'
+    out['object'] = out['object'] or '*'
+    out['attribute'] = out['attribute'] or '*'
+    return out
+
+
+
+def _dataset_id_str(dset_id) -> str:
+    """A dataset ID as a canonical UUID string (also from ONE's legacy int64 pair)."""
+    if isinstance(dset_id, UUID):
+        return str(dset_id)
+    if isinstance(dset_id, str):
+        return str(UUID(dset_id))
+    pair = np.asarray(dset_id, dtype=np.int64).reshape(-1)[:2]
+    return str(UUID(bytes=pair.astype('<i8').tobytes()))
