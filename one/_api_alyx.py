@@ -11,15 +11,20 @@ import contextlib
 import logging
 import re
 import warnings
+import weakref
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import pandas as pd
 
+import one.alf.exceptions as alferr
+import one.alf.io as alfio
 from one import __version__, util
 from one._api_local import One, _dataset_id_str, _known
 from one.alf.path import ALFPath, rel_path_parts
+from one.alf.path import remove_uuid_string as remove_uuid
 from one.alf.spec import QC
 from one.converters import session_record2path
 from one.util import ensure_list
@@ -131,6 +136,15 @@ class OneAlyx(One):
                     remote_created - local_created < timedelta(minutes=1):
                 _logger.info('No newer cache available')
                 return
+            previous = set()
+            for table_meta in (meta.get('raw') or {}).values():
+                origin = table_meta.get('origin') or ()
+                previous |= {origin} if isinstance(origin, str) else set(origin)
+            previous.discard('unknown')
+            origin = info.get('origin', 'unknown')
+            if previous and origin not in previous:
+                warnings.warn('Downloading cache tables from another origin '
+                              f'("{origin}" instead of "{", ".join(sorted(previous))}")')
             if tables_dir:
                 self._tables_dir = Path(tables_dir)
             elif different_tag:
@@ -145,6 +159,31 @@ class OneAlyx(One):
         except (AlyxHTTPError, BadCacheArchive) as ex:
             _logger.error('%s: Failed to load the remote cache file (%s)', type(ex).__name__, ex)
             self.mode = 'remote'
+
+    @staticmethod
+    def setup(base_url: str | None = None, **kwargs) -> OneAlyx:
+        """Configure a database's parameters (see `one.params.setup`) and connect to it.
+
+        Parameters
+        ----------
+        base_url : str, optional
+            The Alyx database URL; the default database when None.
+        **kwargs
+            Passed to `one.params.setup` (silent, username, cache_dir, ...); `password` is
+            used to log in, and stored only as the parameters store it (`ALYX_PWD`).
+
+        Returns
+        -------
+        OneAlyx
+            An instance for the database.
+        """
+        import one.params
+        password = kwargs.pop('password', None)
+        base_url = base_url or one.params.get_default_client()
+        cache_map = one.params.setup(client=base_url, **kwargs)
+        return OneAlyx(base_url=base_url or one.params.get(cache_map.DEFAULT).ALYX_URL,
+                       username=kwargs.get('username'), password=password,
+                       silent=kwargs.get('silent', False))
 
     def __repr__(self) -> str:
         return f'One ({"off" if self.offline else "on"}line, {self.alyx.base_url})'
@@ -204,10 +243,38 @@ class OneAlyx(One):
         from one._remote_api import add_date, search_params
         params = search_params(kwargs, self.search_terms(query_type='remote'))
         ses = self.alyx.rest(self._search_endpoint, 'list', **params)
+        self._merge_search_results(ses)
         eids = util.LazyId(ses)
         if not details:
             return eids
         return eids, util.LazyId(ses, func=add_date)
+
+    def _merge_search_results(self, ses) -> None:
+        """Merge the session records of a search into the sessions table, later pages too."""
+        from one._lib.pagination import PaginatedResponse
+        if isinstance(ses, PaginatedResponse):
+            self._update_sessions_table([r for r, fetched in zip(ses._cache, ses._fetched)
+                                         if fetched])
+            if not ses.is_complete:
+                ses.add_callback(weakref.WeakMethod(self._update_sessions_table))
+        else:
+            self._update_sessions_table(list(ses))
+
+    def _update_sessions_table(self, session_records: list):
+        """Insert or update sessions-table rows from Alyx session records.
+
+        Returns
+        -------
+        datetime.datetime
+            When the table was updated (None when there were no records).
+        """
+        from one.converters import ses2records
+        records = [r for r in session_records if r]
+        if not records:
+            return None
+        sessions = pd.DataFrame([ses2records(r)[0] for r in records])
+        sessions.index.name = 'id'
+        return self._update_cache_from_records(sessions=sessions)
 
     # ---- remote session records -------------------------------------------------------------
 
@@ -268,6 +335,130 @@ class OneAlyx(One):
         out['date'] = datetime.fromisoformat(out['start_time']).date()
         out['local_path'] = session_record2path(out, root_dir=self.cache_dir)
         return out
+
+    # ---- conversions with a remote fallback ------------------------------------------------
+
+    @util.refresh
+    @util.parse_id
+    def eid2path(self, eid, query_type=None):
+        """Return the local session folder of an experiment ID.
+
+        The cache tables are asked first; in remote mode (or when the tables do not know the
+        session and the mode is not 'local') the session is read from Alyx.
+
+        Parameters
+        ----------
+        eid : uuid.UUID, str, pathlib.Path, dict, list
+            An experiment ID in any form `to_eid` accepts, or a list of them.
+        query_type : str, optional
+            'remote' asks Alyx even if the tables know the session.
+
+        Returns
+        -------
+        one.alf.path.ALFPath, None, list
+            ``cache_dir/lab/Subjects/subject/YYYY-MM-DD/NNN``; None when no session has this ID.
+        """
+        if isinstance(eid, (list, tuple)):
+            return [self.eid2path(e, query_type=query_type) for e in eid]
+        mode = query_type or self.mode
+        if mode != 'remote' or self.offline:
+            path = super().eid2path(eid)
+            if path or mode == 'local' or self.offline:
+                return path
+        if eid is None:
+            return None
+        records = list(self.alyx.rest('sessions', 'list', django=f'pk,{eid}'))
+        if not records:
+            return None
+        self._update_sessions_table(records[:1])
+        return session_record2path(_session_path_fields(records[0]), root_dir=self.cache_dir)
+
+    @util.refresh
+    def path2eid(self, path_obj, query_type=None):
+        """Return the experiment UUID of a session folder (or of a path below it).
+
+        The cache tables are asked first; in remote mode (or when the tables do not know the
+        session and the mode is not 'local') Alyx is searched by subject, date and number.
+
+        Parameters
+        ----------
+        path_obj : str, pathlib.Path, list
+            A path containing ``subject/YYYY-MM-DD/NNN``, or a list of them.
+        query_type : str, optional
+            'remote' asks Alyx even if the tables know the session.
+
+        Returns
+        -------
+        uuid.UUID, None, list
+            The UUID; None when the path holds no session or no session matches.
+        """
+        if isinstance(path_obj, (list, tuple)):
+            return [self.path2eid(p, query_type=query_type) for p in path_obj]
+        mode = query_type or self.mode
+        if mode != 'remote' or self.offline:
+            eid = super().path2eid(path_obj)
+            if eid or mode == 'local' or self.offline:
+                return eid
+        session_path = ALFPath(path_obj).session_path()
+        if session_path is None:
+            return None
+        subject, day, number = session_path.parts[-3:]
+        eids = self.search(subject=subject, date_range=day, number=int(number),
+                           query_type='remote')
+        lab = session_path.lab
+        if lab and len(eids) > 1:  # a subject name may be used by several labs
+            eids = [e for e, d in zip(eids, self.search(
+                subject=subject, date_range=day, number=int(number), details=True,
+                query_type='remote')[1]) if d.get('lab') == lab]
+        return eids[0] if len(eids) else None
+
+    @util.refresh
+    def path2url(self, filepath, query_type=None):
+        """Return the data server URL of a local dataset file.
+
+        Parameters
+        ----------
+        filepath : str, pathlib.Path, list
+            A local dataset path (or a list of them).
+        query_type : str, optional
+            'remote' asks Alyx for the dataset's file record; otherwise the URL is made from
+            the cache tables.
+
+        Returns
+        -------
+        str, None, list
+            The URL (None when the tables do not know the file, outside remote mode).
+
+        Raises
+        ------
+        one.alf.exceptions.ALFObjectNotFound
+            (remote) Alyx has no existing file record for this file.
+        """
+        if isinstance(filepath, (list, tuple)):
+            return [self.path2url(f, query_type=query_type) for f in filepath]
+        if (query_type or self.mode) != 'remote' or self.offline:
+            return super().path2url(filepath)
+        eid = self.path2eid(filepath)
+        path = ALFPath(filepath)
+        records = list(self.alyx.rest('datasets', 'list', session=str(eid), name=path.name)) \
+            if eid else []
+        # several collections may hold a dataset of this name: keep the one of this path
+        rel_path = path.relative_to_session().as_posix() if path.session_path() else None
+        url = None
+        for record in records:
+            for file_record in record.get('file_records') or []:
+                data_url = file_record.get('data_url')
+                if not (data_url and file_record.get('exists')):
+                    continue
+                url_path = remove_uuid(PurePosixPath(unquote(urlsplit(data_url).path)))
+                if rel_path is None or url_path.as_posix().endswith('/' + rel_path):
+                    url = data_url
+                    break
+            if url:
+                break
+        if url is None:
+            raise alferr.ALFObjectNotFound(f'File record for {filepath} not found on Alyx')
+        return url
 
     # ---- probe insertions and dataset types -------------------------------------------------
 
@@ -366,6 +557,32 @@ class OneAlyx(One):
         print(out['description'])
         return out
 
+    def describe_revision(self, revision: str, full: bool = False):
+        """Print the description of a revision (and return its Alyx record with `full`).
+
+        Parameters
+        ----------
+        revision : str
+            The revision name, without the '#' signs.
+        full : bool
+            Return the record.
+
+        Returns
+        -------
+        dict or None
+            The revision record with `full`; otherwise, or when there is no such revision,
+            None ('revision "<name>" not found' is printed).  Requires the Alyx database.
+        """
+        from one._lib.http_errors import AlyxNotFound
+        self._require_remote('describe_revision')
+        try:
+            record = self.alyx.rest('revisions', 'read', id=str(revision).strip('#'))
+        except AlyxNotFound:
+            print(f'revision "{revision}" not found')
+            return None
+        print(record.get('description') or '')
+        return record if full else None
+
     @util.parse_id
     def type2datasets(self, eid, dataset_type, details=False):
         """Return the relative paths (or with `details` the datasets table) of a session's
@@ -435,6 +652,49 @@ class OneAlyx(One):
                 identifier, regex=False).to_numpy()]
         return util.filter_datasets(records, filename=dataset, revision=revision,
                                     wildcards=True, assert_unique=assert_unique)
+
+    def load_aggregate(self, relation: str, identifier: str, dataset=None, revision=None,
+                       download_only: bool = False):
+        """Load one dataset aggregated over a relation (a subject, a tag, ...).
+
+        Parameters
+        ----------
+        relation : str
+            What the data were aggregated over, e.g. 'subjects' or 'tags'.
+        identifier : str
+            The identifier within the relation, e.g. 'lab/subject' for subjects.
+        dataset : str, dict, list, optional
+            File name filter (wildcards); 'object.attribute' gets any extension.
+        revision : str, optional
+            Revision filter (wildcards).
+        download_only : bool
+            Return the file path instead of the loaded data.
+
+        Returns
+        -------
+        object or one.alf.path.ALFPath
+            The loaded data (e.g. a DataFrame for a parquet table), or the path.
+
+        Raises
+        ------
+        one.alf.exceptions.ALFObjectNotFound
+            No dataset matches, or its file is neither on disk nor downloadable.
+        one.alf.exceptions.ALFMultipleObjectsFound
+            Several datasets match.
+        """
+        if self.wildcards and isinstance(dataset, str) and len(dataset.split('.')) == 2:
+            dataset += '.*'
+        records = self.list_aggregates(relation, identifier, dataset=dataset,
+                                       revision=revision, assert_unique=True)
+        if records.empty:
+            raise alferr.ALFObjectNotFound(
+                f'{dataset or "dataset"} not found for {relation}/{identifier}')
+        records = records.assign(session_path='')
+        file, = self._check_filesystem(records, update_exists=False)
+        if not file:
+            raise alferr.ALFObjectNotFound(
+                f'Dataset file {records["rel_path"].iat[0]} not found on disk or on the server')
+        return file if download_only else alfio.load_file_content(file)
 
     # ---- downloads --------------------------------------------------------------------------
 
@@ -515,3 +775,10 @@ class OneAlyx(One):
         """Download one dataset (a record); return its path or None."""
         files = self._download_datasets(self._as_records(dset), **kwargs)
         return files[0] if files else None
+
+
+def _session_path_fields(record: dict) -> dict:
+    """The lab, subject, date and number of an Alyx session record."""
+    start_time = record.get('start_time') or record.get('date')
+    return {'lab': record.get('lab'), 'subject': record['subject'],
+            'date': str(start_time)[:10], 'number': record['number']}

@@ -52,3 +52,14 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
 
 
 ONE.version = __version__
+
+
+def _setup(**kwargs):
+    """Forget the cached `ONE` instance, then set up a database (see `one.params.setup`)."""
+    ONE.cache_clear()
+    kwargs['client'] = kwargs.pop('base_url', None)
+    return one.params.setup(**kwargs)
+
+
+ONE.setup = _setup
+ONE.setup.__doc__ = one.params.setup.__doc__

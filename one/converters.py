@@ -729,7 +729,8 @@ class ConversionMixin:
             assert isinstance(record.name, tuple) and len(record.name) == 2, \
                 'dataset record must be named (eid, id)'
             eid, dataset_id = record.name
-            local_path = self.eid2path(eid)
+            # the tables first: a subclass's eid2path may ask a database for every record
+            local_path = ConversionMixin.eid2path(self, eid) or self.eid2path(eid)
             if local_path is None:
                 raise ValueError(f'Failed to determine session path for eid "{eid}"')
             session_path = get_alf_path(local_path)

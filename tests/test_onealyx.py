@@ -1,19 +1,26 @@
 """Tests of one.api.OneAlyx against the Alyx replay server (tests/alyx_server.py)."""
+import json
 import logging
+import warnings
 from datetime import date
+from pathlib import Path
 from uuid import UUID
 
 import numpy as np
 import pytest
-from alyx_server import PASSWORD, USERNAME
+from alyx_server import PASSWORD, USERNAME, AlyxTestServer
 
 import one._remote_api as remote
 from one import util
 from one._lib.download import UnsafePath
+from one.alf.cache import make_parquet_db
+from one.alf.exceptions import ALFObjectNotFound
 from one.api import ONE, One, OneAlyx
+from one.synthetic import make_dataset_folder
 
 EID = '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33'  # 2024-03-14, its data files are served
 EID_12 = 'c25ba874-0eb1-4921-b6e3-976877429206'  # 2024-03-12
+FIXTURES = Path(__file__).parent / 'fixtures' / 'alyx'
 
 
 @pytest.fixture
@@ -317,3 +324,135 @@ def test_list_aggregates(one, alyx_server):
     assert list(one_subject.index) == [ids[0]]
     assert list(one.list_aggregates('tags').index) == [ids[2]]
     assert one.list_aggregates('tags', 'nothing').empty
+
+
+# ---- search results in the tables, remote conversions ------------------------------------------
+
+def _subject_sessions() -> list:
+    return json.loads((FIXTURES / 'sessions_list_subject.json').read_text())['results']
+
+
+def test_search_merges_sessions_into_tables(one):
+    assert one._cache['sessions'].empty
+    eids = one.search(subject='ZFM-01935')
+    sessions = one._cache['sessions']
+    assert sorted(sessions.index) == sorted(str(e) for e in eids)
+    row = sessions.loc[EID]
+    assert row['subject'] == 'ZFM-01935' and row['lab'] == 'testlab'
+    assert row['date'] == date(2024, 3, 14) and row['number'] == 1
+    assert row['projects'] == 'ibl_neuropixel_brainwide_01'
+    # the merged sessions are found locally, also after a save/load round trip
+    assert UUID(EID) in one.search(subject='ZFM-01935', query_type='local')
+    one.save_cache(force=True)
+    one.load_cache()
+    assert UUID(EID_12) in one.search(date='2024-03-12', query_type='local')
+
+
+def test_search_merges_later_pages_when_fetched(tmp_path):
+    ONE.cache_clear()
+    with AlyxTestServer(page_size=2) as server:
+        one = OneAlyx(base_url=server.url, username=USERNAME, password=PASSWORD,
+                      cache_dir=tmp_path, silent=True)
+        eids = one.search(subject='ZFM-01935')
+        assert len(eids) == 4
+        assert len(one._cache['sessions']) == 2  # the first page only
+        last = eids[-1]  # fetches the second page
+        assert len(one._cache['sessions']) == 4 and str(last) in one._cache['sessions'].index
+
+
+def test_eid2path_asks_alyx_when_tables_do_not_know(one, alyx_server):
+    expected = one.cache_dir / 'testlab' / 'Subjects' / 'ZFM-01935' / '2024-03-14' / '001'
+    record = next(r for r in _subject_sessions() if r['id'] == EID)
+    alyx_server.add_response('GET', f'/sessions?django=pk,{EID}',
+                             {'count': 1, 'next': None, 'previous': None, 'results': [record]})
+    assert one.eid2path(EID) == expected
+    assert str(one._cache['sessions'].index[0]) == EID  # and the session is now known
+    alyx_server.clear_log()
+    assert one.eid2path(EID, query_type='local') == expected
+    assert one.eid2path([EID, EID]) == [expected, expected]
+    missing = '00000000-0000-4000-8000-000000000000'
+    alyx_server.add_response('GET', f'/sessions?django=pk,{missing}',
+                             {'count': 0, 'next': None, 'previous': None, 'results': []})
+    assert one.eid2path(missing) is None
+    assert one.eid2path(missing, query_type='local') is None
+
+
+def test_path2eid_searches_alyx(one, alyx_server):
+    record = next(r for r in _subject_sessions() if r['id'] == EID)
+    alyx_server.add_response(
+        'GET', '/sessions?subject=ZFM-01935&date_range=2024-03-14,2024-03-14&number=1',
+        {'count': 1, 'next': None, 'previous': None, 'results': [record]})
+    path = one.cache_dir / 'testlab' / 'Subjects' / 'ZFM-01935' / '2024-03-14' / '001'
+    assert one.path2eid(path / 'alf' / '_ibl_trials.choice.npy', query_type='local') is None
+    assert one.path2eid(path / 'alf' / '_ibl_trials.choice.npy') == UUID(EID)
+    assert one.path2eid([path]) == [UUID(EID)]
+    assert one.path2eid(one.cache_dir / 'not' / 'a' / 'session') is None
+    # the search put the session into the tables: a local query now knows it
+    assert one.path2eid(path, query_type='local') == UUID(EID)
+
+
+def test_path2url_from_the_file_record(one, alyx_server):
+    one.list_datasets(EID)  # the session is now in the tables
+    path = one.eid2path(EID, query_type='local') / 'alf' / '_ibl_trials.choice.npy'
+    record = next(r for r in _subject_sessions() if r['id'] == EID)
+    alyx_server.add_response(
+        'GET', '/sessions?subject=ZFM-01935&date_range=2024-03-14,2024-03-14&number=1',
+        {'count': 1, 'next': None, 'previous': None, 'results': [record]})
+    records = json.loads((FIXTURES / 'datasets_list_session.json').read_text())['results']
+    choice = [r for r in records if r['name'] == '_ibl_trials.choice.npy']
+    alyx_server.add_response('GET', f'/datasets?session={EID}&name=_ibl_trials.choice.npy',
+                             {'count': len(choice), 'next': None, 'previous': None,
+                              'results': choice})
+    url = one.path2url(path)
+    tail = ('/testlab/Subjects/ZFM-01935/2024-03-14/001/alf/'
+            '_ibl_trials.choice.901e18bb-99bf-48f4-a5a4-5d9f695a8581.npy')
+    assert url == alyx_server.url + tail  # the file record's data_url
+    # locally, the URL is made from the configured data server and the tables
+    assert one.path2url(path, query_type='local') == one.alyx._par.HTTP_DATA_SERVER + tail
+    alyx_server.add_response('GET', f'/datasets?session={EID}&name=nothing.here.npy',
+                             {'count': 0, 'next': None, 'previous': None, 'results': []})
+    with pytest.raises(ALFObjectNotFound, match='nothing.here.npy'):
+        one.path2url(path.with_name('nothing.here.npy'))
+
+
+def test_describe_revision(one, alyx_server, capsys):
+    alyx_server.add_response('GET', '/revisions/2024-03-20',
+                             {'name': '2024-03-20', 'description': 'Re-extracted trials',
+                              'created_datetime': '2024-03-20T10:00:00'})
+    assert one.describe_revision('2024-03-20') is None
+    assert capsys.readouterr().out.strip() == 'Re-extracted trials'
+    record = one.describe_revision('#2024-03-20#', full=True)
+    assert record['name'] == '2024-03-20'
+    assert one.describe_revision('1999-01-01', full=True) is None
+    assert capsys.readouterr().out.strip().endswith('revision "1999-01-01" not found')
+
+
+def test_onealyx_setup_silent(alyx_server, tmp_path):
+    ONE.cache_clear()
+    instance = OneAlyx.setup(base_url=alyx_server.url, silent=True, username=USERNAME,
+                             password=PASSWORD, cache_dir=tmp_path / 'data')
+    assert isinstance(instance, OneAlyx) and instance.alyx.base_url == alyx_server.url
+    assert instance.cache_dir == tmp_path / 'data'
+    params = ONE.setup(base_url=alyx_server.url, silent=True, cache_dir=tmp_path / 'other')
+    assert Path(next(iter(params.CLIENT_MAP.values()))) == tmp_path / 'other'
+
+
+def test_auto_mode_warns_of_another_origin(alyx_server, tmp_path):
+    ONE.cache_clear()
+    cache_dir = tmp_path / 'data'
+    make_dataset_folder(cache_dir, seed=1)
+    make_parquet_db(cache_dir)  # origin: the folder
+    info = json.loads((FIXTURES / 'cache_info.json').read_text())
+    info['date_created'] = '2099-01-01 00:00'  # newer than the local tables
+    alyx_server.add_response('GET', '/cache/info/', info)
+    one = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                  cache_dir=cache_dir, mode='auto', silent=True)
+    with pytest.warns(UserWarning, match=r'another origin \("alyx" instead of ".*data"\)'):
+        one.load_cache(clobber=True)
+    assert one._cache['_meta']['raw']['datasets']['origin'] == {'alyx'}
+    info['date_created'] = '2099-02-01 00:00'
+    alyx_server.add_response('GET', '/cache/info/', info)
+    with warnings.catch_warnings():  # the same origin again: no warning
+        warnings.simplefilter('error')
+        one.load_cache(clobber=True)
+    assert alyx_server.count('GET', '/cache.zip') == 2
