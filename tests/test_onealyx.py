@@ -1,6 +1,9 @@
 """Tests of one.api.OneAlyx against the Alyx replay server (tests/alyx_server.py)."""
 import json
 import logging
+import os
+import subprocess
+import sys
 import warnings
 from datetime import date
 from pathlib import Path
@@ -12,6 +15,7 @@ from alyx_server import PASSWORD, USERNAME, AlyxTestServer
 
 import one._remote_api as remote
 from one import util
+from one import webclient as wc
 from one._lib.download import UnsafePath
 from one.alf.cache import make_parquet_db
 from one.alf.exceptions import ALFObjectNotFound
@@ -456,3 +460,119 @@ def test_auto_mode_warns_of_another_origin(alyx_server, tmp_path):
         warnings.simplefilter('error')
         one.load_cache(clobber=True)
     assert alyx_server.count('GET', '/cache.zip') == 2
+
+
+# ---- the issue's failure cases, through OneAlyx ------------------------------------------------
+
+CHOICE_URL = ('/testlab/Subjects/ZFM-01935/2024-03-14/001/alf/'
+              '_ibl_trials.choice.901e18bb-99bf-48f4-a5a4-5d9f695a8581.npy')
+
+
+def _session_record(alyx_server) -> dict:
+    record = json.loads((FIXTURES / 'sessions_read.json').read_text())
+    return json.loads(json.dumps(record).replace('http://127.0.0.1:8000', alyx_server.url))
+
+
+def test_wrong_password_through_one(alyx_server, tmp_path):
+    ONE.cache_clear()
+    with pytest.raises(wc.AlyxAuthError, match='Unable to log in') as info:
+        ONE(base_url=alyx_server.url, username=USERNAME, password='not-the-password',
+            cache_dir=tmp_path, silent=True)
+    assert 'not-the-password' not in str(info.value)
+
+
+def test_expired_token_during_a_session_logs_in_again(one, alyx_server):
+    one.search(subject='ZFM-01935')
+    old_token = alyx_server.token
+    alyx_server.expire_tokens()
+    alyx_server.clear_log()
+    trials = one.load_object(EID, 'trials')  # sessions read -> 403 -> one login -> retry
+    assert 'choice' in trials
+    assert alyx_server.count('POST', '/auth-token') == 1
+    assert one.alyx._token != old_token and one.alyx._token == alyx_server.token
+
+
+def test_server_error_then_success_on_a_file(one, alyx_server):
+    one.list_datasets(EID)
+    alyx_server.fail(CHOICE_URL, status=503, times=2)
+    choice = one.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert choice.shape[0] > 0
+    assert alyx_server.count('GET', CHOICE_URL) == 3
+
+
+def test_file_with_wrong_md5_on_the_server(one, alyx_server, caplog):
+    """The data server keeps sending bytes of the right size but another md5: the download is
+    tried again, then given up with an error naming the file; no bad file is left."""
+    one.list_datasets(EID)
+    good = (FIXTURES / 'files' / CHOICE_URL.lstrip('/')).read_bytes()
+    alyx_server.add_response('GET', CHOICE_URL, b'\x00' * len(good))
+    with caplog.at_level(logging.ERROR), pytest.raises(ALFObjectNotFound):
+        one.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert 'md5' in caplog.text and '_ibl_trials.choice' in caplog.text
+    assert alyx_server.count('GET', CHOICE_URL) >= 2  # downloaded again before giving up
+    target = one.eid2path(EID, query_type='local') / 'alf' / '_ibl_trials.choice.npy'
+    assert not target.exists()
+    leftovers = [p.name for p in one.cache_dir.rglob('*_ibl_trials.choice*')
+                 if not p.name.endswith('.lock')]
+    assert leftovers == []  # no partial download kept either
+
+
+def test_good_file_is_never_replaced_by_a_bad_download(one, alyx_server):
+    one.load_dataset(EID, '_ibl_trials.choice.npy')
+    target = one.eid2path(EID, query_type='local') / 'alf' / '_ibl_trials.choice.npy'
+    good = target.read_bytes()
+    alyx_server.add_response('GET', CHOICE_URL, b'\x01' * len(good))
+    # the database now claims another md5: the local file looks bad, and so is the download
+    record = _session_record(alyx_server)
+    dset = next(d for d in record['data_dataset_session_related']
+                if d['name'] == '_ibl_trials.choice.npy')
+    dset['hash'] = '0' * 32
+    alyx_server.add_response('GET', f'/sessions/{EID}', record)
+    with wc.no_cache(one.alyx), pytest.raises(ALFObjectNotFound):
+        one.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert alyx_server.count('GET', CHOICE_URL) >= 2  # the download was tried
+    assert target.read_bytes() == good
+
+
+def test_hostile_dataset_url_is_refused(one, alyx_server, tmp_path, caplog):
+    record = _session_record(alyx_server)
+    dset = next(d for d in record['data_dataset_session_related']
+                if d['name'] == '_ibl_trials.choice.npy')
+    dset['data_url'] = dset['data_url'].replace('/testlab/Subjects/', '/testlab/../../../../')
+    alyx_server.add_response('GET', f'/sessions/{EID}', record)
+    with caplog.at_level(logging.ERROR):
+        one.list_datasets(EID)
+        with pytest.raises(ALFObjectNotFound):
+            one.load_dataset(EID, '_ibl_trials.choice.npy')
+    outside = [p for p in tmp_path.rglob('_ibl_trials.choice*')
+               if not p.is_relative_to(one.cache_dir)]
+    assert outside == []
+
+
+_EIGHT_PROCESSES = '''
+import sys
+from one.api import OneAlyx
+one = OneAlyx(base_url=sys.argv[1], username=sys.argv[2], password=sys.argv[3],
+              cache_dir=sys.argv[4], silent=True)
+trials = one.load_object(sys.argv[5], 'trials')
+print(sorted(trials))
+'''
+
+
+def test_eight_processes_load_into_one_cache(alyx_server, tmp_path):
+    cache_dir = tmp_path / 'data'
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parents[1])}
+    procs = [subprocess.Popen([sys.executable, '-c', _EIGHT_PROCESSES, alyx_server.url,
+                               USERNAME, PASSWORD, str(cache_dir), EID],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+             for _ in range(8)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [o[1].decode()[-2000:] for o in outputs]
+    assert len({o[0] for o in outputs}) == 1 and b'choice' in outputs[0][0]
+    session = cache_dir / 'testlab' / 'Subjects' / 'ZFM-01935' / '2024-03-14' / '001' / 'alf'
+    served = FIXTURES / 'files' / 'testlab' / 'Subjects' / 'ZFM-01935' / '2024-03-14' / '001'
+    for file in session.glob('_ibl_trials.*'):
+        source = next((served / 'alf').glob(file.stem + '.*' + file.suffix))
+        assert file.read_bytes() == source.read_bytes(), file.name
+    assert not [p for p in session.iterdir() if p.name.startswith('.')
+                and not p.name.endswith('.lock')]
