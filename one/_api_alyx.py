@@ -8,6 +8,7 @@ when the local ones have expired.  Public import path: `one.api`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import warnings
@@ -31,6 +32,22 @@ from one.util import ensure_list
 
 __all__ = ['OneAlyx']
 _logger = logging.getLogger('one.api')
+
+def _falls_back_to_local_tables(method):
+    """Decorate a method that may query Alyx: when Alyx cannot be reached, log it once, switch
+    the instance to 'local' mode and answer from the cache tables."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from one._lib.http_errors import AlyxConnectionError
+        try:
+            return method(self, *args, **kwargs)
+        except AlyxConnectionError as ex:
+            if self.offline:
+                raise
+            self._go_offline(ex)
+            return method(self, *args, **kwargs)
+    return wrapper
+
 
 def _version_tuple(version) -> tuple:
     """'2.10.1' -> (2, 10, 1): the leading numbers of a version string."""
@@ -203,6 +220,7 @@ class OneAlyx(One):
 
     # ---- search ---------------------------------------------------------------------------
 
+    @_falls_back_to_local_tables
     @util.refresh
     def search_terms(self, query_type=None, endpoint=None) -> tuple:
         """Return the search terms `search` accepts.
@@ -222,6 +240,7 @@ class OneAlyx(One):
         fields = self.alyx.rest_schemes.field_names(endpoint, 'list') or []
         return tuple(sorted(set(fields) | set(EXTRA_TERMS)))
 
+    @_falls_back_to_local_tables
     @util.refresh
     def search(self, details=False, query_type=None, **kwargs):
         """Find sessions; remotely through the Alyx sessions endpoint.
@@ -293,6 +312,7 @@ class OneAlyx(One):
         self._update_cache_from_records(sessions=session, datasets=datasets.copy())
         return datasets
 
+    @_falls_back_to_local_tables
     @util.refresh
     def list_datasets(self, eid=None, filename=None, collection=None, revision=None, qc=QC.FAIL,
                       ignore_qc_not_set=False, details=False, query_type=None,
@@ -313,6 +333,7 @@ class OneAlyx(One):
             ignore_qc_not_set=ignore_qc_not_set, details=details, query_type='local',
             default_revisions_only=default_revisions_only, keep_eid_index=keep_eid_index)
 
+    @_falls_back_to_local_tables
     @util.refresh
     @util.parse_id
     def get_details(self, eid, full: bool = False, query_type=None):
@@ -338,6 +359,7 @@ class OneAlyx(One):
 
     # ---- conversions with a remote fallback ------------------------------------------------
 
+    @_falls_back_to_local_tables
     @util.refresh
     @util.parse_id
     def eid2path(self, eid, query_type=None):
@@ -373,6 +395,7 @@ class OneAlyx(One):
         self._update_sessions_table(records[:1])
         return session_record2path(_session_path_fields(records[0]), root_dir=self.cache_dir)
 
+    @_falls_back_to_local_tables
     @util.refresh
     def path2eid(self, path_obj, query_type=None):
         """Return the experiment UUID of a session folder (or of a path below it).
@@ -412,6 +435,7 @@ class OneAlyx(One):
                 query_type='remote')[1]) if d.get('lab') == lab]
         return eids[0] if len(eids) else None
 
+    @_falls_back_to_local_tables
     @util.refresh
     def path2url(self, filepath, query_type=None):
         """Return the data server URL of a local dataset file.
@@ -699,13 +723,24 @@ class OneAlyx(One):
     # ---- downloads --------------------------------------------------------------------------
 
     def _load_candidates(self, eid, query_type) -> pd.DataFrame:
+        from one._lib.http_errors import AlyxConnectionError
         if self._remote(query_type):
-            self._fetch_session(eid)
+            try:
+                self._fetch_session(eid)
+            except AlyxConnectionError as ex:
+                self._go_offline(ex)
         return super()._load_candidates(eid, query_type)
+
+    def _go_offline(self, error: Exception) -> None:
+        """Say once that Alyx cannot be reached, and carry on from the local tables."""
+        _logger.error('%s: Alyx cannot be reached (%s); carrying on in local mode from the '
+                      'cache tables', type(error).__name__, error)
+        self.mode = 'local'
 
     def _offline_for(self, query_type) -> bool:
         return self.offline or (query_type or self.mode) == 'local'
 
+    @_falls_back_to_local_tables
     @util.refresh
     @util.parse_id
     def load_collection(self, eid, collection, object=None, revision=None, query_type=None,
@@ -718,12 +753,25 @@ class OneAlyx(One):
             eid, collection, object=object, revision=revision, query_type=query_type,
             download_only=download_only, check_hash=check_hash, **kwargs)
 
-    def _download_datasets(self, dsets, update_cache=True, **kwargs) -> list:
-        """Download dataset files over HTTP into the cache folder.
+    def _download_datasets(self, dsets, update_cache=True, keep_uuid=None, **kwargs) -> list:
+        """Download dataset files into the cache folder: from S3 if possible, else over HTTP.
 
-        URLs are the datasets' Alyx ``data_url`` when known, otherwise the data server URL of
-        the session path and relative path with the dataset UUID before the extension.  Sizes
-        and md5 sums come from the records.  Failed files give None (and are logged).
+        When every dataset is on AWS (all ``exists_aws`` values True, or no such column), the
+        files are first downloaded from the S3 bucket of the database (see `_download_aws`);
+        the datasets S3 did not give are then downloaded over HTTP.  HTTP URLs are the
+        datasets' Alyx ``data_url`` when known, otherwise the data server URL of the session
+        path and relative path with the dataset UUID before the extension.  Sizes and md5 sums
+        come from the records and a file is kept only when they match.  Failed files give None
+        (and are logged).
+
+        Parameters
+        ----------
+        dsets : pandas.DataFrame, pandas.Series, list of dict
+            Dataset records.
+        update_cache : bool
+            Set ``exists_aws`` to False in the cache table for datasets missing or bad on S3.
+        keep_uuid : bool, optional
+            Keep the dataset UUID in the file names; default `uuid_filenames`.
 
         Returns
         -------
@@ -732,21 +780,36 @@ class OneAlyx(One):
         """
         from one._lib.download import UnsafePath, download_files
         from one._remote_api import download_task, uuid_url_path
+        from one._remote_s3 import not_on_aws_reason
         dsets = self._as_records(dsets)
         if dsets.empty:
             return []
+        keep_uuid = self.uuid_filenames if keep_uuid is None else keep_uuid
+        out = [None] * len(dsets)
+        not_s3 = not_on_aws_reason(dsets)
+        if not_s3 is None:
+            try:
+                out = self._download_aws(dsets, update_exists=update_cache, keep_uuid=keep_uuid)
+            except Exception as ex:  # noqa: BLE001 - any failure of S3: HTTP instead
+                not_s3 = f'{type(ex).__name__}: {ex}'
+        if not_s3 is not None:
+            _logger.debug('Not downloading from S3: %s', not_s3)
+        pending = [i for i, file in enumerate(out) if file is None]
+        if not pending:
+            return out
         ids = [str(x) for x in dsets.index.get_level_values('id')]
         if 'eid' in dsets.index.names:
             eids = [str(x) for x in dsets.index.get_level_values('eid')]
         else:
             eids = self._eids_of_datasets(ids)
-        paths = self._session_paths([e for e in eids if e])
+        paths = self._session_paths([eids[i] for i in pending if eids[i]])
         par = self.alyx._par
         login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
         auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None
         root = Path(self.cache_dir)
         tasks, positions = [], []
-        for i, (dset_id, eid) in enumerate(zip(ids, eids)):
+        for i in pending:
+            dset_id, eid = ids[i], eids[i]
             session_path = paths.get(eid) if eid else None
             rel_path = dsets['rel_path'].iloc[i]
             if session_path is None or not isinstance(rel_path, str):
@@ -758,17 +821,142 @@ class OneAlyx(One):
             md5 = _known(dsets['hash'].iloc[i]) if 'hash' in dsets else None
             try:
                 task = download_task(url, root, session_path, rel_path, size, md5, auth,
-                                     uuid_name=dset_id if self.uuid_filenames else None)
+                                     uuid_name=dset_id if keep_uuid else None)
             except (UnsafePath, ValueError) as ex:
                 _logger.error('Refusing to download dataset %s: %s', dset_id, ex)
                 continue
             tasks.append(task)
             positions.append(i)
-        out = [None] * len(ids)
         if tasks:
             files = download_files(tasks, raise_on_error=False, progress=False)
             for i, file in zip(positions, files):
                 out[i] = ALFPath(file) if file else None
+        return out
+
+    def _download_aws(self, dsets, update_exists=True, keep_uuid=None, **_) -> list:
+        """Download datasets from the S3 bucket of the database's AWS data repository.
+
+        The bucket and its credentials come from the Alyx data repository 'aws_cortexlab'
+        (`one.remote.aws.get_s3_from_alyx`; anonymous for a public bucket).  The datasets'
+        Alyx records (100 ids per query) give each one's S3 file record: the first existing
+        one in a repository whose name starts with 'aws'.  The object key is its repository
+        path and relative path, with the dataset UUID before the extension; a record whose
+        path is not a plain relative path ending with the dataset's ``rel_path`` is refused.
+        The files are downloaded in parallel, verified against the size and md5 of the records
+        and moved into place only when good, to where `_check_filesystem` looks for them
+        (``cache_dir/<session path>/<rel_path>``).  After a failure of S3 itself (credentials,
+        connection...) no further file is tried.
+
+        Parameters
+        ----------
+        dsets : pandas.DataFrame, pandas.Series or iterable of pandas.Series
+            Dataset records of the cache table.
+        update_exists : bool
+            Set ``exists_aws`` to False in the cache table (when it has that column) for the
+            datasets that are not on S3, or whose S3 file is missing or differs from the record.
+        keep_uuid : bool, optional
+            Keep the dataset UUID in the file names; default `uuid_filenames`.
+
+        Returns
+        -------
+        list of one.alf.path.ALFPath or None
+            One entry per dataset, in order; None where S3 did not give the file.
+
+        Raises
+        ------
+        Exception
+            The S3 bucket or the dataset records could not be obtained, e.g.
+            `one._lib.http_errors.AlyxNotFound` (no such data repository), `KeyError` (the
+            repository names no bucket) or a connection error.
+        """
+        from one._lib.download import UnsafePath, safe_join
+        from one._lib.http_errors import AlyxNotFound
+        from one._remote_api import uuid_url_path
+        from one._remote_s3 import (
+            BadS3Record,
+            aws_file_record,
+            dataset_records,
+            download_s3,
+            is_dataset_failure,
+            mark_not_on_aws,
+            s3_key,
+            s3_task,
+        )
+        from one.remote import aws
+        if not isinstance(dsets, (pd.DataFrame, pd.Series)):
+            rows = list(dsets)
+            if rows and all(isinstance(x, pd.Series) for x in rows):
+                names = [x.name for x in rows]
+                dsets = pd.DataFrame(rows)
+                dsets.index = (pd.MultiIndex.from_tuples(names, names=['eid', 'id'])
+                               if isinstance(names[0], tuple) else pd.Index(names, name='id'))
+            else:
+                dsets = rows
+        dsets = self._as_records(dsets)
+        if dsets.empty:
+            return []
+        keep_uuid = self.uuid_filenames if keep_uuid is None else keep_uuid
+        repository = self.__dict__.get('_s3_repository')
+        if repository is None:
+            try:
+                repository = aws.get_s3_from_alyx(self.alyx)
+            except (AlyxNotFound, KeyError) as ex:
+                repository = ex  # the database has no S3 bucket: don't ask again
+            self._s3_repository = repository
+        if isinstance(repository, Exception):
+            raise repository
+        s3, bucket = repository
+        ids = [str(x) for x in dsets.index.get_level_values('id')]
+        if 'eid' in dsets.index.names:
+            eids = [str(x) for x in dsets.index.get_level_values('eid')]
+        else:
+            eids = self._eids_of_datasets(ids)
+        paths = self._session_paths([e for e in eids if e])
+        records = dataset_records(self.alyx, ids)
+        root = Path(self.cache_dir)
+        tasks, positions, not_on_s3 = [], [], []
+        for i, (dset_id, eid) in enumerate(zip(ids, eids)):
+            session_path = paths.get(eid) if eid else None
+            rel_path = dsets['rel_path'].iloc[i]
+            if session_path is None or not isinstance(rel_path, str):
+                continue  # the HTTP download reports it
+            record = records.get(dset_id) or {}
+            file_record = aws_file_record(record)
+            if file_record is None:
+                _logger.debug('Dataset %s has no file on S3', dset_id)
+                not_on_s3.append(dset_id)
+                continue
+            local = PurePosixPath(str(session_path), rel_path).as_posix()
+            try:
+                key = s3_key(file_record, rel_path, dset_id)
+                destination = safe_join(root, uuid_url_path(local, dset_id) if keep_uuid
+                                        else local)
+            except BadS3Record as ex:
+                _logger.warning('%s', ex)
+                not_on_s3.append(dset_id)
+                continue
+            except UnsafePath:
+                continue  # a bad relative path in the cache table: refused by HTTP too
+            size = _known(dsets['file_size'].iloc[i]) if 'file_size' in dsets else None
+            md5 = _known(dsets['hash'].iloc[i]) if 'hash' in dsets else None
+            tasks.append(s3_task(bucket, key, destination, size or _known(record.get('file_size')),
+                                 md5 or _known(record.get('hash')), s3))
+            positions.append(i)
+        out = [None] * len(ids)
+        failure = None
+        for i, (file, error) in zip(positions, download_s3(tasks)):
+            if file is not None:
+                out[i] = ALFPath(file)
+            elif error is not None and is_dataset_failure(error):
+                _logger.debug('Dataset %s not downloaded from S3: %s', ids[i], error)
+                not_on_s3.append(ids[i])
+            elif error is not None:
+                failure = failure or error
+        if failure is not None:
+            _logger.debug('S3 downloads stopped: %s', failure)
+            self._s3_repository = None  # a new client next time
+        if update_exists:
+            mark_not_on_aws(self._cache, not_on_s3)
         return out
 
     def _download_dataset(self, dset, cache_dir=None, **kwargs):

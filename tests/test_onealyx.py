@@ -576,3 +576,31 @@ def test_eight_processes_load_into_one_cache(alyx_server, tmp_path):
         assert file.read_bytes() == source.read_bytes(), file.name
     assert not [p for p in session.iterdir() if p.name.startswith('.')
                 and not p.name.endswith('.lock')]
+
+
+def test_server_gone_mid_session_carries_on_locally(alyx_server, tmp_path, caplog):
+    one = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                  cache_dir=tmp_path / 'data', silent=True, retries=0)
+    one.load_object(EID, 'trials')
+    alyx_server.stop()
+    with caplog.at_level(logging.ERROR), wc.no_cache(one.alyx):
+        eids = one.search(subject='ZFM-01935')
+        assert UUID(EID) in eids and isinstance(eids, list)  # from the local table
+        assert one.mode == 'local' and one.offline
+        with pytest.warns(UserWarning, match='no database connection'):
+            trials = one.load_object(EID, 'trials', query_type='remote')
+        assert 'choice' in trials
+        assert 'alf/_ibl_trials.choice.npy' in one.list_datasets(EID)
+    said = [r for r in caplog.records if 'cannot be reached' in r.getMessage()]
+    assert len(said) == 1 and 'local mode' in said[0].getMessage()
+
+
+def test_server_gone_before_loading(alyx_server, tmp_path, caplog):
+    first = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                    cache_dir=tmp_path / 'data', silent=True, retries=0)
+    first.load_object(EID, 'trials')
+    alyx_server.stop()
+    with caplog.at_level(logging.ERROR), wc.no_cache(first.alyx):
+        choice = first.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert choice.size > 0 and first.mode == 'local'
+    assert 'cannot be reached' in caplog.text
