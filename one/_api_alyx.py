@@ -649,8 +649,13 @@ class OneAlyx(One):
         """
         from one.converters import datasets2records
         self._require_remote('list_aggregates')
-        records = datasets2records(self.alyx.rest('datasets', 'list',
-                                                  django='session__isnull,True'))
+        raw = self.alyx.rest('datasets', 'list', django='session__isnull,True')
+        for record in raw:
+            data_url = next((f['data_url'] for f in record.get('file_records') or []
+                             if f.get('exists') and f.get('data_url')), None)
+            if data_url and record.get('url'):
+                self._data_urls[record['url'].rstrip('/')[-36:]] = data_url
+        records = datasets2records(raw)
         records = records.reset_index(level='eid', drop=True)
         if records.empty:
             return records.assign(relation=pd.Series(dtype=object),
@@ -798,11 +803,15 @@ class OneAlyx(One):
         if not pending:
             return out
         ids = [str(x) for x in dsets.index.get_level_values('id')]
-        if 'eid' in dsets.index.names:
-            eids = [str(x) for x in dsets.index.get_level_values('eid')]
+        if 'session_path' in dsets.columns:  # e.g. aggregates: '' (no session)
+            eids = ids
+            paths = dict(zip(ids, dsets['session_path'].astype(object)))
         else:
-            eids = self._eids_of_datasets(ids)
-        paths = self._session_paths([eids[i] for i in pending if eids[i]])
+            if 'eid' in dsets.index.names:
+                eids = [str(x) for x in dsets.index.get_level_values('eid')]
+            else:
+                eids = self._eids_of_datasets(ids)
+            paths = self._session_paths([eids[i] for i in pending if eids[i]])
         par = self.alyx._par
         login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
         auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None

@@ -5,6 +5,8 @@
   real user's parameters or ``~/Downloads/ONE``.
 * `alyx_server`: an Alyx-compatible server answering with responses recorded from Alyx 3.6.1
   (see ``tests/alyx_server.py``), started for the test and stopped after it.
+* `moto_url`, `s3env`: moto's real S3 server on 127.0.0.1 (one per test module), and an
+  environment pointing boto3 at it with fake credentials (its state is reset after each test).
 """
 import pytest
 from alyx_server import AlyxTestServer
@@ -29,3 +31,32 @@ def alyx_server():
     """A running `AlyxTestServer` (its URL is ``alyx_server.url``)."""
     with AlyxTestServer() as server:
         yield server
+
+
+@pytest.fixture(scope='module')
+def moto_url():
+    """The URL of moto's S3 server on 127.0.0.1 (one server per test module)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f'http://{host}:{port}'
+    server.stop()
+
+
+@pytest.fixture
+def s3env(moto_url, monkeypatch):
+    """Point boto3 at the moto server with fake credentials; reset moto's state after."""
+    import requests
+
+    for key in ('AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN'):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv('AWS_ENDPOINT_URL', moto_url)
+    monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'testing')
+    monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'testing')
+    monkeypatch.setenv('AWS_DEFAULT_REGION', 'us-east-1')
+    monkeypatch.setenv('AWS_CONFIG_FILE', '/nonexistent')
+    monkeypatch.setenv('AWS_SHARED_CREDENTIALS_FILE', '/nonexistent')
+    yield moto_url
+    requests.post(f'{moto_url}/moto-api/reset', timeout=10)

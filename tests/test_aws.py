@@ -30,34 +30,6 @@ FILES = Path(__file__).parent / 'fixtures' / 'alyx' / 'files'
 MiB = 1 << 20
 
 
-@pytest.fixture(scope='module')
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f'http://{host}:{port}'
-    server.stop()
-
-
-@pytest.fixture
-def s3env(moto_url, monkeypatch):
-    """Point boto3 at the moto server with fake credentials; reset moto's state after."""
-    import requests
-
-    for key in ('AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN'):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv('AWS_ENDPOINT_URL', moto_url)
-    monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'testing')
-    monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'testing')
-    monkeypatch.setenv('AWS_DEFAULT_REGION', 'us-east-1')
-    monkeypatch.setenv('AWS_CONFIG_FILE', '/nonexistent')
-    monkeypatch.setenv('AWS_SHARED_CREDENTIALS_FILE', '/nonexistent')
-    yield moto_url
-    requests.post(f'{moto_url}/moto-api/reset', timeout=10)
-
-
 def _public_bucket(client, name: str) -> None:
     """Create a bucket that anyone may list, like the IBL's (moto answers 403 otherwise)."""
     client.create_bucket(Bucket=name, ACL='public-read')

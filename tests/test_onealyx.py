@@ -18,7 +18,7 @@ from one import util
 from one import webclient as wc
 from one._lib.download import UnsafePath
 from one.alf.cache import make_parquet_db
-from one.alf.exceptions import ALFObjectNotFound
+from one.alf.exceptions import ALFMultipleCollectionsFound, ALFObjectNotFound
 from one.api import ONE, One, OneAlyx
 from one.synthetic import make_dataset_folder
 
@@ -604,3 +604,33 @@ def test_server_gone_before_loading(alyx_server, tmp_path, caplog):
         choice = first.load_dataset(EID, '_ibl_trials.choice.npy')
     assert choice.size > 0 and first.mode == 'local'
     assert 'cannot be reached' in caplog.text
+
+
+def test_load_aggregate_downloads_and_loads(one, alyx_server, tmp_path):
+    import hashlib
+
+    import pandas as pd
+    table = pd.DataFrame({'session': ['a', 'b', 'c'], 'performance': [0.5, 0.7, 0.9]})
+    table.to_parquet(tmp_path / 'table.pqt')
+    data = (tmp_path / 'table.pqt').read_bytes()
+    dset_id = '44444444-4444-4444-8444-444444444444'
+    rel_path = 'aggregates/Subjects/testlab/ZFM-01935/_ibl_subjectTrials.table.pqt'
+    served = f'/{rel_path}'.replace('.table.pqt', f'.table.{dset_id}.pqt')
+    record = _aggregate_record(alyx_server.url, rel_path, dset_id,
+                               '_ibl_subjectTrials.table.pqt')
+    record.update(file_size=len(data), hash=hashlib.md5(data).hexdigest())
+    other = _aggregate_record(
+        alyx_server.url, 'aggregates/Subjects/testlab/KS023/_ibl_subjectTrials.table.pqt',
+        '55555555-5555-4555-8555-555555555555', '_ibl_subjectTrials.table.pqt')
+    alyx_server.add_response('GET', '/datasets?django=session__isnull,True', [record, other])
+    alyx_server.add_response('GET', served, data)
+    loaded = one.load_aggregate('subjects', 'testlab/ZFM-01935', '_ibl_subjectTrials.table')
+    pd.testing.assert_frame_equal(loaded, table)
+    path = one.load_aggregate('subjects', 'ZFM-01935', '_ibl_subjectTrials.table.pqt',
+                              download_only=True)
+    assert path == one.cache_dir / rel_path and path.read_bytes() == data
+    assert alyx_server.count('GET', served) == 1  # the second call found the file on disk
+    with pytest.raises(ALFMultipleCollectionsFound, match='KS023'):
+        one.load_aggregate('subjects', 'testlab', '_ibl_subjectTrials.table')
+    with pytest.raises(ALFObjectNotFound, match='wheel.*subjects/testlab/ZFM-01935'):
+        one.load_aggregate('subjects', 'testlab/ZFM-01935', '_ibl_wheel.position')

@@ -179,8 +179,15 @@ def get_aws_access_keys(alyx, repo_name: str = REPO_DEFAULT) -> tuple[dict, str]
         record has none), ready for `boto3.Session`.
     str
         The bucket name.
+
+    Raises
+    ------
+    KeyError
+        The record's ``json`` field names no bucket (e.g. an HTTP file server repository).
     """
     repo_json = alyx.rest('data-repository', 'read', id=repo_name)['json']
+    if not isinstance(repo_json, dict) or not repo_json.get('bucket_name'):
+        raise KeyError(f'The data repository "{repo_name}" names no S3 bucket in its json field')
     keys = {
         'aws_access_key_id': repo_json.get('Access key ID'),
         'aws_secret_access_key': repo_json.get('Secret access key'),
@@ -233,7 +240,8 @@ def get_s3_from_alyx(alyx, repo_name: str = REPO_DEFAULT) -> tuple[Any, str]:
 
     A repository record without keys whose bucket name contains "public" (any case) gets an
     anonymous resource (unsigned requests); otherwise the record's keys are used, or, when it
-    has none, boto3's usual credentials (environment, profile...).
+    has none, boto3's usual credentials (environment, profile...).  The record is read before
+    boto3 is imported, so a database without the repository costs no boto3 import.
 
     Parameters
     ----------
@@ -249,9 +257,9 @@ def get_s3_from_alyx(alyx, repo_name: str = REPO_DEFAULT) -> tuple[Any, str]:
     str
         The bucket name.
     """
+    session_keys, bucket_name = get_aws_access_keys(alyx, repo_name)
     import boto3
 
-    session_keys, bucket_name = get_aws_access_keys(alyx, repo_name)
     no_keys = not (session_keys['aws_access_key_id'] or session_keys['aws_secret_access_key'])
     config = _unsigned_config() if no_keys and 'public' in bucket_name.lower() else None
     session = boto3.Session(**session_keys)
