@@ -1,9 +1,11 @@
 """Throughput of the download engine (`one._lib.download`) on loopback, against bare requests.
 
 A file server runs in a separate process (so that it does not share the client's GIL): a
-threaded HTTP/1.1 server with keep-alive, ``TCP_NODELAY``, ``Range`` support, ``sendfile`` for
-large bodies and a single write per small answer.  It serves one large file (1 GiB by default)
-and 2,000 small files (4-16 KiB, like ALF trials/wheel datasets).
+threaded HTTP/1.1 server (`http.server` with ``ThreadingMixIn``, one thread per connection) with
+keep-alive, ``TCP_NODELAY``, ``Range`` support, ``sendfile`` for large bodies and a single write
+per small answer.  It serves one large file (1 GiB by default) and 2,000 small files (4-16 KiB,
+like ALF trials/wheel datasets).  The CPU time of the server process is read from ``/proc`` and
+printed per small file, to show that the server is not what limits the figures.
 
 Cases (median of R runs; the cases take turns; the destination is emptied between runs)
 --------------------------------------------------------------------------------------
@@ -17,13 +19,16 @@ Cases (median of R runs; the cases take turns; the destination is emptied betwee
   this CPU, whatever the network.
 * ``requests, small``: the small files with 4 threads, one `requests.Session` per thread,
   ``get().content`` written with ``open().write()`` (no temporary file, lock or check).
+* ``urllib3, small``: the same with one shared `urllib3.PoolManager` (``request().data``): the
+  HTTP stack the engine uses for plain HTTP(S).
 * ``engine, small``: the small files with `download_files` (4 threads), size and md5 known:
   lock, temporary file, verification and rename for each.
 
 Run with ``python benchmarks/bench_download.py [--big-mb 1024] [--small 2000] [--repeat 5]
-[--dest DIR]``.  The destination defaults to a folder in ``/dev/shm`` (memory) when it exists,
-so that the figures measure the engine rather than the disk; pass ``--dest`` to time a real
-disk.  Generated data go to ``benchmarks/_data/download/``.
+[--threads 4] [--dest DIR]``; ``--big-mb 0`` skips the large file.  The destination defaults to
+a folder in ``/dev/shm`` (memory) when it exists, so that the figures measure the engine rather
+than the disk; pass ``--dest`` to time a real disk.  Generated data go to
+``benchmarks/_data/download/``.
 """
 from __future__ import annotations
 
@@ -142,18 +147,37 @@ def _md5_file(path: Path) -> str:
 # --------------------------------------------------------------------------------------------
 # Cases
 # --------------------------------------------------------------------------------------------
-def timed(cases: dict, repeat: int, reset) -> dict:
-    """Median time of each case; the cases take turns, so that a change of machine load
-    affects them all alike."""
-    times: dict = {name: [] for name in cases}
+def _process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by process `pid` (Linux; None elsewhere)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def timed(cases: dict, repeat: int, reset, server_pid: int | None = None) -> dict:
+    """Median wall time, client CPU time and server CPU time of each case; the cases take
+    turns, so that a change of machine load affects them all alike."""
+    times: dict = {name: ([], [], []) for name in cases}
     for _ in range(repeat):
         for name, fn in cases.items():
             reset()
+            s0 = None if server_pid is None else _process_cpu(server_pid)
+            c0 = time.process_time()
             t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            wall = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+            s1 = None if s0 is None else _process_cpu(server_pid)
+            times[name][0].append(wall)
+            times[name][1].append(cpu)
+            if s1 is not None:
+                times[name][2].append(s1 - s0)
     reset()
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: (statistics.median(w), statistics.median(c),
+                   statistics.median(s) if s else None) for name, (w, c, s) in times.items()}
 
 
 def main() -> None:
@@ -169,6 +193,7 @@ def main() -> None:
         return serve(args.serve)
 
     import requests
+    import urllib3
 
     from one._lib.download import DownloadTask, download_files
 
@@ -210,7 +235,9 @@ def main() -> None:
         mb = big_size / 1e6
         big_cases = {'requests, discard': requests_discard, 'requests, to file': requests_file,
                      'engine, size only': engine(False), 'engine, size + md5': engine(True)}
-        for name, seconds in timed(big_cases, args.repeat, reset).items():
+        if not args.big_mb:
+            big_cases = {}
+        for name, (seconds, _, _) in timed(big_cases, args.repeat, reset).items():
             results[name] = mb / seconds
             print(f'{name:<22} {results[name]:8.0f} MB/s   ({big_size / 2**20:.0f} MiB file)',
                   flush=True)
@@ -243,23 +270,45 @@ def main() -> None:
             with ThreadPoolExecutor(args.threads) as pool:
                 list(pool.map(fetch, small))
 
+        manager = urllib3.PoolManager(maxsize=args.threads)
+
+        def fetch_urllib3(item):
+            name = item[0]
+            content = manager.request('GET', f'{url}/{name}').data
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, 'wb') as f:
+                f.write(content)
+
+        def urllib3_small():
+            with ThreadPoolExecutor(args.threads) as pool:
+                list(pool.map(fetch_urllib3, small))
+
         def engine_small():
             download_files([DownloadTask(f'{url}/{name}', dest / name, size=size, md5=md5)
                             for name, size, md5 in small], n_threads=args.threads,
                            progress=False)
 
         n = len(small)
-        small_cases = {'requests, small': requests_small, 'engine, small': engine_small}
-        for name, seconds in timed(small_cases, args.repeat, reset).items():
+        small_cases = {'requests, small': requests_small, 'urllib3, small': urllib3_small,
+                       'engine, small': engine_small}
+        print(f'\n{n} files of 4-16 KiB, {args.threads} threads; CPU per file: client '
+              '(this process, all threads) and server (its process)', flush=True)
+        for name, (seconds, cpu, server_cpu) in timed(small_cases, args.repeat, reset,
+                                                      server.pid).items():
             results[name] = n / seconds
-            print(f'{name:<22} {results[name]:8.0f} files/s ({n} files of 4-16 KiB, '
-                  f'{args.threads} threads)', flush=True)
-        ratio = results['engine, size only'] / results['requests, to file']
-        print(f'\nlarge file: engine (size only) / requests (to file) = {ratio:.2f}; '
-              f'engine (md5) / md5 alone = '
-              f'{results["engine, size + md5"] / results["md5 alone"]:.2f}')
+            server_text = '' if server_cpu is None else \
+                f', server {server_cpu / n * 1e6:4.0f} us'
+            print(f'{name:<22} {results[name]:8.0f} files/s (client {cpu / n * 1e6:4.0f} us'
+                  f'{server_text})', flush=True)
+        if big_cases:
+            ratio = results['engine, size only'] / results['requests, to file']
+            print(f'\nlarge file: engine (size only) / requests (to file) = {ratio:.2f}; '
+                  f'engine (md5) / md5 alone = '
+                  f'{results["engine, size + md5"] / results["md5 alone"]:.2f}')
         print(f'small files: engine / requests = '
-              f'{results["engine, small"] / results["requests, small"]:.2f}')
+              f'{results["engine, small"] / results["requests, small"]:.2f}; engine / urllib3 = '
+              f'{results["engine, small"] / results["urllib3, small"]:.2f}')
         print(f'destination: {dest.parent}; load average {os.getloadavg()[0]:.1f} on '
               f'{os.cpu_count()} CPUs')
     finally:

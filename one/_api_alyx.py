@@ -837,7 +837,7 @@ class OneAlyx(One):
             tasks.append(task)
             positions.append(i)
         if tasks:
-            files = download_files(tasks, raise_on_error=False, progress=False)
+            files = download_files(tasks, raise_on_error=False, progress=None)
             for i, file in zip(positions, files):
                 out[i] = ALFPath(file) if file else None
         return out

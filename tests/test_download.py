@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import socketserver
+import ssl
 import subprocess
 import sys
 import threading
@@ -63,10 +64,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def setup(self):
+        owner = self.server.owner
+        with owner._lock:
+            owner.connections += 1
+        if owner.tls is not None:  # the handshake runs in this connection's thread
+            self.request = owner.tls.wrap_socket(self.request, server_side=True)
+        super().setup()
+
     def do_GET(self):  # noqa: N802 - http.server API
         owner = self.server.owner
         path = unquote(urlsplit(self.path).path)
-        owner.record(self.command, self.path, path, dict(self.headers))
+        owner.record(self.command, self.path, path, self.headers)
         fault = owner.next_fault(path)
         try:
             self._answer(owner, path, fault)
@@ -121,6 +130,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = gzip.compress(body)
             headers['Content-Encoding'] = 'gzip'
         if fault.get('chunked'):
+            if 'length' in fault:  # a false Content-Length beside the chunks
+                headers['Content-Length'] = str(fault['length'])
             self._send(status, {**headers, 'Transfer-Encoding': 'chunked'})
             for start in range(0, len(body), 1000):
                 piece = body[start:start + 1000]
@@ -133,6 +144,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault.get('drop_after'):  # the whole answer, then the keep-alive connection dies
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            owner.dropped.set()
             return
         if fault.get('slow'):  # a slow server: the body in 8 pieces over `slow` seconds
             step = max(1, len(body) // 8)
@@ -150,15 +168,23 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     owner: FileServer
 
     def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients may hang up
+        # clients may hang up, or refuse the certificate
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
 
 class FileServer:
-    """A threaded file server on 127.0.0.1 serving `root`, with scripted faults."""
+    """A threaded file server on 127.0.0.1 serving `root`, with scripted faults.
 
-    def __init__(self, root: Path):
+    `tls` is an optional server-side `ssl.SSLContext` (HTTPS).  ``connections`` counts the
+    connections accepted; ``dropped`` is set once a ``drop_after`` fault closed a connection.
+    """
+
+    def __init__(self, root: Path, tls: ssl.SSLContext | None = None):
         self.root = Path(root)
+        self.tls = tls
+        self.connections = 0
+        self.dropped = threading.Event()
         self.auth: tuple[str, str] | None = None
         self.requests: list[dict] = []
         self._faults: dict[str, list[dict]] = defaultdict(list)
@@ -172,7 +198,8 @@ class FileServer:
         self._thread.start()
 
     def url(self, path: str) -> str:
-        return f'http://127.0.0.1:{self.port}/{path.lstrip("/")}'
+        scheme = 'http' if self.tls is None else 'https'
+        return f'{scheme}://127.0.0.1:{self.port}/{path.lstrip("/")}'
 
     def add_faults(self, path: str, *faults: dict) -> None:
         """Faults applied to the next requests of `path`, one per request."""
@@ -189,10 +216,12 @@ class FileServer:
                 return self._faults[path].pop(0)
         return self._always.get(path, {})
 
-    def record(self, method: str, raw: str, path: str, headers: dict) -> None:
+    def record(self, method: str, raw: str, path: str, headers) -> None:
+        """Keep a request: ``headers`` as a dict, ``auth`` every Authorization value sent."""
         with self._lock:
             self.requests.append({'method': method, 'raw': raw, 'path': path,
-                                  'headers': headers})
+                                  'headers': dict(headers),
+                                  'auth': headers.get_all('Authorization') or []})
 
     def gets(self, path: str) -> list[dict]:
         return [r for r in self.requests if r['path'] == '/' + path.lstrip('/')]
@@ -885,3 +914,242 @@ def test_unwritable_destination(server, tmp_path):
         download_files([DownloadTask(record['data_url'], dest)])
     assert str(dest) in str(info.value) and record['data_url'] in str(info.value)
     assert server.requests == []
+
+
+# --------------------------------------------------------------------------------------------
+# Small files: read whole into memory, checked before anything is written
+# --------------------------------------------------------------------------------------------
+def _bytes(n: int, seed: int = 0) -> bytes:
+    """`n` deterministic, non-repeating bytes."""
+    out = b''.join(hashlib.sha256(f'{seed}-{i}'.encode()).digest() for i in range(n // 32 + 1))
+    return out[:n]
+
+
+def test_small_file_bad_md5_never_replaces_a_good_file(server, tmp_path, caplog):
+    """A corrupt small answer is fetched again, then refused with an error naming the file and
+    its URL; the good file already in place is untouched and no partial file is left."""
+    data = _bytes(50_000)
+    url, size, md5 = _write(server, 'lab/alf/small.npy', data)
+    dest = tmp_path / 'cache' / 'lab' / 'alf' / 'small.npy'
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(data)
+    server.always('lab/alf/small.npy', {'corrupt': True})
+    task = DownloadTask(url, dest, size=size, md5=md5, clobber=True)
+    with caplog.at_level(logging.WARNING, 'one._lib.download'), \
+            pytest.raises(ChecksumMismatch) as info:
+        download_files([task], backoff=0)
+    error = info.value
+    assert error.path == dest and error.url == url
+    assert str(dest) in str(error) and url in str(error)
+    assert error.expected == md5 and error.actual not in (None, md5)
+    assert 'also after downloading it again' in str(error)
+    assert 'downloading it again' in caplog.text
+    assert len(server.gets('lab/alf/small.npy')) == 2
+    assert dest.read_bytes() == data and _leftovers(tmp_path) == []
+    # Without a good file in place, nothing at all is left behind
+    other = tmp_path / 'cache' / 'lab' / 'alf' / 'other.npy'
+    with pytest.raises(ChecksumMismatch):
+        download_files([DownloadTask(url, other, size=size, md5=md5)], backoff=0)
+    assert not other.exists() and _leftovers(tmp_path) == []
+    # A corrupt answer, then a good one: the file lands, verified
+    server.always('lab/alf/small.npy', {})
+    server.add_faults('lab/alf/small.npy', {'corrupt': True})
+    ((path, digest),) = download_files([DownloadTask(url, other, size=size, md5=md5)],
+                                       backoff=0, return_md5=True)
+    assert digest == md5 and path.read_bytes() == data
+
+
+def test_small_file_cut_is_fetched_again_whole(server, tmp_path):
+    """A small answer cut in the middle is not kept: the retry asks for the whole file."""
+    data = _bytes(200_000, seed=1)
+    url, size, md5 = _write(server, 'cut.bin', data)
+    server.add_faults('cut.bin', {'cut': 100_000})
+    dest = tmp_path / 'cut.bin'
+    ((path, digest),) = download_files([DownloadTask(url, dest, size=size, md5=md5)],
+                                       backoff=0, return_md5=True)
+    assert digest == md5 and path.read_bytes() == data
+    first, second = server.gets('cut.bin')
+    assert 'Range' not in second['headers']
+    assert _leftovers(tmp_path) == []
+
+
+def test_small_answer_longer_than_announced(server, tmp_path):
+    """A server sending more bytes than its Content-Length announces is not believed."""
+    data = _bytes(30_000, seed=2)
+    url, size, md5 = _write(server, 'long.bin', data)
+    server.always('long.bin', {'chunked': True, 'length': 20_000})
+    dest = tmp_path / 'long.bin'
+    with pytest.raises(DownloadConnectionError) as info:
+        download_files([DownloadTask(url, dest)], retries=1, backoff=0)
+    assert 'longer than the announced 20000 bytes' in str(info.value)
+    assert str(dest) in str(info.value)
+    assert not dest.exists() and _leftovers(tmp_path) == []
+
+
+def test_small_file_over_a_longer_stale_partial_file(server, tmp_path):
+    """A stale partial file longer than the real file, a server ignoring the Range header: the
+    new data must replace all of the old bytes."""
+    data = _bytes(9_000, seed=3)
+    url, _, md5 = _write(server, 'x.npy', data)
+    dest = tmp_path / 'x.npy'
+    (tmp_path / '.x.npy.part').write_bytes(b'stale' * 4_000)  # 20,000 bytes
+    server.always('x.npy', {'ignore_range': True})
+    ((path, digest),) = download_files([DownloadTask(url, dest, md5=md5)], return_md5=True)
+    assert digest == md5 and path.read_bytes() == data
+    assert server.gets('x.npy')[0]['headers']['Range'] == 'bytes=20000-'
+    assert _leftovers(tmp_path) == []
+
+
+def test_empty_file(server, tmp_path):
+    url, size, md5 = _write(server, 'empty.npy', b'')
+    ((path, digest),) = download_files([DownloadTask(url, tmp_path / 'empty.npy', size=0,
+                                                     md5=md5)], return_md5=True)
+    assert digest == md5 and path.read_bytes() == b''
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP transports: urllib3 straight, requests for proxies and authentication objects
+# --------------------------------------------------------------------------------------------
+def test_connections_are_kept_between_files_and_batches(server, tmp_path):
+    records = _session_records(server)[:8]
+    tasks = [DownloadTask(r['data_url'], tmp_path / r['name'], size=r['file_size'],
+                          md5=r['hash']) for r in records]
+    download_files(tasks[:4], n_threads=1)
+    download_files(tasks[4:], n_threads=1)
+    assert len(server.requests) == 8 and server.connections == 1
+
+
+def test_connection_dropped_between_files(server, tmp_path, caplog):
+    """The server closes a kept-alive connection after an answer: the next file opens a new
+    connection instead of failing on the dead one."""
+    url_a, size_a, md5_a = _write(server, 'a.bin', b'a' * 5000)
+    url_b, size_b, md5_b = _write(server, 'b.bin', b'b' * 5000)
+    server.add_faults('a.bin', {'drop_after': True})
+    download_files([DownloadTask(url_a, tmp_path / 'a.bin', size=size_a, md5=md5_a)],
+                   n_threads=1)
+    assert server.dropped.wait(10)
+    with caplog.at_level(logging.DEBUG, 'one._lib.download'):
+        download_files([DownloadTask(url_b, tmp_path / 'b.bin', size=size_b, md5=md5_b)],
+                       n_threads=1)
+    assert (tmp_path / 'b.bin').read_bytes() == b'b' * 5000
+    assert 'Retrying' not in caplog.text and server.connections == 2
+
+
+def test_error_answer_carries_a_response(server, tmp_path):
+    url, _, _ = _write(server, 'x.bin', b'abc')
+    server.always('x.bin', {'status': 403})
+    with pytest.raises(HTTPStatusError) as info:
+        download_files([DownloadTask(url, tmp_path / 'x.bin')])
+    response = info.value.response
+    assert isinstance(response, requests.Response)
+    assert response.status_code == 403 and response.text == 'error' and response.url == url
+
+
+def test_redirect_to_another_server_drops_credentials(server, tmp_path):
+    other = FileServer(tmp_path / 'other')
+    try:
+        url, size, md5 = _write(other, 'x.bin', b'elsewhere' * 100)
+        server.always('moved.bin', {'status': 302, 'headers': {'Location': url}})
+        dest = tmp_path / 'x.bin'
+        download_files([DownloadTask(server.url('moved.bin'), dest, size=size, md5=md5,
+                                     auth=('user', 'secret'), headers={'X-Test': 'yes'})])
+        assert dest.read_bytes() == b'elsewhere' * 100
+        assert len(server.gets('moved.bin')[0]['auth']) == 1
+        (request,) = other.requests
+        assert request['auth'] == [] and request['headers']['X-Test'] == 'yes'
+        # A token header (any case) doesn't follow either
+        download_files([DownloadTask(server.url('moved.bin'), dest, size=size, md5=md5,
+                                     headers={'authorization': 'Token abc'}, clobber=True)])
+        assert server.gets('moved.bin')[1]['auth'] == ['Token abc']
+        assert other.requests[1]['auth'] == []
+    finally:
+        other.close()
+    # Within one server, the credentials follow the redirect
+    url, size, md5 = _write(server, 'real.bin', b'here' * 100)
+    server.auth = ('user', 'secret')
+    server.always('old.bin', {'status': 301, 'headers': {'Location': '/real.bin'}})
+    download_files([DownloadTask(server.url('old.bin'), tmp_path / 'real.bin', size=size,
+                                 md5=md5, auth=('user', 'secret'))])
+    assert (tmp_path / 'real.bin').read_bytes() == b'here' * 100
+
+
+def test_credentials_from_netrc(server, tmp_path, monkeypatch):
+    url, size, md5 = _write(server, 'x.bin', b'private' * 10)
+    server.auth = ('user', 'secret')
+    netrc = tmp_path / 'netrc'
+    netrc.write_text('machine 127.0.0.1 login user password secret\n')
+    netrc.chmod(0o600)
+    monkeypatch.setenv('NETRC', str(netrc))
+    download_files([DownloadTask(url, tmp_path / 'x.bin', size=size, md5=md5)])
+    assert (tmp_path / 'x.bin').read_bytes() == b'private' * 10
+
+
+def test_basic_auth_replaces_an_authorization_header(server, tmp_path):
+    """As with requests, the (username, password) pair wins over an Authorization header,
+    whatever its case, and only one Authorization header is sent."""
+    url, size, md5 = _write(server, 'x.bin', b'private' * 10)
+    server.auth = ('user', 'secret')
+    download_files([DownloadTask(url, tmp_path / 'x.bin', size=size, md5=md5,
+                                 auth=('user', 'secret'),
+                                 headers={'authorization': 'Token abc'})])
+    assert (tmp_path / 'x.bin').read_bytes() == b'private' * 10
+    (value,) = server.requests[0]['auth']
+    assert value.startswith('Basic ')
+
+
+def test_authentication_object(server, tmp_path):
+    """A requests authentication object: the request goes through requests."""
+    url, size, md5 = _write(server, 'x.bin', b'private' * 10)
+    server.auth = ('user', 'secret')
+    auth = requests.auth.HTTPBasicAuth('user', 'secret')
+    download_files([DownloadTask(url, tmp_path / 'x.bin', size=size, md5=md5, auth=auth)])
+    assert (tmp_path / 'x.bin').read_bytes() == b'private' * 10
+
+
+def test_proxy_from_environment(server, tmp_path, monkeypatch):
+    """With a proxy in the environment the request goes through requests, to the proxy (the
+    test server answers proxy requests for its own files)."""
+    url, size, md5 = _write(server, 'x.bin', b'proxied' * 10)
+    for name in ('HTTP_PROXY', 'http_proxy'):
+        monkeypatch.setenv(name, server.url(''))
+    for name in ('NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'):
+        monkeypatch.delenv(name, raising=False)
+    remote = 'http://files.example.invalid/x.bin'
+    download_files([DownloadTask(remote, tmp_path / 'x.bin', size=size, md5=md5)])
+    assert (tmp_path / 'x.bin').read_bytes() == b'proxied' * 10
+    assert server.requests[0]['raw'] == remote
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS file server with a self-signed certificate for 127.0.0.1 (made by openssl)."""
+    if shutil.which('openssl') is None:
+        pytest.skip('needs the openssl command')
+    cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', str(key), '-out',
+                    str(cert), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext',
+                    'subjectAltName=IP:127.0.0.1'], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    root = tmp_path / 'tls-root'
+    root.mkdir()
+    srv = FileServer(root, tls=context)
+    srv.cert = cert
+    yield srv
+    srv.close()
+
+
+def test_https_with_a_ca_bundle_from_the_environment(tls_server, tmp_path, monkeypatch):
+    url, size, md5 = _write(tls_server, 'x.bin', b'secure' * 1000)
+    assert url.startswith('https://')
+    for name in ('REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'):
+        monkeypatch.delenv(name, raising=False)
+    dest = tmp_path / 'x.bin'
+    with pytest.raises(DownloadConnectionError) as info:  # an unknown certificate
+        download_files([DownloadTask(url, dest, size=size, md5=md5)], retries=0)
+    assert 'CERTIFICATE_VERIFY_FAILED' in str(info.value) and not dest.exists()
+    monkeypatch.setenv('REQUESTS_CA_BUNDLE', str(tls_server.cert))
+    ((path, digest),) = download_files([DownloadTask(url, dest, size=size, md5=md5)],
+                                       return_md5=True)
+    assert digest == md5 and path.read_bytes() == b'secure' * 1000

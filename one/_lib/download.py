@@ -14,8 +14,21 @@ How one file is downloaded
    `os.replace`.  A bad file is thrown away and downloaded once more from scratch; if it is bad
    again, `ChecksumMismatch` or `SizeMismatch` is raised and the destination is left untouched.
 
+An answer shorter than 1 MiB with a known length (most ALF datasets) is read whole into memory
+instead, hashed there, and written to the (locked) partial file in one write only once its size
+and md5 are right; then renamed as above.  A bad or cut small answer never reaches the disk.
+
+Plain HTTP(S) requests go straight through urllib3, one connection pool per origin and thread,
+kept between files and batches (requests' per-request machinery cost more than the rest of a
+small file's download).  Requests that need more go through a `requests.Session`: a proxy from
+the environment, a client certificate, credentials in the URL, or an authentication object
+other than a ``(username, password)`` tuple.  Either way the environment's proxies, CA bundle
+(``REQUESTS_CA_BUNDLE``) and ``.netrc`` credentials are honoured as requests would, redirects
+are followed (credentials dropped when leaving the host) and compressed answers decoded.
+
 Connection errors, timeouts and HTTP 408, 429 and 5xx answers are retried with exponential
-backoff (honouring ``Retry-After``); a transfer cut in the middle resumes where it stopped.
+backoff (honouring ``Retry-After``); a large transfer cut in the middle resumes where it
+stopped (a small one starts again).
 Errors that retrying cannot fix (404, 403, a file that stays bad...) raise at once.  Every error
 is a `DownloadError` naming the file and its URL.
 
@@ -31,6 +44,7 @@ local paths that cannot leave the cache folder.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.utils
 import errno
@@ -51,9 +65,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
+import urllib3
 
 from one._lib.files import show_progress
 
@@ -96,6 +111,8 @@ MAX_RETRY_AFTER = 300.0
 """Longest ``Retry-After`` delay honoured, in seconds."""
 
 _RETRY_STATUS = frozenset({408, 429})
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 30  # as requests
 _HEADERS = {**requests.utils.default_headers(), 'Accept-Encoding': 'identity'}
 _CPUS = os.cpu_count() or 1
 _PART_SUFFIX = '.part'
@@ -530,6 +547,17 @@ class _Part:
         os.lseek(self.fd, offset, os.SEEK_SET)
         return open(self.fd, 'wb', closefd=False)
 
+    def write(self, data) -> None:
+        """Make `data` the whole content of the partial file, in one write."""
+        if self.fd is None:
+            with open(self.path, 'wb') as f:
+                f.write(data)
+            return
+        done = 0
+        while done < len(data):
+            done += os.pwrite(self.fd, data[done:], done)
+        os.ftruncate(self.fd, len(data))
+
     def commit(self, dest: Path) -> None:
         """Move the complete file over `dest` (still locked, so nobody else can touch it)."""
         os.replace(self.path, dest)
@@ -553,44 +581,90 @@ class _Part:
 # --------------------------------------------------------------------------------------------
 # HTTP sessions and progress
 # --------------------------------------------------------------------------------------------
-class _SessionPool:
-    """Idle `requests.Session` objects kept between batches so connections are reused."""
+class _Connections:
+    """The HTTP connections of one download thread, kept between files and between batches.
+
+    Plain HTTP(S) requests go straight through urllib3: one connection pool per origin (and
+    certificate setting), of one connection since the thread makes one request at a time.  A
+    `requests.Session` (created when first needed) serves the requests that need what only
+    requests does: proxies, client certificates, authentication objects, credentials in the URL.
+    """
+
+    def __init__(self):
+        self._pools: dict[tuple[str, Any], urllib3.HTTPConnectionPool] = {}
+        self._session: requests.Session | None = None
+
+    def pool(self, origin: str, verify) -> urllib3.HTTPConnectionPool:
+        """The urllib3 pool of `origin` (``scheme://host[:port]``)."""
+        key = (origin, verify)
+        pool = self._pools.get(key)
+        if pool is None:
+            kwargs: dict[str, Any] = {'maxsize': 1, 'block': False, 'retries': False}
+            if origin[:6].lower() == 'https:':
+                if verify is False:
+                    kwargs['cert_reqs'] = 'CERT_NONE'
+                else:  # True: requests' own bundle (certifi), else a file or folder
+                    ca = requests.utils.DEFAULT_CA_BUNDLE_PATH if verify in (True, None) \
+                        else os.fspath(verify)
+                    kwargs['cert_reqs'] = 'CERT_REQUIRED'
+                    kwargs['ca_cert_dir' if os.path.isdir(ca) else 'ca_certs'] = ca
+            pool = self._pools[key] = urllib3.connection_from_url(origin, **kwargs)
+        return pool
+
+    @property
+    def session(self) -> requests.Session:
+        """A requests session (for the requests the urllib3 pools don't serve)."""
+        if self._session is None:
+            session = requests.Session()
+            # The environment (proxies, CA bundle, .netrc) is read once per host by the engine:
+            # requests would otherwise scan os.environ on every request
+            session.trust_env = False
+            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4,
+                                                    max_retries=0)
+            session.mount('http://', adapter)
+            session.mount('https://', adapter)
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+class _ConnectionCache:
+    """Idle `_Connections` kept between batches, so that connections are reused."""
 
     def __init__(self, maxsize: int = 16):
-        self._idle: list[requests.Session] = []
+        self._idle: list[_Connections] = []
         self._lock = threading.Lock()
         self.maxsize = maxsize
 
-    def get(self) -> requests.Session:
+    def get(self) -> _Connections:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        session = requests.Session()
-        # The environment (proxies, CA bundle, .netrc) is read once per host by the engine:
-        # requests would otherwise scan os.environ on every request
-        session.trust_env = False
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4,
-                                                max_retries=0)
-        session.mount('http://', adapter)
-        session.mount('https://', adapter)
-        return session
+        return _Connections()
 
-    def put(self, session: requests.Session) -> None:
+    def put(self, connections: _Connections) -> None:
         with self._lock:
             if len(self._idle) < self.maxsize:
-                self._idle.append(session)
+                self._idle.append(connections)
                 return
-        session.close()
+        connections.close()
 
     def forget(self) -> None:
-        """Drop the idle sessions without closing them (a forked child must not use them)."""
+        """Drop the idle connections without closing them (a forked child must not use them)."""
         self._idle = []
         self._lock = threading.Lock()
 
 
-_SESSIONS = _SessionPool()
+_CONNECTIONS = _ConnectionCache()
 if hasattr(os, 'register_at_fork'):
-    os.register_at_fork(after_in_child=_SESSIONS.forget)
+    os.register_at_fork(after_in_child=_CONNECTIONS.forget)
 
 
 class _NoProgress:
@@ -638,22 +712,22 @@ class _Progress(_NoProgress):
 
 
 class _Worker:
-    """What one download thread owns: a read buffer and (lazily) an HTTP session."""
+    """What one download thread owns: a read buffer and (lazily) its HTTP connections."""
 
     def __init__(self):
         self.buffer = memoryview(bytearray(CHUNK_SIZE))
-        self._session: requests.Session | None = None
+        self._connections: _Connections | None = None
 
     @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = _SESSIONS.get()
-        return self._session
+    def connections(self) -> _Connections:
+        if self._connections is None:
+            self._connections = _CONNECTIONS.get()
+        return self._connections
 
     def close(self) -> None:
-        if self._session is not None:
-            _SESSIONS.put(self._session)
-            self._session = None
+        if self._connections is not None:
+            _CONNECTIONS.put(self._connections)
+            self._connections = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -782,6 +856,105 @@ def _hash_file(path: Path, nbytes: int, buffer: memoryview, wanted: bool = True)
     return h
 
 
+class _Answer:
+    """An HTTP answer, from urllib3 or from requests, as `_Engine._http_body` reads it.
+
+    ``fp`` is the underlying `http.client.HTTPResponse` (read with ``readinto``), ``release``
+    gives the connection back once the body is read, ``chunks()`` yields the decoded body
+    instead (compressed answers) and ``response()`` is a `requests.Response` for error reports.
+    """
+
+    def __init__(self, status: int, reason: str | None, headers: Mapping, fp,
+                 close: Callable[[], None], release: Callable[[], None],
+                 chunks: Callable[[], Iterator], response: Callable[[], Any]):
+        self.status, self.reason, self.headers, self.fp = status, reason, headers, fp
+        self.close, self.release, self.chunks, self.response = close, release, chunks, response
+
+    @classmethod
+    def from_urllib3(cls, r: urllib3.HTTPResponse, url: str) -> _Answer:
+        def close() -> None:
+            r.close()
+            r.release_conn()
+
+        def chunks() -> Iterator:
+            try:
+                yield from r.stream(CHUNK_SIZE, decode_content=True)
+            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as ex:
+                raise _Transient(ex) from ex
+
+        def response() -> requests.Response:
+            resp = requests.Response()
+            resp.status_code, resp.reason, resp.url = r.status, r.reason, url
+            resp.headers = requests.structures.CaseInsensitiveDict(r.headers)
+            resp.encoding = requests.utils.get_encoding_from_headers(resp.headers)
+            try:
+                resp._content = r.read(1 << 16, decode_content=True)  # the start of the text
+            except Exception:  # noqa: BLE001 - only a courtesy for error reports
+                resp._content = b''
+            return resp
+
+        return cls(r.status, r.reason, r.headers, getattr(r, '_fp', None), close,
+                   r.release_conn, chunks, response)
+
+    @classmethod
+    def from_requests(cls, r: requests.Response) -> _Answer:
+        return cls(r.status_code, r.reason, r.headers, getattr(r.raw, '_fp', None), r.close,
+                   r.raw.release_conn, lambda: _iter_content(r), lambda: r)
+
+
+def _iter_content(r: requests.Response) -> Iterator:
+    try:
+        yield from r.iter_content(CHUNK_SIZE)
+    except (requests.ConnectionError, requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError, OSError,
+            http.client.HTTPException) as ex:
+        raise _Transient(ex) from ex
+
+
+def _is_pair(auth) -> bool:
+    """Whether `auth` is a ``(username, password)`` tuple (basic authentication)."""
+    return isinstance(auth, tuple) and len(auth) == 2
+
+
+def _basic_auth(username, password) -> str:
+    """The ``Authorization`` value of HTTP basic authentication (latin-1, as requests)."""
+    def raw(x) -> bytes:
+        return x if isinstance(x, bytes) else str(x).encode('latin1')
+
+    return 'Basic ' + base64.b64encode(raw(username) + b':' + raw(password)).decode('ascii')
+
+
+def _without_auth(headers: dict) -> dict:
+    """A copy of `headers` without ``Authorization`` (whatever its case)."""
+    return {k: v for k, v in headers.items() if k.lower() != 'authorization'}
+
+
+_DEFAULT_PORTS = {'http': 80, 'https': 443}
+
+
+def _strip_auth(old: str, new: str) -> bool:
+    """Whether a redirect from `old` to `new` must drop the ``Authorization`` header: when it
+    leads to another host, port or scheme, except from http to https (requests' rule)."""
+    o, n = urlsplit(old), urlsplit(new)
+    if o.hostname != n.hostname:
+        return True
+    if o.scheme == 'http' and o.port in (80, None) and n.scheme == 'https' \
+            and n.port in (443, None):
+        return False
+    default = (_DEFAULT_PORTS.get(o.scheme), None)
+    if o.scheme == n.scheme and o.port in default and n.port in default:
+        return False
+    return o.port != n.port or o.scheme != n.scheme
+
+
+def _incomplete(size: int, total: int) -> _Transient:
+    """The error of an answer of `size` bytes where `total` were announced."""
+    if size > total:  # the partial file is unusable
+        return _Transient(f'the answer is longer than the announced {total} bytes', restart=True)
+    return _Transient(f'the transfer stopped after {size} of {total} bytes')
+
+
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -810,6 +983,8 @@ class _Engine:
         self._s3_default = None
         self._s3_lock = threading.Lock()
         self._env: dict[str, dict] = {}
+        connect, read = timeout if isinstance(timeout, (tuple, list)) else (timeout, timeout)
+        self._urllib3_timeout = urllib3.Timeout(connect=connect, read=read)
 
     def _env_settings(self, url: str) -> dict:
         """Proxies, CA bundle and .netrc credentials from the environment, once per host."""
@@ -818,9 +993,14 @@ class _Engine:
         if settings is None:
             with requests.Session() as env:  # trust_env=True: what requests would use
                 merged = env.merge_environment_settings(url, {}, True, None, None)
-            settings = {'proxies': merged.get('proxies') or {}, 'verify': merged.get('verify'),
+            proxies = merged.get('proxies') or {}
+            settings = {'proxies': proxies, 'verify': merged.get('verify'),
                         'cert': merged.get('cert'),
                         'netrc': requests.utils.get_netrc_auth(url)}
+            # Straight through urllib3 unless a proxy or client certificate is involved, or
+            # credentials are in the URL
+            settings['direct'] = (not settings['cert'] and '@' not in origin
+                                  and requests.utils.select_proxy(url, proxies) is None)
             self._env[origin] = settings
         return settings
 
@@ -925,6 +1105,7 @@ class _Engine:
             self.progress.add(offset - counted)
             counted = offset
             body = None
+            pending = None  # a small file's verified data, still to be written
             try:
                 if offset and expected is not None and offset == expected:
                     hasher = _hash_file(part.path, offset, worker.buffer, hashing)  # done
@@ -950,18 +1131,28 @@ class _Engine:
                     hasher = (_hash_file(part.path, offset, worker.buffer, hashing) if offset
                               else hashlib.md5(usedforsecurity=False) if hashing else _NoHash())
                     size = offset
-                    if hashing and body.total is not None and _CPUS > 1 \
-                            and body.total - offset >= PIPE_THRESHOLD:
-                        hasher = _HashPipe(hasher)
-                    with part.open(offset) as f, \
-                            (hasher if isinstance(hasher, _HashPipe)
-                             else contextlib.nullcontext()):
-                        size += self._stream(body, f.write, hasher if hashing else None,
-                                             worker.buffer)
-                    counted = size
-                    if body.total is not None and size != body.total:
-                        raise _Transient(f'the transfer stopped after {size} of {body.total} '
-                                         'bytes', restart=size > body.total)
+                    if not offset and body.total is not None and body.readinto is not None \
+                            and body.total < len(worker.buffer):
+                        # A small answer: read whole into memory, written only once verified
+                        data = self._read_whole(body, worker.buffer[:body.total + 1])
+                        size = len(data)
+                        if size != body.total:
+                            raise _incomplete(size, body.total)
+                        hasher.update(data)
+                        self.progress.add(size)
+                        counted, pending = size, data
+                    else:
+                        if hashing and body.total is not None and _CPUS > 1 \
+                                and body.total - offset >= PIPE_THRESHOLD:
+                            hasher = _HashPipe(hasher)
+                        with part.open(offset) as f, \
+                                (hasher if isinstance(hasher, _HashPipe)
+                                 else contextlib.nullcontext()):
+                            size += self._stream(body, f.write, hasher if hashing else None,
+                                                 worker.buffer)
+                        counted = size
+                        if body.total is not None and size != body.total:
+                            raise _incomplete(size, body.total)
             except _Transient as ex:
                 last_error = ex
                 if body is not None:
@@ -1001,6 +1192,8 @@ class _Engine:
             digest = hasher.hexdigest()
             problem = self._check(task, expected, size, digest, restarted)
             if problem is None:
+                if pending is not None:
+                    part.write(pending)
                 return digest
             part.reset()
             self.progress.add(-counted)
@@ -1050,6 +1243,21 @@ class _Engine:
         if body.finish is not None:
             body.finish()
         return size
+
+    def _read_whole(self, body: _Body, view: memoryview) -> memoryview:
+        """Read an answer into `view` (one byte longer than the announced size, so that a longer
+        answer is noticed); return the part of `view` filled."""
+        readinto, got, end = body.readinto, 0, len(view)
+        while got < end:
+            n = readinto(view[got:])
+            if not n:
+                if body.finish is not None:
+                    body.finish()
+                break
+            got += n
+        if self.cancel.is_set():
+            raise _Cancelled
+        return view[:got]
 
     @staticmethod
     def _check(task: DownloadTask, expected: int | None, size: int, digest: str,
@@ -1101,40 +1309,93 @@ class _Engine:
             if offset and validator:
                 headers['If-Range'] = validator
         env = self._env_settings(task.url)
+        auth = task.auth or env['netrc']
+        if env['direct'] and (auth is None or _is_pair(auth)):
+            if auth is not None:  # like requests: basic auth replaces any Authorization header
+                headers = _without_auth(headers)
+                headers['Authorization'] = _basic_auth(*auth)
+            answer = self._send_direct(task, worker, headers)
+        else:
+            answer = None
+        if answer is None:
+            answer = self._send_requests(task, worker, headers, auth, env)
+        try:
+            return self._http_body(task, answer, offset, first, last)
+        except BaseException:
+            answer.close()
+            raise
+
+    def _send_direct(self, task: DownloadTask, worker: _Worker,
+                     headers: dict) -> _Answer | None:
+        """Send the request with urllib3 (following redirects); None when a redirect leads
+        where only requests can go (a proxy...)."""
+        url = task.url
+        for _ in range(_MAX_REDIRECTS + 1):
+            scheme, netloc, path, query, _fragment = urlsplit(url)
+            env = self._env_settings(url)
+            if not env['direct']:
+                return None
+            target = (path or '/') + (f'?{query}' if query else '')
+            try:
+                pool = worker.connections.pool(f'{scheme}://{netloc}', env['verify'])
+                r = pool.urlopen('GET', target, headers=headers, retries=False, redirect=False,
+                                 assert_same_host=False, timeout=self._urllib3_timeout,
+                                 preload_content=False, decode_content=False)
+            except (urllib3.exceptions.LocationValueError, ValueError) as ex:  # a bad URL
+                raise DownloadError(f'Could not download {task.url} to {task.destination}: '
+                                    f'{_describe(ex)}', task.url, task.destination) from ex
+            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as ex:
+                raise _Transient(ex) from ex
+            location = r.headers.get('Location') if r.status in _REDIRECT_STATUS else None
+            if not location:
+                return _Answer.from_urllib3(r, url)
+            try:  # read the (short) body, so that the connection can be used again
+                r.read()
+            except Exception:  # noqa: BLE001 - a connection in an unknown state is closed
+                r.close()
+            r.release_conn()
+            new = _quote_url(urljoin(url, location))
+            if urlsplit(new).scheme.lower() not in ('http', 'https'):
+                raise DownloadError(f'Could not download {task.url} to {task.destination}: '
+                                    f'redirected to {new}', task.url, task.destination)
+            if _strip_auth(url, new):
+                headers = _without_auth(headers)
+            url = new
+        raise DownloadError(f'Could not download {task.url} to {task.destination}: more than '
+                            f'{_MAX_REDIRECTS} redirects', task.url, task.destination)
+
+    def _send_requests(self, task: DownloadTask, worker: _Worker, headers: dict, auth,
+                       env: dict) -> _Answer:
+        """Send the request with requests (proxies, client certificates, auth objects...)."""
         try:
             # Prepared here and sent with Session.send: Session.request would merge session
             # settings and the environment again for every file (a fifth of the CPU per file)
-            request = requests.Request('GET', task.url, headers=headers,
-                                       auth=task.auth or env['netrc']).prepare()
-            r = worker.session.send(request, stream=True, timeout=self.timeout,
-                                    proxies=env['proxies'], verify=env['verify'],
-                                    cert=env['cert'], allow_redirects=True)
+            request = requests.Request('GET', task.url, headers=headers, auth=auth).prepare()
+            r = worker.connections.session.send(
+                request, stream=True, timeout=self.timeout, proxies=env['proxies'],
+                verify=env['verify'], cert=env['cert'], allow_redirects=True)
         except (requests.ConnectionError, requests.Timeout) as ex:
             raise _Transient(ex) from ex
         except (requests.RequestException, ValueError) as ex:  # bad URL, too many redirects
             raise DownloadError(f'Could not download {task.url} to {task.destination}: '
                                 f'{_describe(ex)}', task.url, task.destination) from ex
-        try:
-            return self._http_body(task, r, offset, first, last)
-        except BaseException:
-            r.close()
-            raise
+        return _Answer.from_requests(r)
 
-    def _http_body(self, task: DownloadTask, r: requests.Response, offset: int, first: int,
+    def _http_body(self, task: DownloadTask, r: _Answer, offset: int, first: int,
                    last: int | None) -> _Body:
-        status = r.status_code
+        status, headers = r.status, r.headers
         if status == 416 and offset:
-            crange = _content_range(r.headers.get('Content-Range'))
+            crange = _content_range(headers.get('Content-Range'))
             total = None if crange is None or crange[2] is None else crange[2] - first
             r.close()
             raise _RangeUnsatisfiable(total)
         if status in _RETRY_STATUS or status >= 500:
             raise _Transient(f'HTTP {status} {r.reason}', _retry_after(
-                r.headers.get('Retry-After')), status=status)
+                headers.get('Retry-After')), status=status)
         if status == 206:
-            crange = _content_range(r.headers.get('Content-Range'))
+            crange = _content_range(headers.get('Content-Range'))
             if crange is None or crange[0] is None:
-                raise _Transient(f'invalid Content-Range "{r.headers.get("Content-Range")}"',
+                raise _Transient(f'invalid Content-Range "{headers.get("Content-Range")}"',
                                  restart=True)
             start = crange[0] - first
             total = _window_size(first, last, crange[2])
@@ -1144,21 +1405,20 @@ class _Engine:
                                     f'the whole file (HTTP {status})', task.url,
                                     task.destination)
             start = 0
-            length = r.headers.get('Content-Length')
+            length = headers.get('Content-Length')
             total = int(length) if length and length.isdigit() else None
         else:
             message = (f'HTTP {status} {r.reason}: could not download {task.url} to '
                        f'{task.destination}')
             raise HTTPStatusError(message, task.url, task.destination, status_code=status,
-                                  response=r)
-        encoding = r.headers.get('Content-Encoding', '').strip().lower()
+                                  response=r.response())
+        encoding = headers.get('Content-Encoding', '').strip().lower()
         if encoding not in ('', 'identity'):
             total = None  # Content-Length counts the encoded bytes
-        etag = r.headers.get('ETag')
-        validator = etag if etag and not etag.startswith('W/') else r.headers.get('Last-Modified')
+        etag = headers.get('ETag')
+        validator = etag if etag and not etag.startswith('W/') else headers.get('Last-Modified')
         body = _Body(start, total, validator, r.close)
-        raw = r.raw
-        fp = getattr(raw, '_fp', None)
+        fp = r.fp
         if encoding in ('', 'identity') and isinstance(fp, http.client.HTTPResponse):
             # Read the body straight from http.client, bypassing urllib3's copies
             def readinto(buffer: memoryview) -> int:
@@ -1170,22 +1430,12 @@ class _Engine:
             def finish() -> None:
                 if fp.isclosed():  # all read: give the connection back to the pool
                     with contextlib.suppress(Exception):
-                        raw.release_conn()
+                        r.release()
 
             body.readinto, body.finish = readinto, finish
         else:
-            body.chunks = self._iter_content(r)
+            body.chunks = r.chunks()
         return body
-
-    @staticmethod
-    def _iter_content(r: requests.Response) -> Iterator:
-        try:
-            yield from r.iter_content(CHUNK_SIZE)
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError, OSError,
-                http.client.HTTPException) as ex:
-            raise _Transient(ex) from ex
 
     # ---- S3 ---------------------------------------------------------------------------------
     def _s3_client(self, task: DownloadTask):
