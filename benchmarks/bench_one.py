@@ -14,12 +14,14 @@ list_datasets(eid)        of the session with real files
 list_collections()        of all sessions
 list_revisions()          of all sessions
 load_object(trials)       ``load_object(eid, 'trials', check_hash=True)``: 15 real npy files
+load_dataset_from_id      ``load_dataset_from_id(<id of a real file>, download_only=True)``
 ========================  =================================================================
 
 Each figure is the median of ``--repeat`` calls (default 7) after a first call, which is
 reported separately ("first"): our `One` builds its integer-coded view of the datasets table
-lazily on the first dataset query, and `load_object` hashes the files on its first call (later
-calls find them in the verified-files record).  Start-up is the median of ``--startup-runs``
+lazily on the first dataset query (and its dataset-id search index on the first lookup by id),
+and `load_object` hashes the files on its first call (later calls find them in the
+verified-files record).  Start-up is the median of ``--startup-runs``
 constructions in the same process (the first one included).
 
 Memory: ``peak MB`` is how far the process's resident set size rose above its level before the
@@ -73,6 +75,7 @@ OPERATIONS = {
     'list_collections': ('list_collections()', {0: .030}),
     'list_revisions': ('list_revisions()', {0: .030}),
     'load_object': ("load_object(eid, 'trials')", {0: .030}),
+    'load_dataset_from_id': ('load_dataset_from_id(id)', {}),
 }
 MEMORY_TARGETS_MB = {10_000: 500}
 
@@ -182,7 +185,7 @@ def worker(cache_dir: str, repeat: int = 7, startup_runs: int = 3,
     with contextlib.suppress(OSError):
         results['load_average'] = os.getloadavg()[0]
 
-    calls = _calls(one_, eid, subject)
+    calls = _calls(one_, eid, subject, real)
     for name, call in calls.items():
         if name not in ops:
             continue
@@ -193,8 +196,16 @@ def worker(cache_dir: str, repeat: int = 7, startup_runs: int = 3,
     return results
 
 
-def _calls(one_, eid: str, subject: str) -> dict:
+def _dataset_id(one_, real: dict):
+    """The id of the first real file of the benchmark session (None if not found)."""
+    details = one_.list_datasets(real['eid'], details=True)
+    rows = details[details['rel_path'].astype(object) == real['files'][0]]
+    return rows.index[0] if len(rows) else None
+
+
+def _calls(one_, eid: str, subject: str, real: dict) -> dict:
     """The timed operations (but start-up) as callables."""
+    dataset_id = _dataset_id(one_, real)
     return {
         'search_subject': lambda: one_.search(subject=subject),
         'search_dataset': lambda: one_.search(dataset=DATASET_NAMES),
@@ -203,6 +214,8 @@ def _calls(one_, eid: str, subject: str) -> dict:
         'list_collections': lambda: one_.list_collections(),
         'list_revisions': lambda: one_.list_revisions(),
         'load_object': lambda: one_.load_object(eid, 'trials', check_hash=True),
+        'load_dataset_from_id': lambda: one_.load_dataset_from_id(dataset_id,
+                                                                  download_only=True),
     }
 
 
@@ -218,7 +231,7 @@ def profile(cache_dir: str, op: str, repeat: int = 7, top: int = 30) -> None:
         call = lambda: One(cache_dir=cache_dir, mode='local')  # noqa: E731
     else:
         one_ = One(cache_dir=cache_dir, mode='local')
-        call = _calls(one_, real['eid'], real['session_path'].split('/')[2])[op]
+        call = _calls(one_, real['eid'], real['session_path'].split('/')[2], real)[op]
     call()
     prof = cProfile.Profile()
     prof.enable()
@@ -302,7 +315,7 @@ def format_table(all_results: dict[int, dict]) -> str:
             ok = '' if target is None else ('yes' if r['median'] < target else 'NO')
             rows.append((f'{n_sessions:,}', f'{n_datasets:,}', label, _ms(r['first']),
                          _ms(r['median']), _ms(r.get('min')), _ms(r.get('cpu')), _ms(target),
-                         ok, str(r.get('n', ''))))
+                         ok, '' if r.get('n') is None else str(r['n'])))
         mem = res.get('memory')
         if mem:
             target = MEMORY_TARGETS_MB.get(n_sessions)

@@ -26,7 +26,7 @@ import one.alf.io as alfio
 import one.params
 from one import util
 from one._lib.verified import VerifiedFiles
-from one._query import DatasetCodes, SessionCodes, qc_code, to_uuid, with_uuid_index
+from one._query import DatasetCodes, SessionCodes, qc_code, to_uuid, user_frame
 from one.alf.cache import (
     default_cache,
     load_tables,
@@ -223,7 +223,8 @@ class One(ConversionMixin):
         key = (id(datasets), len(datasets), id(sessions), len(sessions),
                self._cache['_meta'].get('modified_time'))
         if self._codes_key != key:
-            dataset_codes = DatasetCodes(datasets)
+            dataset_codes = DatasetCodes(datasets, previous=self._codes[0] if self._codes
+                                         else None)
             self._codes = (dataset_codes, SessionCodes(sessions, dataset_codes))
             self._codes_key = key
         return self._codes
@@ -374,7 +375,7 @@ class One(ConversionMixin):
             return record
         datasets = self._session_datasets(eid_str)
         frame = datasets.join(sessions.iloc[[position]], on='eid', how='right')
-        return with_uuid_index(frame)
+        return user_frame(frame)
 
     @util.refresh
     def list_subjects(self) -> list:
@@ -445,10 +446,14 @@ class One(ConversionMixin):
                        ignore_qc_not_set=ignore_qc_not_set,
                        default_revisions_only=default_revisions_only)
         if not eid:
+            codes = self._dataset_codes()
+            if not details and not default_revisions_only:
+                distinct = self._distinct_paths(filename, collection, revision, qc,
+                                                ignore_qc_not_set)
+                return codes.rel_paths[distinct].tolist()
             mask = self._all_rows_mask(**filters)
             if details:
-                return with_uuid_index(self._cache['datasets'].iloc[np.flatnonzero(mask)].copy())
-            codes = self._dataset_codes()
+                return user_frame(self._cache['datasets'].iloc[np.flatnonzero(mask)].copy())
             return codes.rel_paths[pd.unique(codes.rel_codes[mask])].tolist()
         eid = self.to_eid(eid)
         if eid and not details:
@@ -464,12 +469,12 @@ class One(ConversionMixin):
         datasets = self._filtered_datasets(eid, **filters) if eid else None
         if datasets is None or datasets.empty:
             if details:
-                empty = self._cache['datasets'].iloc[0:0]
+                empty = user_frame(self._cache['datasets'].iloc[0:0].copy())
                 return empty if keep_eid_index else empty.droplevel('eid')
             return []
         if not details:
             return sorted(datasets['rel_path'].astype(object))
-        datasets = with_uuid_index(datasets.copy())
+        datasets = user_frame(datasets.copy())
         return datasets if keep_eid_index else datasets.droplevel('eid')
 
     @util.refresh
@@ -511,13 +516,24 @@ class One(ConversionMixin):
             mask &= _default_revisions(datasets)
         return mask
 
+    def _distinct_paths(self, filename=None, collection=None, revision=None, qc=QC.FAIL,
+                        ignore_qc_not_set=False) -> np.ndarray:
+        """rel_path codes of the whole table passing path and QC filters, in order of
+        appearance (from the distinct path and QC pairs, not from every row)."""
+        codes = self._dataset_codes()
+        rel, qc_codes, first = codes.first_rows()
+        keep = util._filter_mask(self._cache['datasets'].iloc[:0], filename, collection,
+                                 revision, qc, ignore_qc_not_set, self.wildcards,
+                                 rel_codes=(rel, codes.rel_paths[:-1]), qc_codes=qc_codes)
+        order = np.argsort(first[keep], kind='stable')
+        return pd.unique(rel[keep][order])
+
     def _listing(self, eid, filename, collection, revision, part: int, details: bool):
         """Unique collections (part 0) or revisions (part 1) of the matching datasets."""
         if not eid and not details:  # whole table: work on codes, never copy rows
-            codes = self._dataset_codes()
-            mask = self._all_rows_mask(filename, collection, revision)
-            names = codes.part_names(part)
-            return list(dict.fromkeys(names[pd.unique(codes.rel_codes[mask])]))
+            names = self._dataset_codes().part_names(part)
+            return list(dict.fromkeys(names[self._distinct_paths(filename, collection,
+                                                                 revision)]))
         if eid:
             eid = self.to_eid(eid)
             if not eid:
@@ -536,7 +552,7 @@ class One(ConversionMixin):
             first = pd.unique(rel_codes)
             return list(dict.fromkeys(names[first]))
         values = names[rel_codes]
-        frames = with_uuid_index(datasets.copy())
+        frames = user_frame(datasets.copy())
         return {k: frames[values == k] for k in sorted(set(values))}
 
     # ---- files ----------------------------------------------------------------------------
@@ -671,19 +687,20 @@ class One(ConversionMixin):
 
     def _eids_of_datasets(self, ids: list) -> list:
         """Session of each dataset id, looked up in the cache table (None when unknown)."""
-        table = self._cache['datasets'].index
-        found = table[table.get_level_values('id').isin(ids)]
-        lookup = dict(zip(found.get_level_values('id'), found.get_level_values('eid')))
-        return [lookup.get(i) for i in ids]
+        codes = self._dataset_codes()
+        rows, which = codes.id_rows(ids)
+        eids = [None] * len(ids)
+        for row, i in zip(rows, which):
+            eids[i] = codes.eids[codes.eid_codes[row]]
+        return eids
 
     def _set_exists(self, ids: list, values: np.ndarray) -> None:
         """Write the `exists` state of some datasets into the cache table."""
         table = self._cache['datasets']
-        positions = np.flatnonzero(table.index.get_level_values('id').isin(ids))
+        positions, which = self._dataset_codes().id_rows(ids)
         if positions.size == 0:
             return
-        lookup = dict(zip(ids, values))
-        new = [lookup[i] for i in table.index.get_level_values('id')[positions]]
+        new = np.asarray(values, dtype=bool)[which]
         column = table.columns.get_loc('exists')
         try:
             table.iloc[positions, column] = new
@@ -723,9 +740,9 @@ class One(ConversionMixin):
             return [], None
         if sessions_only:
             name = 'session_uuid'
-            table = self._cache['datasets'].index
-            in_loaded = table.get_level_values('id').isin(loaded)
-            ids = pd.unique(table.get_level_values('eid')[in_loaded]).tolist()
+            codes = self._dataset_codes()
+            rows = np.sort(codes.id_rows([str(x) for x in loaded])[0])
+            ids = codes.eids[pd.unique(codes.eid_codes[rows])].tolist()
         else:
             name = 'dataset_uuid'
             ids = list(loaded)
@@ -962,9 +979,9 @@ class One(ConversionMixin):
             if assert_present:
                 raise alferr.ALFObjectNotFound(f'No datasets found for session {eid}')
             _logger.warning('No datasets found for session %s', eid)
-            return None, with_uuid_index(all_datasets.copy())
+            return None, user_frame(all_datasets.copy())
         if len(datasets) == 0:
-            return None, with_uuid_index(all_datasets.iloc[0:0].copy())
+            return None, user_frame(all_datasets.iloc[0:0].copy())
         kinds = {(isinstance(x, str), isinstance(x, dict)) for x in datasets}
         if kinds not in ({(True, False)}, {(False, True)}):
             raise ValueError('`datasets` must be iterable of only str or only dicts')
@@ -1055,7 +1072,7 @@ class One(ConversionMixin):
         """
         dset_id = _dataset_id_str(dset_id)
         table = self._cache['datasets']
-        rows = np.flatnonzero(table.index.get_level_values('id') == dset_id)
+        rows, _ = self._dataset_codes().id_rows([dset_id])
         if rows.size == 0:
             raise alferr.ALFObjectNotFound(f'Dataset {dset_id} not found in the cache tables')
         if rows.size > 1:

@@ -4,6 +4,8 @@ The datasets table can hold millions of rows, but few distinct sessions and very
 relative paths.  `DatasetCodes` turns the columns the API queries into integer codes once (the
 session of each row, its relative path, its QC level) so that every later search is a handful of
 numpy operations over integer arrays, and the regular expressions run on distinct values only.
+`IdLookup` finds the rows of dataset ids by binary search (built once per table index, on the
+first lookup by id).
 """
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ from uuid import UUID
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from one._lib.parquet import category_strings, fixed_width_keys
 from one.alf.spec import QC
 
-__all__ = ['DatasetCodes', 'SessionCodes', 'to_uuid', 'with_uuid_index', 'qc_code']
+__all__ = ['DatasetCodes', 'IdLookup', 'SessionCodes', 'to_uuid', 'with_uuid_index',
+           'user_frame', 'qc_code']
 
 _QC_ORDER = [q.name for q in sorted(QC)]  # NOT_SET, PASS, WARNING, FAIL, CRITICAL
 
@@ -43,6 +48,18 @@ def with_uuid_index(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def user_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return `frame` (not copied) as handed to users: UUID index levels (`with_uuid_index`)
+    and plain string columns where the cache holds categoricals (``rel_path``), so that the
+    rows can be edited and concatenated as ONE's tables."""
+    for i, dtype in enumerate(frame.dtypes):
+        if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered and \
+                (pd.api.types.is_object_dtype(dtype.categories.dtype)
+                 or pd.api.types.is_string_dtype(dtype.categories.dtype)):
+            frame.isetitem(i, category_strings(frame.iloc[:, i]).array)
+    return with_uuid_index(frame)
+
+
 def _codes(values) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes (-1 for missing) and distinct values of a column or index level."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -50,6 +67,119 @@ def _codes(values) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(cat.codes, dtype=np.int64), np.asarray(cat.categories, dtype=object)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+
+
+def _arrow_strings(values: pd.Index):
+    """The values of a str Index as arrow strings (its own chunks when arrow-backed), or None."""
+    array = values.array
+    try:
+        if hasattr(array, '__arrow_array__'):
+            return array.__arrow_array__()
+        return pa.array(np.asarray(array, dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+
+
+class IdLookup:
+    """Row positions of ids in a table indexed by ``id`` or ``(eid, id)``: a search index.
+
+    Canonical UUID strings are found by binary search of their 64-bit keys
+    (`one._lib.parquet.fixed_width_keys`), built in one sort of a million integers and confirmed
+    on the strings; other ids use pandas' hash table of the id values.
+
+    Parameters
+    ----------
+    index : pandas.Index, pandas.MultiIndex
+        The table's index; the level named ``id`` (or the last level) is searched.
+    """
+
+    def __init__(self, index: pd.Index):
+        if isinstance(index, pd.MultiIndex):
+            level = index.names.index('id') if 'id' in index.names else index.nlevels - 1
+            self.values = index.levels[level]
+            codes = np.asarray(index.codes[level], dtype=np.int64)
+        else:
+            codes, self.values = pd.factorize(index, use_na_sentinel=True)
+            self.values = pd.Index(self.values)
+        self._rows = self._rows_of_values(codes, len(self.values))
+        self._bits = max(int(len(self.values)).bit_length(), 1)
+        keys = None
+        strings = _arrow_strings(self.values) if len(self.values) else None
+        if strings is not None:
+            keys = fixed_width_keys(strings)
+        if keys is not None:
+            # the low bits of each key are replaced by the value's position: one sort gives
+            # the sorted keys and where each one comes from
+            mask = np.uint64((1 << self._bits) - 1)
+            keys &= ~mask
+            keys |= np.arange(len(keys), dtype=np.uint64)
+            keys.sort()
+        self._sorted = keys
+
+    @staticmethod
+    def _rows_of_values(codes: np.ndarray, n_values: int):
+        """For each value, its rows: None when value i is row i, else (order, bounds)."""
+        n = len(codes)
+        if n == n_values and (n == 0 or (codes[0] == 0 and (np.diff(codes) == 1).all())):
+            return None
+        valid = np.flatnonzero(codes >= 0)
+        counts = np.bincount(codes[valid], minlength=n_values)
+        bounds = np.zeros(n_values + 1, dtype=np.int64)
+        np.cumsum(counts, out=bounds[1:])
+        if len(counts) and counts.max() <= 1 and len(valid) == n_values:  # a permutation
+            order = np.empty(n_values, dtype=np.int64)
+            order[codes[valid]] = valid
+        else:
+            order = valid[np.argsort(codes[valid], kind='stable')]
+        return order, bounds
+
+    def _value_positions(self, ids: list) -> np.ndarray:
+        """Position of each id among the distinct values (-1 when absent)."""
+        found = np.full(len(ids), -1, dtype=np.int64)
+        if self._sorted is None:
+            if len(self.values):
+                found[:] = self.values.get_indexer(pd.Index(ids, dtype=object))
+            return found
+        ids = [x if isinstance(x, str) else '' for x in ids]
+        width = [i for i, x in enumerate(ids) if len(x) == 36 and x.isascii()]
+        if not width:
+            return found
+        query = fixed_width_keys(pa.array([ids[i] for i in width], type=pa.string()))
+        mask = np.uint64((1 << self._bits) - 1)
+        low = np.searchsorted(self._sorted, query & ~mask, side='left')
+        high = np.searchsorted(self._sorted, query | mask, side='right')
+        for i, lo, hi in zip(width, low, high):
+            for candidate in (self._sorted[lo:hi] & mask).astype(np.int64):
+                if self.values[candidate] == ids[i]:
+                    found[i] = candidate
+                    break
+        return found
+
+    def rows(self, ids: list) -> tuple[np.ndarray, np.ndarray]:
+        """The table rows holding the ids.
+
+        Parameters
+        ----------
+        ids : list of str
+            Canonical id strings.
+
+        Returns
+        -------
+        numpy.ndarray
+            Row positions (an id held by several rows gives them all; unknown ids none).
+        numpy.ndarray
+            For each row position, the index in `ids` of the id it holds.
+        """
+        positions = self._value_positions(list(ids))
+        which = np.flatnonzero(positions >= 0)
+        if self._rows is None:
+            return positions[which], which
+        order, bounds = self._rows
+        starts, stops = bounds[positions[which]], bounds[positions[which] + 1]
+        counts = stops - starts
+        which = np.repeat(which, counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return order[np.repeat(starts, counts) + offsets], which
 
 
 class DatasetCodes:
@@ -61,9 +191,13 @@ class DatasetCodes:
         The datasets cache table.
     """
 
-    def __init__(self, datasets: pd.DataFrame):
+    def __init__(self, datasets: pd.DataFrame, previous: DatasetCodes | None = None):
         self.n_rows = len(datasets)
         index = datasets.index
+        self._index = index
+        # the id search index depends on the index only: kept while the index is the same
+        self._id_lookup = previous._id_lookup if previous is not None and \
+            previous._index is index else None
         if isinstance(index, pd.MultiIndex) and 'eid' in index.names:
             level = index.names.index('eid')
             self.eid_codes = np.asarray(index.codes[level], dtype=np.int64)
@@ -78,6 +212,7 @@ class DatasetCodes:
         else:
             self.exists = np.ones(self.n_rows, dtype=bool)
         self.qc = self._qc_codes(datasets)
+        self._pairs = None
         self._eid_position = None
         self._rows_by_eid = None
         self._part_names = {}
@@ -118,6 +253,33 @@ class DatasetCodes:
             self._rows_by_eid = (order, bounds)
         order, bounds = self._rows_by_eid
         return order[bounds[code]:bounds[code + 1]]
+
+    def first_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct (relative path, QC) code pairs of the table and the first row of each.
+
+        A filter on paths and QC keeps whole pairs, so the distinct paths it keeps, in order of
+        first appearance, follow from these few thousand pairs instead of every row.
+
+        Returns
+        -------
+        numpy.ndarray, numpy.ndarray, numpy.ndarray
+            rel_path codes (-1: missing), QC codes and first row positions, one per pair.
+        """
+        if self._pairs is None:
+            n_qc = len(_QC_ORDER)
+            key = (self.rel_codes + 1) * n_qc + self.qc
+            first = np.full(len(self.rel_paths) * n_qc, self.n_rows, dtype=np.int64)
+            np.minimum.at(first, key, np.arange(self.n_rows))
+            present = np.flatnonzero(first < self.n_rows)
+            self._pairs = (present // n_qc - 1, (present % n_qc).astype(np.int8),
+                           first[present])
+        return self._pairs
+
+    def id_rows(self, ids: list) -> tuple[np.ndarray, np.ndarray]:
+        """Rows holding dataset ids, and which id each holds (see `IdLookup.rows`)."""
+        if self._id_lookup is None:
+            self._id_lookup = IdLookup(self._index)
+        return self._id_lookup.rows(ids)
 
     def match_paths(self, pattern: re.Pattern, file_name_only: bool, full: bool) -> np.ndarray:
         """Per row: does the relative path (or its file name) match the pattern?"""

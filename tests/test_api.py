@@ -507,6 +507,54 @@ def test_load_dataset_from_id(one):
         one.load_dataset_from_id(UUID('00000000-0000-4000-8000-000000000000'))
 
 
+def test_dataset_id_lookups_follow_table_changes(own_root):
+    one = One(cache_dir=own_root)
+    eid = str(_eid(one, 'KS001', '2024-01-15'))
+    wheel = one.list_datasets(eid, details=True, filename='_ibl_wheel.position.npy')
+    dset_id = str(wheel.index[0])
+    assert one.load_dataset_from_id(dset_id).ndim == 1  # builds the id index
+    # a dataset merged into the table afterwards is found
+    session = own_root / 'cortexlab/Subjects/KS001/2024-01-15/001'
+    shutil.copy(session / 'alf/_ibl_wheel.position.npy', session / 'alf/_ibl_wheel.copy.npy')
+    new_id = '11111111-2222-4333-8444-555555555555'
+    record = one._cache['datasets'].loc[[(eid, dset_id)]].copy()
+    record.index = pd.MultiIndex.from_tuples([(eid, new_id)], names=['eid', 'id'])
+    record['rel_path'] = 'alf/_ibl_wheel.copy.npy'
+    one._update_cache_from_records(datasets=record)
+    assert one.load_dataset_from_id(UUID(new_id), download_only=True).name == \
+        '_ibl_wheel.copy.npy'
+    assert one._eids_of_datasets([new_id, dset_id, 'unknown']) == [eid, eid, None]
+    # records without their session: the session and the exists state go through the ids
+    (session / 'alf/_ibl_wheel.copy.npy').unlink()
+    without_eid = one._cache['datasets'].loc[[(eid, new_id), (eid, dset_id)]].droplevel('eid')
+    files = one._check_filesystem(without_eid)
+    assert files[0] is None and files[1].name == '_ibl_wheel.position.npy'
+    table = one._cache['datasets']
+    assert not table.loc[(eid, new_id), 'exists'] and table.loc[(eid, dset_id), 'exists']
+    with pytest.raises(alferr.ALFObjectNotFound, match='not found on disk'):
+        one.load_dataset_from_id(new_id)
+    # the same id in two sessions
+    other = str(_eid(one, 'KS001', '2024-01-16'))
+    record.index = pd.MultiIndex.from_tuples([(other, new_id)], names=['eid', 'id'])
+    one._update_cache_from_records(datasets=record)
+    with pytest.raises(alferr.ALFMultipleObjectsFound):
+        one.load_dataset_from_id(new_id)
+    assert one._eids_of_datasets([new_id])[0] in (eid, other)
+
+
+def test_tables_handed_to_users_hold_plain_strings(one):
+    assert isinstance(one._cache['datasets']['rel_path'].dtype, pd.CategoricalDtype)
+    eid = _eid(one, 'KS001', '2024-01-17')
+    frames = [one.list_datasets(eid, details=True), one.list_datasets(details=True),
+              one.get_details(eid, full=True), one.list_datasets(UUID(int=1), details=True),
+              *one.list_revisions(eid, details=True).values()]
+    for frame in frames:
+        assert not isinstance(frame['rel_path'].dtype, pd.CategoricalDtype)
+    details = frames[0]
+    details.loc[details.index[0], 'rel_path'] = 'alf/edited.value.npy'  # an ordinary column
+    assert details['rel_path'].str.endswith('.value.npy').sum() == 1
+
+
 def test_load_collection(one):
     eid = _eid(one, 'KS001', '2024-01-15')
     probe = one.load_collection(eid, 'alf/probe00')

@@ -172,9 +172,14 @@ def test_save_load_round_trip_all_dtypes(tmp_path):
     loaded = load_tables(tmp_path / 'tables')
     pd.testing.assert_frame_equal(loaded.sessions, ses.sort_index(), check_dtype=False,
                                   check_index_type=False)
-    pd.testing.assert_frame_equal(loaded.datasets, dsets.sort_index(), check_dtype=False,
-                                  check_index_type=False)
     s, d = loaded.sessions, loaded.datasets
+    # rel_path is categorical in memory (sorted categories), the same strings
+    assert isinstance(d['rel_path'].dtype, pd.CategoricalDtype)
+    assert d['rel_path'].cat.categories.is_monotonic_increasing
+    pd.testing.assert_frame_equal(d.assign(rel_path=d['rel_path'].astype(object)),
+                                  dsets.sort_index().assign(rel_path=lambda x: x['rel_path']
+                                                            .astype(object)),
+                                  check_dtype=False, check_index_type=False)
     assert s.index.name == 'id' and d.index.names == ['eid', 'id']
     assert isinstance(s.index[0], str) and isinstance(d.index[0][1], str)  # ids stay str
     assert all(_is_str_dtype(s[c].dtype) for c in ('lab', 'subject', 'task_protocol',
@@ -489,20 +494,171 @@ def test_merge_tables_strict_and_columns():
         merge_tables(cache, strict=True, datasets=rec)
     merge_tables(cache, datasets=rec)
     d = cache['datasets']
-    assert 'extra' not in d.columns
     assert list(d.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc',
-                               'default_revision', 'exists_aws']
+                               'default_revision', 'exists_aws', 'extra']
+    assert d.loc[_uid('other'), 'extra'].tolist() == ['dropped'] * 2  # a new column is added
+    assert d.loc[ses.index[0], 'extra'].isna().all()  # NA for the rows that predate it
     added = d.loc[_uid('other')]
     assert added['exists_aws'].tolist() == added['exists'].tolist()  # copied from 'exists'
     assert sorted(added['exists_aws'].tolist()) == [False, True]
     assert d['exists_aws'].dtype == bool  # filled with booleans: stays bool
-    assert added['default_revision'].isna().all()  # NA, the column made nullable
-    assert str(d['default_revision'].dtype) == 'boolean'
+    assert not added['default_revision'].any()  # False: not marked as the default
+    assert d['default_revision'].dtype == bool
     assert d.loc[ses.index[0], 'default_revision'].all()
     # strict with matching columns works
     same = d.iloc[:1].assign(hash='1' * 32)
     merge_tables(cache, strict=True, datasets=same)
     assert cache['datasets']['hash'].iloc[0] == '1' * 32
+
+
+def test_merge_tables_adds_record_columns_the_table_lacks():
+    """default_revision arriving from Alyx into a table without it: old rows False, bool."""
+    ses = _sessions(1)
+    old = _datasets(ses.index)
+    old['exists'] = [True, False]
+    cache = _cache_with(ses, old)
+    rec = _datasets([_uid('alyx')], per=2).assign(
+        default_revision=[True, False], exists_aws=[False, True], tag='new',
+        count=np.array([3, 4], dtype=np.int64))
+    before = cache['datasets']
+    merge_tables(cache, datasets=rec)
+    d = cache['datasets']
+    assert list(d.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc',
+                               'default_revision', 'exists_aws', 'tag', 'count']
+    assert 'default_revision' not in before.columns  # the input table is not modified
+    assert d['default_revision'].dtype == bool
+    assert d.loc[rec.index, 'default_revision'].tolist() == [True, False]
+    assert not d.loc[ses.index[0], 'default_revision'].any()  # not marked default
+    assert d['exists_aws'].dtype == bool
+    assert d.loc[old.index, 'exists_aws'].tolist() == [True, False]  # as 'exists'
+    assert d.loc[rec.index, 'exists_aws'].tolist() == [False, True]
+    assert d.loc[ses.index[0], 'tag'].isna().all()
+    assert d.loc[_uid('alyx'), 'tag'].tolist() == ['new', 'new']
+    assert str(d['count'].dtype) == 'Int64' and d['count'].isna().sum() == 2
+    # the sessions table too; strict mode refuses other columns and changes nothing
+    merge_tables(cache, sessions=_sessions(1, tag='t').assign(extra=1.5))
+    assert np.isnan(cache['sessions'].loc[ses.index[0], 'extra'])
+    table = cache['datasets']
+    with pytest.raises(AssertionError):
+        merge_tables(cache, strict=True, datasets=rec.drop(columns='tag'))
+    assert cache['datasets'] is table
+
+
+def test_loaded_rel_path_is_categorical_and_merges_widen_it(tmp_path):
+    ses = _sessions(2)
+    dsets = _datasets(ses.index, per=3)
+    dsets['rel_path'] = ['alf/b.x.npy', 'alf/a.x.npy', 'alf/c.x.npy'] * 2
+    save_tables(_cache_with(ses, dsets), tmp_path)
+    cache = load_tables(tmp_path)
+    d = cache['datasets']
+    assert isinstance(d['rel_path'].dtype, pd.CategoricalDtype)
+    assert d['rel_path'].cat.categories.tolist() == ['alf/a.x.npy', 'alf/b.x.npy', 'alf/c.x.npy']
+    # behaves as strings
+    assert (d['rel_path'] == 'alf/a.x.npy').sum() == 2
+    assert d['rel_path'].str.startswith('alf/a').sum() == 2
+    assert d['rel_path'].isin(['alf/c.x.npy']).sum() == 2
+    assert isinstance(d['rel_path'].iloc[0], str) and isinstance(d['rel_path'].tolist()[0], str)
+
+    # new paths (plain strings, or another categorical) are added to the categories
+    rec = _datasets([_uid('new')], per=2)
+    rec['rel_path'] = ['alf/0.first.npy', 'alf/b.x.npy']
+    merge_tables(cache, datasets=rec)
+    update = cache['datasets'].iloc[[0]].assign(
+        rel_path=pd.Categorical(['zz/last.one.npy']))
+    merge_tables(cache, datasets=update)
+    d = cache['datasets']
+    assert isinstance(d['rel_path'].dtype, pd.CategoricalDtype)
+    categories = d['rel_path'].cat.categories.tolist()
+    assert categories == sorted(categories) and 'alf/0.first.npy' in categories
+    assert d.loc[(_uid('new'), rec.index[0][1]), 'rel_path'] == 'alf/0.first.npy'
+    assert d.loc[update.index[0], 'rel_path'] == 'zz/last.one.npy'
+    assert d['rel_path'].isna().sum() == 0 and len(d) == 8
+
+    # saving writes the plain string column ONE-api reads; merging with disk keeps it all
+    other = load_tables(tmp_path)
+    merge_tables(other, datasets=_datasets([_uid('other')], per=1).assign(
+        rel_path=['raw/other.file.bin']))
+    save_tables(other, tmp_path)
+    save_tables(cache, tmp_path)
+    schema = pq.read_schema(tmp_path / 'datasets.pqt')
+    assert schema.field('rel_path').type == pa.string()
+    column = next(c for c in json.loads(schema.metadata[b'pandas'])['columns']
+                  if c['name'] == 'rel_path')
+    assert column['pandas_type'] in ('unicode', 'object', 'str')
+    final = load_tables(tmp_path).datasets
+    assert len(final) == 9
+    assert set(final['rel_path']) == {'alf/a.x.npy', 'alf/b.x.npy', 'alf/c.x.npy',
+                                      'alf/0.first.npy', 'zz/last.one.npy',
+                                      'raw/other.file.bin'}
+
+
+def _random_uuids(rng, n) -> list:
+    return [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
+
+
+def _merge_both_ways(monkeypatch, cache, records):
+    """merge_tables into a copy of the cache by the general path, then by the fast one."""
+    general = {**cache, '_meta': {}}
+    with monkeypatch.context() as m:
+        m.setattr(alf_cache, '_upsert_sorted', lambda table, records: None)
+        merge_tables(general, datasets=records)
+    merge_tables(cache, datasets=records)
+    return general['datasets'], cache['datasets']
+
+
+def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch):
+    """Records found by binary search and inserted between slices: same table as sorting."""
+    rng = np.random.default_rng(7)
+    eids = sorted(_random_uuids(rng, 30))
+    ses = _sessions(30).set_axis(pd.Index(eids, name='id'))
+    rows = [(e, i, f'alf/obj{rng.integers(0, 5)}.attr.npy')
+            for e in eids[::2] for i in _random_uuids(rng, 6)]
+    dsets = _datasets(eids[:1], per=len(rows)).set_axis(
+        pd.MultiIndex.from_tuples([r[:2] for r in rows], names=['eid', 'id']))
+    dsets['rel_path'] = [r[2] for r in rows]
+    dsets['default_revision'] = True
+    save_tables(_cache_with(ses, dsets.sort_index()), tmp_path)  # sorted, as Alyx writes it
+    cache = load_tables(tmp_path)
+    monkeypatch.setattr(alf_cache, '_MAX_CHUNKS', 4)  # join chunks often
+    for step in range(12):
+        table = cache['datasets']
+        assert alf_cache._sorted_row_order_index(table.index) is not None
+        existing = table.iloc[rng.choice(len(table), 3, replace=False)]
+        known = [(e, i) for e in rng.choice(eids, 4) for i in _random_uuids(rng, 2)]
+        new = pd.DataFrame({
+            'rel_path': [f'new/path{step}.{j}.npy' for j in range(len(known))],
+            'file_size': pd.array(np.arange(len(known)), dtype='UInt64'),
+            'hash': ['a' * 32] * len(known), 'exists': True,
+            'qc': pd.Categorical(['FAIL'] * len(known), dtype=QC_TYPE),
+            'default_revision': False,
+        }, index=pd.MultiIndex.from_tuples(known, names=['eid', 'id']))
+        outside = _datasets([_uid('zzz', step), '0' + _uid('aaa', step)[1:]], per=1)
+        records = pd.concat([existing.assign(hash='b' * 32, exists=False), new,
+                             outside.assign(default_revision=True)]).sample(frac=1,
+                                                                           random_state=step)
+        general, fast = _merge_both_ways(monkeypatch, cache, records)
+        pd.testing.assert_frame_equal(fast, general)
+        assert fast.index.is_monotonic_increasing and fast.index.is_unique
+        assert fast.loc[existing.index, 'hash'].eq('b' * 32).all()
+        assert len(fast) == len(table) + len(new) + 2
+    rel = cache['datasets']['rel_path']
+    assert isinstance(rel.dtype, pd.CategoricalDtype) and 'new/path11.0.npy' in rel.cat.categories
+
+
+def test_merge_with_an_id_of_another_session_takes_the_general_path(tmp_path, monkeypatch):
+    ses = _sessions(2)
+    save_tables(_cache_with(ses, _datasets(ses.index, per=3).sort_index()), tmp_path)
+    cache = load_tables(tmp_path)
+    table = cache['datasets']
+    eid, dataset_id = table.index[0]
+    other = sorted(set(ses.index) - {eid})[0]
+    record = table.iloc[[0]].set_axis(pd.MultiIndex.from_tuples([(other, dataset_id)],
+                                                                names=['eid', 'id']))
+    table, aligned = alf_cache._align(table, record)
+    assert alf_cache._upsert_sorted(table, aligned) is None
+    general, fast = _merge_both_ways(monkeypatch, cache, record)
+    pd.testing.assert_frame_equal(fast, general)
+    assert len(fast) == 7 and (fast.index.get_level_values('id') == dataset_id).sum() == 2
 
 
 def test_merge_tables_exists_columns_default_true_without_exists():
@@ -572,7 +728,8 @@ def test_save_tables_keeps_disk_only_columns(tmp_path):
     d = load_tables(tmp_path).datasets
     assert len(d) == 3 and 'default_revision' in d.columns
     assert d.loc[ses.index[0], 'default_revision'].all()
-    assert pd.isna(d.loc[(_uid('x'), other.index[0][1]), 'default_revision'])
+    assert d.loc[(_uid('x'), other.index[0][1]), 'default_revision'] is np.False_
+    assert d['default_revision'].dtype == bool
 
 
 def test_save_tables_empty_or_small_memory_keeps_disk(tmp_path):

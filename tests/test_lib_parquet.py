@@ -152,3 +152,50 @@ def test_loaded_frames_are_writable(tmp_path):
         loaded.loc[loaded.index[0], 'size'] = 9
         assert loaded['qc'].tolist() == ['FAIL', 'PASS']
         assert loaded['number'].tolist() == [1, 7] and loaded['size'].tolist() == [9, 6]
+
+
+def test_fixed_width_keys():
+    values = [str(uuid.uuid4()) for _ in range(300)]
+    keys = parquet.fixed_width_keys(pa.array(values))
+    chunked = parquet.fixed_width_keys(pa.chunked_array([values[:100], values[100:]],
+                                                        type=pa.large_string()))
+    assert keys.dtype == np.uint64 and (keys == chunked).all()
+    assert len(set(keys.tolist())) == 300
+    # the same value gives the same key wherever it is
+    assert parquet.fixed_width_keys(pa.array(values[5:6]))[0] == keys[5]
+    assert parquet.fixed_width_keys(pa.array(values[:-1] + ['short'])) is None
+    assert parquet.fixed_width_keys(pa.array(values[:-1] + [None])) is None
+    assert parquet.fixed_width_keys(pa.array([1, 2])) is None
+    assert parquet.fixed_width_keys(pa.array([], pa.string())).size == 0
+
+
+def test_categorical_columns_load_and_save_as_strings(tmp_path):
+    """Columns loaded as categoricals (sorted categories) are saved as the plain strings."""
+    paths = ['b/x.npy', 'a/y.npy', 'c/z.npy']
+    n = 9
+    ids = sorted(str(uuid.uuid4()) for _ in range(n))
+    df = pd.DataFrame({'rel_path': [paths[i % 3] for i in range(n)], 'other': ['o'] * n},
+                      index=pd.MultiIndex.from_arrays([['e'] * n, ids], names=['eid', 'id']))
+    df.iloc[4, 0] = None
+    parquet.save(tmp_path / 'plain.pqt', df)
+    loaded, _, fast = parquet.load_table(tmp_path / 'plain.pqt', categorical=['rel_path', 'nope'])
+    assert fast and isinstance(loaded['rel_path'].dtype, pd.CategoricalDtype)
+    assert loaded['rel_path'].cat.categories.tolist() == sorted(paths)  # lexically sorted
+    assert loaded['rel_path'].astype(object).tolist()[:4] == df['rel_path'].tolist()[:4]
+    assert pd.isna(loaded['rel_path'].iloc[4])
+    assert not isinstance(loaded['other'].dtype, pd.CategoricalDtype)
+    assert loaded.sort_values('rel_path')['rel_path'].dropna().tolist() == \
+        sorted(df['rel_path'].dropna())
+    loaded.loc[loaded.index[0], 'rel_path'] = 'c/z.npy'  # writable
+    parquet.save(tmp_path / 'again.pqt', loaded, strings=['rel_path'])
+    for name in ('plain.pqt', 'again.pqt'):
+        assert pq.read_schema(tmp_path / name).field('rel_path').type == pa.string()
+    ours, theirs = (json.loads(pq.read_schema(tmp_path / f).metadata[b'pandas'])
+                    for f in ('plain.pqt', 'again.pqt'))
+    assert ours['columns'] == theirs['columns']  # the layout of a str column
+    again, _ = parquet.load(tmp_path / 'again.pqt')
+    assert again['rel_path'].iloc[0] == 'c/z.npy' and pd.isna(again['rel_path'].iloc[4])
+    assert again['rel_path'].tolist()[5:] == df['rel_path'].tolist()[5:]
+    # without `strings` a categorical is stored as such (pandas' own round trip)
+    parquet.save(tmp_path / 'cat.pqt', loaded)
+    assert pa.types.is_dictionary(pq.read_schema(tmp_path / 'cat.pqt').field('rel_path').type)

@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from one._lib.files import atomic_path
 
-__all__ = ['METADATA_KEY', 'save', 'load', 'load_table', 'read_metadata']
+__all__ = ['METADATA_KEY', 'save', 'load', 'load_table', 'read_metadata', 'category_strings',
+           'fixed_width_keys']
 
 METADATA_KEY = b'one_metadata'
 
@@ -72,8 +73,22 @@ def _small_strings(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays([c for _, c in columns], schema=schema)
 
 
+def category_strings(column: pd.Series) -> pd.Series:
+    """The strings a categorical column holds, with the dtype of its categories (a Series)."""
+    values = column.array
+    dtype = values.categories.dtype
+    if not hasattr(dtype, '__from_arrow__'):  # object (pandas 2)
+        return column.astype(object)
+    # arrow-backed str (pandas 3): expand the dictionary in arrow, not through Python objects
+    codes = values.codes
+    array = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0),
+                                           pa.array(values.categories))
+    return pd.Series(dtype.__from_arrow__(array.cast(pa.large_string())), index=column.index,
+                     name=column.name)
+
+
 def save(filename: str | os.PathLike, df: pd.DataFrame, metadata: dict | None = None,
-         fsync: bool = True) -> Path:
+         fsync: bool = True, strings=()) -> Path:
     """Save a DataFrame to a parquet file with a metadata dict, atomically.
 
     Parameters
@@ -88,6 +103,9 @@ def save(filename: str | os.PathLike, df: pd.DataFrame, metadata: dict | None = 
         ``'YYYY-MM-DD HH:MM'``).
     fsync : bool
         Flush the file to disk before it replaces the previous one.
+    strings : iterable of str
+        Categorical string columns to store as plain strings (as a str column would be), e.g.
+        those loaded with ``load_table(..., categorical=...)``.
 
     Returns
     -------
@@ -95,6 +113,12 @@ def save(filename: str | os.PathLike, df: pd.DataFrame, metadata: dict | None = 
         The file written.
     """
     filename = Path(filename)
+    strings = [c for c in strings
+               if c in df.columns and isinstance(df[c].dtype, pd.CategoricalDtype)]
+    if strings:
+        df = df.copy(deep=False)
+        for name in strings:
+            df.isetitem(df.columns.get_loc(name), category_strings(df[name]).array)
     table = _small_strings(pa.Table.from_pandas(df, preserve_index=None))
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[METADATA_KEY] = json.dumps(metadata or {}, default=_json_default).encode()
@@ -150,26 +174,65 @@ def _string_offsets(arr: pa.Array) -> np.ndarray:
     return np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset:arr.offset + len(arr) + 1]
 
 
-def _distinct_fixed_width(arr: pa.Array, width: int = 36) -> bool:
+_KEY_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+def fixed_width_keys(values, width: int = 36) -> np.ndarray | None:
+    """64-bit keys of string values that all have `width` bytes (e.g. canonical UUIDs).
+
+    The key of a value combines its first and last 8 bytes (for UUID strings: 64 random
+    bits), read in place from the arrow buffers.  Equal strings have equal keys; distinct
+    ones almost always differ, so keys narrow a search that is then confirmed on the strings.
+
+    Parameters
+    ----------
+    values : pyarrow.Array, pyarrow.ChunkedArray
+        A string or large_string array.
+    width : int
+        The length in bytes every value must have (at least 8).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        One uint64 per value; None when a value is missing or of another width, or the
+        array is not of plain strings.
+    """
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    if width < 8 or not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
+                            for c in chunks):
+        return None
+    keys = np.empty(sum(len(c) for c in chunks), dtype=np.uint64)
+    start = 0
+    for chunk in chunks:
+        n = len(chunk)
+        if n == 0:
+            continue
+        offsets = _string_offsets(chunk)
+        if chunk.null_count or offsets[-1] - offsets[0] != width * n or \
+                not (np.diff(offsets) == width).all():
+            return None
+        data, base = chunk.buffers()[2], int(offsets[0])
+        # unaligned strided views of the first and last 8 bytes of every value (no copy)
+        first = np.ndarray((n,), dtype='<u8', buffer=data, offset=base, strides=(width,))
+        last = np.ndarray((n,), dtype='<u8', buffer=data, offset=base + width - 8,
+                          strides=(width,))
+        out = keys[start:start + n]
+        np.multiply(first, _KEY_MULTIPLIER, out=out)
+        out += last
+        start += n
+    return keys
+
+
+def _distinct_fixed_width(arr, width: int = 36) -> bool:
     """True if all values of a string column of `width`-character values are distinct.
 
-    A proof, not an estimate: two 8-byte words of each value (its first and last 8 bytes)
-    are combined into a 64-bit key, and distinct keys imply distinct strings (checked by
+    A proof, not an estimate: distinct `fixed_width_keys` imply distinct strings (checked by
     sorting the keys).  Equal keys (real duplicates, or a freak collision) return False and
-    the caller takes the exact path.  For UUID strings the two words cover 64 random bits.
+    the caller takes the exact path.
     """
-    n = len(arr)
-    offsets = _string_offsets(arr)
-    if arr.null_count or width < 8 or not (np.diff(offsets) == width).all():
+    keys = fixed_width_keys(arr, width)
+    if keys is None:
         return False
-    data = arr.buffers()[2]
-    start = int(offsets[0])
-    # unaligned strided views of the first and last 8 bytes of every value (no copy)
-    first = np.ndarray((n,), dtype='<u8', buffer=data, offset=start, strides=(width,))
-    last = np.ndarray((n,), dtype='<u8', buffer=data, offset=start + width - 8,
-                      strides=(width,))
-    keys = first * np.uint64(0x9E3779B97F4A7C15)
-    keys += last
     keys.sort()
     return not (keys[1:] == keys[:-1]).any()
 
@@ -183,21 +246,22 @@ def _sorted_multiindex(arrays: list, names: list) -> pd.MultiIndex | None:
     """
     if len(arrays) != 2 or len(arrays[0]) == 0:
         return None
-    first = arrays[0].combine_chunks() if isinstance(arrays[0], pa.ChunkedArray) else arrays[0]
-    second = arrays[1].combine_chunks() if isinstance(arrays[1], pa.ChunkedArray) \
-        else arrays[1]
+    first, second = (a if isinstance(a, pa.ChunkedArray) else pa.chunked_array([a])
+                     for a in arrays)
     if first.null_count or second.null_count:
         return None
-    encoded = first.dictionary_encode() if not pa.types.is_dictionary(first.type) else first
-    dictionary, codes = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+    first = first.combine_chunks()
+    encoded = first if pa.types.is_dictionary(first.type) else first.dictionary_encode()
+    dictionary = encoded.dictionary
     if len(dictionary) > 1 and not pc.all(pc.less(dictionary[:-1], dictionary[1:])).as_py():
         return None  # first-appearance order is not sorted: rows not sorted by the first level
-    codes = codes.astype(np.int64)
-    if (np.diff(codes) < 0).any():
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    steps = np.diff(codes)
+    if (steps < 0).any():
         return None
-    same_group = pa.array(np.diff(codes) == 0)
-    increasing = pc.less(second[:-1], second[1:])
-    if not pc.all(pc.or_(pc.invert(same_group), increasing)).as_py():
+    # where the id does not increase, a new session must start
+    not_increasing = pc.indices_nonzero(pc.invert(pc.less(second[:-1], second[1:])))
+    if not (steps[not_increasing.to_numpy()] > 0).all():
         return None  # ids not sorted within a session
     if not _distinct_fixed_width(second) and \
             pc.count_distinct(second).as_py() != len(second):
@@ -246,27 +310,51 @@ def _make_writable(df: pd.DataFrame) -> pd.DataFrame:
 _DICTIONARY_COLUMNS = ('eid', 'rel_path')
 
 
-def _read_table(filename: Path) -> pa.Table:
+def _read_table(filename: Path, categorical: tuple = ()) -> pa.Table:
     """Read a parquet file, decoding repetitive string columns as dictionaries first.
 
     Those columns are cast back to plain strings, except the first level of a MultiIndex
-    (`_sorted_multiindex` uses its dictionary directly), so dtypes are as saved.
+    (`_sorted_multiindex` uses its dictionary directly) and the `categorical` ones, so other
+    dtypes are as saved.
     """
     schema = pq.read_schema(filename)
-    names = [c for c in _DICTIONARY_COLUMNS
+    names = [c for c in dict.fromkeys([*_DICTIONARY_COLUMNS, *categorical])
              if c in schema.names and _is_text(schema.field(c).type)]
     # ParquetFile.read gives one chunk per row group (read_table splits columns into many
     # chunks, which makes every later row selection re-join them).
     table = pq.ParquetFile(filename, memory_map=True, read_dictionary=names or None).read(
         use_threads=True)
     index_columns = (schema.pandas_metadata or {}).get('index_columns') or []
-    keep = index_columns[0] if len(index_columns) >= 2 else None
+    keep = {index_columns[0]} if len(index_columns) >= 2 else set()
     for name in names:
-        if name != keep:
+        if name not in keep and name not in categorical:
             i = table.schema.get_field_index(name)
             column = table.column(i).cast(schema.field(name).type)
             table = table.set_column(i, schema.field(name), column)
     return table
+
+
+def _sort_categories(df: pd.DataFrame, columns) -> pd.DataFrame:
+    """Give categorical columns lexically sorted categories (the codes are remapped).
+
+    Categories decoded from parquet dictionaries come in order of first appearance; sorted,
+    the column sorts and compares as the strings would.
+    """
+    for name in columns:
+        if name not in df.columns or not isinstance(df[name].dtype, pd.CategoricalDtype):
+            continue
+        values = df[name].array
+        categories = values.categories
+        if categories.is_monotonic_increasing:
+            continue
+        order = np.argsort(np.asarray(categories, dtype=object), kind='stable')
+        rank = np.empty(len(order) + 1, dtype=values.codes.dtype)
+        rank[order] = np.arange(len(order))
+        rank[-1] = -1  # missing values (code -1) stay missing
+        dtype = pd.CategoricalDtype(categories.take(order), ordered=values.ordered)
+        df.isetitem(df.columns.get_loc(name),
+                    pd.Categorical.from_codes(rank[values.codes], dtype=dtype))
+    return df
 
 
 def load(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
@@ -294,8 +382,18 @@ def load(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     return df, meta
 
 
-def load_table(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict, bool]:
+def load_table(filename: str | os.PathLike, categorical=()
+               ) -> tuple[pd.DataFrame, dict, bool]:
     """As `load`, also saying whether the (multi-)index is known to be sorted already.
+
+    Parameters
+    ----------
+    filename : str, os.PathLike
+        The parquet file.
+    categorical : iterable of str
+        String columns to return as `pandas.Categorical` (lexically sorted categories) rather
+        than as strings: decoding them is cheaper and they take a fraction of the memory when
+        values repeat.  Names the file lacks are ignored.
 
     Returns
     -------
@@ -305,14 +403,16 @@ def load_table(filename: str | os.PathLike) -> tuple[pd.DataFrame, dict, bool]:
     filename = Path(filename)
     if not filename.exists():
         raise FileNotFoundError(f'{filename} not found')
-    table = _read_table(filename)
+    categorical = tuple(categorical)
+    table = _read_table(filename, categorical)
     meta = _decode((table.schema.metadata or {}).get(METADATA_KEY))
     split = _split_index(table)
     if split is None:
-        return _make_writable(table.to_pandas(split_blocks=True)), meta, False
+        df = _sort_categories(table.to_pandas(split_blocks=True), categorical)
+        return _make_writable(df), meta, False
     # pyarrow's own MultiIndex reconstruction hashes and sorts a million strings: build the
     # index from codes instead when the rows are sorted.
     rest, arrays, names = split
-    df = _make_writable(rest.to_pandas(split_blocks=True))
+    df = _make_writable(_sort_categories(rest.to_pandas(split_blocks=True), categorical))
     df.index, is_sorted = _multiindex(arrays, names)
     return df, meta, is_sorted

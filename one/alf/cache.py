@@ -15,10 +15,13 @@ datasets : MultiIndex ``(eid, id)``; columns rel_path, file_size (nullable UInt6
 Identifiers are kept as canonical lower-case UUID *strings* in memory, exactly as stored on
 disk, so loading and saving need no conversion.  (ONE-api converts every id to `uuid.UUID` on
 load, which dominates its start-up time.)  Use `cast_index_object` to get `uuid.UUID` objects.
-String columns are ``object`` under pandas 2 and ``str`` under pandas 3.  Columns are not
-dictionary-encoded (categorical) in memory, even repetitive ones like ``rel_path``: code
-written for ONE treats them as plain strings (``.str`` methods, ``.values`` as object arrays,
-equality with str), and a categorical would change that.  The MultiIndex already stores each
+String columns are ``object`` under pandas 2 and ``str`` under pandas 3, except the datasets
+``rel_path`` column, which `load_tables` returns as a `pandas.Categorical` with lexically sorted
+categories: a million rows hold a few thousand distinct paths, so it loads faster and takes a
+tenth of the memory.  It behaves as strings for ``.str`` methods, equality, ``isin``, sorting,
+``tolist()`` and ``to_numpy()``; setting a row to a path not yet in its categories needs
+``merge_tables`` (which widens them) or ``.cat.add_categories``.  It is saved as a plain string
+column, so the files are those ONE-api reads and writes.  The MultiIndex already stores each
 distinct ``eid`` once.
 
 Saving
@@ -29,6 +32,7 @@ never lose each other's records and a killed writer leaves the previous files in
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime
 import hashlib
@@ -103,6 +107,7 @@ ID_NAMESPACE = uuid.UUID('2e3d6b6f-1c55-4a8b-9f0e-7d3b4b1f6a2c')
 """Namespace of the version-3 UUIDs `make_parquet_db` derives from session and dataset paths."""
 
 _INDEX_KEY = re.compile('.?id')
+_CATEGORICAL = {'datasets': ('rel_path',)}  # str columns kept categorical in memory
 _DATE_FORMAT = dict(sep=' ', timespec='minutes')
 _TABLE_ORDER = {'sessions': 0, 'datasets': 1}
 
@@ -366,7 +371,7 @@ def _normalise(table: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
     """Load one table file; (None, meta) when the file is not a valid table."""
-    df, meta, is_sorted = parquet.load_table(path)
+    df, meta, is_sorted = parquet.load_table(path, categorical=_CATEGORICAL.get(name, ()))
     if 'date_created' not in meta:
         _logger.warning(f'{path} does not appear to be a valid table. Skipping')
         return None, meta
@@ -389,7 +394,8 @@ def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> B
     Every file matching `glob_pattern` is loaded as a table named after the file stem.  Files
     without ``date_created`` metadata are skipped with a warning.  A table saved without an
     index gets one from its id columns (``id``; ``eid``, ``id``); legacy tables are patched
-    (`patch_tables`); ``qc`` is cast to `QC_TYPE`; tables are sorted by index.  Ids stay str.
+    (`patch_tables`); ``qc`` is cast to `QC_TYPE`; tables are sorted by index.  Ids stay str;
+    the datasets ``rel_path`` is categorical (see the module docstring).
 
     Parameters
     ----------
@@ -439,26 +445,101 @@ def _na_column(index: pd.Index, dtype) -> pd.Series:
     return pd.Series(index=index, dtype=dtype)
 
 
-def _fill_value_column(col: str, records: pd.DataFrame, dtype) -> pd.Series:
-    """The values of a column missing from `records`: ``exists_*`` copy ``exists``; else NA."""
+def _filled_without_na(col: str) -> bool:
+    """Columns whose missing values are booleans: ``exists_*`` and ``default_revision``."""
+    return col.startswith('exists_') or col == 'default_revision'
+
+
+def _fill_value_column(col: str, rows: pd.DataFrame, dtype) -> pd.Series:
+    """The values of a column `rows` lack.
+
+    ``exists_*`` copy the rows' ``exists`` (True without it); ``default_revision`` is False
+    (not marked as the default: the revision logic then picks the only or latest revision, as
+    for a table without the column) so that the column stays bool, as ONE-api expects;
+    anything else is NA.
+    """
     if col.startswith('exists_'):
-        if 'exists' in records.columns:
-            return records['exists'].astype(dtype)
-        return pd.Series(True, index=records.index).astype(dtype)
-    return _na_column(records.index, dtype)
+        if 'exists' in rows.columns:
+            return rows['exists'].astype(dtype)
+        return pd.Series(True, index=rows.index).astype(dtype)
+    if col == 'default_revision':
+        return pd.Series(False, index=rows.index).astype(dtype)
+    return _na_column(rows.index, dtype)
+
+
+def _column_dtype(col: str, dtype):
+    """The dtype of a column added to rows that lack it (nullable unless filled with bools)."""
+    return dtype if _filled_without_na(col) else _nullable(dtype)
+
+
+def _with_column(table: pd.DataFrame, col: str, values: pd.Series) -> pd.DataFrame:
+    """A shallow copy of `table` with a column set or added (the input is not modified)."""
+    table = table.copy(deep=False)
+    if col in table.columns:
+        table.isetitem(table.columns.get_loc(col), values)
+    else:
+        table[col] = values
+    return table
+
+
+def _code_dtype(n_categories: int):
+    """The smallest integer type pandas uses for the codes of `n_categories` categories."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_categories < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
+def _recategorize(column: pd.Series, categories: pd.Index) -> pd.Series:
+    """A categorical column re-expressed with more categories (the codes remapped)."""
+    values = column.array
+    mapping = np.append(categories.get_indexer(values.categories), -1)
+    codes = mapping[values.codes].astype(_code_dtype(len(categories)))
+    dtype = pd.CategoricalDtype(categories, ordered=values.ordered)
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), index=column.index,
+                     name=column.name)
+
+
+def _widen_categories(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the values of `records` added to its unordered categorical columns.
+
+    Categories stay sorted, so that the column keeps sorting as the strings it holds.
+    Ordered categoricals (``qc``) have a fixed set of levels and are left alone.
+    """
+    for col in table.columns:
+        dtype = table[col].dtype
+        if not isinstance(dtype, pd.CategoricalDtype) or dtype.ordered or \
+                col not in records.columns:
+            continue
+        values = records[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            used = np.unique(values.cat.codes[values.cat.codes >= 0])
+            present = values.cat.categories.take(used)
+        else:
+            present = pd.Index(pd.unique(values.dropna()))
+        new = present[dtype.categories.get_indexer(present) < 0]
+        if not len(new):
+            continue
+        categories = dtype.categories.append(new.astype(dtype.categories.dtype))
+        with contextlib.suppress(TypeError):  # values that do not compare stay unsorted
+            categories = categories.sort_values()
+        table = _with_column(table, col, _recategorize(table[col], categories))
+    return table
 
 
 def _align(table: pd.DataFrame, records: pd.DataFrame, strict: bool = False
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Give `records` the columns (order and dtypes) of `table`.
 
-    Non-strict: table columns missing from the records are added (and made nullable in the
-    table when needed); record columns not in the table are dropped.
+    Non-strict: table columns missing from the records are added to the records (and made
+    nullable in the table when filled with NA); record columns missing from the table are
+    added to the table (see `_fill_value_column` for the values of its existing rows).
+    Categorical columns of the table get the categories the records need.
 
     Returns
     -------
     (table, records)
-        The (possibly converted) table and the aligned records.
+        The (possibly converted; the input is never modified) table and the aligned records.
     """
     if strict:
         if set(records.columns) != set(table.columns):
@@ -469,13 +550,17 @@ def _align(table: pd.DataFrame, records: pd.DataFrame, strict: bool = False
         missing = [c for c in table.columns if c not in records.columns]
         if missing:
             # columns filled with NA must hold it (exists_* columns are filled with booleans)
-            conversions = {c: _nullable(table[c].dtype) for c in missing
-                           if not c.startswith('exists_')}
+            conversions = {c: _column_dtype(c, table[c].dtype) for c in missing}
             conversions = {c: d for c, d in conversions.items() if d != table[c].dtype}
             if conversions:
                 table = table.astype(conversions)
             records = records.assign(**{
                 c: _fill_value_column(c, records, table[c].dtype) for c in missing})
+        for col in records.columns:
+            if col not in table.columns:
+                table = _with_column(table, col, _fill_value_column(
+                    col, table, _column_dtype(col, records[col].dtype)))
+    table = _widen_categories(table, records)
     records = records[list(table.columns)]
     dtypes = table.dtypes.to_dict()
     if records.dtypes.to_dict() != dtypes:
@@ -596,6 +681,171 @@ def _concat_rows(table: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([table, new]).sort_index()
 
 
+def _sorted_row_order_index(index: pd.Index) -> tuple | None:
+    """The parts of a 2-level index that `_upsert_sorted` can extend, or None.
+
+    That is: rows sorted by (first, second) value, the first level sorted (few values: a
+    session's eid), the second level holding the row values in row order (codes 0..n-1, so
+    its values are distinct), as `load_tables` builds the datasets index and `_upsert_sorted`
+    keeps it.  Checking costs a few comparisons per row, never a sort or hash of the ids.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, pandas.Index) or None
+        The first level's values (object array), its codes, and the second level.
+    """
+    if not isinstance(index, pd.MultiIndex) or index.nlevels != 2 or len(index) == 0:
+        return None
+    level0, level1 = index.levels
+    codes0, codes1 = (np.asarray(c) for c in index.codes)
+    n = len(index)
+    if len(level1) != n or codes1[0] != 0 or not (np.diff(codes1) == 1).all():
+        return None
+    steps = np.diff(codes0)
+    if codes0[0] < 0 or (steps < 0).any():
+        return None
+    first = np.asarray(level0, dtype=object)
+    try:
+        if not all(isinstance(x, str) for x in first) or \
+                (len(first) > 1 and not (first[:-1] < first[1:]).all()):
+            return None
+        values = level1.array
+        increasing = np.asarray(values[:-1] < values[1:], dtype=bool)
+    except (TypeError, ValueError):
+        return None
+    if not (steps[~increasing] > 0).all():  # where the id does not increase, a group starts
+        return None
+    return first, codes0, level1
+
+
+def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame | None:
+    """`_upsert` of a few records into a large table indexed as `_sorted_row_order_index` says.
+
+    Each record is found by binary search (of its session, then of its id among that
+    session's rows) instead of hashing and sorting the million values of the index levels;
+    new rows are inserted in place, and the index is built from codes.  Returns None when
+    the table or the records do not qualify (the general path then applies).
+    """
+    n, k = len(table), len(records)
+    if k > max(1000, n // 10) or not isinstance(records.index, pd.MultiIndex) or \
+            records.index.nlevels != 2:
+        return None
+    parts = _sorted_row_order_index(table.index)
+    if parts is None:
+        return None
+    eids, codes0, level1 = parts
+    record_eids = list(records.index.get_level_values(0))
+    record_ids = list(records.index.get_level_values(1))
+    if not all(isinstance(x, str) for x in record_eids + record_ids):
+        return None
+    order = sorted(range(k), key=lambda j: (record_eids[j], record_ids[j]))
+    records = records.iloc[order]
+    record_eids = np.array([record_eids[j] for j in order], dtype=object)
+    record_ids = [record_ids[j] for j in order]
+
+    # the rows of each record's session, then the record's place among them
+    eid_pos = np.searchsorted(eids, record_eids)
+    known = (eid_pos < len(eids)) & (eids[np.minimum(eid_pos, len(eids) - 1)] == record_eids)
+    starts = np.searchsorted(codes0, eid_pos, side='left')
+    stops = np.where(known, np.searchsorted(codes0, eid_pos, side='right'), starts)
+    rows = np.empty(k, dtype=np.int64)
+    existing = np.zeros(k, dtype=bool)
+    groups = {}
+    for j in range(k):
+        start, stop = int(starts[j]), int(stops[j])
+        if stop > start:
+            if start not in groups:
+                groups[start] = list(level1[start:stop])
+            ids = groups[start]
+            p = bisect.bisect_left(ids, record_ids[j])
+            existing[j] = p < len(ids) and ids[p] == record_ids[j]
+            rows[j] = start + p
+        else:
+            rows[j] = start
+    new_ids = [x for x, e in zip(record_ids, existing) if not e]
+    if new_ids and level1.isin(new_ids).any():
+        return None  # an id already held by another session: not a row-order level any more
+
+    out = table
+    if existing.any():
+        out = table.copy()
+        for i, col in enumerate(out.columns):
+            out.iloc[rows[existing], i] = records[col].array[existing]
+    if existing.all():
+        return out
+    new = ~existing
+    insert_at = rows[new]
+    if (np.diff(insert_at) < 0).any():
+        return None
+    # the new rows go between slices of the table (no copy of arrow-backed string columns)
+    added_rows = records[new]
+    runs = _interleave(n, insert_at)
+    frame = _defragment(pd.concat([(added_rows if is_new else out).iloc[a:b]
+                                   for is_new, a, b in runs], ignore_index=True))
+    new_level1 = pd.Index(new_ids, dtype=level1.dtype)
+    level1 = _defragment(level1[:0].append([(new_level1 if is_new else level1)[a:b]
+                                            for is_new, a, b in runs]))
+    # sessions not in the table yet are inserted into the sorted first level
+    added = np.unique(record_eids[new & ~known]).astype(object)
+    inserted_at = np.searchsorted(eids, added)
+    level0_values = np.insert(eids, inserted_at, added)
+    remap = np.arange(len(eids)) + np.searchsorted(inserted_at, np.arange(len(eids)),
+                                                   side='right')
+    new_codes, old_codes = np.searchsorted(level0_values, record_eids[new]), remap[codes0]
+    codes = np.concatenate([(new_codes if is_new else old_codes)[a:b] for is_new, a, b in runs])
+    level0 = pd.Index(level0_values, dtype=table.index.levels[0].dtype,
+                      name=table.index.names[0])
+    frame.index = pd.MultiIndex(levels=[level0, level1.rename(table.index.names[1])],
+                                codes=[codes, np.arange(len(frame))],
+                                names=table.index.names, verify_integrity=False)
+    return frame
+
+
+def _interleave(n: int, insert_at: np.ndarray) -> list[tuple[bool, int, int]]:
+    """Slices that insert new items, in order, before the positions `insert_at` of n items.
+
+    Returns
+    -------
+    list of (bool, int, int)
+        (from the new items?, start, stop), in output order.
+    """
+    runs, previous = [], 0
+    breaks = np.flatnonzero(np.diff(insert_at)) + 1
+    for start, stop in zip([0, *breaks.tolist()], [*breaks.tolist(), len(insert_at)]):
+        position = int(insert_at[start])
+        if position > previous:
+            runs.append((False, previous, position))
+        runs.append((True, start, stop))
+        previous = position
+    if previous < n:
+        runs.append((False, previous, n))
+    return runs
+
+
+_MAX_CHUNKS = 64
+
+
+def _defragment(obj):
+    """Join the chunks of arrow-backed columns (or of an Index) once they are many.
+
+    Rows inserted between slices of a table share the slices' memory, one chunk each: after
+    many insertions the chunks are joined, once.
+    """
+    arrays = [obj.array] if isinstance(obj, pd.Index) else [obj.iloc[:, i].array
+                                                             for i in range(obj.shape[1])]
+    for i, array in enumerate(arrays):
+        if not isinstance(array, pd.arrays.ArrowExtensionArray):
+            continue
+        chunked = array.__arrow_array__()
+        if getattr(chunked, 'num_chunks', 0) <= _MAX_CHUNKS:
+            continue
+        joined = array.dtype.__from_arrow__(chunked.combine_chunks())
+        if isinstance(obj, pd.Index):
+            return pd.Index(joined, name=obj.name)
+        obj.isetitem(i, joined)
+    return obj
+
+
 def _upsert(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     """Return `table` with `records` (aligned) overwriting rows of the same index, new ones added.
 
@@ -604,6 +854,9 @@ def _upsert(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         out = records.copy()
     else:
+        fast = _upsert_sorted(table, records)
+        if fast is not None:
+            return fast
         if table.index.is_unique:
             positions = table.index.get_indexer(records.index)
         else:  # a malformed table: replace every row sharing an index with the record
@@ -634,8 +887,10 @@ def merge_tables(cache: dict, strict: bool = False, origin=None, **kwargs
         A cache Bunch (tables and ``_meta``), modified in place.
     strict : bool
         If True the records must have exactly the columns of the table.  Otherwise columns the
-        records lack are filled (``exists_*`` from the records' ``exists``, else NA, the table
-        column becoming nullable when needed) and extra record columns are dropped.
+        records lack are filled (``exists_*`` from the records' ``exists``, ``default_revision``
+        with False, else NA, the table column becoming nullable when needed), and record
+        columns the table lacks are added to it, filled the same way for its existing rows
+        (e.g. a ``default_revision`` arriving from Alyx: False, the column bool).
     origin : str, optional
         Added to the ``origin`` set of each updated table's metadata.
     **kwargs
@@ -692,9 +947,8 @@ def _with_columns_of(frame: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in other.columns if c not in frame.columns]
     if not missing:
         return frame
-    return frame.assign(**{c: _fill_value_column(
-        c, frame, other[c].dtype if c.startswith('exists_') else _nullable(other[c].dtype))
-        for c in missing})
+    return frame.assign(**{c: _fill_value_column(c, frame, _column_dtype(c, other[c].dtype))
+                           for c in missing})
 
 
 def _merge_for_save(on_disk: pd.DataFrame, in_memory: pd.DataFrame) -> pd.DataFrame:
@@ -817,7 +1071,8 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
             table_meta.setdefault('date_created', _timestamp())
             if modified is not None:
                 table_meta['date_modified'] = _timestamp(modified)
-            written.append(parquet.save(filename, df, table_meta))
+            written.append(parquet.save(filename, df, table_meta,
+                                        strings=_CATEGORICAL.get(name, ())))
             _logger.debug(f'Saved {filename}')
     meta['saved_time'] = _now()
     return written
