@@ -305,10 +305,6 @@ class OneAlyx(One):
             if d.get('data_url') and d.get('id'):
                 self._data_urls[str(d['id'])] = d['data_url']
         session, datasets = ses2records(record)
-        table = self._cache['datasets']
-        if table.empty and 'default_revision' not in table.columns:
-            # merge_tables drops columns the table lacks; an empty table gets the column first
-            self._cache['datasets'] = table.assign(default_revision=pd.Series(dtype=bool))
         self._update_cache_from_records(sessions=session, datasets=datasets.copy())
         return datasets
 
