@@ -763,7 +763,9 @@ class OneAlyx(One):
         datasets' Alyx ``data_url`` when known, otherwise the data server URL of the session
         path and relative path with the dataset UUID before the extension.  Sizes and md5 sums
         come from the records and a file is kept only when they match.  Failed files give None
-        (and are logged).
+        (and are logged).  When a file from the data server stays bad (its size or md5 differs
+        from the record, also after a second download), the dataset's file record on Alyx is
+        tagged ``'mismatch_hash': True`` in its ``json`` field, for the database's maintainers.
 
         Parameters
         ----------
@@ -779,8 +781,8 @@ class OneAlyx(One):
         list of one.alf.path.ALFPath or None
             One entry per dataset, in order.
         """
-        from one._lib.download import UnsafePath, download_files
-        from one._remote_api import download_task, uuid_url_path
+        from one._lib.download import ChecksumMismatch, SizeMismatch, UnsafePath, download_files
+        from one._remote_api import download_task, tag_mismatched_file_record, uuid_url_path
         from one._remote_s3 import not_on_aws_reason
         dsets = self._as_records(dsets)
         if dsets.empty:
@@ -832,10 +834,14 @@ class OneAlyx(One):
                 continue
             tasks.append(task)
             positions.append(i)
-        if tasks:
-            files = download_files(tasks, raise_on_error=False, progress=None)
-            for i, file in zip(positions, files):
-                out[i] = ALFPath(file) if file else None
+        outcomes = download_files(tasks, progress=None, return_errors=True) if tasks else []
+        for i, outcome in zip(positions, outcomes):
+            if not isinstance(outcome, Exception):
+                out[i] = ALFPath(outcome)
+                continue
+            _logger.error('%s', outcome)
+            if isinstance(outcome, (ChecksumMismatch, SizeMismatch)):
+                tag_mismatched_file_record(self.alyx, ids[i])  # the server's file stays bad
         return out
 
     def _download_aws(self, dsets, update_exists=True, keep_uuid=None, **_) -> list:
@@ -949,14 +955,16 @@ class OneAlyx(One):
             positions.append(i)
         out = [None] * len(ids)
         failure = None
-        for i, (file, error) in zip(positions, download_s3(tasks)):
-            if file is not None:
-                out[i] = ALFPath(file)
-            elif error is not None and is_dataset_failure(error):
-                _logger.debug('Dataset %s not downloaded from S3: %s', ids[i], error)
+        for i, outcome in zip(positions, download_s3(tasks)):
+            if outcome is None:
+                continue  # not started after a failure of S3
+            if not isinstance(outcome, Exception):
+                out[i] = ALFPath(outcome)
+            elif is_dataset_failure(outcome):
+                _logger.debug('Dataset %s not downloaded from S3: %s', ids[i], outcome)
                 not_on_s3.append(ids[i])
-            elif error is not None:
-                failure = failure or error
+            else:
+                failure = failure or outcome
         if failure is not None:
             _logger.debug('S3 downloads stopped: %s', failure)
             self._s3_repository = None  # a new client next time

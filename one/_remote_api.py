@@ -1,12 +1,20 @@
-"""Private helpers of `one.api.OneAlyx`: REST query parameters and download tasks."""
+"""Private helpers of `one.api.OneAlyx`: REST query parameters, download tasks, and the tag of
+a file record whose file on the server differs from the database."""
 from __future__ import annotations
 
+import logging
 import re
+import warnings
 from datetime import datetime
 from pathlib import PurePosixPath
 
+import requests
+
 from one import util
 from one._lib.download import DownloadTask, safe_join
+from one._lib.http_errors import AlyxError
+
+_logger = logging.getLogger('one.api')
 
 #: Search terms of OneAlyx.search that are not REST filter names of the sessions endpoint.
 EXTRA_TERMS = ('dataset', 'laboratory', 'date_range', 'django')
@@ -85,3 +93,34 @@ def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, a
 
 def is_url(value) -> bool:
     return isinstance(value, str) and re.match(r'^[a-z][a-z0-9+.-]*://', value) is not None
+
+
+def tag_mismatched_file_record(alyx, dataset_id: str) -> None:
+    """Flag a dataset's file record on Alyx: its file differs from the database's size or md5.
+
+    The first file record of the dataset outside personal Globus endpoints gets
+    ``'mismatch_hash': True`` merged into its ``json`` field, for the database's maintainers.
+    A failure (e.g. no permission to change the record) is only warned about.
+
+    Parameters
+    ----------
+    alyx : one.webclient.AlyxClient
+        The REST client.
+    dataset_id : str
+        The dataset UUID.
+    """
+    _logger.debug('Tagging the file record of dataset %s as mismatched', dataset_id)
+    try:
+        records = alyx.rest('files', 'list', no_cache=True, django=(
+            f'dataset,{dataset_id},data_repository__globus_is_personal,False'))
+        if not records:
+            return
+        record = records[0]
+        json_field = record.get('json') or {}
+        if not isinstance(json_field, dict):
+            raise ValueError(f'its json field is not an object: {json_field!r}')
+        alyx.rest('files', 'partial_update', id=record['url'],
+                  data={'json': {**json_field, 'mismatch_hash': True}})
+    except (AlyxError, requests.RequestException, ValueError) as ex:
+        warnings.warn(f'Failed to tag the file record of dataset {dataset_id} as mismatched: '
+                      f'{ex}\nPlease contact the database administrator.', stacklevel=2)

@@ -8,7 +8,6 @@ Nothing here imports boto3.
 """
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from pathlib import PurePosixPath
 
@@ -145,7 +144,7 @@ def is_dataset_failure(error: BaseException) -> bool:
 
 
 def download_s3(tasks: list, n_threads: int | None = None) -> list:
-    """Download S3 tasks in parallel; stop starting new ones after a failure of S3 itself.
+    """Download S3 tasks in parallel; start no new one after a failure of S3 itself.
 
     Parameters
     ----------
@@ -156,44 +155,13 @@ def download_s3(tasks: list, n_threads: int | None = None) -> list:
 
     Returns
     -------
-    list of (pathlib.Path or None, BaseException or None)
-        Per task: the file, or None and the error (None when the task was not started).
+    list of pathlib.Path, Exception or None
+        Per task: the file, the error (sort it with `is_dataset_failure`), or None when the
+        task was not started.
     """
-    from one._lib import download
-
-    results: list = [(None, None)] * len(tasks)
-    if not tasks:
-        return results
-    order = iter(sorted(range(len(tasks)), key=lambda i: -(tasks[i].size or 0)))
-    lock, stop = threading.Lock(), threading.Event()
-
-    def work() -> None:
-        while not stop.is_set():
-            with lock:
-                i = next(order, None)
-            if i is None:
-                return
-            try:
-                (path,) = download_files([tasks[i]], n_threads=1, progress=False,
-                                         retries=S3_RETRIES)
-                results[i] = (path, None)
-            except Exception as ex:  # noqa: BLE001 - sorted by the caller
-                results[i] = (None, ex)
-                if not is_dataset_failure(ex):
-                    stop.set()
-
-    n_workers = min(n_threads or download.N_THREADS, len(tasks))
-    threads = [threading.Thread(target=work, daemon=True, name=f'one-s3-{i}')
-               for i in range(n_workers)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    except BaseException:
-        stop.set()  # workers finish their current file and stop
-        raise
-    return results
+    return download_files(tasks, n_threads=n_threads, retries=S3_RETRIES, return_errors=True,
+                          stop_on=lambda error: not is_dataset_failure(error),
+                          desc='Downloading from S3')
 
 
 def s3_task(bucket: str, key: str, destination, size, md5, s3) -> DownloadTask:

@@ -369,21 +369,23 @@ def test_errors_pickle_with_their_attributes():
 
 
 def test_retry_after_parsing():
-    assert dl._retry_after('3') == 3.0
-    assert dl._retry_after('0.5') == 0.5
-    assert dl._retry_after(None) is None
-    assert dl._retry_after('soon') is None
-    assert dl._retry_after('Wed, 21 Oct 2015 07:28:00 GMT') == 0.0  # a date in the past
+    retry_after = dl.http_headers.retry_after
+    assert retry_after('3') == 3.0
+    assert retry_after('0.5') == 0.5
+    assert retry_after(None) is None
+    assert retry_after('soon') is None
+    assert retry_after('Wed, 21 Oct 2015 07:28:00 GMT') == 0.0  # a date in the past
     future = time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime(time.time() + 100))
-    assert 50 < dl._retry_after(future) <= 100
+    assert 50 < retry_after(future) <= 100
 
 
 def test_content_range_parsing():
-    assert dl._content_range('bytes 0-99/1000') == (0, 99, 1000)
-    assert dl._content_range('bytes 10-19/*') == (10, 19, None)
-    assert dl._content_range('bytes */1000') == (None, None, 1000)
-    assert dl._content_range('items 0-1/2') is None
-    assert dl._content_range(None) is None
+    content_range = dl.http_headers.content_range
+    assert content_range('bytes 0-99/1000') == (0, 99, 1000)
+    assert content_range('bytes 10-19/*') == (10, 19, None)
+    assert content_range('bytes */1000') == (None, None, 1000)
+    assert content_range('items 0-1/2') is None
+    assert content_range(None) is None
 
 
 def test_n_threads_from_environment():
@@ -736,6 +738,49 @@ def test_batch_with_one_failure(server, tmp_path, caplog):
     assert download_files(tasks, raise_on_error=False, return_md5=True)[2] == (None, None)
 
 
+def test_return_errors_gives_each_failure(server, tmp_path, caplog):
+    """With return_errors, each failed file's exception takes the place of its path; nothing
+    is raised or logged."""
+    good = _session_records(server)[:2]
+    url, size, md5 = _write(server, 'bad.bin', b'x' * 1000)
+    server.always('bad.bin', {'corrupt': True})
+    tasks = [DownloadTask(r['data_url'], tmp_path / r['name'], size=r['file_size'],
+                          md5=r['hash']) for r in good]
+    tasks += [DownloadTask(server.url('missing/file.npy'), tmp_path / 'file.npy'),
+              DownloadTask(url, tmp_path / 'bad.bin', size=size, md5=md5),
+              DownloadTask(url, tmp_path / 'short.bin', size=size + 1)]
+    with caplog.at_level(logging.ERROR):
+        out = download_files(tasks, return_errors=True, backoff=0)
+    assert out[:2] == [t.destination for t in tasks[:2]]
+    assert isinstance(out[2], HTTPStatusError) and out[2].status_code == 404
+    assert isinstance(out[3], ChecksumMismatch) and out[3].path == tmp_path / 'bad.bin'
+    assert isinstance(out[4], SizeMismatch) and out[4].expected == size + 1
+    assert caplog.records == []
+    with_md5 = download_files(tasks, return_errors=True, return_md5=True, raise_on_error=True)
+    assert with_md5[0] == (tasks[0].destination, good[0]['hash'])
+    assert isinstance(with_md5[2][0], HTTPStatusError) and with_md5[2][1] is None
+
+
+def test_stop_on_starts_no_further_file(server, tmp_path):
+    records = _session_records(server)[:3]
+    tasks = [DownloadTask(r['data_url'], tmp_path / r['name'], size=r['file_size'],
+                          md5=r['hash']) for r in records]
+    # The largest file starts first: this one, which fails
+    tasks.append(DownloadTask(server.url('missing/file.npy'), tmp_path / 'file.npy',
+                              size=10 * MiB))
+    seen = []
+
+    def stop_on(error):
+        seen.append(error)
+        return isinstance(error, HTTPStatusError)
+
+    out = download_files(tasks, n_threads=1, return_errors=True, stop_on=stop_on)
+    assert out[:3] == [None] * 3 and isinstance(out[3], HTTPStatusError)
+    assert seen == [out[3]] and len(server.requests) == 1
+    out = download_files(tasks, n_threads=1, return_errors=True, stop_on=lambda error: False)
+    assert out[:3] == [t.destination for t in tasks[:3]] and isinstance(out[3], HTTPStatusError)
+
+
 # --------------------------------------------------------------------------------------------
 # ONE's helpers
 # --------------------------------------------------------------------------------------------
@@ -845,7 +890,7 @@ def test_partial_file_lock_is_exclusive_and_leaves_nothing(tmp_path):
     inside, overlaps, committed = [], [], []
 
     def hold(i):
-        part = dl._Part(dest)
+        part = dl.part.Part(dest)
         try:
             assert part.exclusive
             inside.append(i)
@@ -873,7 +918,7 @@ def test_partial_file_lock_is_exclusive_and_leaves_nothing(tmp_path):
 
 def test_hashing_in_a_helper_thread(server, tmp_path, big_data, monkeypatch):
     """Long transfers are hashed by a helper thread; cuts and bad data still handled."""
-    monkeypatch.setattr(dl, 'PIPE_THRESHOLD', MiB)
+    monkeypatch.setattr(dl.engine, 'PIPE_THRESHOLD', MiB)
     url, size, md5 = _write(server, 'big.bin', big_data)
     server.add_faults('big.bin', {'cut': MiB + 11})
     dest = tmp_path / 'big.bin'
@@ -883,7 +928,7 @@ def test_hashing_in_a_helper_thread(server, tmp_path, big_data, monkeypatch):
     server.always('big.bin', {'corrupt': True})
     with pytest.raises(ChecksumMismatch):
         download_files([DownloadTask(url, tmp_path / 'other.bin', size=size, md5=md5)])
-    pipe = dl._HashPipe(hashlib.md5())
+    pipe = dl.hashing.HashPipe(hashlib.md5())
     pipe.update(big_data)  # longer than one buffer
     assert pipe.hexdigest() == md5
 
@@ -897,7 +942,7 @@ def test_without_file_locks(server, tmp_path, monkeypatch):
     def no_flock(fd, operation):
         raise OSError(errno.ENOLCK, 'No locks available')
 
-    monkeypatch.setattr(dl.fcntl, 'flock', no_flock)
+    monkeypatch.setattr(dl.part.fcntl, 'flock', no_flock)
     records = _session_records(server)[:3]
     cache = tmp_path / 'cache'
     tasks = [DownloadTask(r['data_url'], cache / r['name'], size=r['file_size'],

@@ -7,6 +7,7 @@ import sys
 import warnings
 from datetime import date
 from pathlib import Path
+from urllib.parse import parse_qs
 from uuid import UUID
 
 import numpy as np
@@ -504,6 +505,7 @@ def test_file_with_wrong_md5_on_the_server(one, alyx_server, caplog):
     """The data server keeps sending bytes of the right size but another md5: the download is
     tried again, then given up with an error naming the file; no bad file is left."""
     one.list_datasets(EID)
+    _serve_file_record(alyx_server, None)  # the file record gets tagged (tested below)
     good = (FIXTURES / 'files' / CHOICE_URL.lstrip('/')).read_bytes()
     alyx_server.add_response('GET', CHOICE_URL, b'\x00' * len(good))
     with caplog.at_level(logging.ERROR), pytest.raises(ALFObjectNotFound):
@@ -521,6 +523,7 @@ def test_good_file_is_never_replaced_by_a_bad_download(one, alyx_server):
     one.load_dataset(EID, '_ibl_trials.choice.npy')
     target = one.eid2path(EID, query_type='local') / 'alf' / '_ibl_trials.choice.npy'
     good = target.read_bytes()
+    _serve_file_record(alyx_server, None)
     alyx_server.add_response('GET', CHOICE_URL, b'\x01' * len(good))
     # the database now claims another md5: the local file looks bad, and so is the download
     record = _session_record(alyx_server)
@@ -532,6 +535,77 @@ def test_good_file_is_never_replaced_by_a_bad_download(one, alyx_server):
         one.load_dataset(EID, '_ibl_trials.choice.npy')
     assert alyx_server.count('GET', CHOICE_URL) >= 2  # the download was tried
     assert target.read_bytes() == good
+
+
+CHOICE_ID = '901e18bb-99bf-48f4-a5a4-5d9f695a8581'
+CHOICE_FILE_RECORD = 'bf15c4ff-d306-4bf3-a49d-746b76d28a9a'  # in files_list_dataset.json
+FILES_QUERY = f'/files?django=dataset,{CHOICE_ID},data_repository__globus_is_personal,False'
+
+
+def _serve_file_record(alyx_server, json_field) -> dict:
+    """Answer the files list query of the choice dataset with its recorded file record (its
+    ``json`` field set), and a PATCH of that record with the record tagged.  The replay server
+    has no recorded detail of this file record, so the PATCH answer is added here and what the
+    client sent is read from the request log."""
+    body = json.loads((FIXTURES / 'files_list_dataset.json').read_text())
+    record = body['results'][0]
+    record['json'] = json_field
+    alyx_server.add_response('GET', FILES_QUERY, body)
+    tagged = {**record, 'json': {**(json_field or {}), 'mismatch_hash': True}}
+    alyx_server.add_response('PATCH', f'/files/{CHOICE_FILE_RECORD}', tagged)
+    return record
+
+
+def _patches(alyx_server) -> list:
+    return [json.loads(r.body) for r in alyx_server.requests
+            if r.method == 'PATCH' and r.path == f'/files/{CHOICE_FILE_RECORD}']
+
+
+def test_file_staying_bad_is_tagged_on_alyx(one, alyx_server, caplog):
+    """A file whose md5 differs from the database's also after a second download: its file
+    record on Alyx gets 'mismatch_hash' in its json field, the json it had kept."""
+    one.list_datasets(EID)
+    _serve_file_record(alyx_server, {'note': 'kept'})
+    good = (FIXTURES / 'files' / CHOICE_URL.lstrip('/')).read_bytes()
+    alyx_server.add_response('GET', CHOICE_URL, b'\x00' * len(good))
+    with caplog.at_level(logging.ERROR), pytest.raises(ALFObjectNotFound):
+        one.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert 'md5' in caplog.text and CHOICE_ID in caplog.text
+    lists = [r for r in alyx_server.requests if r.method == 'GET' and r.path == '/files']
+    assert len(lists) == 1
+    assert parse_qs(lists[0].query)['django'] == [FILES_QUERY.partition('=')[2]]
+    assert _patches(alyx_server) == [{'json': {'note': 'kept', 'mismatch_hash': True}}]
+
+
+def test_file_with_wrong_size_is_tagged_on_alyx(one, alyx_server):
+    one.list_datasets(EID)
+    _serve_file_record(alyx_server, None)
+    alyx_server.add_response('GET', CHOICE_URL, b'\x00' * 3)
+    with pytest.raises(ALFObjectNotFound):
+        one.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert _patches(alyx_server) == [{'json': {'mismatch_hash': True}}]
+
+
+def test_failed_tag_only_warns(one, alyx_server, caplog):
+    one.list_datasets(EID)
+    _serve_file_record(alyx_server, None)
+    alyx_server.fail(f'/files/{CHOICE_FILE_RECORD}', 403, method='PATCH',
+                     body={'detail': 'You do not have permission to perform this action.'})
+    good = (FIXTURES / 'files' / CHOICE_URL.lstrip('/')).read_bytes()
+    alyx_server.add_response('GET', CHOICE_URL, b'\x00' * len(good))
+    with pytest.warns(UserWarning, match=f'{CHOICE_ID}.*permission'), \
+            caplog.at_level(logging.ERROR), pytest.raises(ALFObjectNotFound):
+        one.load_dataset(EID, '_ibl_trials.choice.npy')
+    assert 'md5' in caplog.text
+    assert alyx_server.count('PATCH', f'/files/{CHOICE_FILE_RECORD}') == 1
+
+
+def test_good_download_is_not_tagged(one, alyx_server):
+    one.list_datasets(EID)
+    _serve_file_record(alyx_server, None)
+    assert one.load_dataset(EID, '_ibl_trials.choice.npy').shape[0] > 0
+    assert alyx_server.count('GET', '/files') == 0
+    assert alyx_server.count('PATCH', f'/files/{CHOICE_FILE_RECORD}') == 0
 
 
 def test_hostile_dataset_url_is_refused(one, alyx_server, tmp_path, caplog):

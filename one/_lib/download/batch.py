@@ -1,0 +1,156 @@
+"""`download_files`: a batch of downloads in worker threads, one progress bar, the outcomes."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from one._lib.download.connections import Worker
+from one._lib.download.defaults import BACKOFF, N_THREADS, RETRIES, TIMEOUT
+from one._lib.download.engine import Engine
+from one._lib.download.errors import Cancelled
+from one._lib.download.progress import NoProgress, Progress
+from one._lib.download.task import DownloadTask
+from one._lib.files import show_progress
+
+_logger = logging.getLogger(__name__)
+
+
+def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
+                   progress: bool | None = None, retries: int = RETRIES,
+                   timeout: float | tuple[float, float] | None = TIMEOUT, *,
+                   backoff: float = BACKOFF, return_md5: bool = False,
+                   raise_on_error: bool = True, return_errors: bool = False,
+                   stop_on: Callable[[Exception], bool] | None = None,
+                   desc: str = 'Downloading') -> list:
+    """Download files in parallel, verified and resumable (see `one._lib.download`).
+
+    Parameters
+    ----------
+    tasks : iterable of DownloadTask
+        The files to download.
+    n_threads : int, optional
+        Number of parallel downloads; default `N_THREADS` (``ONE_HTTP_DL_THREADS``, 4).
+    progress : bool, optional
+        Show one tqdm progress bar (bytes) for the whole batch.  By default shown only when
+        stderr is a terminal.
+    retries : int
+        Retries after a failed attempt (connection error, timeout, HTTP 408, 429, 5xx, cut
+        transfer).  An attempt that moved the transfer on by at least 1 MiB resets the count.
+    timeout : float or (float, float), optional
+        HTTP (connect, read) timeouts in seconds; None waits for ever.  S3 downloads use the
+        client's own configuration.
+    backoff : float
+        First retry delay in seconds, doubled at each retry (randomised by up to -50 %, at most
+        `MAX_BACKOFF`).  A ``Retry-After`` header overrides it (at most `MAX_RETRY_AFTER`).
+    return_md5 : bool
+        Also return each file's md5 (hashing kept files when needed).
+    raise_on_error : bool
+        When a file fails, raise its error once all the other files are done (the first failed
+        file in task order; the others are logged).  When False, failed files give None.
+    return_errors : bool
+        Give each failed file's exception in place of its path (also within the
+        ``(path, md5)`` tuples), neither raised nor logged: the caller handles it.
+        `raise_on_error` is then ignored.
+    stop_on : callable, optional
+        Called with the exception of each failed file, in the thread that downloaded it; when
+        it returns True, no further file is started (those under way finish).  Files never
+        started give None.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    list
+        The destination paths (`pathlib.Path`), in task order; with `return_md5`, tuples
+        ``(path, md5)``.  A failed file gives None, or its exception with `return_errors`.
+        A kept or downloaded file's md5 is None when it was neither known nor asked for.
+
+    Raises
+    ------
+    DownloadError
+        A file could not be downloaded: `HTTPStatusError` (e.g. 404, or 5xx after the
+        retries), `DownloadConnectionError`, `SizeMismatch`, `ChecksumMismatch` (after one
+        re-download).  The destination of a failed file is never modified.
+    ValueError
+        A URL's scheme is neither http(s) nor s3, or `n_threads` is below 1.
+
+    Examples
+    --------
+    >>> tasks = [DownloadTask(url, cache / rel, size=size, md5=md5)
+    ...          for url, rel, size, md5 in records]                    # doctest: +SKIP
+    >>> paths = download_files(tasks)                                   # doctest: +SKIP
+    >>> for task, outcome in zip(tasks, download_files(tasks, return_errors=True)):
+    ...     if isinstance(outcome, Exception):
+    ...         print(f'{task.url}: {outcome}')                         # doctest: +SKIP
+    """
+    tasks = list(tasks)
+    for task in tasks:
+        if not isinstance(task, DownloadTask):
+            raise TypeError(f'Expected DownloadTask objects, got {type(task).__name__}')
+        if task.scheme not in ('http', 'https', 's3'):
+            raise ValueError(f'Cannot download "{task.url}": only http(s):// and s3:// URLs '
+                             'are supported')
+    if not tasks:
+        return []
+    n_threads = N_THREADS if n_threads is None else int(n_threads)
+    if n_threads < 1:
+        raise ValueError(f'n_threads must be at least 1, not {n_threads}')
+    bar: NoProgress = NoProgress()
+    if show_progress(progress):
+        bar = Progress(sum(t.size for t in tasks if t.size is not None), desc)
+    cancel = threading.Event()  # the caller was interrupted: stop mid-transfer
+    stop = threading.Event()  # `stop_on` said so: start no further file
+    engine = Engine(retries, timeout, backoff, return_md5, bar, cancel)
+    results: list = [None] * len(tasks)
+    errors: list = [None] * len(tasks)
+    # Largest first, so that big files start early and small ones fill the gaps
+    order = iter(sorted(range(len(tasks)), key=lambda i: -(tasks[i].size or 0)))
+    order_lock = threading.Lock()
+
+    def work() -> None:
+        worker = Worker()
+        try:
+            while not (cancel.is_set() or stop.is_set()):
+                with order_lock:
+                    i = next(order, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = engine.run(tasks[i], worker)
+                except Exception as ex:  # noqa: BLE001 - reported below
+                    errors[i] = ex
+                    if stop_on is not None and stop_on(ex):
+                        stop.set()
+        except Cancelled:
+            return
+        finally:
+            worker.close()
+
+    try:
+        n_workers = min(n_threads, len(tasks))
+        if n_workers == 1:
+            work()
+        else:
+            threads = [threading.Thread(target=work, daemon=True, name=f'one-download-{i}')
+                       for i in range(n_workers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    except BaseException:
+        cancel.set()  # workers stop after their current chunk; partial files are kept
+        raise
+    finally:
+        bar.close()
+
+    if not return_errors:
+        failed = [ex for ex in errors if ex is not None]
+        for ex in failed[1 if raise_on_error else 0:]:
+            _logger.error('%s', ex)
+        if failed and raise_on_error:
+            raise failed[0]
+        errors = [None] * len(tasks)
+    if return_md5:
+        return [(error, None) if r is None else r for r, error in zip(results, errors)]
+    return [error if r is None else r[0] for r, error in zip(results, errors)]

@@ -1,0 +1,118 @@
+"""The errors of the download engine, and the internal signals its layers pass each other.
+
+`DownloadError` and its subclasses are what callers see; each names the file and its URL.
+`Transient`, `RangeUnsatisfiable` and `Cancelled` never leave the engine: the transports raise
+them and the engine turns them into retries or into one of the public errors.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import requests
+
+RETRY_STATUS = frozenset({408, 429})
+"""HTTP statuses worth retrying besides 5xx."""
+
+
+class DownloadError(OSError):
+    """A file could not be downloaded.  The message names the file and its URL.
+
+    Attributes
+    ----------
+    url : str or None
+        The remote file.
+    path : pathlib.Path or None
+        The local destination.
+    """
+
+    def __init__(self, message: str, url: str | None = None, path=None):
+        super().__init__(message)
+        self.url = url
+        self.path = None if path is None else Path(path)
+
+    def __reduce__(self):  # keep the attributes across processes
+        return _rebuild_error, (type(self), self.args, self.__dict__)
+
+
+def _rebuild_error(cls: type, args: tuple, state: dict) -> DownloadError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class ChecksumMismatch(DownloadError):
+    """The downloaded file's md5 differs from the expected one (also after a re-download)."""
+
+    def __init__(self, message: str, url: str | None = None, path=None,
+                 expected: str | None = None, actual: str | None = None):
+        super().__init__(message, url, path)
+        self.expected, self.actual = expected, actual
+
+
+class SizeMismatch(DownloadError):
+    """The remote or downloaded file's size differs from the expected one."""
+
+    def __init__(self, message: str, url: str | None = None, path=None,
+                 expected: int | None = None, actual: int | None = None):
+        super().__init__(message, url, path)
+        self.expected, self.actual = expected, actual
+
+
+class HTTPStatusError(DownloadError, requests.HTTPError):
+    """The server answered with an error status (after the retries, for 408, 429 and 5xx).
+
+    Also a `requests.HTTPError`, so code written for ONE's HTTP errors still catches it.
+
+    Attributes
+    ----------
+    status_code : int
+        The HTTP status of the last answer.
+    """
+
+    def __init__(self, message: str, url: str | None = None, path=None,
+                 status_code: int | None = None, response=None):
+        super().__init__(message, url, path)
+        self.status_code = status_code
+        self.response = response
+
+
+class DownloadConnectionError(DownloadError, requests.ConnectionError, ConnectionError):
+    """The server could not be reached, or kept failing mid-transfer, after all retries.
+
+    Also a `requests.ConnectionError` and a built-in `ConnectionError`.
+    """
+
+
+class UnsafePath(DownloadError, ValueError):
+    """A path received from a server would land outside the destination folder."""
+
+
+class Transient(Exception):
+    """A failure worth retrying: network error, timeout, 408, 429, 5xx, cut transfer."""
+
+    def __init__(self, error: BaseException | str, retry_after: float | None = None,
+                 status: int | None = None, restart: bool = False):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+        self.status = status
+        self.restart = restart  # the partial file is unusable: start again from byte 0
+
+
+class RangeUnsatisfiable(Exception):
+    """The server answered 416 to a resume request."""
+
+    def __init__(self, total: int | None):
+        super().__init__(total)
+        self.total = total
+
+
+class Cancelled(BaseException):
+    """Raised in worker threads after the caller was interrupted."""
+
+
+def describe(ex: BaseException) -> str:
+    """``ExceptionType: message`` (or only the type when the message is empty)."""
+    text = str(ex)
+    return f'{type(ex).__name__}: {text}' if text else type(ex).__name__

@@ -1,0 +1,146 @@
+"""Local paths from untrusted remote ones, and URL quoting.
+
+`safe_join` and `url_to_local_path` turn paths received from a server into local paths that
+cannot leave the cache folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePath
+from urllib.parse import quote, unquote, urlsplit
+
+from one._lib.download.errors import UnsafePath
+
+_DRIVE = re.compile(r'^[A-Za-z]:')
+
+
+def safe_join(root: str | os.PathLike, rel_path: str | os.PathLike) -> Path:
+    """Join a relative path received from elsewhere to `root`, refusing any escape.
+
+    The path is normalised first: back-slashes count as separators, empty and ``.`` parts are
+    dropped and ``a/..`` pairs cancel out.  Absolute paths, drive or UNC paths, paths that climb
+    above `root` and empty paths are refused.  Symbolic links are not resolved (a link inside
+    the cache is the user's choice).
+
+    Parameters
+    ----------
+    root : str, os.PathLike
+        The folder the result must stay inside.
+    rel_path : str, os.PathLike
+        A relative path, e.g. a dataset's ``rel_path`` or an S3 key suffix.
+
+    Returns
+    -------
+    pathlib.Path
+        ``root / <normalised rel_path>``.
+
+    Raises
+    ------
+    UnsafePath
+        The path is absolute, has a drive, climbs out of `root` or is empty.
+
+    Examples
+    --------
+    >>> safe_join('/data', 'lab/Subjects/./subj/x.npy').as_posix()
+    '/data/lab/Subjects/subj/x.npy'
+    >>> safe_join("/data", "../etc/passwd")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ...
+    one._lib.download.UnsafePath: Refusing the path "../etc/passwd": it climbs out of "/data"
+    """
+    if isinstance(rel_path, PurePath):
+        text = rel_path.as_posix()
+    else:
+        text = os.fspath(rel_path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    text = text.replace('\\', '/')
+    if '\x00' in text:
+        raise UnsafePath(f'Refusing the path {rel_path!r}: it contains a NUL character',
+                         path=root)
+    if text.startswith('/') or _DRIVE.match(text):
+        raise UnsafePath(f'Refusing the path "{rel_path}": it is absolute, not relative to '
+                         f'"{root}"', path=root)
+    parts: list[str] = []
+    for part in text.split('/'):
+        if part in ('', '.'):
+            continue
+        if part == '..':
+            if not parts:
+                raise UnsafePath(f'Refusing the path "{rel_path}": it climbs out of "{root}"',
+                                 path=root)
+            parts.pop()
+        elif _DRIVE.match(part):
+            raise UnsafePath(f'Refusing the path "{rel_path}": it contains a drive', path=root)
+        else:
+            parts.append(part)
+    if not parts:
+        raise UnsafePath(f'Refusing the path "{rel_path}": it names no file under "{root}"',
+                         path=root)
+    return Path(root).joinpath(*parts)
+
+
+def url_to_local_path(url: str, cache_dir: str | os.PathLike, keep_uuid: bool = False) -> Path:
+    """Return where a data file URL is stored in a ONE cache folder.
+
+    The URL's (percent-decoded) path is reduced to its ALF part (from the lab folder on, see
+    `one.alf.path.get_alf_path`), or, for aggregate datasets, to the part from ``aggregates/``
+    on.  The dataset UUID that file servers put before the extension is removed unless
+    `keep_uuid` is True.
+
+    Parameters
+    ----------
+    url : str
+        A data file URL, e.g.
+        ``https://host/lab/Subjects/subj/2020-01-01/001/alf/obj.attr.<uuid>.npy``.
+    cache_dir : str, os.PathLike
+        The cache folder.
+    keep_uuid : bool
+        Keep the UUID in the file name.
+
+    Returns
+    -------
+    pathlib.Path
+        E.g. ``cache_dir/lab/Subjects/subj/2020-01-01/001/alf/obj.attr.npy``.
+
+    Raises
+    ------
+    UnsafePath
+        The URL path would land outside `cache_dir` (``..`` parts).
+
+    Examples
+    --------
+    >>> url = ('http://h/lab/Subjects/s/2024-03-14/001/alf/_ibl_trials.choice.'
+    ...        '901e18bb-99bf-48f4-a5a4-5d9f695a8581.npy')
+    >>> url_to_local_path(url, '/cache').as_posix()
+    '/cache/lab/Subjects/s/2024-03-14/001/alf/_ibl_trials.choice.npy'
+    """
+    from one.alf.path import get_alf_path, remove_uuid_string
+
+    path = unquote(urlsplit(quote_url(url)).path)
+    # Normalise first, so that '..' parts can't smuggle the path out via get_alf_path
+    rel = safe_join('/', path.lstrip('/').replace('\\', '/')).as_posix().lstrip('/')
+    if 'aggregates/' in rel:
+        rel = rel[rel.index('aggregates/'):]
+    else:
+        rel = get_alf_path(rel) or rel.rsplit('/', 1)[-1]
+    if not keep_uuid:
+        rel = remove_uuid_string(PurePath(rel)).as_posix()
+    return safe_join(cache_dir, rel)
+
+
+def quote_url(url: str) -> str:
+    """Percent-quote a URL's path (``#`` in revision folders becomes ``%23``), idempotently."""
+    scheme, sep, rest = url.partition('://')
+    if not sep:
+        scheme, rest = '', url
+    netloc, slash, path = rest.partition('/')
+    path, qmark, query = path.partition('?')
+    path = quote(unquote(path), safe="/~!$&'()*+,;=:@")
+    return f'{scheme}{sep}{netloc}{slash}{path}{qmark}{query}'
+
+
+def hidden(dest: Path, suffix: str) -> Path:
+    """``.<name><suffix>`` beside `dest`: a name no ALF folder scan picks up."""
+    return dest.with_name(f'.{dest.name}{suffix}')

@@ -1,0 +1,108 @@
+"""The S3 transport: ``get_object`` of one ``s3://bucket/key`` task (boto3 imported lazily)."""
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Iterator
+
+from one._lib.download.connections import Worker
+from one._lib.download.defaults import CHUNK_SIZE
+from one._lib.download.errors import (
+    RETRY_STATUS,
+    DownloadError,
+    HTTPStatusError,
+    RangeUnsatisfiable,
+    Transient,
+    describe,
+)
+from one._lib.download.http_headers import content_range, window_size
+from one._lib.download.task import Body, DownloadTask, byte_window
+
+
+class S3Transport:
+    """Opens ``s3://`` tasks with the task's client, or a default one shared by the batch."""
+
+    def __init__(self):
+        self._default = None
+        self._lock = threading.Lock()
+
+    def _client(self, task: DownloadTask):
+        s3 = task.s3
+        if s3 is None:
+            with self._lock:
+                if self._default is None:
+                    import boto3
+
+                    self._default = boto3.client('s3')
+                return self._default
+        client = getattr(getattr(s3, 'meta', None), 'client', None)
+        return client if client is not None else s3
+
+    def open(self, task: DownloadTask, worker: Worker, offset: int,
+             validator: str | None) -> Body:
+        """Ask for the object's data from byte `offset` on (resuming the object whose ETag was
+        `validator`)."""
+        bucket, _, key = task.url.partition('://')[2].partition('/')
+        kwargs = {'Bucket': bucket, 'Key': key}
+        first, last, byte_range = byte_window(task, offset)
+        if byte_range:
+            kwargs['Range'] = byte_range
+            if offset and validator:
+                kwargs['IfMatch'] = validator
+        try:
+            response = self._client(task).get_object(**kwargs)
+        except Exception as ex:
+            raise self._error(task, ex) from ex
+        crange = content_range(response.get('ContentRange'))
+        if crange is not None and crange[0] is not None:
+            start = crange[0] - first
+            total = window_size(first, last, crange[2])
+        else:
+            start, total = 0, response.get('ContentLength')
+        stream = response['Body']
+        return Body(start, total, response.get('ETag'), stream.close,
+                    chunks=self._chunks(task, stream))
+
+    def _chunks(self, task: DownloadTask, stream) -> Iterator:
+        try:
+            yield from stream.iter_chunks(CHUNK_SIZE)
+        except Exception as ex:
+            raise self._error(task, ex) from ex
+
+    @staticmethod
+    def _error(task: DownloadTask, ex: Exception) -> Exception:
+        """Sort a boto3/botocore error into retryable (`Transient`) or final."""
+        from botocore import exceptions as bex
+
+        if isinstance(ex, bex.ClientError):
+            error = ex.response.get('Error', {}) or {}
+            code = str(error.get('Code', ''))
+            status = (ex.response.get('ResponseMetadata', {}) or {}).get('HTTPStatusCode')
+            if status == 416 or code == 'InvalidRange':
+                size = error.get('ActualObjectSize')
+                return RangeUnsatisfiable(int(size) if str(size).isdigit() else None)
+            if status == 412 or code == 'PreconditionFailed':
+                return Transient('the object changed since the partial download',
+                                 restart=True)
+            if status in RETRY_STATUS or (status or 0) >= 500 or code in (
+                    'SlowDown', 'RequestTimeout', 'InternalError', 'ServiceUnavailable'):
+                return Transient(ex, status=status)
+            what = 'not found' if status == 404 or code in ('404', 'NoSuchKey') else \
+                f'{code} (HTTP {status})'
+            return HTTPStatusError(f'Could not download {task.url} to {task.destination}: '
+                                   f'{what}', task.url, task.destination, status_code=status)
+        # ConnectionError: refused, connect timeouts; HTTPClientError: reset, read timeouts
+        transient = (bex.ConnectionError, bex.HTTPClientError, bex.IncompleteReadError,
+                     getattr(bex, 'ResponseStreamingError', bex.HTTPClientError), OSError,
+                     http.client.HTTPException)
+        if isinstance(ex, transient):
+            return Transient(ex)
+        try:
+            import urllib3
+
+            if isinstance(ex, urllib3.exceptions.HTTPError):
+                return Transient(ex)
+        except ImportError:  # pragma: no cover
+            pass
+        return DownloadError(f'Could not download {task.url} to {task.destination}: '
+                             f'{describe(ex)}', task.url, task.destination)
