@@ -374,12 +374,14 @@ def test_load_object_revisions(one, data_root):
     without_defaults = One(cache_dir=data_root)
     datasets = without_defaults._cache['datasets']
     without_defaults._cache['datasets'] = datasets.drop(columns='default_revision')
-    with pytest.warns(alferr.ALFWarning, match='No default revision'):
+    with pytest.warns(alferr.ALFWarning, match='No default revision'), \
+            pytest.warns(alferr.ALFWarning, match='Multiple revisions'):
         latest = without_defaults.load_object(eid, 'trials', collection='alf')
     np.testing.assert_array_equal(latest['choice'], revised)
     before = one.load_object(eid, 'trials', collection='alf', revision='2024-01-01')
     np.testing.assert_array_equal(before['choice'], original)
-    after = one.load_object(eid, 'trials', collection='alf', revision='2025-01-01')
+    with pytest.warns(alferr.ALFWarning, match='Multiple revisions'):
+        after = one.load_object(eid, 'trials', collection='alf', revision='2025-01-01')
     np.testing.assert_array_equal(after['choice'], revised)
 
 
