@@ -188,6 +188,8 @@ def main(argv=None) -> None:
             nbytes = make_large_session(large, args.large, args.large_mb)
             print(f'made {args.large} x {args.large_mb} MiB files '
                   f'({nbytes / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f} s')
+            if hasattr(os, 'sync'):
+                os.sync()  # the kernel's write-back of the new files would compete with hashing
             make_parquet_db(large, hash_files=True)  # warm-up: page cache
             t, c = timed(lambda: make_parquet_db(large, hash_files=True), args.repeat)
             print(f'make_parquet_db, md5 large  : {t:6.2f} s  {nbytes / t / 1e9:10.2f} GB/s'
