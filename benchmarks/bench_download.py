@@ -255,16 +255,17 @@ def main() -> None:
 
         local = threading.local()
 
+        def write(target: Path, content: bytes) -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, 'wb') as f:
+                f.write(content)
+
         def fetch(item):
             s = getattr(local, 's', None)
             if s is None:
                 s = local.s = requests.Session()
             name = item[0]
-            content = s.get(f'{url}/{name}').content
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, 'wb') as f:
-                f.write(content)
+            write(dest / name, s.get(f'{url}/{name}').content)
 
         def requests_small():
             with ThreadPoolExecutor(args.threads) as pool:
@@ -274,11 +275,7 @@ def main() -> None:
 
         def fetch_urllib3(item):
             name = item[0]
-            content = manager.request('GET', f'{url}/{name}').data
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, 'wb') as f:
-                f.write(content)
+            write(dest / name, manager.request('GET', f'{url}/{name}').data)
 
         def urllib3_small():
             with ThreadPoolExecutor(args.threads) as pool:
