@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from one._lib.parquet import category_strings, fixed_width_keys
+from one._lib.parquet import category_strings, fixed_width_keys, index_strings
 from one.alf.spec import QC
 
 __all__ = ['DatasetCodes', 'IdLookup', 'SessionCodes', 'to_uuid', 'with_uuid_index',
@@ -69,17 +69,6 @@ def _codes(values) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
 
 
-def _arrow_strings(values: pd.Index):
-    """The values of a str Index as arrow strings (its own chunks when arrow-backed), or None."""
-    array = values.array
-    try:
-        if hasattr(array, '__arrow_array__'):
-            return array.__arrow_array__()
-        return pa.array(np.asarray(array, dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
-
-
 class IdLookup:
     """Row positions of ids in a table indexed by ``id`` or ``(eid, id)``: a search index.
 
@@ -104,7 +93,7 @@ class IdLookup:
         self._rows = self._rows_of_values(codes, len(self.values))
         self._bits = max(int(len(self.values)).bit_length(), 1)
         keys = None
-        strings = _arrow_strings(self.values) if len(self.values) else None
+        strings = index_strings(self.values) if len(self.values) else None
         if strings is not None:
             keys = fixed_width_keys(strings)
         if keys is not None:

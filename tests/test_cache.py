@@ -714,6 +714,144 @@ def test_save_tables_merges_with_disk(tmp_path):
     assert len(second['sessions']) == 3  # the in-memory table is not modified
 
 
+def _uuid_tables(rng, n_sessions=12, per=5):
+    """Sessions and datasets with random UUIDs (sorted, as loaded), `default_revision` set."""
+    eids = sorted(_random_uuids(rng, n_sessions))
+    ses = _sessions(n_sessions).set_axis(pd.Index(eids, name='id'))
+    dsets = _datasets(eids, per=per)
+    dsets.index = pd.MultiIndex.from_arrays(
+        [dsets.index.get_level_values(0), _random_uuids(rng, len(dsets))], names=['eid', 'id'])
+    return ses, dsets.sort_index().assign(default_revision=True)
+
+
+def _save_both_ways(monkeypatch, tmp_path, disk: dict, memory: dict) -> dict:
+    """Save `memory` over a folder holding `disk`, by the general path then by the fast one.
+
+    Asserts that both give the same files and that the fast path answered every merge.
+    Returns the tables saved.
+    """
+    folders = []
+    for name in ('general', 'fast'):
+        folder = tmp_path / name
+        save_tables(_cache_with(**disk), folder, clobber=True)
+        folders.append(folder)
+    with monkeypatch.context() as m:
+        m.setattr(alf_cache, '_rows_not_in', lambda index, other: None)
+        save_tables(_cache_with(**memory), folders[0])
+    answers = []
+    rows_not_in = alf_cache._rows_not_in
+
+    def spy(index, other):
+        answers.append(rows_not_in(index, other))
+        expected = ~index.isin(other)
+        assert answers[-1] is not None and np.array_equal(answers[-1], expected)
+        return answers[-1]
+    with monkeypatch.context() as m:
+        m.setattr(alf_cache, '_rows_not_in', spy)
+        save_tables(_cache_with(**memory), folders[1])
+    assert len(answers) == len(memory)
+    for table in memory:
+        general, fast = (pq.read_table(f / f'{table}.pqt') for f in folders)
+        assert fast.equals(general), table
+    return load_tables(folders[1])
+
+
+def test_save_over_an_equal_table_keeps_it(tmp_path, monkeypatch):
+    """The same rows on disk and in memory: the memory's values and the disk's columns."""
+    ses, dsets = _uuid_tables(np.random.default_rng(1))
+    save_tables(_cache_with(ses, dsets.assign(exists_aws=False)), tmp_path / 'loaded')
+    loaded = load_tables(tmp_path / 'loaded')
+    a, b = (alf_cache._index_bytes(loaded['datasets'].index) for _ in range(2))
+    assert alf_cache._same_rows(a, b)
+    memory = {'sessions': loaded['sessions'].assign(subject='new'),
+              'datasets': loaded['datasets'].drop(columns='exists_aws').assign(hash='f' * 32)}
+    same_rows, seen = alf_cache._same_rows, []
+    monkeypatch.setattr(alf_cache, '_same_rows', lambda a, b: seen.append(same_rows(a, b))
+                        or seen[-1])
+    saved = _save_both_ways(monkeypatch, tmp_path, {'sessions': ses, 'datasets': dsets.assign(
+        exists_aws=False)}, memory)
+    assert (saved['sessions']['subject'] == 'new').all()
+    assert (saved['datasets']['hash'] == 'f' * 32).all()
+    assert len(saved['datasets']) == len(dsets)
+    # a column only on disk is kept, filled as merge_tables fills it (from ``exists``)
+    assert (saved['datasets']['exists_aws'] == saved['datasets']['exists']).all()
+    assert seen == [True, True]  # nothing was compared row by row
+
+
+@pytest.mark.parametrize('case', ['disk', 'memory', 'both'])
+def test_save_merges_extra_rows_as_the_general_path(tmp_path, monkeypatch, case):
+    """Rows only on disk are kept, rows only in memory added, shared rows take memory values."""
+    rng = np.random.default_rng(['disk', 'memory', 'both'].index(case))
+    ses, dsets = _uuid_tables(rng, n_sessions=20, per=6)
+    # a few rows of existing sessions, and whole sessions, on one side only
+    only = rng.choice(len(dsets), 9, replace=False)
+    whole = dsets.index.get_level_values(0).isin(ses.index[[3, 11]])
+    one_side = np.zeros(len(dsets), dtype=bool)
+    one_side[only] = True
+    one_side |= whole
+    shared_ses, shared = ses.drop(index=ses.index[[3, 11]]), dsets[~one_side]
+    changed = shared.assign(hash='c' * 32, exists=False)
+    if case == 'disk':
+        disk, memory = {'sessions': ses, 'datasets': dsets}, \
+            {'sessions': shared_ses, 'datasets': changed}
+    elif case == 'memory':
+        disk, memory = {'sessions': shared_ses, 'datasets': shared}, \
+            {'sessions': ses, 'datasets': pd.concat([changed, dsets[one_side]]).sort_index()}
+    else:
+        half = np.flatnonzero(one_side)
+        disk_rows, memory_rows = dsets.iloc[half[::2]], dsets.iloc[half[1::2]]
+        disk = {'sessions': ses, 'datasets': pd.concat([shared, disk_rows]).sort_index()}
+        memory = {'sessions': shared_ses.assign(lab='other'),
+                  'datasets': pd.concat([changed, memory_rows]).sort_index()}
+    saved = _save_both_ways(monkeypatch, tmp_path, disk, memory)
+    assert len(saved['datasets']) == len(dsets) and len(saved['sessions']) == len(ses)
+    assert (saved['datasets'].loc[shared.index, 'hash'] == 'c' * 32).all()
+    assert (saved['datasets'].drop(index=shared.index)['hash'] == '0' * 32).all()
+
+
+def test_save_with_an_id_in_two_sessions(tmp_path, monkeypatch):
+    """(eid, id) pairs are compared whole: the same id under another session is another row."""
+    ses, dsets = _uuid_tables(np.random.default_rng(5), n_sessions=4, per=3)
+    eid, dataset_id = dsets.index[0]
+    other = ses.index[2]
+    moved = dsets.iloc[[0]].set_axis(pd.MultiIndex.from_tuples([(other, dataset_id)],
+                                                               names=['eid', 'id']))
+    memory = {'sessions': ses, 'datasets': pd.concat([dsets.iloc[1:], moved]).sort_index()}
+    saved = _save_both_ways(monkeypatch, tmp_path, {'sessions': ses, 'datasets': dsets}, memory)
+    assert len(saved['datasets']) == len(dsets) + 1
+    ids = saved['datasets'].index.get_level_values('id')
+    assert (ids == dataset_id).sum() == 2
+
+
+def test_rows_not_in_is_exact_when_keys_collide(monkeypatch):
+    """Keys only narrow the search: rows sharing a key are told apart on the strings."""
+    rng = np.random.default_rng(9)
+    _, dsets = _uuid_tables(rng, n_sessions=6, per=8)
+    index = dsets.index
+    other = index[rng.permutation(len(index))[:30]].append(index[:5])  # duplicates too
+    other = other.append(pd.MultiIndex.from_arrays(
+        [index.get_level_values(0)[:3], _random_uuids(rng, 3)], names=['eid', 'id']))
+    expected = ~index.isin(other)
+    assert np.array_equal(alf_cache._rows_not_in(index, other), expected)
+    bytes_keys = parquet.bytes_keys
+    monkeypatch.setattr(parquet, 'bytes_keys', lambda fixed: bytes_keys(fixed) % np.uint64(3))
+    assert np.array_equal(alf_cache._rows_not_in(index, other), expected)
+    flat = pd.Index(index.get_level_values(1))
+    assert np.array_equal(alf_cache._rows_not_in(flat, flat[::2]), ~flat.isin(flat[::2]))
+    monkeypatch.setattr(alf_cache, '_MAX_SHARED_KEYS', 2)
+    assert alf_cache._rows_not_in(index, other) is None  # too many shared keys: pandas
+
+
+def test_rows_not_in_declines_other_indices():
+    ses = _sessions(3)  # ids of uuid5: 36 characters
+    assert alf_cache._rows_not_in(ses.index, ses.index[:1]).tolist() == [False, True, True]
+    short = pd.Index(['a', 'b'], name='id')
+    assert alf_cache._rows_not_in(short, short) is None
+    dsets = _datasets(ses.index)
+    assert alf_cache._rows_not_in(dsets.index, ses.index) is None  # levels differ
+    assert alf_cache._rows_not_in(ses.index, ses.index.rename('eid')) is None
+
+
 def test_save_tables_clobber_replaces(tmp_path):
     save_tables(_cache_with(_sessions(3, 'a')), tmp_path)
     save_tables(_cache_with(_sessions(1, 'b')), tmp_path, clobber=True)

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from one._lib.files import atomic_path
 
 __all__ = ['METADATA_KEY', 'save', 'load', 'load_table', 'read_metadata', 'category_strings',
-           'fixed_width_keys']
+           'fixed_width_keys', 'fixed_width_bytes', 'bytes_keys', 'index_strings']
 
 METADATA_KEY = b'one_metadata'
 
@@ -221,6 +221,70 @@ def fixed_width_keys(values, width: int = 36) -> np.ndarray | None:
         out += last
         start += n
     return keys
+
+
+def fixed_width_bytes(values, width: int = 36) -> np.ndarray | None:
+    """String values that all have `width` bytes as a numpy array of dtype ``S<width>``.
+
+    A single chunk is viewed in place (no copy: not to be modified); several chunks are joined.
+
+    Parameters
+    ----------
+    values : pyarrow.Array, pyarrow.ChunkedArray
+        A string or large_string array.
+    width : int
+        The length in bytes every value must have (at least 8).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        One element per value; None when a value is missing or of another width, or the
+        array is not of plain strings.
+    """
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    if width < 8 or not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
+                            for c in chunks):
+        return None
+    parts = []
+    for chunk in chunks:
+        n = len(chunk)
+        if n == 0:
+            continue
+        offsets = _string_offsets(chunk)
+        if chunk.null_count or offsets[-1] - offsets[0] != width * n or \
+                not (np.diff(offsets) == width).all():
+            return None
+        parts.append(np.frombuffer(chunk.buffers()[2], dtype=f'S{width}', count=n,
+                                   offset=int(offsets[0])))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=f'S{width}')
+
+
+def bytes_keys(fixed: np.ndarray) -> np.ndarray:
+    """The `fixed_width_keys` of a `fixed_width_bytes` array (uint64, a new array)."""
+    width = fixed.dtype.itemsize
+    n = len(fixed)
+    if n == 0:
+        return np.empty(0, dtype=np.uint64)
+    if not fixed.flags.c_contiguous:
+        fixed = np.ascontiguousarray(fixed)
+    first = np.ndarray((n,), dtype='<u8', buffer=fixed, offset=0, strides=(width,))
+    last = np.ndarray((n,), dtype='<u8', buffer=fixed, offset=width - 8, strides=(width,))
+    keys = first * _KEY_MULTIPLIER
+    keys += last
+    return keys
+
+
+def index_strings(values: pd.Index):
+    """The values of a str Index as arrow strings (its own chunks when arrow-backed), or None."""
+    array = values.array
+    try:
+        if hasattr(array, '__arrow_array__'):
+            return array.__arrow_array__()
+        return pa.array(np.asarray(array, dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
 
 
 def _distinct_fixed_width(arr, width: int = 36) -> bool:
