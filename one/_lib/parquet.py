@@ -174,6 +174,26 @@ def _string_offsets(arr: pa.Array) -> np.ndarray:
     return np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset:arr.offset + len(arr) + 1]
 
 
+def _fixed_width_chunks(values, width: int) -> list | None:
+    """The non-empty chunks of a string array with their value offsets, or None unless every
+    value is present and `width` bytes long."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    if width < 8 or not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
+                            for c in chunks):
+        return None
+    out = []
+    for chunk in chunks:
+        n = len(chunk)
+        if n == 0:
+            continue
+        offsets = _string_offsets(chunk)
+        if chunk.null_count or offsets[-1] - offsets[0] != width * n or \
+                not (np.diff(offsets) == width).all():
+            return None
+        out.append((chunk, int(offsets[0])))
+    return out
+
+
 _KEY_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -197,21 +217,14 @@ def fixed_width_keys(values, width: int = 36) -> np.ndarray | None:
         One uint64 per value; None when a value is missing or of another width, or the
         array is not of plain strings.
     """
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    if width < 8 or not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
-                            for c in chunks):
+    chunks = _fixed_width_chunks(values, width)
+    if chunks is None:
         return None
-    keys = np.empty(sum(len(c) for c in chunks), dtype=np.uint64)
+    keys = np.empty(sum(len(c) for c, _ in chunks), dtype=np.uint64)
     start = 0
-    for chunk in chunks:
+    for chunk, base in chunks:
         n = len(chunk)
-        if n == 0:
-            continue
-        offsets = _string_offsets(chunk)
-        if chunk.null_count or offsets[-1] - offsets[0] != width * n or \
-                not (np.diff(offsets) == width).all():
-            return None
-        data, base = chunk.buffers()[2], int(offsets[0])
+        data = chunk.buffers()[2]
         # unaligned strided views of the first and last 8 bytes of every value (no copy)
         first = np.ndarray((n,), dtype='<u8', buffer=data, offset=base, strides=(width,))
         last = np.ndarray((n,), dtype='<u8', buffer=data, offset=base + width - 8,
@@ -241,21 +254,11 @@ def fixed_width_bytes(values, width: int = 36) -> np.ndarray | None:
         One element per value; None when a value is missing or of another width, or the
         array is not of plain strings.
     """
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    if width < 8 or not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
-                            for c in chunks):
+    chunks = _fixed_width_chunks(values, width)
+    if chunks is None:
         return None
-    parts = []
-    for chunk in chunks:
-        n = len(chunk)
-        if n == 0:
-            continue
-        offsets = _string_offsets(chunk)
-        if chunk.null_count or offsets[-1] - offsets[0] != width * n or \
-                not (np.diff(offsets) == width).all():
-            return None
-        parts.append(np.frombuffer(chunk.buffers()[2], dtype=f'S{width}', count=n,
-                                   offset=int(offsets[0])))
+    parts = [np.frombuffer(chunk.buffers()[2], dtype=f'S{width}', count=len(chunk), offset=base)
+             for chunk, base in chunks]
     if len(parts) == 1:
         return parts[0]
     return np.concatenate(parts) if parts else np.empty(0, dtype=f'S{width}')
