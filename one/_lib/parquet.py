@@ -224,16 +224,19 @@ def fixed_width_keys(values, width: int = 36) -> np.ndarray | None:
     start = 0
     for chunk, base in chunks:
         n = len(chunk)
-        data = chunk.buffers()[2]
-        # unaligned strided views of the first and last 8 bytes of every value (no copy)
-        first = np.ndarray((n,), dtype='<u8', buffer=data, offset=base, strides=(width,))
-        last = np.ndarray((n,), dtype='<u8', buffer=data, offset=base + width - 8,
-                          strides=(width,))
-        out = keys[start:start + n]
-        np.multiply(first, _KEY_MULTIPLIER, out=out)
-        out += last
+        _keys_into(chunk.buffers()[2], base, n, width, keys[start:start + n])
         start += n
     return keys
+
+
+def _keys_into(data, offset: int, n: int, width: int, out: np.ndarray) -> None:
+    """Write the keys of `n` values of `width` bytes stored from `offset` in `data` to `out`."""
+    # unaligned strided views of the first and last 8 bytes of every value (no copy)
+    first = np.ndarray((n,), dtype='<u8', buffer=data, offset=offset, strides=(width,))
+    last = np.ndarray((n,), dtype='<u8', buffer=data, offset=offset + width - 8,
+                      strides=(width,))
+    np.multiply(first, _KEY_MULTIPLIER, out=out)
+    out += last
 
 
 def fixed_width_bytes(values, width: int = 36) -> np.ndarray | None:
@@ -266,16 +269,9 @@ def fixed_width_bytes(values, width: int = 36) -> np.ndarray | None:
 
 def bytes_keys(fixed: np.ndarray) -> np.ndarray:
     """The `fixed_width_keys` of a `fixed_width_bytes` array (uint64, a new array)."""
-    width = fixed.dtype.itemsize
-    n = len(fixed)
-    if n == 0:
-        return np.empty(0, dtype=np.uint64)
-    if not fixed.flags.c_contiguous:
-        fixed = np.ascontiguousarray(fixed)
-    first = np.ndarray((n,), dtype='<u8', buffer=fixed, offset=0, strides=(width,))
-    last = np.ndarray((n,), dtype='<u8', buffer=fixed, offset=width - 8, strides=(width,))
-    keys = first * _KEY_MULTIPLIER
-    keys += last
+    keys = np.empty(len(fixed), dtype=np.uint64)
+    if len(fixed):
+        _keys_into(np.ascontiguousarray(fixed), 0, len(fixed), fixed.dtype.itemsize, keys)
     return keys
 
 
