@@ -78,7 +78,8 @@ def make_big_tables(folder: Path, n_sessions: int, per_session: int) -> int:
     import numpy as np
     import pandas as pd
 
-    from one.alf.cache import QC_TYPE, _uuid_strings, default_cache, save_tables
+    from one._lib.uuids import uuid_strings
+    from one.alf.cache import QC_TYPE, default_cache, save_tables
     rng = np.random.default_rng(0)
     n = n_sessions * per_session
 
@@ -86,7 +87,7 @@ def make_big_tables(folder: Path, n_sessions: int, per_session: int) -> int:
         raw = rng.integers(0, 256, (k, 16), dtype=np.uint8)
         raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
         raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-        return _uuid_strings(raw)
+        return uuid_strings(raw)
 
     eids = uuids(n_sessions)
     sessions = pd.DataFrame({

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from one._lib import parquet
+from one._lib import parquet, row_match, table_align, table_upsert
 from one.alf import cache as alf_cache
 from one.alf.cache import (
     DATASETS_COLUMNS,
@@ -600,7 +600,7 @@ def _merge_both_ways(monkeypatch, cache, records):
     """merge_tables into a copy of the cache by the general path, then by the fast one."""
     general = {**cache, '_meta': {}}
     with monkeypatch.context() as m:
-        m.setattr(alf_cache, '_upsert_sorted', lambda table, records: None)
+        m.setattr(table_upsert, '_upsert_sorted', lambda table, records: None)
         merge_tables(general, datasets=records)
     merge_tables(cache, datasets=records)
     return general['datasets'], cache['datasets']
@@ -619,10 +619,10 @@ def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch):
     dsets['default_revision'] = True
     save_tables(_cache_with(ses, dsets.sort_index()), tmp_path)  # sorted, as Alyx writes it
     cache = load_tables(tmp_path)
-    monkeypatch.setattr(alf_cache, '_MAX_CHUNKS', 4)  # join chunks often
+    monkeypatch.setattr(table_upsert, '_MAX_CHUNKS', 4)  # join chunks often
     for step in range(12):
         table = cache['datasets']
-        assert alf_cache._sorted_row_order_index(table.index) is not None
+        assert table_upsert._sorted_row_order_index(table.index) is not None
         existing = table.iloc[rng.choice(len(table), 3, replace=False)]
         known = [(e, i) for e in rng.choice(eids, 4) for i in _random_uuids(rng, 2)]
         new = pd.DataFrame({
@@ -654,8 +654,8 @@ def test_merge_with_an_id_of_another_session_takes_the_general_path(tmp_path, mo
     other = sorted(set(ses.index) - {eid})[0]
     record = table.iloc[[0]].set_axis(pd.MultiIndex.from_tuples([(other, dataset_id)],
                                                                 names=['eid', 'id']))
-    table, aligned = alf_cache._align(table, record)
-    assert alf_cache._upsert_sorted(table, aligned) is None
+    table, aligned = table_align.align(table, record)
+    assert table_upsert._upsert_sorted(table, aligned) is None
     general, fast = _merge_both_ways(monkeypatch, cache, record)
     pd.testing.assert_frame_equal(fast, general)
     assert len(fast) == 7 and (fast.index.get_level_values('id') == dataset_id).sum() == 2
@@ -736,10 +736,10 @@ def _save_both_ways(monkeypatch, tmp_path, disk: dict, memory: dict) -> dict:
         save_tables(_cache_with(**disk), folder, clobber=True)
         folders.append(folder)
     with monkeypatch.context() as m:
-        m.setattr(alf_cache, '_rows_not_in', lambda index, other: None)
+        m.setattr(row_match, 'rows_not_in', lambda index, other: None)
         save_tables(_cache_with(**memory), folders[0])
     answers = []
-    rows_not_in = alf_cache._rows_not_in
+    rows_not_in = row_match.rows_not_in
 
     def spy(index, other):
         answers.append(rows_not_in(index, other))
@@ -747,7 +747,7 @@ def _save_both_ways(monkeypatch, tmp_path, disk: dict, memory: dict) -> dict:
         assert answers[-1] is not None and np.array_equal(answers[-1], expected)
         return answers[-1]
     with monkeypatch.context() as m:
-        m.setattr(alf_cache, '_rows_not_in', spy)
+        m.setattr(row_match, 'rows_not_in', spy)
         save_tables(_cache_with(**memory), folders[1])
     assert len(answers) == len(memory)
     for table in memory:
@@ -761,12 +761,12 @@ def test_save_over_an_equal_table_keeps_it(tmp_path, monkeypatch):
     ses, dsets = _uuid_tables(np.random.default_rng(1))
     save_tables(_cache_with(ses, dsets.assign(exists_aws=False)), tmp_path / 'loaded')
     loaded = load_tables(tmp_path / 'loaded')
-    a, b = (alf_cache._index_bytes(loaded['datasets'].index) for _ in range(2))
-    assert alf_cache._same_rows(a, b)
+    a, b = (row_match._index_bytes(loaded['datasets'].index) for _ in range(2))
+    assert row_match._same_rows(a, b)
     memory = {'sessions': loaded['sessions'].assign(subject='new'),
               'datasets': loaded['datasets'].drop(columns='exists_aws').assign(hash='f' * 32)}
-    same_rows, seen = alf_cache._same_rows, []
-    monkeypatch.setattr(alf_cache, '_same_rows', lambda a, b: seen.append(same_rows(a, b))
+    same_rows, seen = row_match._same_rows, []
+    monkeypatch.setattr(row_match, '_same_rows', lambda a, b: seen.append(same_rows(a, b))
                         or seen[-1])
     saved = _save_both_ways(monkeypatch, tmp_path, {'sessions': ses, 'datasets': dsets.assign(
         exists_aws=False)}, memory)
@@ -832,24 +832,24 @@ def test_rows_not_in_is_exact_when_keys_collide(monkeypatch):
     other = other.append(pd.MultiIndex.from_arrays(
         [index.get_level_values(0)[:3], _random_uuids(rng, 3)], names=['eid', 'id']))
     expected = ~index.isin(other)
-    assert np.array_equal(alf_cache._rows_not_in(index, other), expected)
+    assert np.array_equal(row_match.rows_not_in(index, other), expected)
     bytes_keys = parquet.bytes_keys
     monkeypatch.setattr(parquet, 'bytes_keys', lambda fixed: bytes_keys(fixed) % np.uint64(3))
-    assert np.array_equal(alf_cache._rows_not_in(index, other), expected)
+    assert np.array_equal(row_match.rows_not_in(index, other), expected)
     flat = pd.Index(index.get_level_values(1))
-    assert np.array_equal(alf_cache._rows_not_in(flat, flat[::2]), ~flat.isin(flat[::2]))
-    monkeypatch.setattr(alf_cache, '_MAX_SHARED_KEYS', 2)
-    assert alf_cache._rows_not_in(index, other) is None  # too many shared keys: pandas
+    assert np.array_equal(row_match.rows_not_in(flat, flat[::2]), ~flat.isin(flat[::2]))
+    monkeypatch.setattr(row_match, '_MAX_SHARED_KEYS', 2)
+    assert row_match.rows_not_in(index, other) is None  # too many shared keys: pandas
 
 
 def test_rows_not_in_declines_other_indices():
     ses = _sessions(3)  # ids of uuid5: 36 characters
-    assert alf_cache._rows_not_in(ses.index, ses.index[:1]).tolist() == [False, True, True]
+    assert row_match.rows_not_in(ses.index, ses.index[:1]).tolist() == [False, True, True]
     short = pd.Index(['a', 'b'], name='id')
-    assert alf_cache._rows_not_in(short, short) is None
+    assert row_match.rows_not_in(short, short) is None
     dsets = _datasets(ses.index)
-    assert alf_cache._rows_not_in(dsets.index, ses.index) is None  # levels differ
-    assert alf_cache._rows_not_in(ses.index, ses.index.rename('eid')) is None
+    assert row_match.rows_not_in(dsets.index, ses.index) is None  # levels differ
+    assert row_match.rows_not_in(ses.index, ses.index.rename('eid')) is None
 
 
 def test_save_tables_clobber_replaces(tmp_path):

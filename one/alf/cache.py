@@ -32,10 +32,8 @@ never lose each other's records and a killed writer leaves the previous files in
 """
 from __future__ import annotations
 
-import bisect
 import contextlib
 import datetime
-import hashlib
 import logging
 import os
 import re
@@ -48,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from one._lib import files as _files
-from one._lib import parquet
+from one._lib import folder_index, parquet, row_match, table_align, table_upsert, uuids
 from one._lib.bunch import Bunch
 from one._lib.locks import file_lock
 from one.alf import spec
@@ -162,16 +160,6 @@ def _has_uuid_objects(index: pd.Index) -> bool:
     return any(isinstance(v, uuid.UUID) for v in first)
 
 
-def _nullable(dtype):
-    """The nullable counterpart of a numpy bool/int dtype (other dtypes are returned as is)."""
-    if isinstance(dtype, np.dtype):
-        if dtype.kind == 'b':
-            return pd.BooleanDtype()
-        if dtype.kind in 'iu':
-            return pd.api.types.pandas_dtype(dtype.name.capitalize().replace('Uint', 'UInt'))
-    return dtype
-
-
 def default_cache(origin: str = '') -> Bunch:
     """Return an empty cache: empty sessions and datasets tables and fresh metadata.
 
@@ -240,29 +228,12 @@ def cast_index_object(df: pd.DataFrame, dtype=uuid.UUID) -> pd.DataFrame:
 # Legacy tables
 # --------------------------------------------------------------------------------------------
 
-_HEX_DIGITS = np.frombuffer(b'0123456789abcdef', dtype=np.uint8)
-_UUID_CHAR_POSITIONS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
-
-
-def _uuid_strings(raw: np.ndarray) -> list[str]:
-    """Format rows of 16 bytes as canonical UUID strings (vectorised)."""
-    raw = np.asarray(raw, dtype=np.uint8).reshape(-1, 16)
-    n = len(raw)
-    nibbles = np.empty((n, 32), dtype=np.uint8)
-    nibbles[:, 0::2] = raw >> 4
-    nibbles[:, 1::2] = raw & 0x0F
-    chars = np.full((n, 36), ord('-'), dtype=np.uint8)
-    chars[:, _UUID_CHAR_POSITIONS] = _HEX_DIGITS[nibbles]
-    text = chars.tobytes().decode('ascii')
-    return [text[i:i + 36] for i in range(0, 36 * n, 36)]
-
-
 def _int2str_uuids(low: np.ndarray, high: np.ndarray) -> list[str]:
     """Turn pairs of int64 (the 16 bytes of a UUID read as 2 little-endian int64) into str."""
     pairs = np.empty((len(low), 2), dtype='<i8')
     pairs[:, 0] = low
     pairs[:, 1] = high
-    return _uuid_strings(pairs.view(np.uint8))
+    return uuids.uuid_strings(pairs.view(np.uint8))
 
 
 def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
@@ -440,134 +411,6 @@ def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> B
 # Merging
 # --------------------------------------------------------------------------------------------
 
-def _na_column(index: pd.Index, dtype) -> pd.Series:
-    """An all-NA column of `dtype` (which must hold NA)."""
-    return pd.Series(index=index, dtype=dtype)
-
-
-def _filled_without_na(col: str) -> bool:
-    """Columns whose missing values are booleans: ``exists_*`` and ``default_revision``."""
-    return col.startswith('exists_') or col == 'default_revision'
-
-
-def _fill_value_column(col: str, rows: pd.DataFrame, dtype) -> pd.Series:
-    """The values of a column `rows` lack.
-
-    ``exists_*`` copy the rows' ``exists`` (True without it); ``default_revision`` is False
-    (not marked as the default: the revision logic then picks the only or latest revision, as
-    for a table without the column) so that the column stays bool, as ONE-api expects;
-    anything else is NA.
-    """
-    if col.startswith('exists_'):
-        if 'exists' in rows.columns:
-            return rows['exists'].astype(dtype)
-        return pd.Series(True, index=rows.index).astype(dtype)
-    if col == 'default_revision':
-        return pd.Series(False, index=rows.index).astype(dtype)
-    return _na_column(rows.index, dtype)
-
-
-def _column_dtype(col: str, dtype):
-    """The dtype of a column added to rows that lack it (nullable unless filled with bools)."""
-    return dtype if _filled_without_na(col) else _nullable(dtype)
-
-
-def _with_column(table: pd.DataFrame, col: str, values: pd.Series) -> pd.DataFrame:
-    """A shallow copy of `table` with a column set or added (the input is not modified)."""
-    table = table.copy(deep=False)
-    if col in table.columns:
-        table.isetitem(table.columns.get_loc(col), values)
-    else:
-        table[col] = values
-    return table
-
-
-def _code_dtype(n_categories: int):
-    """The smallest integer type pandas uses for the codes of `n_categories` categories."""
-    for dtype in (np.int8, np.int16, np.int32):
-        if n_categories < np.iinfo(dtype).max:
-            return dtype
-    return np.int64
-
-
-def _recategorize(column: pd.Series, categories: pd.Index) -> pd.Series:
-    """A categorical column re-expressed with more categories (the codes remapped)."""
-    values = column.array
-    mapping = np.append(categories.get_indexer(values.categories), -1)
-    codes = mapping[values.codes].astype(_code_dtype(len(categories)))
-    dtype = pd.CategoricalDtype(categories, ordered=values.ordered)
-    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), index=column.index,
-                     name=column.name)
-
-
-def _widen_categories(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """`table` with the values of `records` added to its unordered categorical columns.
-
-    Categories stay sorted, so that the column keeps sorting as the strings it holds.
-    Ordered categoricals (``qc``) have a fixed set of levels and are left alone.
-    """
-    for col in table.columns:
-        dtype = table[col].dtype
-        if not isinstance(dtype, pd.CategoricalDtype) or dtype.ordered or \
-                col not in records.columns:
-            continue
-        values = records[col]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            used = np.unique(values.cat.codes[values.cat.codes >= 0])
-            present = values.cat.categories.take(used)
-        else:
-            present = pd.Index(pd.unique(values.dropna()))
-        new = present[dtype.categories.get_indexer(present) < 0]
-        if not len(new):
-            continue
-        categories = dtype.categories.append(new.astype(dtype.categories.dtype))
-        with contextlib.suppress(TypeError):  # values that do not compare stay unsorted
-            categories = categories.sort_values()
-        table = _with_column(table, col, _recategorize(table[col], categories))
-    return table
-
-
-def _align(table: pd.DataFrame, records: pd.DataFrame, strict: bool = False
-           ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Give `records` the columns (order and dtypes) of `table`.
-
-    Non-strict: table columns missing from the records are added to the records (and made
-    nullable in the table when filled with NA); record columns missing from the table are
-    added to the table (see `_fill_value_column` for the values of its existing rows).
-    Categorical columns of the table get the categories the records need.
-
-    Returns
-    -------
-    (table, records)
-        The (possibly converted; the input is never modified) table and the aligned records.
-    """
-    if strict:
-        if set(records.columns) != set(table.columns):
-            raise AssertionError(
-                f'Columns of records {sorted(map(str, records.columns))} do not match those '
-                f'of the table {sorted(map(str, table.columns))}')
-    else:
-        missing = [c for c in table.columns if c not in records.columns]
-        if missing:
-            # columns filled with NA must hold it (exists_* columns are filled with booleans)
-            conversions = {c: _column_dtype(c, table[c].dtype) for c in missing}
-            conversions = {c: d for c, d in conversions.items() if d != table[c].dtype}
-            if conversions:
-                table = table.astype(conversions)
-            records = records.assign(**{
-                c: _fill_value_column(c, records, table[c].dtype) for c in missing})
-        for col in records.columns:
-            if col not in table.columns:
-                table = _with_column(table, col, _fill_value_column(
-                    col, table, _column_dtype(col, records[col].dtype)))
-    table = _widen_categories(table, records)
-    records = records[list(table.columns)]
-    dtypes = table.dtypes.to_dict()
-    if records.dtypes.to_dict() != dtypes:
-        records = records.astype(dtypes)
-    return table, records
-
-
 def _records_frame(table: pd.DataFrame, records) -> pd.DataFrame:
     """Records as a DataFrame indexed like `table` (a Series is one row named by its name)."""
     if isinstance(records, pd.Series):
@@ -579,302 +422,6 @@ def _records_frame(table: pd.DataFrame, records) -> pd.DataFrame:
     if _has_uuid_objects(records.index):
         records = cast_index_object(records.copy(deep=False), str)
     return records
-
-
-def _append_multiindex(a: pd.MultiIndex, b: pd.MultiIndex) -> tuple | None:
-    """Levels and codes of the rows of `a` followed by those of `b`.
-
-    pandas' own append rebuilds (re-hashes and re-sorts) every level, which costs seconds for
-    a million rows; here each sorted level of `a` is kept and only `b`'s new values are
-    inserted, found by binary search.
-
-    Returns
-    -------
-    (levels, codes) or None
-        None when this does not apply (levels not sorted, NA, values not comparable).
-    """
-    if a.nlevels != b.nlevels:
-        return None
-    levels, codes = [], []
-    for k in range(a.nlevels):
-        level = a.levels[k]
-        n = len(level)
-        a_codes = np.asarray(a.codes[k], dtype=np.int64)
-        values = b.get_level_values(k)
-        if n == 0 or values.hasnans or (a_codes < 0).any():
-            return None
-        try:
-            lv = np.asarray(level, dtype=object)
-            if not (lv[:-1] < lv[1:]).all():
-                return None
-            vals = np.asarray(values, dtype=object)
-            pos = np.searchsorted(lv, vals)
-            found = (pos < n) & (lv[np.minimum(pos, n - 1)] == vals)
-            if found.all():
-                b_codes = pos
-            else:
-                new = np.unique(vals[~found])
-                inserted_at = np.searchsorted(lv, new)
-                old_pos = np.arange(n) + np.searchsorted(inserted_at, np.arange(n), side='right')
-                new_pos = inserted_at + np.arange(len(new))
-                order = np.empty(n + len(new), dtype=np.int64)
-                order[old_pos] = np.arange(n)
-                order[new_pos] = n + np.arange(len(new))
-                level = level.append(pd.Index(new, dtype=level.dtype)).take(order)
-                a_codes = old_pos[a_codes]
-                b_codes = np.where(found, old_pos[np.minimum(pos, n - 1)],
-                                   new_pos[np.minimum(np.searchsorted(new, vals), len(new) - 1)])
-        except (TypeError, ValueError):
-            return None
-        levels.append(level.rename(a.names[k]))
-        codes.append(np.concatenate([a_codes, b_codes]))
-    return levels, codes
-
-
-def _sorting_order(levels: list, codes: list) -> np.ndarray:
-    """The permutation that sorts rows given sorted levels and their codes."""
-    sizes = [len(level) for level in levels]
-    if float(np.prod(sizes, dtype=float)) < 2 ** 62:
-        key = codes[0].astype(np.int64)
-        for size, c in zip(sizes[1:], codes[1:]):
-            key = key * size + c
-        return np.argsort(key, kind='stable')  # timsort: fast on nearly sorted keys
-    return np.lexsort(codes[::-1])
-
-
-def _with_sorted_levels(index: pd.MultiIndex) -> pd.MultiIndex:
-    """The same index with every level's values sorted (codes remapped; rows unchanged).
-
-    A loaded table's id level is kept in row order for speed (see `one._lib.parquet`); it is
-    sorted here, once, the first time rows are added to the table.
-    """
-    if all(level.is_monotonic_increasing for level in index.levels):
-        return index
-    levels, codes = [], []
-    for level, level_codes in zip(index.levels, index.codes):
-        if level.is_monotonic_increasing:
-            levels.append(level)
-            codes.append(np.asarray(level_codes))
-            continue
-        order = np.argsort(np.asarray(level, dtype=object), kind='stable')
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        levels.append(level.take(order))
-        level_codes = np.asarray(level_codes, dtype=np.int64)
-        codes.append(np.where(level_codes >= 0, rank[level_codes], -1))
-    return pd.MultiIndex(levels=levels, codes=codes, names=index.names, verify_integrity=False)
-
-
-def _concat_rows(table: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """`table` with the rows of `new` (same columns and dtypes) appended, sorted by index."""
-    if isinstance(table.index, pd.MultiIndex) and len(new):
-        table = table.set_axis(_with_sorted_levels(table.index))
-        parts = _append_multiindex(table.index, new.index)
-        if parts is not None:
-            levels, codes = parts
-            order = _sorting_order(levels, codes)
-            out = pd.concat([table.reset_index(drop=True), new.reset_index(drop=True)],
-                            ignore_index=True).take(order)
-            out.index = pd.MultiIndex(levels=levels, codes=[c[order] for c in codes],
-                                      names=table.index.names, verify_integrity=False)
-            return out
-    return pd.concat([table, new]).sort_index()
-
-
-def _sorted_row_order_index(index: pd.Index) -> tuple | None:
-    """The parts of a 2-level index that `_upsert_sorted` can extend, or None.
-
-    That is: rows sorted by (first, second) value, the first level sorted (few values: a
-    session's eid), the second level holding the row values in row order (codes 0..n-1, so
-    its values are distinct), as `load_tables` builds the datasets index and `_upsert_sorted`
-    keeps it.  Checking costs a few comparisons per row, never a sort or hash of the ids.
-
-    Returns
-    -------
-    (numpy.ndarray, numpy.ndarray, pandas.Index) or None
-        The first level's values (object array), its codes, and the second level.
-    """
-    if not isinstance(index, pd.MultiIndex) or index.nlevels != 2 or len(index) == 0:
-        return None
-    level0, level1 = index.levels
-    codes0, codes1 = (np.asarray(c) for c in index.codes)
-    n = len(index)
-    if len(level1) != n or codes1[0] != 0 or not (np.diff(codes1) == 1).all():
-        return None
-    steps = np.diff(codes0)
-    if codes0[0] < 0 or (steps < 0).any():
-        return None
-    first = np.asarray(level0, dtype=object)
-    try:
-        if not all(isinstance(x, str) for x in first) or \
-                (len(first) > 1 and not (first[:-1] < first[1:]).all()):
-            return None
-        values = level1.array
-        increasing = np.asarray(values[:-1] < values[1:], dtype=bool)
-    except (TypeError, ValueError):
-        return None
-    if not (steps[~increasing] > 0).all():  # where the id does not increase, a group starts
-        return None
-    return first, codes0, level1
-
-
-def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame | None:
-    """`_upsert` of a few records into a large table indexed as `_sorted_row_order_index` says.
-
-    Each record is found by binary search (of its session, then of its id among that
-    session's rows) instead of hashing and sorting the million values of the index levels;
-    new rows are inserted in place, and the index is built from codes.  Returns None when
-    the table or the records do not qualify (the general path then applies).
-    """
-    n, k = len(table), len(records)
-    if k > max(1000, n // 10) or not isinstance(records.index, pd.MultiIndex) or \
-            records.index.nlevels != 2:
-        return None
-    parts = _sorted_row_order_index(table.index)
-    if parts is None:
-        return None
-    eids, codes0, level1 = parts
-    record_eids = list(records.index.get_level_values(0))
-    record_ids = list(records.index.get_level_values(1))
-    if not all(isinstance(x, str) for x in record_eids + record_ids):
-        return None
-    order = sorted(range(k), key=lambda j: (record_eids[j], record_ids[j]))
-    records = records.iloc[order]
-    record_eids = np.array([record_eids[j] for j in order], dtype=object)
-    record_ids = [record_ids[j] for j in order]
-
-    # the rows of each record's session, then the record's place among them
-    eid_pos = np.searchsorted(eids, record_eids)
-    known = (eid_pos < len(eids)) & (eids[np.minimum(eid_pos, len(eids) - 1)] == record_eids)
-    starts = np.searchsorted(codes0, eid_pos, side='left')
-    stops = np.where(known, np.searchsorted(codes0, eid_pos, side='right'), starts)
-    rows = np.empty(k, dtype=np.int64)
-    existing = np.zeros(k, dtype=bool)
-    groups = {}
-    for j in range(k):
-        start, stop = int(starts[j]), int(stops[j])
-        if stop > start:
-            if start not in groups:
-                groups[start] = list(level1[start:stop])
-            ids = groups[start]
-            p = bisect.bisect_left(ids, record_ids[j])
-            existing[j] = p < len(ids) and ids[p] == record_ids[j]
-            rows[j] = start + p
-        else:
-            rows[j] = start
-    new_ids = [x for x, e in zip(record_ids, existing) if not e]
-    if new_ids and level1.isin(new_ids).any():
-        return None  # an id already held by another session: not a row-order level any more
-
-    out = table
-    if existing.any():
-        out = table.copy()
-        for i, col in enumerate(out.columns):
-            out.iloc[rows[existing], i] = records[col].array[existing]
-    if existing.all():
-        return out
-    new = ~existing
-    insert_at = rows[new]
-    if (np.diff(insert_at) < 0).any():
-        return None
-    # the new rows go between slices of the table (no copy of arrow-backed string columns)
-    added_rows = records[new]
-    runs = _interleave(n, insert_at)
-    frame = _defragment(pd.concat([(added_rows if is_new else out).iloc[a:b]
-                                   for is_new, a, b in runs], ignore_index=True))
-    new_level1 = pd.Index(new_ids, dtype=level1.dtype)
-    level1 = _defragment(level1[:0].append([(new_level1 if is_new else level1)[a:b]
-                                            for is_new, a, b in runs]))
-    # sessions not in the table yet are inserted into the sorted first level
-    added = np.unique(record_eids[new & ~known]).astype(object)
-    inserted_at = np.searchsorted(eids, added)
-    level0_values = np.insert(eids, inserted_at, added)
-    remap = np.arange(len(eids)) + np.searchsorted(inserted_at, np.arange(len(eids)),
-                                                   side='right')
-    new_codes, old_codes = np.searchsorted(level0_values, record_eids[new]), remap[codes0]
-    codes = np.concatenate([(new_codes if is_new else old_codes)[a:b] for is_new, a, b in runs])
-    level0 = pd.Index(level0_values, dtype=table.index.levels[0].dtype,
-                      name=table.index.names[0])
-    frame.index = pd.MultiIndex(levels=[level0, level1.rename(table.index.names[1])],
-                                codes=[codes, np.arange(len(frame))],
-                                names=table.index.names, verify_integrity=False)
-    return frame
-
-
-def _interleave(n: int, insert_at: np.ndarray) -> list[tuple[bool, int, int]]:
-    """Slices that insert new items, in order, before the positions `insert_at` of n items.
-
-    Returns
-    -------
-    list of (bool, int, int)
-        (from the new items?, start, stop), in output order.
-    """
-    runs, previous = [], 0
-    breaks = np.flatnonzero(np.diff(insert_at)) + 1
-    for start, stop in zip([0, *breaks.tolist()], [*breaks.tolist(), len(insert_at)]):
-        position = int(insert_at[start])
-        if position > previous:
-            runs.append((False, previous, position))
-        runs.append((True, start, stop))
-        previous = position
-    if previous < n:
-        runs.append((False, previous, n))
-    return runs
-
-
-_MAX_CHUNKS = 64
-
-
-def _defragment(obj):
-    """Join the chunks of arrow-backed columns (or of an Index) once they are many.
-
-    Rows inserted between slices of a table share the slices' memory, one chunk each: after
-    many insertions the chunks are joined, once.
-    """
-    arrays = [obj.array] if isinstance(obj, pd.Index) else [obj.iloc[:, i].array
-                                                             for i in range(obj.shape[1])]
-    for i, array in enumerate(arrays):
-        if not isinstance(array, pd.arrays.ArrowExtensionArray):
-            continue
-        chunked = array.__arrow_array__()
-        if getattr(chunked, 'num_chunks', 0) <= _MAX_CHUNKS:
-            continue
-        joined = array.dtype.__from_arrow__(chunked.combine_chunks())
-        if isinstance(obj, pd.Index):
-            return pd.Index(joined, name=obj.name)
-        obj.isetitem(i, joined)
-    return obj
-
-
-def _upsert(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """Return `table` with `records` (aligned) overwriting rows of the same index, new ones added.
-
-    The result is sorted by index.  Neither input is modified.
-    """
-    if table.empty:
-        out = records.copy()
-    else:
-        fast = _upsert_sorted(table, records)
-        if fast is not None:
-            return fast
-        if table.index.is_unique:
-            positions = table.index.get_indexer(records.index)
-        else:  # a malformed table: replace every row sharing an index with the record
-            keep = ~table.index.isin(records.index)
-            table, positions = table[keep], np.full(len(records), -1)
-        existing = positions >= 0
-        out = table
-        if existing.any():
-            out = table.copy()
-            rows = positions[existing]
-            for j, col in enumerate(out.columns):
-                out.iloc[rows, j] = records[col].array[existing]
-        if not existing.all():
-            return _concat_rows(out, records[~existing])
-        return out  # rows updated in place: the order is unchanged
-    if not out.index.is_monotonic_increasing:
-        out = out.sort_index()
-    return out
 
 
 def merge_tables(cache: dict, strict: bool = False, origin=None, **kwargs
@@ -926,8 +473,8 @@ def merge_tables(cache: dict, strict: bool = False, origin=None, **kwargs
         records = _records_frame(table, records)
         if records.index.has_duplicates:
             records = records[~records.index.duplicated(keep='first')]
-        table, records = _align(table, records, strict=strict)
-        cache[table_name] = _upsert(table, records)
+        table, records = table_align.align(table, records, strict=strict)
+        cache[table_name] = table_upsert.upsert(table, records)
         updated = _now()
         meta = cache.setdefault('_meta', {}).setdefault('raw', {}).setdefault(table_name, {})
         if origin is not None:
@@ -942,142 +489,6 @@ def merge_tables(cache: dict, strict: bool = False, origin=None, **kwargs
 # Saving
 # --------------------------------------------------------------------------------------------
 
-def _with_columns_of(frame: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with the columns of `other` it lacks, filled as `merge_tables` fills them."""
-    missing = [c for c in other.columns if c not in frame.columns]
-    if not missing:
-        return frame
-    return frame.assign(**{c: _fill_value_column(c, frame, _column_dtype(c, other[c].dtype))
-                           for c in missing})
-
-
-_LEVEL_MULTIPLIER = np.uint64(0xBF58476D1CE4E5B9)
-_MAX_SHARED_KEYS = 10_000
-
-
-def _index_bytes(index: pd.Index) -> list[tuple[pd.Index, np.ndarray, np.ndarray | None]] | None:
-    """Each level of an index of canonical UUID strings: (values, values as ``S36``, codes).
-
-    The codes are None for a flat index (its values are the rows).  Returns None when a value
-    is not a 36-byte string or is missing: the caller then compares with pandas.
-    """
-    if isinstance(index, pd.MultiIndex):
-        pairs = list(zip(index.levels, index.codes))
-    else:
-        pairs = [(index, None)]
-    levels = []
-    for values, codes in pairs:
-        strings = parquet.index_strings(values)
-        fixed = None if strings is None else parquet.fixed_width_bytes(strings)
-        if fixed is None:
-            return None
-        if codes is not None:
-            codes = np.asarray(codes)
-            if len(codes) and codes.min() < 0:
-                return None
-        levels.append((values, fixed, codes))
-    return levels
-
-
-def _row_keys(levels: list) -> np.ndarray:
-    """A 64-bit key per row of an `_index_bytes` index: equal rows have equal keys."""
-    keys = None
-    for _, fixed, codes in levels:
-        level_keys = parquet.bytes_keys(fixed)
-        if codes is not None:
-            level_keys = level_keys[codes]
-        keys = level_keys if keys is None else keys * _LEVEL_MULTIPLIER + level_keys
-    return keys
-
-
-_BLOCK = 1 << 16
-
-
-def _rows_equal(a: list, rows_a: np.ndarray, b: list, rows_b: np.ndarray) -> np.ndarray:
-    """Whether row ``rows_a[i]`` of index `a` equals row ``rows_b[i]`` of `b` (`_index_bytes`).
-
-    A level with few values (a session's eid) is compared by codes, after matching its
-    values once; others on the bytes of the values, a block of rows at a time.
-    """
-    equal = np.ones(len(rows_a), dtype=bool)
-    for (values_a, fixed_a, codes_a), (values_b, fixed_b, codes_b) in zip(a, b):
-        if codes_a is not None and codes_b is not None and \
-                len(fixed_a) * 4 < len(codes_a) and values_b.is_unique:
-            # -2: a value of `a` that `b` lacks, never equal to a code of `b`
-            to_b = np.append(values_b.get_indexer(values_a), -2)
-            to_b[to_b == -1] = -2
-            equal &= to_b[codes_a[rows_a]] == codes_b[rows_b]
-            continue
-        for start in range(0, len(rows_a), _BLOCK):
-            block = slice(start, start + _BLOCK)
-            ra, rb = rows_a[block], rows_b[block]
-            left = fixed_a[ra if codes_a is None else codes_a[ra]]
-            right = fixed_b[rb if codes_b is None else codes_b[rb]]
-            equal[block] &= left == right
-    return equal
-
-
-def _same_rows(a: list, b: list) -> bool:
-    """True if two `_index_bytes` indices hold the same levels and codes (same rows in order)."""
-    for (_, fixed_a, codes_a), (_, fixed_b, codes_b) in zip(a, b):
-        if (codes_a is None) != (codes_b is None) or not np.array_equal(fixed_a, fixed_b):
-            return False
-        if codes_a is not None and not np.array_equal(codes_a, codes_b):
-            return False
-    return True
-
-
-def _tagged_sorted(keys: np.ndarray, mask: np.uint64) -> np.ndarray:
-    """The keys with their low bits replaced by the row position, sorted."""
-    tagged = keys & ~mask
-    tagged |= np.arange(len(keys), dtype=np.uint64)
-    tagged.sort()
-    return tagged
-
-
-def _rows_not_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
-    """A mask of the rows of `index` whose value is not in `other`, as ``~index.isin(other)``.
-
-    For indices of canonical UUID strings (``id``; ``(eid, id)``): when both hold the same
-    levels and codes, nothing needs comparing; otherwise the rows' 64-bit keys are sorted and
-    matched, and every match is confirmed on the strings' bytes, so the answer is exact.
-    Returns None when this does not apply (other values, levels, or many shared keys).
-    """
-    if index.nlevels != other.nlevels or list(index.names) != list(other.names):
-        return None
-    a, b = _index_bytes(index), _index_bytes(other)
-    if a is None or b is None:
-        return None
-    n, m = len(index), len(other)
-    if n == m and _same_rows(a, b):
-        return np.zeros(n, dtype=bool)
-    # keys sorted with each row's position in their low bits: one sort per index, and the
-    # matching runs over sorted queries (searching in random order is 30 times slower)
-    mask = np.uint64((1 << max(n, m, 1).bit_length()) - 1)
-    ours, theirs = _tagged_sorted(_row_keys(a), mask), _tagged_sorted(_row_keys(b), mask)
-    their_keys = theirs & ~mask
-    query = ours & ~mask
-    low = np.searchsorted(their_keys, query, side='left')
-    count = np.searchsorted(their_keys, query, side='right') - low
-    rows = (ours & mask).astype(np.int64)
-    single = np.flatnonzero(count == 1)
-    # the candidate pairs in row order: for tables in the same order, the strings are then
-    # read nearly sequentially on both sides
-    match = np.full(n, -1, dtype=np.int64)
-    match[rows[single]] = theirs[low[single]] & mask
-    candidates = np.flatnonzero(match >= 0)
-    found = np.zeros(n, dtype=bool)
-    found[candidates] = _rows_equal(a, candidates, b, match[candidates])
-    shared = np.flatnonzero(count > 1)  # equal high bits (rare) or an index with duplicates
-    if len(shared) > _MAX_SHARED_KEYS:
-        return None
-    for i in shared:
-        candidates = (theirs[low[i]:low[i] + count[i]] & mask).astype(np.int64)
-        mine = np.full(len(candidates), rows[i])
-        found[rows[i]] = _rows_equal(a, mine, b, candidates).any()
-    return ~found
-
-
 def _merge_for_save(on_disk: pd.DataFrame, in_memory: pd.DataFrame) -> pd.DataFrame:
     """The union of two versions of a table, the in-memory values winning on equal index.
 
@@ -1085,25 +496,25 @@ def _merge_for_save(on_disk: pd.DataFrame, in_memory: pd.DataFrame) -> pd.DataFr
     ``exists`` for ``exists_*`` columns, where a table lacks them).  The larger of the two
     parts gives the column order and dtypes, so that merging a few records into a big table
     (or a big table into an empty one) costs little.  Indices of UUID strings are compared
-    by `_rows_not_in` (sorted 64-bit keys), others by pandas.
+    by `one._lib.row_match.rows_not_in` (sorted 64-bit keys), others by pandas.
     """
     if on_disk.empty:
         return in_memory
     if in_memory.empty:
-        base, records = _with_columns_of(on_disk, in_memory), None
+        base, records = table_align.with_columns_of(on_disk, in_memory), None
     else:
-        only_on_disk = _rows_not_in(on_disk.index, in_memory.index)
+        only_on_disk = row_match.rows_not_in(on_disk.index, in_memory.index)
         if only_on_disk is None:
             only_on_disk = ~on_disk.index.isin(in_memory.index)
         extra = on_disk.iloc[np.flatnonzero(only_on_disk)]
         if len(extra) <= len(in_memory):  # typically: the memory holds what was loaded
-            base, records = _with_columns_of(in_memory, on_disk), extra
+            base, records = table_align.with_columns_of(in_memory, on_disk), extra
         else:  # typically: a few records to add to a big table on disk
-            base, records = _with_columns_of(on_disk, in_memory), in_memory
+            base, records = table_align.with_columns_of(on_disk, in_memory), in_memory
     if records is None or records.empty:
         return base
-    base, records = _align(base, records)
-    return _upsert(base, records)
+    base, records = table_align.align(base, records)
+    return table_upsert.upsert(base, records)
 
 
 def _ordered_tables(cache: dict, tables: Iterable[str] | None) -> list[str]:
@@ -1240,161 +651,6 @@ def remove_table_files(folder: str | os.PathLike,
 # Indexing a folder
 # --------------------------------------------------------------------------------------------
 
-def _session_regex() -> re.Pattern:
-    """Matches a relative path ending in a session folder (anchored at a folder boundary)."""
-    return re.compile(r'(?:^|/)' + spec.regex(spec.SESSION_SPEC).pattern + '$')
-
-
-def _rel_path_regex() -> re.Pattern:
-    """Matches a valid ALF dataset path relative to its session folder."""
-    return re.compile(spec.regex(spec.REL_PATH_SPEC).pattern)
-
-
-class _Tree:
-    """The sessions and dataset files of a folder, found in one walk.
-
-    Attributes
-    ----------
-    sessions : list of tuple
-        ``(rel_session_path, lab, subject, date_str, number_str)`` per session.
-    ses_index : list of int
-        For each dataset, the index of its session in `sessions`.
-    rel_paths, paths, sizes : list
-        For each dataset, its path relative to the session, absolute path and size.
-    """
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.sessions: list[tuple] = []
-        self.ses_index: list[int] = []
-        self.rel_paths: list[str] = []
-        self.paths: list[str] = []
-        self.sizes: list[int] = []
-        self._keys: dict = {}
-        self._valid: dict = {}
-        self._walk()
-
-    @staticmethod
-    def _follow_link(path: str, top: str, visited: set) -> bool:
-        """Whether to walk a symlinked folder found while walking the folder `top` (real path).
-
-        Links to a folder already entered through a link during this walk (`visited`), to
-        `top` or one of its parents (a loop), or to a folder inside `top` (walked anyway) are
-        not followed.
-        """
-        target = os.path.realpath(path)
-        if target in visited or target == top or top.startswith(target + os.sep) \
-                or target.startswith(top + os.sep):
-            return False
-        visited.add(target)
-        return True
-
-    @staticmethod
-    def _scandir(path: str) -> list:
-        try:
-            with os.scandir(path) as it:
-                return list(it)
-        except OSError as ex:
-            _logger.warning(f'Could not list {path}: {ex}')
-            return []
-
-    def _walk(self) -> None:
-        session_re = _session_regex()
-        root = str(self.root)
-        whole = session_re.search(self.root.as_posix())
-        if whole:  # the root is itself a session folder
-            self._add_session(root, '', whole)
-            return
-        top = os.path.realpath(root)
-        visited: set = set()
-        stack = [(root, '')]
-        while stack:
-            folder, rel = stack.pop()
-            for entry in sorted(self._scandir(folder), key=lambda e: e.name, reverse=True):
-                try:
-                    if not entry.is_dir():
-                        continue
-                    if entry.is_symlink() and not self._follow_link(entry.path, top, visited):
-                        continue
-                except OSError:
-                    continue
-                rel_dir = rel + entry.name
-                match = session_re.search(rel_dir)
-                if match:
-                    self._add_session(entry.path, rel_dir, match)
-                else:
-                    stack.append((entry.path, rel_dir + '/'))
-
-    def _add_session(self, path: str, rel: str, match: re.Match) -> None:
-        parts = match.groupdict()
-        lab, subject, date, number = (parts['lab'] or '', parts['subject'], parts['date'],
-                                      parts['number'])
-        try:
-            datetime.date.fromisoformat(date)
-        except ValueError:
-            warnings.warn(f'Skipping {path}: "{date}" is not a valid date', ALFWarning)
-            return
-        key = (lab, subject, date, int(number))
-        if key in self._keys:
-            warnings.warn(f'Skipping {path}: same session as {self._keys[key]}', ALFWarning)
-            return
-        self._keys[key] = path
-        i = len(self.sessions)
-        self.sessions.append((rel, lab, subject, date, number))
-        rel_path_re = _rel_path_regex()
-        valid_cache = self._valid  # sessions hold mostly the same relative paths
-        ses_index, rel_paths, paths, sizes = (
-            self.ses_index, self.rel_paths, self.paths, self.sizes)
-        top = os.path.realpath(path)
-        visited: set = set()  # per session: a folder linked into two sessions is in both
-        stack = [(path, '')]
-        while stack:
-            folder, prefix = stack.pop()
-            for entry in self._scandir(folder):
-                try:
-                    if entry.is_dir():
-                        if not entry.is_symlink() or self._follow_link(entry.path, top,
-                                                                        visited):
-                            stack.append((entry.path, prefix + entry.name + '/'))
-                        continue
-                    if not entry.is_file():
-                        continue
-                    rel_path = prefix + entry.name
-                    valid = valid_cache.get(rel_path)
-                    if valid is None:
-                        valid = valid_cache[rel_path] = rel_path_re.match(rel_path) is not None
-                    if not valid:
-                        continue
-                    size = entry.stat().st_size
-                except OSError:
-                    continue
-                ses_index.append(i)
-                rel_paths.append(rel_path)
-                paths.append(entry.path)
-                sizes.append(size)
-
-
-def _session_key(lab: str, subject: str, date: str, number: str) -> str:
-    """The string a session id is derived from: ``(lab/)subject/date/number``."""
-    return '/'.join(filter(None, (lab, subject, date, number)))
-
-
-def _uuid3_strings(names: Iterable[str], namespace: uuid.UUID = ID_NAMESPACE) -> list[str]:
-    """``str(uuid.uuid3(namespace, name))`` for many names, without building UUID objects."""
-    ns = namespace.bytes
-    md5 = hashlib.md5
-    digests = b''.join([md5(ns + name.encode()).digest() for name in names])
-    raw = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x30  # version 3
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    return _uuid_strings(raw)
-
-
-def _dataset_ids(session_ids: Sequence[str], rel_paths: Sequence[str]) -> list[str]:
-    """Dataset ids: uuid3 of ``'<session uuid>/<rel_path>'`` (unique across sessions)."""
-    return _uuid3_strings(f'{e}/{r}' for e, r in zip(session_ids, rel_paths))
-
-
 def _ids_to_uuid(df_ses: pd.DataFrame, df_dsets: pd.DataFrame
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Replace path ids by deterministic version-3 UUID strings.
@@ -1411,9 +667,9 @@ def _ids_to_uuid(df_ses: pd.DataFrame, df_dsets: pd.DataFrame
         Copies of both frames with the id columns replaced (as str).
     """
     df_ses, df_dsets = df_ses.copy(), df_dsets.copy()
-    df_ses['id'] = _uuid3_strings(df_ses['id'])
-    eids = _uuid3_strings(df_dsets['eid'])
-    df_dsets['id'] = _dataset_ids(eids, df_dsets['id'])
+    df_ses['id'] = uuids.uuid3_strings(df_ses['id'], ID_NAMESPACE)
+    eids = uuids.uuid3_strings(df_dsets['eid'], ID_NAMESPACE)
+    df_dsets['id'] = folder_index.dataset_ids(eids, df_dsets['id'], ID_NAMESPACE)
     df_dsets['eid'] = eids
     return df_ses, df_dsets
 
@@ -1439,12 +695,12 @@ def _get_session_info(rel_ses_path) -> dict:
     """
     path = Path(rel_ses_path).as_posix() if not isinstance(rel_ses_path, str) else \
         rel_ses_path.replace('\\', '/')
-    match = _session_regex().search(path.rstrip('/'))
+    match = folder_index.session_regex().search(path.rstrip('/'))
     if not match:
         raise ValueError(f'Invalid session path "{rel_ses_path}"')
     lab, subject, date, number = match.group('lab', 'subject', 'date', 'number')
     return {
-        'id': _session_key(lab or '', subject, date, number),
+        'id': folder_index.session_key(lab or '', subject, date, number),
         'lab': lab or '',
         'subject': subject,
         'date': datetime.date.fromisoformat(date),
@@ -1454,69 +710,11 @@ def _get_session_info(rel_ses_path) -> dict:
     }
 
 
-def _sessions_frame(tree: _Tree, ids: Sequence[str]) -> pd.DataFrame:
-    n = len(tree.sessions)
-    labs, subjects, dates, numbers = ([s[i] for s in tree.sessions] for i in range(1, 5))
-    return pd.DataFrame({
-        'id': pd.array(ids, dtype=object) if n else pd.array([], dtype=object),
-        'lab': pd.array(labs, dtype=object),
-        'subject': pd.array(subjects, dtype=object),
-        'date': pd.array([datetime.date.fromisoformat(d) for d in dates], dtype=object),
-        'number': np.array([int(x) for x in numbers], dtype=np.uint16),
-        'task_protocol': pd.array([''] * n, dtype=object),
-        'projects': pd.array([''] * n, dtype=object),
-    })
-
-
-def _datasets_frame(tree: _Tree, eids: Sequence[str], ids: Sequence[str],
-                    hashes: Sequence[str]) -> pd.DataFrame:
-    n = len(tree.rel_paths)
-    return pd.DataFrame({
-        'eid': pd.array(eids, dtype=object),
-        'id': pd.array(ids, dtype=object),
-        'rel_path': pd.array(tree.rel_paths, dtype=object),
-        'file_size': pd.array(np.asarray(tree.sizes, dtype=np.uint64), dtype='UInt64'),
-        'hash': pd.array(hashes, dtype=object),
-        'exists': np.ones(n, dtype=bool),
-        'qc': pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), dtype=QC_TYPE),
-    })
-
-
-def _latest_revisions(eids: Sequence[str], rel_paths: Sequence[str]) -> np.ndarray:
-    """Per dataset: is it the latest revision of that dataset in its session?
-
-    A dataset without revision folders is its own latest revision.  Written as the
-    ``default_revision`` column, so that loading from an indexed folder picks the latest
-    revision without warning that no default is marked.
-    """
-    n = len(rel_paths)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    codes, uniques = pd.factorize(pd.Series(rel_paths, dtype=object))
-    stems, labels = [], []
-    for rel_path in uniques:
-        parts = rel_path.split('/')
-        label = ''
-        if len(parts) >= 2 and len(parts[-2]) > 2 and parts[-2][0] == parts[-2][-1] == '#':
-            label = parts.pop(-2)[1:-1]
-        stems.append('/'.join(parts))
-        labels.append(label)
-    stem_codes = pd.factorize(pd.Series(stems, dtype=object))[0][codes]
-    label_rank = pd.Series(labels, dtype=object).rank(method='dense').to_numpy()[codes]
-    eid_codes = pd.factorize(pd.Series(eids, dtype=object))[0]
-    group = eid_codes.astype(np.int64) * (int(stem_codes.max()) + 1) + stem_codes
-    order = np.lexsort((-label_rank, group))  # by group, latest revision first
-    first = np.ones(n, dtype=bool)
-    first[1:] = group[order][1:] != group[order][:-1]
-    latest = np.zeros(n, dtype=bool)
-    latest[order[first]] = True
-    return latest
-
-
 def _make_sessions_df(root_dir) -> pd.DataFrame:
     """The sessions table of a folder, ids being ``(lab/)subject/date/number`` (RangeIndex)."""
-    tree = _Tree(Path(root_dir).resolve())
-    return _sessions_frame(tree, [_session_key(*s[1:]) for s in tree.sessions])
+    tree = folder_index.Tree(Path(root_dir).resolve())
+    keys = [folder_index.session_key(*s[1:]) for s in tree.sessions]
+    return folder_index.sessions_frame(tree, keys)
 
 
 def _make_datasets_df(root_dir, hash_files: bool = False) -> pd.DataFrame:
@@ -1525,12 +723,12 @@ def _make_datasets_df(root_dir, hash_files: bool = False) -> pd.DataFrame:
     ``eid`` is the session's ``(lab/)subject/date/number`` and ``id`` the relative path; only
     valid ALF dataset names are listed.  ``hash`` is the md5 when `hash_files`, else ''.
     """
-    tree = _Tree(Path(root_dir).resolve())
-    keys = [_session_key(*s[1:]) for s in tree.sessions]
+    tree = folder_index.Tree(Path(root_dir).resolve())
+    keys = [folder_index.session_key(*s[1:]) for s in tree.sessions]
     eids = [keys[i] for i in tree.ses_index]
     hashes = _files.hash_files(tree.paths, tree.sizes) if hash_files else \
         [''] * len(tree.paths)
-    return _datasets_frame(tree, eids, tree.rel_paths, hashes)
+    return folder_index.datasets_frame(tree, eids, tree.rel_paths, hashes, QC_TYPE)
 
 
 def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: bool = False,
@@ -1581,7 +779,7 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
     root_dir = Path(root_dir).resolve()
     out_dir = Path(out_dir or root_dir)
     assert out_dir.exists(), f'{out_dir} does not exist'
-    tree = _Tree(root_dir)
+    tree = folder_index.Tree(root_dir)
     if not tree.sessions:
         warnings.warn('No sessions found', RuntimeWarning)
     if not tree.rel_paths:
@@ -1592,11 +790,11 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
                       f'digits, e.g. "{unpadded[0]}"; ONE cannot load their datasets',
                       ALFWarning)
 
-    keys = [_session_key(*s[1:]) for s in tree.sessions]
+    keys = [folder_index.session_key(*s[1:]) for s in tree.sessions]
     if hash_ids:
-        session_ids = _uuid3_strings(keys)
+        session_ids = uuids.uuid3_strings(keys, ID_NAMESPACE)
         eids = [session_ids[i] for i in tree.ses_index]
-        dataset_ids = _dataset_ids(eids, tree.rel_paths)
+        dataset_ids = folder_index.dataset_ids(eids, tree.rel_paths, ID_NAMESPACE)
     else:
         session_ids = keys
         eids = [keys[i] for i in tree.ses_index]
@@ -1604,9 +802,9 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
     hashes = _files.hash_files(tree.paths, tree.sizes) if hash_files and tree.paths else \
         [''] * len(tree.paths)
 
-    df_ses = _sessions_frame(tree, session_ids)
-    df_dsets = _datasets_frame(tree, eids, dataset_ids, hashes)
-    df_dsets['default_revision'] = _latest_revisions(eids, tree.rel_paths)
+    df_ses = folder_index.sessions_frame(tree, session_ids)
+    df_dsets = folder_index.datasets_frame(tree, eids, dataset_ids, hashes, QC_TYPE)
+    df_dsets['default_revision'] = folder_index.latest_revisions(eids, tree.rel_paths)
     if lab:
         others = set(df_ses['lab']) - {'', lab}
         assert not others, \
@@ -1712,7 +910,7 @@ def remove_missing_datasets(cache_dir, tables: dict | None = None,
                 .groupby(level=0):
             rel_paths_by_eid[eid] = set(paths.dropna())
 
-    tree = _Tree(cache_dir)
+    tree = folder_index.Tree(cache_dir)
     to_delete: set[Path] = set()
     orphan_sessions: set[Path] = set()
     session_eids: list[str | None] = []
