@@ -203,6 +203,13 @@ def _unsigned_config():
     return Config(signature_version=UNSIGNED)
 
 
+def _anonymous_resource(region: str):
+    """An S3 resource making unsigned requests in `region`."""
+    import boto3
+
+    return boto3.Session(region_name=region).resource('s3', config=_unsigned_config())
+
+
 def get_s3_public() -> tuple[Any, str]:
     """Return an anonymous S3 resource and the name of the IBL's public bucket.
 
@@ -213,10 +220,7 @@ def get_s3_public() -> tuple[Any, str]:
     str
         `S3_BUCKET_IBL`.
     """
-    import boto3
-
-    session = boto3.Session(region_name=REGION_NAME)
-    return session.resource('s3', config=_unsigned_config()), S3_BUCKET_IBL
+    return _anonymous_resource(REGION_NAME), S3_BUCKET_IBL
 
 
 def get_s3_allen() -> tuple[Any, str]:
@@ -229,10 +233,7 @@ def get_s3_allen() -> tuple[Any, str]:
     str
         ``'allen-brain-cell-atlas'``.
     """
-    import boto3
-
-    session = boto3.Session(region_name=_ALLEN_REGION)
-    return session.resource('s3', config=_unsigned_config()), _ALLEN_BUCKET
+    return _anonymous_resource(_ALLEN_REGION), _ALLEN_BUCKET
 
 
 def get_s3_from_alyx(alyx, repo_name: str = REPO_DEFAULT) -> tuple[Any, str]:
