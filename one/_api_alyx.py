@@ -27,7 +27,7 @@ from one._api_local import One, _dataset_id_str, _known
 from one.alf.path import ALFPath, rel_path_parts
 from one.alf.path import remove_uuid_string as remove_uuid
 from one.alf.spec import QC
-from one.converters import session_record2path
+from one.converters import recurse, session_record2path
 from one.util import ensure_list
 
 __all__ = ['OneAlyx']
@@ -355,6 +355,7 @@ class OneAlyx(One):
 
     # ---- conversions with a remote fallback ------------------------------------------------
 
+    @recurse
     @_falls_back_to_local_tables
     @util.refresh
     @util.parse_id
@@ -376,21 +377,17 @@ class OneAlyx(One):
         one.alf.path.ALFPath, None, list
             ``cache_dir/lab/Subjects/subject/YYYY-MM-DD/NNN``; None when no session has this ID.
         """
-        if isinstance(eid, (list, tuple)):
-            return [self.eid2path(e, query_type=query_type) for e in eid]
-        mode = query_type or self.mode
-        if mode != 'remote' or self.offline:
+        if not self._remote(query_type):
             path = super().eid2path(eid)
-            if path or mode == 'local' or self.offline:
+            if path or self._offline_for(query_type):
                 return path
-        if eid is None:
-            return None
         records = list(self.alyx.rest('sessions', 'list', django=f'pk,{eid}'))
         if not records:
             return None
         self._update_sessions_table(records[:1])
         return session_record2path(_session_path_fields(records[0]), root_dir=self.cache_dir)
 
+    @recurse
     @_falls_back_to_local_tables
     @util.refresh
     def path2eid(self, path_obj, query_type=None):
@@ -411,26 +408,22 @@ class OneAlyx(One):
         uuid.UUID, None, list
             The UUID; None when the path holds no session or no session matches.
         """
-        if isinstance(path_obj, (list, tuple)):
-            return [self.path2eid(p, query_type=query_type) for p in path_obj]
-        mode = query_type or self.mode
-        if mode != 'remote' or self.offline:
+        if not self._remote(query_type):
             eid = super().path2eid(path_obj)
-            if eid or mode == 'local' or self.offline:
+            if eid or self._offline_for(query_type):
                 return eid
         session_path = ALFPath(path_obj).session_path()
         if session_path is None:
             return None
         subject, day, number = session_path.parts[-3:]
-        eids = self.search(subject=subject, date_range=day, number=int(number),
-                           query_type='remote')
+        eids, records = self.search(subject=subject, date_range=day, number=int(number),
+                                    details=True, query_type='remote')
         lab = session_path.lab
         if lab and len(eids) > 1:  # a subject name may be used by several labs
-            eids = [e for e, d in zip(eids, self.search(
-                subject=subject, date_range=day, number=int(number), details=True,
-                query_type='remote')[1]) if d.get('lab') == lab]
+            eids = [e for e, d in zip(eids, records) if d.get('lab') == lab]
         return eids[0] if len(eids) else None
 
+    @recurse
     @_falls_back_to_local_tables
     @util.refresh
     def path2url(self, filepath, query_type=None):
@@ -454,9 +447,7 @@ class OneAlyx(One):
         one.alf.exceptions.ALFObjectNotFound
             (remote) Alyx has no existing file record for this file.
         """
-        if isinstance(filepath, (list, tuple)):
-            return [self.path2url(f, query_type=query_type) for f in filepath]
-        if (query_type or self.mode) != 'remote' or self.offline:
+        if not self._remote(query_type):
             return super().path2url(filepath)
         eid = self.path2eid(filepath)
         path = ALFPath(filepath)

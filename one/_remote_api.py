@@ -3,7 +3,6 @@ a file record whose file on the server differs from the database."""
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -89,10 +88,6 @@ def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, a
         local = uuid_url_path(local, uuid_name)
     destination = safe_join(cache_dir, local)
     return DownloadTask(url=url, destination=destination, size=size, md5=md5, auth=auth)
-
-
-def is_url(value) -> bool:
-    return isinstance(value, str) and re.match(r'^[a-z][a-z0-9+.-]*://', value) is not None
 
 
 def tag_mismatched_file_record(alyx, dataset_id: str) -> None:
