@@ -792,23 +792,14 @@ class OneAlyx(One):
         if not pending:
             return out
         ids = [str(x) for x in dsets.index.get_level_values('id')]
-        if 'session_path' in dsets.columns:  # e.g. aggregates: '' (no session)
-            eids = ids
-            paths = dict(zip(ids, dsets['session_path'].astype(object)))
-        else:
-            if 'eid' in dsets.index.names:
-                eids = [str(x) for x in dsets.index.get_level_values('eid')]
-            else:
-                eids = self._eids_of_datasets(ids)
-            paths = self._session_paths([eids[i] for i in pending if eids[i]])
+        session_paths = self._dataset_session_paths(dsets, ids)
         par = self.alyx._par
         login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
         auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None
         root = Path(self.cache_dir)
         tasks, positions = [], []
         for i in pending:
-            dset_id, eid = ids[i], eids[i]
-            session_path = paths.get(eid) if eid else None
+            dset_id, session_path = ids[i], session_paths[i]
             rel_path = dsets['rel_path'].iloc[i]
             if session_path is None or not isinstance(rel_path, str):
                 _logger.error('Cannot download dataset %s: unknown session path', dset_id)

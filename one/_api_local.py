@@ -562,6 +562,18 @@ class One(ConversionMixin):
         views = self._session_codes()
         return {eid: views.session_path(eid, session_record2path) for eid in set(eids)}
 
+    def _dataset_session_paths(self, datasets: pd.DataFrame, ids: list) -> list:
+        """Session folder of each dataset record: its `session_path` column when there is
+        one (e.g. '' for aggregates), else from the sessions table (None when unknown)."""
+        if 'session_path' in datasets.columns:
+            return datasets['session_path'].astype(object).tolist()
+        if 'eid' in datasets.index.names:
+            eids = [str(x) for x in datasets.index.get_level_values('eid')]
+        else:
+            eids = self._eids_of_datasets(ids)
+        paths = self._session_paths([e for e in eids if e])
+        return [paths.get(e) if e else None for e in eids]
+
     def _verified_files(self) -> VerifiedFiles:
         if self._verified is None or self._verified.root != Path(self.cache_dir):
             self._verified = VerifiedFiles(self.cache_dir, self._tables_dir)
@@ -594,17 +606,8 @@ class One(ConversionMixin):
         datasets = self._as_records(datasets)
         if datasets.empty:
             return []
-        index = datasets.index
-        ids = [str(x) for x in index.get_level_values('id')]
-        if 'session_path' in datasets.columns:
-            session_paths = datasets['session_path'].astype(object).tolist()
-        else:
-            if 'eid' in index.names:
-                eids = [str(x) for x in index.get_level_values('eid')]
-            else:
-                eids = self._eids_of_datasets(ids)
-            paths = self._session_paths(eids)
-            session_paths = [paths.get(e) for e in eids]
+        ids = [str(x) for x in datasets.index.get_level_values('id')]
+        session_paths = self._dataset_session_paths(datasets, ids)
         root = Path(self.cache_dir)
         sizes = datasets['file_size'] if 'file_size' in datasets.columns else None
         hashes = datasets['hash'] if 'hash' in datasets.columns else None

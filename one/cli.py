@@ -85,7 +85,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from one.alf.cache import load_tables, make_parquet_db
+    from one.alf.cache import make_parquet_db
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -94,8 +94,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
         warnings.simplefilter('ignore', RuntimeWarning)  # empty folders are reported below
         sessions_file, datasets_file = make_parquet_db(
             folder, hash_files=args.hash, lab=args.lab, hash_ids=True)
-    tables = load_tables(sessions_file.parent)
-    n_sessions, n_datasets = len(tables['sessions']), len(tables['datasets'])
+    import pyarrow.parquet as pq  # the row counts are in the files' footers
+
+    n_sessions, n_datasets = (pq.ParquetFile(f).metadata.num_rows
+                              for f in (sessions_file, datasets_file))
     print(f'indexed {n_sessions} sessions, {n_datasets} datasets'
           f'{" (md5 hashed)" if args.hash else ""} into {sessions_file.parent}')
     return 0 if n_sessions else 1
