@@ -16,8 +16,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from one._lib.parquet import category_strings, fixed_width_keys, index_strings
+from one._lib.parquet import (
+    category_strings,
+    fixed_width_keys,
+    index_strings,
+    tagged_sorted_keys,
+)
 from one.alf.spec import QC
+from one.util import _factorize as _codes
 
 __all__ = ['DatasetCodes', 'IdLookup', 'SessionCodes', 'to_uuid', 'with_uuid_index',
            'user_frame', 'qc_code']
@@ -60,15 +66,6 @@ def user_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return with_uuid_index(frame)
 
 
-def _codes(values) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes (-1 for missing) and distinct values of a column or index level."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        cat = values.cat if isinstance(values, pd.Series) else values
-        return np.asarray(cat.codes, dtype=np.int64), np.asarray(cat.categories, dtype=object)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
-
-
 class IdLookup:
     """Row positions of ids in a table indexed by ``id`` or ``(eid, id)``: a search index.
 
@@ -97,12 +94,7 @@ class IdLookup:
         if strings is not None:
             keys = fixed_width_keys(strings)
         if keys is not None:
-            # the low bits of each key are replaced by the value's position: one sort gives
-            # the sorted keys and where each one comes from
-            mask = np.uint64((1 << self._bits) - 1)
-            keys &= ~mask
-            keys |= np.arange(len(keys), dtype=np.uint64)
-            keys.sort()
+            keys = tagged_sorted_keys(keys, np.uint64((1 << self._bits) - 1))
         self._sorted = keys
 
     @staticmethod

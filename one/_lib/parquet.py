@@ -239,6 +239,15 @@ def _keys_into(data, offset: int, n: int, width: int, out: np.ndarray) -> None:
     out += last
 
 
+def tagged_sorted_keys(keys: np.ndarray, mask: np.uint64) -> np.ndarray:
+    """The keys with their low bits (`mask`) replaced by their position, sorted: one sort
+    gives the sorted keys and where each one comes from (a new array)."""
+    tagged = keys & ~mask
+    tagged |= np.arange(len(keys), dtype=np.uint64)
+    tagged.sort()
+    return tagged
+
+
 def fixed_width_bytes(values, width: int = 36) -> np.ndarray | None:
     """String values that all have `width` bytes as a numpy array of dtype ``S<width>``.
 

@@ -90,14 +90,6 @@ def _same_rows(a: list, b: list) -> bool:
     return True
 
 
-def _tagged_sorted(keys: np.ndarray, mask: np.uint64) -> np.ndarray:
-    """The keys with their low bits replaced by the row position, sorted."""
-    tagged = keys & ~mask
-    tagged |= np.arange(len(keys), dtype=np.uint64)
-    tagged.sort()
-    return tagged
-
-
 def rows_not_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
     """A mask of the rows of `index` whose value is not in `other`, as ``~index.isin(other)``.
 
@@ -117,7 +109,8 @@ def rows_not_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
     # keys sorted with each row's position in their low bits: one sort per index, and the
     # matching runs over sorted queries (searching in random order is 30 times slower)
     mask = np.uint64((1 << max(n, m, 1).bit_length()) - 1)
-    ours, theirs = _tagged_sorted(_row_keys(a), mask), _tagged_sorted(_row_keys(b), mask)
+    ours = parquet.tagged_sorted_keys(_row_keys(a), mask)
+    theirs = parquet.tagged_sorted_keys(_row_keys(b), mask)
     their_keys = theirs & ~mask
     query = ours & ~mask
     low = np.searchsorted(their_keys, query, side='left')
