@@ -239,12 +239,6 @@ def default() -> IBLParams:
     return _to_params(dict(_DEFAULTS))
 
 
-def _get_current_par(k: str, par_current) -> Any:
-    """The current value of parameter `k`: from `par_current`, else its default."""
-    value = _as_dict(par_current).get(k)
-    return value if value is not None else _DEFAULTS.get(k)
-
-
 def _validate_url(key: str, value: str) -> str:
     """Normalise a URL answer: strip '/', add 'https://' when no scheme; check it."""
     value = str(value).strip().rstrip('/')

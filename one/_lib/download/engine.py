@@ -25,7 +25,6 @@ from one._lib.download.defaults import (
     PIPE_THRESHOLD,
 )
 from one._lib.download.errors import (
-    RETRY_STATUS,
     Cancelled,
     ChecksumMismatch,
     DownloadConnectionError,
@@ -34,6 +33,7 @@ from one._lib.download.errors import (
     RangeUnsatisfiable,
     SizeMismatch,
     Transient,
+    is_retryable,
 )
 from one._lib.download.hashing import HashPipe, NoHash, hash_file
 from one._lib.download.http_transport import HTTPTransport
@@ -101,7 +101,7 @@ class Engine:
             keep = True
             raise
         except HTTPStatusError as ex:
-            keep = ex.status_code in RETRY_STATUS or (ex.status_code or 0) >= 500
+            keep = is_retryable(ex.status_code)
             raise
         except DownloadError:
             raise

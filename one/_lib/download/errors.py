@@ -14,6 +14,11 @@ RETRY_STATUS = frozenset({408, 429})
 """HTTP statuses worth retrying besides 5xx."""
 
 
+def is_retryable(status: int | None) -> bool:
+    """Whether an HTTP status is worth another attempt: 408, 429 and 5xx."""
+    return status in RETRY_STATUS or (status or 0) >= 500
+
+
 class DownloadError(OSError):
     """A file could not be downloaded.  The message names the file and its URL.
 

@@ -22,12 +22,12 @@ import urllib3
 from one._lib.download.connections import Worker
 from one._lib.download.defaults import CHUNK_SIZE
 from one._lib.download.errors import (
-    RETRY_STATUS,
     DownloadError,
     HTTPStatusError,
     RangeUnsatisfiable,
     Transient,
     describe,
+    is_retryable,
 )
 from one._lib.download.http_headers import (
     basic_auth,
@@ -228,7 +228,7 @@ class HTTPTransport:
             total = None if crange is None or crange[2] is None else crange[2] - first
             r.close()
             raise RangeUnsatisfiable(total)
-        if status in RETRY_STATUS or status >= 500:
+        if is_retryable(status):
             raise Transient(f'HTTP {status} {r.reason}', retry_after(
                 headers.get('Retry-After')), status=status)
         if status == 206:

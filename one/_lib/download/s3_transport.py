@@ -5,15 +5,17 @@ import http.client
 import threading
 from collections.abc import Iterator
 
+import urllib3
+
 from one._lib.download.connections import Worker
 from one._lib.download.defaults import CHUNK_SIZE
 from one._lib.download.errors import (
-    RETRY_STATUS,
     DownloadError,
     HTTPStatusError,
     RangeUnsatisfiable,
     Transient,
     describe,
+    is_retryable,
 )
 from one._lib.download.http_headers import content_range, window_size
 from one._lib.download.task import Body, DownloadTask, byte_window
@@ -84,7 +86,7 @@ class S3Transport:
             if status == 412 or code == 'PreconditionFailed':
                 return Transient('the object changed since the partial download',
                                  restart=True)
-            if status in RETRY_STATUS or (status or 0) >= 500 or code in (
+            if is_retryable(status) or code in (
                     'SlowDown', 'RequestTimeout', 'InternalError', 'ServiceUnavailable'):
                 return Transient(ex, status=status)
             what = 'not found' if status == 404 or code in ('404', 'NoSuchKey') else \
@@ -97,12 +99,7 @@ class S3Transport:
                      http.client.HTTPException)
         if isinstance(ex, transient):
             return Transient(ex)
-        try:
-            import urllib3
-
-            if isinstance(ex, urllib3.exceptions.HTTPError):
-                return Transient(ex)
-        except ImportError:  # pragma: no cover
-            pass
+        if isinstance(ex, urllib3.exceptions.HTTPError):
+            return Transient(ex)
         return DownloadError(f'Could not download {task.url} to {task.destination}: '
                              f'{describe(ex)}', task.url, task.destination)
