@@ -7,9 +7,7 @@ The parameters of all remote clients (e.g. Globus endpoints) are kept in one JSO
 from __future__ import annotations
 
 import abc
-import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +29,9 @@ ALYX_JSON = {
 
 
 def _params_file() -> Path:
-    from one.params import get_params_dir
+    from one.params import _params_file as params_file
 
-    return Path(get_params_dir()) / f'.{PAR_ID_STR.rsplit("/", 1)[-1]}'
+    return params_file(PAR_ID_STR.rsplit("/", 1)[-1])
 
 
 def _to_bunch(value: Any) -> Any:
@@ -103,7 +101,6 @@ def save_client_params(new_pars: dict, client_key: str | None = None) -> None:
     ValueError
         `client_key` is None and some values of `new_pars` are not dicts.
     """
-    from one._lib.files import atomic_path
     from one._lib.locks import file_lock
 
     new_pars = dict(new_pars.as_dict() if hasattr(new_pars, 'as_dict') else new_pars)
@@ -127,12 +124,9 @@ def save_client_params(new_pars: dict, client_key: str | None = None) -> None:
                     node[key] = {}
                 node = node[key]
             node[last] = new_pars
-        with atomic_path(path, fsync=False) as tmp:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with open(fd, 'w', encoding='utf-8') as f:
-                json.dump(pars, f, indent=4)
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, 0o600)
+        from one.params import _write_json
+
+        _write_json(path, pars)
 
 
 class DownloadClient(abc.ABC):
