@@ -904,11 +904,14 @@ def remove_missing_datasets(cache_dir, tables: dict | None = None,
             by_short_key.setdefault((str(subject), date, int(number)), []).append(str(eid))
     rel_paths_by_eid: dict[str, set] = {}
     if len(datasets):
-        eid_level = datasets.index.get_level_values(0).map(str) \
-            if datasets.index.nlevels > 1 else datasets['eid'].map(str)
-        for eid, paths in pd.Series(datasets['rel_path'].to_numpy(), index=eid_level) \
-                .groupby(level=0):
-            rel_paths_by_eid[eid] = set(paths.dropna())
+        if isinstance(datasets.index, pd.MultiIndex):  # group on the eid codes, not strings
+            eid_codes, eid_values = datasets.index.codes[0], datasets.index.levels[0]
+        else:
+            eid_codes, eid_values = pd.factorize(datasets['eid'])
+        for code, paths in pd.Series(datasets['rel_path'].to_numpy()).groupby(
+                np.asarray(eid_codes)):
+            if code >= 0:
+                rel_paths_by_eid[str(eid_values[code])] = set(paths.dropna())
 
     tree = folder_index.Tree(cache_dir)
     to_delete: set[Path] = set()
