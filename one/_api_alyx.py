@@ -862,9 +862,9 @@ class OneAlyx(One):
             `one._lib.http_errors.AlyxNotFound` (no such data repository), `KeyError` (the
             repository names no bucket) or a connection error.
         """
-        from one._lib.download import UnsafePath, safe_join
+        from one._lib.download import UnsafePath
         from one._lib.http_errors import AlyxNotFound
-        from one._remote_api import uuid_url_path
+        from one._remote_api import local_destination
         from one._remote_s3 import (
             BadS3Record,
             aws_file_record,
@@ -919,11 +919,10 @@ class OneAlyx(One):
                 _logger.debug('Dataset %s has no file on S3', dset_id)
                 not_on_s3.append(dset_id)
                 continue
-            local = PurePosixPath(str(session_path), rel_path).as_posix()
             try:
                 key = s3_key(file_record, rel_path, dset_id)
-                destination = safe_join(root, uuid_url_path(local, dset_id) if keep_uuid
-                                        else local)
+                destination = local_destination(root, session_path, rel_path,
+                                                dset_id if keep_uuid else None)
             except BadS3Record as ex:
                 _logger.warning('%s', ex)
                 not_on_s3.append(dset_id)

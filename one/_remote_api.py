@@ -83,11 +83,17 @@ def uuid_url_path(rel_path: str, dataset_id: str) -> str:
 def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, auth,
                   uuid_name: str | None = None) -> DownloadTask:
     """A download task for a dataset file, its destination confined to `cache_dir`."""
+    destination = local_destination(cache_dir, session_path, rel_path, uuid_name)
+    return DownloadTask(url=url, destination=destination, size=size, md5=md5, auth=auth)
+
+
+def local_destination(cache_dir, session_path, rel_path: str, uuid_name: str | None = None):
+    """Where a dataset file goes: ``cache_dir/session_path/rel_path`` (with the dataset UUID
+    before the extension when `uuid_name` is given); raises UnsafePath outside `cache_dir`."""
     local = PurePosixPath(str(session_path), rel_path).as_posix()
     if uuid_name:
         local = uuid_url_path(local, uuid_name)
-    destination = safe_join(cache_dir, local)
-    return DownloadTask(url=url, destination=destination, size=size, md5=md5, auth=auth)
+    return safe_join(cache_dir, local)
 
 
 def tag_mismatched_file_record(alyx, dataset_id: str) -> None:
