@@ -1,81 +1,29 @@
-"""The ``one`` command line: check, index, search, list and load ALF data.
-
-Exit codes: 0 success, 1 nothing found (or something invalid), 2 bad usage.  Errors are printed
-as one line on stderr; ``--debug`` shows the traceback.
-"""
+"""The subcommands on a local data folder: validate, index, search, list, load and info."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import warnings
 from pathlib import Path
 
-from one import __version__
-
-__all__ = ['main']
-
-
-class _UsageError(Exception):
-    """Bad command-line usage (exit code 2)."""
-
-
-class _NotFound(Exception):
-    """Nothing matched (exit code 1)."""
+from one.cli._common import (
+    NotFound,
+    UsageError,
+    open_one,
+    plain,
+    print_json,
+    print_table,
+    session_eid,
+)
 
 
-# ---- helpers -----------------------------------------------------------------------------------
-
-def _open(args: argparse.Namespace):
-    """A One for the data folder named by --cache-dir, ONE_CACHE_DIR or the current folder."""
-    from one.api import One
-
-    folder = Path(args.cache_dir or os.environ.get('ONE_CACHE_DIR') or Path.cwd())
-    if not folder.is_dir():
-        raise _UsageError(f'not a folder: {folder}')
-    if not (folder / 'datasets.pqt').exists():
-        raise _UsageError(f'no cache tables in {folder}; run "one index {folder}" first')
-    return One(cache_dir=folder, mode='local')
-
-
-def _eid(one, text: str):
-    eid = one.to_eid(text)
-    if eid is None:
-        raise _NotFound(f'session not found: {text}')
-    return eid
-
-
-def _print_table(rows: list[dict], columns: list[str]) -> None:
-    """Print rows as aligned columns with a header."""
-    cells = [[str(row.get(c, '')) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print('  '.join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
-    for row in cells:
-        print('  '.join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-
-
-def _json_default(value):
-    if hasattr(value, 'isoformat'):
-        return value.isoformat()
-    if hasattr(value, 'item'):  # numpy scalars
-        return value.item()
-    return str(value)
-
-
-def _print_json(value) -> None:
-    print(json.dumps(value, indent=1, default=_json_default))
-
-
-# ---- commands ----------------------------------------------------------------------------------
-
-def _cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace) -> int:
     from one._lib.validate import validate_tree
 
     try:
         report = validate_tree(args.folder)
     except NotADirectoryError as e:
-        raise _UsageError(str(e)) from e
+        raise UsageError(str(e)) from e
     for problem in report.problems:
         print(f'invalid {problem.kind:<6} {problem.path}: {problem.reason}')
     summary = (f'{report.root}: {report.sessions} sessions, {report.datasets} datasets, '
@@ -84,12 +32,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _cmd_index(args: argparse.Namespace) -> int:
+def cmd_index(args: argparse.Namespace) -> int:
     from one.alf.cache import make_parquet_db
 
     folder = Path(args.folder)
     if not folder.is_dir():
-        raise _UsageError(f'not a folder: {folder}')
+        raise UsageError(f'not a folder: {folder}')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # empty folders are reported below
         sessions_file, datasets_file = make_parquet_db(
@@ -118,8 +66,8 @@ _SEARCH_OPTIONS = (
 )
 
 
-def _cmd_search(args: argparse.Namespace) -> int:
-    one = _open(args)
+def cmd_search(args: argparse.Namespace) -> int:
+    one = open_one(args)
     query = {}
     for _option, term, _help, _many in _SEARCH_OPTIONS:
         value = getattr(args, term)
@@ -132,47 +80,35 @@ def _cmd_search(args: argparse.Namespace) -> int:
     try:
         eids, details = one.search(details=True, **query)
     except ValueError as e:
-        raise _UsageError(str(e)) from e
+        raise UsageError(str(e)) from e
     if not eids:
-        raise _NotFound('no session matches')
+        raise NotFound('no session matches')
     rows = [{'eid': str(e), **d} for e, d in zip(eids, details)]
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _print_table(rows, ['eid', 'subject', 'date', 'number', 'lab', 'task_protocol'])
+        print_table(rows, ['eid', 'subject', 'date', 'number', 'lab', 'task_protocol'])
         print(f'{len(rows)} sessions', file=sys.stderr)
     return 0
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    one = _open(args)
-    eid = _eid(one, args.eid)
+def cmd_list(args: argparse.Namespace) -> int:
+    one = open_one(args)
+    eid = session_eid(one, args.eid)
     listing = one.list_datasets(eid, filename=args.filename, collection=args.collection,
                                 revision=args.revision, details=args.details or args.json)
     if len(listing) == 0:
-        raise _NotFound(f'no dataset matches in session {eid}')
+        raise NotFound(f'no dataset matches in session {eid}')
     if not (args.details or args.json):
         print('\n'.join(listing))
         return 0
-    rows = [{'id': str(i), **{k: _plain(v) for k, v in row.items()}}
+    rows = [{'id': str(i), **{k: plain(v) for k, v in row.items()}}
             for i, row in zip(listing.index, listing.to_dict('records'))]
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _print_table(rows, ['rel_path', 'file_size', 'qc', 'exists', 'id'])
+        print_table(rows, ['rel_path', 'file_size', 'qc', 'exists', 'id'])
     return 0
-
-
-def _plain(value):
-    """A table cell as a JSON-friendly value (NA -> None)."""
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value.item() if hasattr(value, 'item') else value
 
 
 def _describe(value) -> tuple[str, str]:
@@ -184,11 +120,11 @@ def _describe(value) -> tuple[str, str]:
             str(dtype) if dtype is not None else type(value).__name__)
 
 
-def _cmd_load(args: argparse.Namespace) -> int:
+def cmd_load(args: argparse.Namespace) -> int:
     from one.alf.exceptions import ALFWarning
 
-    one = _open(args)
-    eid = _eid(one, args.eid)
+    one = open_one(args)
+    eid = session_eid(one, args.eid)
     kwargs = {'attribute': args.attribute} if args.attribute else {}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', ALFWarning)
@@ -197,24 +133,24 @@ def _cmd_load(args: argparse.Namespace) -> int:
     rows = [{'attribute': k, 'shape': _describe(v)[0], 'dtype': _describe(v)[1]}
             for k, v in obj.items()]
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _print_table(rows, ['attribute', 'shape', 'dtype'])
+        print_table(rows, ['attribute', 'shape', 'dtype'])
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    one = _open(args)
-    eid = _eid(one, args.eid)
+def cmd_info(args: argparse.Namespace) -> int:
+    one = open_one(args)
+    eid = session_eid(one, args.eid)
     record = one.get_details(eid)
     collections = one.list_collections(eid, details=True)
     info = {'eid': str(eid), 'path': str(one.eid2path(eid)),
-            **{k: _plain(v) for k, v in record.items()},
+            **{k: plain(v) for k, v in record.items()},
             'datasets': sum(len(v) for v in collections.values()),
             'collections': {k or '(session root)': len(v) for k, v in collections.items()},
             'revisions': [r for r in one.list_revisions(eid) if r]}
     if args.json:
-        _print_json(info)
+        print_json(info)
         return 0
     for key, value in info.items():
         if key == 'collections':
@@ -226,41 +162,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- parser ------------------------------------------------------------------------------------
+def add_commands(commands, parents: dict) -> None:
+    """Add the local-folder subcommands to the ``one`` parser.
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog='one', description='Search, list and load ALF neurophysiology data.')
-    parser.add_argument('--version', action='version', version=f'one-next {__version__}')
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('--debug', action='store_true', help='show tracebacks on errors')
-    folder = argparse.ArgumentParser(add_help=False)
-    folder.add_argument('-C', '--cache-dir', metavar='DIR',
-                        help='the indexed data folder (default: $ONE_CACHE_DIR or the current '
-                             'folder)')
-    output = argparse.ArgumentParser(add_help=False)
-    output.add_argument('--json', action='store_true', help='print JSON')
-    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
-    commands.required = True
-
+    Parameters
+    ----------
+    commands : argparse._SubParsersAction
+        The subcommands of the ``one`` parser.
+    parents : dict
+        Shared option groups: 'common' (--debug), 'folder' (-C/--cache-dir), 'output' (--json).
+    """
+    common, folder, output = parents['common'], parents['folder'], parents['output']
     validate = commands.add_parser(
-        'validate', parents=[common], help='report files and folders that break the ALF layout',
+        'validate', parents=[common],
+        help='report files and folders that break the ALF layout',
         description='Walk FOLDER and report every file that is not a valid ALF dataset and '
                     'every folder that is not part of a valid session path, with the reason. '
                     'Exits with 1 if anything is invalid.')
     validate.add_argument('folder', help='the data folder to check')
-    validate.set_defaults(run=_cmd_validate)
+    validate.set_defaults(run=cmd_validate)
 
     index = commands.add_parser(
-        'index', parents=[common], help='build the cache tables of a data folder',
+        'index', parents=[common],
+        help='build the cache tables of a data folder',
         description='Index the ALF sessions below FOLDER into sessions.pqt and datasets.pqt.')
     index.add_argument('folder', help='the data folder')
     index.add_argument('--hash', action='store_true', help='record the md5 of every file')
     index.add_argument('--lab', help='lab name for sessions without a lab folder')
-    index.set_defaults(run=_cmd_index)
+    index.set_defaults(run=cmd_index)
 
     search = commands.add_parser(
-        'search', parents=[common, folder, output], help='find sessions',
+        'search', parents=[common, folder, output],
+        help='find sessions',
         description='Find the sessions matching all the given criteria.')
     for option, term, text, many in _SEARCH_OPTIONS:
         search.add_argument(option, dest=term, action='append' if many else 'store', help=text)
@@ -268,10 +201,11 @@ def _parser() -> argparse.ArgumentParser:
     dates.add_argument('--date', help='sessions of this day (YYYY-MM-DD)')
     dates.add_argument('--date-range', nargs=2, metavar=('FROM', 'TO'),
                        help="sessions between two days, inclusive ('' leaves an end open)")
-    search.set_defaults(run=_cmd_search)
+    search.set_defaults(run=cmd_search)
 
     listing = commands.add_parser(
-        'list', parents=[common, folder, output], help="list a session's datasets",
+        'list', parents=[common, folder, output],
+        help="list a session's datasets",
         description='List the datasets of session EID (a UUID, subject/date/number, a path '
                     'or an experiment reference such as 2024-01-15_1_KS001).')
     listing.add_argument('eid')
@@ -279,10 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument('--revision', help='revision pattern')
     listing.add_argument('--filename', help='file name pattern, e.g. "*trials*"')
     listing.add_argument('--details', action='store_true', help='show sizes, QC and ids')
-    listing.set_defaults(run=_cmd_list)
+    listing.set_defaults(run=cmd_list)
 
     load = commands.add_parser(
-        'load', parents=[common, folder, output], help='load an ALF object and describe it',
+        'load', parents=[common, folder, output],
+        help='load an ALF object and describe it',
         description='Load OBJECT of session EID and print the shape and dtype of each '
                     'attribute.')
     load.add_argument('eid')
@@ -290,41 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument('--collection', help='collection, e.g. alf/probe00')
     load.add_argument('--revision', help='latest revision up to this label')
     load.add_argument('--attribute', action='append', help='only these attributes')
-    load.set_defaults(run=_cmd_load)
+    load.set_defaults(run=cmd_load)
 
     info = commands.add_parser(
-        'info', parents=[common, folder, output], help='describe a session',
+        'info', parents=[common, folder, output],
+        help='describe a session',
         description='Show the record of session EID and count its datasets per collection.')
     info.add_argument('eid')
-    info.set_defaults(run=_cmd_info)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``one`` command; return its exit code (0 ok, 1 not found/invalid, 2 usage)."""
-    from one.alf.exceptions import ALFError
-
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except _UsageError as e:
-        print(f'one {args.command}: error: {e}', file=sys.stderr)
-        return 2
-    except (_NotFound, ALFError) as e:
-        if args.debug:
-            raise
-        message = e.message if isinstance(e, ALFError) else str(e)
-        print(f'one {args.command}: {message}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:
-        if args.debug:
-            raise
-        print(f'one {args.command}: {type(e).__name__}: {e}', file=sys.stderr)
-        return 1
-
-
-if __name__ == '__main__':
-    sys.exit(main())
+    info.set_defaults(run=cmd_info)
