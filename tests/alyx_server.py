@@ -20,7 +20,9 @@ server behaves like the real one where tests need it:
   POST; unknown records give a 404 like Django's, unknown endpoints an HTML 404 page, and a
   request that was not recorded a 501 naming it;
 * data files (``/<lab>/Subjects/...``, the recorded ``data_url``s) are served from
-  `files_dir` (by default ``tests/fixtures/alyx/files``), with byte ranges and no login.
+  `files_dir` (by default ``tests/fixtures/alyx/files``), with byte ranges and no login;
+* with a generated `database` (``tests/alyx_synthetic.py``: many sessions with real files),
+  the sessions, datasets and insertions endpoints and the data files come from it instead.
 
 Faults for tests: `fail` (answer some requests with an error status, e.g. 500 then success),
 `delay` (slow answers), `expire_tokens` (the next request with the old token gets 403 "Invalid
@@ -184,19 +186,23 @@ class AlyxTestServer:
         Records per page of list answers when the query has no ``limit`` (Alyx: 250).
     legacy_schema : bool
         Answer 404 at ``/api/schema`` and serve a coreapi document at ``/docs`` instead.
+    database : alyx_synthetic.SyntheticAlyx, optional
+        Generated records answering the sessions, datasets and insertions endpoints (instead
+        of the recorded ones), and their data files.
     """
 
     username = USERNAME
     password = PASSWORD
 
     def __init__(self, fixtures_dir=FIXTURES, files_dir=None, page_size: int = 250,
-                 legacy_schema: bool = False):
+                 legacy_schema: bool = False, database=None):
         self.fixtures_dir = str(fixtures_dir)
         if files_dir is None and (Path(fixtures_dir) / 'files').is_dir():
             files_dir = Path(fixtures_dir) / 'files'
         self.files_dir = Path(files_dir) if files_dir else None
         self.page_size = page_size
         self.legacy_schema = legacy_schema
+        self.database = database
         self.requests: list[LoggedRequest] = []
         self._recorded = load_recordings(self.fixtures_dir)
         self._faults: list[_Fault] = []
@@ -370,6 +376,10 @@ class AlyxTestServer:
                 status, body, ctype, headers = self._extra[key]
                 return Response(self._rewrite(body, ctype), status=status, content_type=ctype,
                                 headers=headers)
+        if self.database is not None and method in ('GET', 'HEAD'):
+            file = self.database.file(path)
+            if file is not None:
+                return self._serve_file(request, file)
         if self.files_dir is not None and method in ('GET', 'HEAD'):
             file = self._data_file(path)
             if file is not None:
@@ -426,6 +436,10 @@ class AlyxTestServer:
                 return self._not_found_record(parts)
             if path in self._records and not query:
                 return self._respond_json(self._records[path])
+            if self.database is not None:
+                answer = self._database_answer(path, qdict)
+                if answer is not None:
+                    return answer
             page = self._page(path, qdict)
             if page is not None:
                 return page
@@ -508,6 +522,27 @@ class AlyxTestServer:
         if not (isinstance(full, dict) and set(full) == {'count', 'next', 'previous', 'results'}
                 and full['count'] == len(full['results'])):
             return None
+        return self._paginated(path, query, full['results'])
+
+    def _database_answer(self, path: str, query: dict) -> Response | None:
+        """The answer of the generated database (`database`), or None if not its endpoint."""
+        base = {k: v for k, v in query.items() if k not in ('limit', 'offset')}
+        answer = self.database.answer(path, base)
+        if answer is None:
+            return None
+        status, data = answer
+        if status == 200 and isinstance(data, list):
+            return self._paginated(path, query, data, rewrite=True)
+        if isinstance(data, str):
+            return Response(data, status=status, content_type='text/plain')
+        return Response(self._rewrite(json.dumps(data).encode(), 'json'), status=status,
+                        content_type='application/json')
+
+    def _paginated(self, path: str, query: dict, results: list,
+                   rewrite: bool = False) -> Response | None:
+        """The page of `results` asked for by the ``limit`` and ``offset`` of `query` (with
+        `rewrite`, the recorded hosts in the records are replaced by this server's URL)."""
+        base = {k: v for k, v in query.items() if k not in ('limit', 'offset')}
         try:
             limit = int(query['limit'][0]) if 'limit' in query else self.page_size
             offset = int(query['offset'][0]) if 'offset' in query else 0
@@ -515,7 +550,7 @@ class AlyxTestServer:
             return None
         if limit <= 0:
             return None
-        count = full['count']
+        count = len(results)
         paged = dict(base, limit=[str(limit)])
 
         def link(new_offset):
@@ -524,12 +559,15 @@ class AlyxTestServer:
                 q['offset'] = [str(new_offset)]
             return f'{self.url}{path}?{urlencode(sorted(q.items()), doseq=True)}'
 
-        return self._respond_json({
+        body = json.dumps({
             'count': count,
             'next': link(offset + limit) if offset + limit < count else None,
             'previous': None if offset <= 0 else link(max(offset - limit, 0)),
-            'results': full['results'][offset:offset + limit],
-        })
+            'results': results[offset:offset + limit],
+        }).encode()
+        if rewrite:
+            body = self._rewrite(body, 'json')
+        return Response(body, content_type='application/json')
 
     def _not_found_record(self, parts: list) -> Response:
         if parts[0] in ('sessions', 'datasets', 'insertions', 'files') and not re.fullmatch(
