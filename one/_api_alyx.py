@@ -8,6 +8,7 @@ when the local ones have expired.  Public import path: `one.api`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import re
@@ -79,8 +80,10 @@ class OneAlyx(One):
     def __init__(self, username=None, password=None, base_url=None, cache_dir=None,
                  mode='remote', wildcards=True, tables_dir=None, **kwargs):
         from one._lib.http_errors import AlyxConnectionError
+        from one._remote_sessions import SessionMemo
         from one.webclient import AlyxClient
         self._data_urls = {}
+        self._sessions_read = SessionMemo()
         try:
             self._web_client = AlyxClient(username=username, password=password,
                                           base_url=base_url, cache_dir=cache_dir, **kwargs)
@@ -218,6 +221,10 @@ class OneAlyx(One):
     def _remote(self, query_type) -> bool:
         return (query_type or self.mode) == 'remote' and not self.offline
 
+    def _reset_cache(self) -> None:
+        super()._reset_cache()
+        self._sessions_read.clear()  # the datasets merged from Alyx went with the tables
+
     # ---- search ---------------------------------------------------------------------------
 
     @_falls_back_to_local_tables
@@ -291,22 +298,38 @@ class OneAlyx(One):
         records = [r for r in session_records if r]
         if not records:
             return None
+        self._sessions_read.add_summaries(records)
         sessions = pd.DataFrame([ses2records(r)[0] for r in records])
         sessions.index.name = 'id'
         return self._update_cache_from_records(sessions=sessions)
 
     # ---- remote session records -------------------------------------------------------------
 
-    def _fetch_session(self, eid) -> pd.DataFrame:
-        """Read a session from Alyx, merge it into the tables; return its datasets."""
+    def _fetch_session(self, eid) -> dict:
+        """Read a session from Alyx and merge it into the tables; return its record."""
         from one.converters import ses2records
+        asked = self._sessions_read.now()
         record = self.alyx.rest('sessions', 'read', id=str(eid))
         for d in record.get('data_dataset_session_related') or []:
             if d.get('data_url') and d.get('id'):
                 self._data_urls[str(d['id'])] = d['data_url']
         session, datasets = ses2records(record)
-        self._update_cache_from_records(sessions=session, datasets=datasets.copy())
-        return datasets
+        self._update_cache_from_records(sessions=session, datasets=datasets)
+        self._sessions_read.add_record(str(session.name), record, when=asked)
+        return record
+
+    def _session_record(self, eid) -> dict:
+        """The Alyx record of a session: read once, reused while the REST cache keeps it."""
+        from one._remote_sessions import reuse_lifetime
+        record = self._sessions_read.record(str(eid), reuse_lifetime(self.alyx))
+        return record if record is not None else self._fetch_session(eid)
+
+    def _ensure_session(self, eid) -> None:
+        """Make sure the session's datasets read from Alyx are in the tables (no request when
+        they were read, or listed in a batch, within the REST cache expiry)."""
+        from one._remote_sessions import reuse_lifetime
+        if not self._sessions_read.has_datasets(str(eid), reuse_lifetime(self.alyx)):
+            self._fetch_session(eid)
 
     @_falls_back_to_local_tables
     @util.refresh
@@ -321,7 +344,7 @@ class OneAlyx(One):
         if eid is not None and self._remote(query_type):
             eid = self.to_eid(eid)
             if eid:
-                self._fetch_session(eid)
+                self._ensure_session(eid)
         elif eid is None and self._remote(query_type):
             warnings.warn('Unable to list all remote datasets')
         return super().list_datasets(
@@ -343,9 +366,11 @@ class OneAlyx(One):
         """
         if not self._remote(query_type):
             return super().get_details(eid, full=full)
-        record = self.alyx.rest('sessions', 'read', id=str(eid))
         if full:
-            return record
+            return copy.deepcopy(self._session_record(eid))
+        from one._remote_sessions import reuse_lifetime
+        record = self._sessions_read.summary(str(eid), reuse_lifetime(self.alyx)) or \
+            self._session_record(eid)
         fields = ('subject', 'start_time', 'number', 'lab', 'projects', 'url', 'task_protocol')
         out = {k: v for k, v in record.items() if k in fields}
         out['projects'] = ','.join(ensure_list(out.get('projects') or []))
@@ -381,6 +406,10 @@ class OneAlyx(One):
             path = super().eid2path(eid)
             if path or self._offline_for(query_type):
                 return path
+        from one._remote_sessions import reuse_lifetime
+        summary = self._sessions_read.summary(str(eid), reuse_lifetime(self.alyx))
+        if summary is not None:
+            return session_record2path(_session_path_fields(summary), root_dir=self.cache_dir)
         records = list(self.alyx.rest('sessions', 'list', django=f'pk,{eid}'))
         if not records:
             return None
@@ -492,12 +521,19 @@ class OneAlyx(One):
     def eid2pid(self, eid, query_type=None, details=False) -> tuple:
         """Return the probe insertion UUIDs and labels of a session (and the records).
 
-        Requires the Alyx database.
+        When the session's record was read from Alyx within the REST cache expiry (e.g. by
+        `list_datasets` or a load), its ``probe_insertion`` records are used and no request is
+        made; otherwise the insertions endpoint is asked.  Requires the Alyx database.
         """
         self._require_remote('Converting probe IDs')
         if not eid:
             return (None,) * (3 if details else 2)
-        records = list(self.alyx.rest('insertions', 'list', session=str(eid)))
+        from one._remote_sessions import reuse_lifetime
+        session = self._sessions_read.record(str(eid), reuse_lifetime(self.alyx))
+        if session is not None and isinstance(session.get('probe_insertion'), list):
+            records = copy.deepcopy(session['probe_insertion'])  # the insertion records
+        else:
+            records = list(self.alyx.rest('insertions', 'list', session=str(eid)))
         pids = [UUID(str(x['id'])) for x in records]
         labels = [x['name'] for x in records]
         return (pids, labels, records) if details else (pids, labels)
@@ -718,7 +754,7 @@ class OneAlyx(One):
         from one._lib.http_errors import AlyxConnectionError
         if self._remote(query_type):
             try:
-                self._fetch_session(eid)
+                self._ensure_session(eid)
             except AlyxConnectionError as ex:
                 self._go_offline(ex)
         return super()._load_candidates(eid, query_type)
@@ -740,7 +776,7 @@ class OneAlyx(One):
         """Load all objects of a collection (see `One.load_collection`); in remote mode the
         session's datasets are read from Alyx first."""
         if self._remote(query_type):
-            self._fetch_session(eid)
+            self._ensure_session(eid)
         return super().load_collection(
             eid, collection, object=object, revision=revision, query_type=query_type,
             download_only=download_only, check_hash=check_hash, **kwargs)

@@ -143,7 +143,8 @@ def http_download_file_list(links_to_file_list: Sequence[str], **kwargs):
         The URLs (empty entries give None).
     **kwargs
         As `http_download_file`; ``target_dir`` may also be a list with one folder per link.
-        ``n_threads`` (default `N_THREADS`) sets the number of parallel downloads.
+        ``n_threads`` sets the number of parallel downloads (default: ``ONE_HTTP_DL_THREADS``
+        when set, else fitted to the files, see `download_files`).
 
     Returns
     -------

@@ -1,0 +1,91 @@
+"""How many files to download at once: enough streams to hide the latency, not more.
+
+Over a long-distance link a small file costs a round trip however fast the link is, so many
+small files need many concurrent streams; a large file is limited by the bandwidth, which a few
+streams already fill.  `choose_streams` picks, for a batch:
+
+* one stream per small file (below `LARGE_FILE`), up to `MAX_STREAMS` (16);
+* at most `LARGE_STREAMS` (4) for the large files (and files of unknown size are counted as
+  small: Alyx records give sizes);
+* never more than the files, nor than `max_per_host()` streams per server.
+
+``ONE_HTTP_DL_THREADS`` (ONE's variable) and the `n_threads` argument of the download functions
+set the number instead of this choice; ``ONE_HTTP_DL_MAX_PER_HOST`` sets the bound per server
+(default 16), which applies to every batch.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+__all__ = ['choose_streams', 'max_per_host', 'MAX_STREAMS', 'LARGE_FILE', 'LARGE_STREAMS']
+
+MAX_STREAMS = 16
+"""The most concurrent downloads chosen automatically (many small files)."""
+
+LARGE_FILE = 8 << 20
+"""Files of at least this many bytes (8 MiB) count as large: bandwidth-bound."""
+
+LARGE_STREAMS = 4
+"""The most concurrent downloads of large files chosen automatically."""
+
+DEFAULT_MAX_PER_HOST = 16
+"""Default bound of concurrent downloads from one server (``ONE_HTTP_DL_MAX_PER_HOST``)."""
+
+_THREADS_VARIABLE = 'ONE_HTTP_DL_THREADS'
+_PER_HOST_VARIABLE = 'ONE_HTTP_DL_MAX_PER_HOST'
+
+
+def _positive_int(name: str) -> int | None:
+    value = os.environ.get(name, '').strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f'{name} must be a whole number, not "{value}"') from None
+    if number < 1:
+        raise ValueError(f'{name} must be at least 1, not {number}')
+    return number
+
+
+def max_per_host() -> int:
+    """The most concurrent downloads from one server (``ONE_HTTP_DL_MAX_PER_HOST``, 16)."""
+    return _positive_int(_PER_HOST_VARIABLE) or DEFAULT_MAX_PER_HOST
+
+
+def configured_streams() -> int | None:
+    """The number of parallel downloads set by ``ONE_HTTP_DL_THREADS``, or None."""
+    return _positive_int(_THREADS_VARIABLE)
+
+
+def choose_streams(sizes: Sequence[int | None]) -> int:
+    """The number of concurrent downloads for files of these sizes (see the module docstring).
+
+    Parameters
+    ----------
+    sizes : sequence of int or None
+        The expected size of each file in bytes (None: unknown).
+
+    Returns
+    -------
+    int
+        At least 1 (for a non-empty batch); ``ONE_HTTP_DL_THREADS`` when it is set.
+
+    Examples
+    --------
+    >>> choose_streams([4096] * 2400)
+    16
+    >>> choose_streams([4096] * 12)
+    12
+    >>> choose_streams([2 << 30] * 10)
+    4
+    >>> choose_streams([2 << 30] * 2 + [1024] * 5)
+    7
+    """
+    configured = configured_streams()
+    if configured is not None:
+        return configured
+    n_large = sum(1 for s in sizes if s is not None and s >= LARGE_FILE)
+    n_small = len(sizes) - n_large
+    return max(1, min(MAX_STREAMS, n_small + min(n_large, LARGE_STREAMS)))
