@@ -84,6 +84,20 @@ def max_in_flight(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
+def _timeline(log: list[ProxiedRequest]) -> dict:
+    """When the REST and data requests began and ended (seconds from the first request), and
+    the mean time a request spent in the proxy."""
+    if not log:
+        return {}
+    t0 = min(r.start for r in log)
+    out = {'mean_request': sum(r.end - r.start for r in log) / len(log)}
+    for kind in ('rest', 'data'):
+        times = [(r.start - t0, r.end - t0) for r in log if r.kind == kind]
+        if times:
+            out[kind] = (min(s for s, _ in times), max(e for _, e in times))
+    return out
+
+
 def _is_data(path: str) -> bool:
     return '/Subjects/' in path
 
@@ -173,6 +187,7 @@ class LatencyProxy:
             'data_streams': max_in_flight([(r.start, r.end) for r in log if r.kind == 'data']),
             'errors': sum(r.status >= 400 for r in log),
             'rest_paths': [f'{r.method} {r.path}' for r in log if r.kind == 'rest'],
+            'timeline': _timeline(log),
         }
 
     def _record(self, request: ProxiedRequest) -> None:
@@ -190,6 +205,9 @@ def _make_handler(proxy: LatencyProxy):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = 'HTTP/1.1'
+        # Headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm and the
+        # client's delayed ACK would add ~40 ms to every answer
+        disable_nagle_algorithm = True
 
         def log_message(self, format, *args):  # noqa: A002 - the base class's signature
             pass

@@ -331,6 +331,68 @@ class OneAlyx(One):
         if not self._sessions_read.has_datasets(str(eid), reuse_lifetime(self.alyx)):
             self._fetch_session(eid)
 
+    def _fetch_datasets_of(self, eids: list[str]) -> list[str]:
+        """Merge the dataset records of many sessions into the tables in a few batched queries
+        (`one._remote_batch`); sessions read within the REST cache expiry are skipped.
+
+        Returns
+        -------
+        list of str
+            The sessions Alyx does not know.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from one._remote_batch import dataset_ids, fetch_dataset_records, fetch_session_records
+        from one._remote_sessions import reuse_lifetime
+        from one.converters import datasets2records
+        stale = self._sessions_read.stale(list(dict.fromkeys(eids)), reuse_lifetime(self.alyx))
+        if not stale:
+            return []
+        paths = self._session_paths(stale)
+        unknown = [e for e in stale if paths.get(e) is None]
+        asked = self._sessions_read.now()
+        self.alyx.rest_schemes  # noqa: B018 - read once, before the concurrent queries
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix='one-rest') as pool:
+            sessions = pool.submit(fetch_session_records, self.alyx, unknown) if unknown \
+                else None
+            records = fetch_dataset_records(self.alyx, stale, self._datasets_per_session())
+            sessions = sessions.result() if sessions is not None else []
+        self._update_sessions_table(sessions)
+        known = set(stale) - set(unknown)
+        known.update(str(r.get('id') or r.get('url', '')[-36:]) for r in sessions)
+        for record in records:
+            _, dset_id = dataset_ids(record)
+            data_url = next((f['data_url'] for f in record.get('file_records') or []
+                             if f.get('exists') and f.get('data_url')), None)
+            if dset_id and data_url:
+                self._data_urls[dset_id] = data_url
+        datasets = datasets2records(records)
+        if not datasets.empty:
+            self._update_cache_from_records(datasets=datasets)
+        self._sessions_read.add_datasets([e for e in stale if e in known], when=asked)
+        return [e for e in stale if e not in known]
+
+    def _datasets_per_session(self) -> float | None:
+        """The mean number of datasets of the sessions in the tables (None when empty)."""
+        codes = self._dataset_codes()
+        n_sessions = len(codes.eids) if codes.n_rows else 0
+        return codes.n_rows / n_sessions if n_sessions else None
+
+    def _prefetch_remote(self, eids: list[str]) -> None:
+        """In remote mode, list the datasets of the sessions in batched queries."""
+        from one._lib.http_errors import AlyxConnectionError
+        if not self._remote(None):
+            return
+        try:
+            unknown = self._fetch_datasets_of(eids)
+        except AlyxConnectionError as ex:
+            self._go_offline(ex)
+            return
+        if unknown:
+            shown = ', '.join(unknown[:5]) + (', ...' if len(unknown) > 5 else '')
+            warnings.warn(f'{len(unknown)} session(s) not found on {self.alyx.base_url}: '
+                          f'{shown}', alferr.ALFWarning, stacklevel=3)
+
     @_falls_back_to_local_tables
     @util.refresh
     def list_datasets(self, eid=None, filename=None, collection=None, revision=None, qc=QC.FAIL,
@@ -338,10 +400,18 @@ class OneAlyx(One):
                       default_revisions_only=False, keep_eid_index=False):
         """List the datasets of a session; in remote mode the session is read from Alyx.
 
-        The session's records are merged into the cache tables first, then the listing is
-        that of `One.list_datasets` (see there for the parameters).
+        The session's records are merged into the cache tables first (a session read within
+        the REST cache expiry is not read again), then the listing is that of
+        `One.list_datasets` (see there for the parameters).  With a list of sessions, their
+        datasets are listed in a few batched queries and a list of listings is returned, one
+        per session.
         """
-        if eid is not None and self._remote(query_type):
+        from one.converters import _is_listlike
+        if _is_listlike(eid):  # many sessions: their datasets in batched queries
+            eid = self.to_eid(list(eid))
+            if self._remote(query_type):
+                self._prefetch_remote([str(e) for e in eid if e])
+        elif eid is not None and self._remote(query_type):
             eid = self.to_eid(eid)
             if eid:
                 self._ensure_session(eid)

@@ -11,6 +11,7 @@ from one._lib.download import DownloadTask, download_files
 from one._lib.download.streams import (
     LARGE_FILE,
     MAX_STREAMS,
+    TINY_FILE,
     choose_streams,
     max_per_host,
 )
@@ -81,19 +82,21 @@ def _tasks(server, folder, n, size=100):
 
 
 def test_choose_streams(monkeypatch):
-    assert choose_streams([4096] * 2400) == MAX_STREAMS == 16
+    assert choose_streams([4096] * 2400) == MAX_STREAMS == 32
     assert choose_streams([4096] * 3) == 3
+    assert choose_streams([TINY_FILE] * 100) == 16
     assert choose_streams([LARGE_FILE] * 10) == 4
     assert choose_streams([LARGE_FILE] * 2) == 2
     assert choose_streams([LARGE_FILE] * 10 + [10] * 5) == 9
-    assert choose_streams([None] * 20) == 16
+    assert choose_streams([LARGE_FILE] * 10 + [TINY_FILE] * 20 + [10] * 40) == 32
+    assert choose_streams([None] * 20) == 20
     assert choose_streams([]) == 1
     monkeypatch.setenv('ONE_HTTP_DL_THREADS', '3')
     assert choose_streams([4096] * 2400) == 3
     monkeypatch.setenv('ONE_HTTP_DL_THREADS', 'many')
     with pytest.raises(ValueError, match='ONE_HTTP_DL_THREADS'):
         choose_streams([1])
-    assert max_per_host() == 16
+    assert max_per_host() == 32
     monkeypatch.setenv('ONE_HTTP_DL_MAX_PER_HOST', '0')
     with pytest.raises(ValueError, match='ONE_HTTP_DL_MAX_PER_HOST'):
         max_per_host()
@@ -101,9 +104,9 @@ def test_choose_streams(monkeypatch):
 
 def test_many_small_files_get_many_streams(servers, tmp_path):
     server = servers()
-    paths = download_files(_tasks(server, tmp_path, 24))
-    assert all(p.stat().st_size == 100 for p in paths) and server.count == 24
-    assert server.peak > 4  # more than ONE's 4 threads; at most 16
+    paths = download_files(_tasks(server, tmp_path, 40))
+    assert all(p.stat().st_size == 100 for p in paths) and server.count == 40
+    assert server.peak > 4  # more than ONE's 4 threads; at most 32
     assert server.peak <= MAX_STREAMS
 
 

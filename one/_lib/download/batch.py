@@ -1,6 +1,6 @@
 """`download_files`: a batch of downloads in worker threads, one progress bar, the outcomes.
 
-The number of threads fits what is fetched (`one._lib.download.streams`: up to 16 for many small
+The number of threads fits what is fetched (`one._lib.download.streams`: up to 32 for many tiny
 files, fewer for a few large ones) unless given, and no server gets more concurrent downloads
 than its bound (``ONE_HTTP_DL_MAX_PER_HOST``).
 """
@@ -38,9 +38,9 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
         The files to download.
     n_threads : int, optional
         Number of parallel downloads.  By default ``ONE_HTTP_DL_THREADS`` when set, otherwise
-        chosen from the files (`one._lib.download.streams.choose_streams`: one per small file up
-        to 16, at most 4 for large files).  Whatever the number, a server gets at most
-        ``ONE_HTTP_DL_MAX_PER_HOST`` (16) concurrent downloads.
+        chosen from the files (`one._lib.download.streams.choose_streams`: one per file, up to
+        32 for tiny files, 16 for small ones, 4 for large ones).  Whatever the number, a
+        server gets at most ``ONE_HTTP_DL_MAX_PER_HOST`` (32) concurrent downloads.
     progress : bool, optional
         Show one tqdm progress bar (bytes) for the whole batch.  By default shown only when
         stderr is a terminal.

@@ -2,34 +2,46 @@
 
 Over a long-distance link a small file costs a round trip however fast the link is, so many
 small files need many concurrent streams; a large file is limited by the bandwidth, which a few
-streams already fill.  `choose_streams` picks, for a batch:
+streams already fill.  `choose_streams` picks, for a batch, one stream per file up to:
 
-* one stream per small file (below `LARGE_FILE`), up to `MAX_STREAMS` (16);
-* at most `LARGE_STREAMS` (4) for the large files (and files of unknown size are counted as
-  small: Alyx records give sizes);
-* never more than the files, nor than `max_per_host()` streams per server.
+* `TINY_STREAMS` (32) for tiny files (below `TINY_FILE`, 1 MiB: a round trip each);
+* `SMALL_STREAMS` (16) more for small files (below `LARGE_FILE`, 8 MiB);
+* `LARGE_STREAMS` (4) more for large files;
+
+and never more than `MAX_STREAMS` (32) in all, nor than `max_per_host()` per server (files of
+unknown size count as tiny: Alyx records give sizes).
 
 ``ONE_HTTP_DL_THREADS`` (ONE's variable) and the `n_threads` argument of the download functions
 set the number instead of this choice; ``ONE_HTTP_DL_MAX_PER_HOST`` sets the bound per server
-(default 16), which applies to every batch.
+(default 32), which applies to every batch.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
-__all__ = ['choose_streams', 'max_per_host', 'MAX_STREAMS', 'LARGE_FILE', 'LARGE_STREAMS']
+__all__ = ['choose_streams', 'max_per_host', 'MAX_STREAMS', 'TINY_FILE', 'LARGE_FILE',
+           'TINY_STREAMS', 'SMALL_STREAMS', 'LARGE_STREAMS']
 
-MAX_STREAMS = 16
-"""The most concurrent downloads chosen automatically (many small files)."""
+MAX_STREAMS = 32
+"""The most concurrent downloads chosen automatically (many tiny files)."""
+
+TINY_FILE = 1 << 20
+"""Files below this many bytes (1 MiB) are tiny: their transfer is a round trip."""
 
 LARGE_FILE = 8 << 20
 """Files of at least this many bytes (8 MiB) count as large: bandwidth-bound."""
 
+TINY_STREAMS = 32
+"""The most concurrent downloads of tiny files chosen automatically."""
+
+SMALL_STREAMS = 16
+"""The most concurrent downloads of small files (1 to 8 MiB) chosen automatically."""
+
 LARGE_STREAMS = 4
 """The most concurrent downloads of large files chosen automatically."""
 
-DEFAULT_MAX_PER_HOST = 16
+DEFAULT_MAX_PER_HOST = 32
 """Default bound of concurrent downloads from one server (``ONE_HTTP_DL_MAX_PER_HOST``)."""
 
 _THREADS_VARIABLE = 'ONE_HTTP_DL_THREADS'
@@ -50,7 +62,7 @@ def _positive_int(name: str) -> int | None:
 
 
 def max_per_host() -> int:
-    """The most concurrent downloads from one server (``ONE_HTTP_DL_MAX_PER_HOST``, 16)."""
+    """The most concurrent downloads from one server (``ONE_HTTP_DL_MAX_PER_HOST``, 32)."""
     return _positive_int(_PER_HOST_VARIABLE) or DEFAULT_MAX_PER_HOST
 
 
@@ -75,9 +87,11 @@ def choose_streams(sizes: Sequence[int | None]) -> int:
     Examples
     --------
     >>> choose_streams([4096] * 2400)
-    16
+    32
     >>> choose_streams([4096] * 12)
     12
+    >>> choose_streams([4 << 20] * 100)
+    16
     >>> choose_streams([2 << 30] * 10)
     4
     >>> choose_streams([2 << 30] * 2 + [1024] * 5)
@@ -87,5 +101,8 @@ def choose_streams(sizes: Sequence[int | None]) -> int:
     if configured is not None:
         return configured
     n_large = sum(1 for s in sizes if s is not None and s >= LARGE_FILE)
-    n_small = len(sizes) - n_large
-    return max(1, min(MAX_STREAMS, n_small + min(n_large, LARGE_STREAMS)))
+    n_small = sum(1 for s in sizes if s is not None and TINY_FILE <= s < LARGE_FILE)
+    n_tiny = len(sizes) - n_large - n_small
+    wanted = (min(n_tiny, TINY_STREAMS) + min(n_small, SMALL_STREAMS)
+              + min(n_large, LARGE_STREAMS))
+    return max(1, min(MAX_STREAMS, wanted))

@@ -1,0 +1,139 @@
+"""The dataset records of many sessions in few requests (`OneAlyx.prefetch`, `list_datasets` and
+remote `search` over many sessions).
+
+Instead of one ``GET /sessions/<id>`` per session, the datasets of up to `MAX_SESSIONS_PER_QUERY`
+sessions are asked for in one ``GET /datasets?django=session__in,[...]`` query (sessions the
+cache tables do not know are asked for in the same way at ``/sessions``, for their folders).  A
+batch is sized so that its records fit in one page (``limit`` = the server's page size, the
+number of datasets per session estimated from the tables), and up to `MAX_CONCURRENT_QUERIES`
+queries are in flight at once.  Pages beyond the first are read by the REST client's
+pagination, which checks the records received against the count announced.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ['MAX_SESSIONS_PER_QUERY', 'page_limit', 'plan_batches', 'fetch_dataset_records',
+           'fetch_session_records', 'dataset_ids']
+
+MAX_SESSIONS_PER_QUERY = 100
+"""Session ids per query: they travel in the URL (~48 bytes each once encoded), which servers
+limit to ~8 KB."""
+
+DEFAULT_PAGE_LIMIT = 1000
+"""Records per page asked for when the client does not know the server's maximum."""
+
+DEFAULT_DATASETS_PER_SESSION = 50
+"""Datasets per session assumed when the tables know none of the sessions."""
+
+MAX_CONCURRENT_QUERIES = 4
+"""Batched queries in flight at once."""
+
+
+def page_limit(alyx) -> int:
+    """The page size to ask for: the server's maximum when the client knows it, else
+    `DEFAULT_PAGE_LIMIT`."""
+    for name in ('max_page_size', 'page_limit', 'max_limit'):
+        value = getattr(alyx, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return DEFAULT_PAGE_LIMIT
+
+
+def plan_batches(eids: Sequence[str], per_session: float | None, limit: int,
+                 max_sessions: int = MAX_SESSIONS_PER_QUERY) -> list[list[str]]:
+    """Split sessions into batches whose datasets should fit in one page of `limit` records.
+
+    Parameters
+    ----------
+    eids : sequence of str
+        The session ids.
+    per_session : float, optional
+        The expected number of datasets per session (`DEFAULT_DATASETS_PER_SESSION` if None).
+    limit : int
+        Records per page.
+    max_sessions : int
+        The most sessions in one query.
+
+    Returns
+    -------
+    list of list of str
+        Batches of about equal size, in order.
+
+    Examples
+    --------
+    >>> [len(b) for b in plan_batches([str(i) for i in range(200)], 36, 1000)]
+    [25, 25, 25, 25, 25, 25, 25, 25]
+    >>> [len(b) for b in plan_batches([str(i) for i in range(250)], 1, 1000)]
+    [84, 83, 83]
+    """
+    eids = list(eids)
+    if not eids:
+        return []
+    expected = per_session if per_session and per_session > 0 else DEFAULT_DATASETS_PER_SESSION
+    size = max(1, min(max_sessions, int(limit // max(expected, 1))))
+    n_batches = math.ceil(len(eids) / size)
+    base, extra = divmod(len(eids), n_batches)
+    batches, start = [], 0
+    for i in range(n_batches):
+        stop = start + base + (1 if i < extra else 0)
+        batches.append(eids[start:stop])
+        start = stop
+    return batches
+
+
+def _in_parallel(func, batches: list) -> list:
+    """`func(batch)` for each batch, up to `MAX_CONCURRENT_QUERIES` at once; results in order.
+    The first error is raised once the queries under way are done."""
+    if len(batches) <= 1:
+        return [func(b) for b in batches]
+    with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_QUERIES, len(batches)),
+                            thread_name_prefix='one-rest') as pool:
+        return list(pool.map(func, batches))
+
+
+def fetch_dataset_records(alyx, eids: Sequence[str], per_session: float | None = None
+                          ) -> list[dict]:
+    """The Alyx dataset records of these sessions, in batched queries.
+
+    Parameters
+    ----------
+    alyx : one.webclient.AlyxClient
+        The REST client.
+    eids : sequence of str
+        Session UUID strings.
+    per_session : float, optional
+        The expected number of datasets per session (sizes the batches).
+
+    Returns
+    -------
+    list of dict
+        The records of the ``datasets`` endpoint (any order).
+    """
+    limit = page_limit(alyx)
+
+    def query(batch: list[str]) -> list[dict]:
+        return list(alyx.rest('datasets', 'list', django=f'session__in,{batch}', limit=limit))
+
+    return [r for records in _in_parallel(query, plan_batches(eids, per_session, limit))
+            for r in records]
+
+
+def fetch_session_records(alyx, eids: Sequence[str]) -> list[dict]:
+    """The Alyx session list records (subject, lab, date, number...) of these sessions."""
+    limit = page_limit(alyx)
+
+    def query(batch: list[str]) -> list[dict]:
+        return list(alyx.rest('sessions', 'list', django=f'pk__in,{batch}', limit=limit))
+
+    return [r for records in _in_parallel(query, plan_batches(eids, 1, limit)) for r in records]
+
+
+def dataset_ids(record: dict) -> tuple[str | None, str | None]:
+    """The (session id, dataset id) of a dataset record (None where absent)."""
+    session = record.get('session')
+    eid = str(session).rstrip('/')[-36:] if session else None
+    dset = record.get('id') or (str(record.get('url') or '').rstrip('/')[-36:] or None)
+    return eid, dset
