@@ -83,6 +83,7 @@ class OneAlyx(One):
         from one._remote_sessions import SessionMemo
         from one.webclient import AlyxClient
         self._data_urls = {}
+        self._dataset_records = {}  # dataset records from batched listings, by dataset id
         self._sessions_read = SessionMemo()
         try:
             self._web_client = AlyxClient(username=username, password=password,
@@ -366,6 +367,7 @@ class OneAlyx(One):
                              if f.get('exists') and f.get('data_url')), None)
             if dset_id and data_url:
                 self._data_urls[dset_id] = data_url
+                self._dataset_records[dset_id] = record  # its file records, for S3
         datasets = datasets2records(records)
         if not datasets.empty:
             self._update_cache_from_records(datasets=datasets)
@@ -937,8 +939,10 @@ class OneAlyx(One):
 
         The bucket and its credentials come from the Alyx data repository 'aws_cortexlab'
         (`one.remote.aws.get_s3_from_alyx`; anonymous for a public bucket).  The datasets'
-        Alyx records (100 ids per query) give each one's S3 file record: the first existing
-        one in a repository whose name starts with 'aws'.  The object key is its repository
+        Alyx records (those listed in batches by `prefetch` or `list_datasets`, else 100 ids
+        per query) give each one's S3 file record: the first existing one in a repository
+        whose name starts with 'aws'.  When the known records show no file on S3, neither the
+        bucket nor anything else is asked for.  The object key is its repository
         path and relative path, with the dataset UUID before the extension; a record whose
         path is not a plain relative path ending with the dataset's ``rel_path`` is refused.
         The files are downloaded in parallel, verified against the size and md5 of the records
@@ -995,23 +999,31 @@ class OneAlyx(One):
         if dsets.empty:
             return []
         keep_uuid = self.uuid_filenames if keep_uuid is None else keep_uuid
-        repository = self.__dict__.get('_s3_repository')
-        if repository is None:
-            try:
-                repository = aws.get_s3_from_alyx(self.alyx)
-            except (AlyxNotFound, KeyError) as ex:
-                repository = ex  # the database has no S3 bucket: don't ask again
-            self._s3_repository = repository
-        if isinstance(repository, Exception):
-            raise repository
-        s3, bucket = repository
         ids = [str(x) for x in dsets.index.get_level_values('id')]
+        # Records listed in batches tell which datasets have a file on S3: when none does,
+        # the bucket is not needed (and not asked for)
+        known = self.__dict__.get('_dataset_records') or {}
+        records = {i: known[i] for i in ids if i in known}
+        s3 = bucket = None
+        if len(records) < len(ids) or any(aws_file_record(r) for r in records.values()):
+            repository = self.__dict__.get('_s3_repository')
+            if repository is None:
+                try:
+                    repository = aws.get_s3_from_alyx(self.alyx)
+                except (AlyxNotFound, KeyError) as ex:
+                    repository = ex  # the database has no S3 bucket: don't ask again
+                self._s3_repository = repository
+            if isinstance(repository, Exception):
+                raise repository
+            s3, bucket = repository
+            missing = [i for i in ids if i not in records]
+            if missing:
+                records.update(dataset_records(self.alyx, missing))
         if 'eid' in dsets.index.names:
             eids = [str(x) for x in dsets.index.get_level_values('eid')]
         else:
             eids = self._eids_of_datasets(ids)
         paths = self._session_paths([e for e in eids if e])
-        records = dataset_records(self.alyx, ids)
         root = Path(self.cache_dir)
         tasks, positions, not_on_s3 = [], [], []
         for i, (dset_id, eid) in enumerate(zip(ids, eids)):

@@ -133,6 +133,8 @@ def test_prefetch_then_loads_make_no_request(one, server, db):
     files = one.prefetch(eids, 'trials')
     queries = rest(server)
     assert len(queries) <= 3 and data(server) == sum(len(f) for f in files.values())
+    # the listed records show no file on S3: the bucket is not asked for
+    assert server.count('GET', '/data-repository/aws_cortexlab') == 0
     assert list(files) == [UUID(e) for e in eids]
     for paths in files.values():
         assert paths and all(isinstance(p, ALFPath) and p.exists() for p in paths)
