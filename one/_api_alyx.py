@@ -255,8 +255,11 @@ class OneAlyx(One):
 
         In remote mode the terms are REST filters (case-insensitive partial matches, see
         `search_terms`): `laboratory` becomes ``lab``, `date_range` ``'YYYY-MM-DD,YYYY-MM-DD'``
-        and `dataset` a django filter on the session's dataset names.  Otherwise see
-        `One.search`.
+        and `dataset` a django filter on the session's dataset names.  `dataset` may also be a
+        list of partial names, all of which a session must hold: Alyx is asked for the
+        sessions holding the first, and the datasets of those sessions are listed in a few
+        batched queries (and merged into the tables, so that loading from them needs no
+        further request) to check the others.  Otherwise see `One.search`.
 
         Returns
         -------
@@ -268,9 +271,18 @@ class OneAlyx(One):
         if not self._remote(query_type):
             return super().search(details=details, query_type=query_type, **kwargs)
         from one._remote_api import add_date, search_params
-        params = search_params(kwargs, self.search_terms(query_type='remote'))
+        terms = self.search_terms(query_type='remote')
+        kwargs, more_names, max_qc = _split_dataset_terms(kwargs, terms)
+        params = search_params(kwargs, terms)
         ses = self.alyx.rest(self._search_endpoint, 'list', **params)
         self._merge_search_results(ses)
+        if more_names:  # the other names, on the sessions' datasets listed in batches
+            from one._remote_batch import holding_all
+            records = list(ses)
+            eids = [str(r.get('id') or r['url'][-36:]) for r in records]
+            self._fetch_datasets_of(eids)
+            keep = holding_all(self._dataset_codes(), eids, more_names, max_qc)
+            ses = [r for r, hit in zip(records, keep) if hit]
         eids = util.LazyId(ses)
         if not details:
             return eids
@@ -1075,6 +1087,22 @@ class OneAlyx(One):
         """Download one dataset (a record); return its path or None."""
         files = self._download_datasets(self._as_records(dset), **kwargs)
         return files[0] if files else None
+
+
+def _split_dataset_terms(kwargs: dict, terms) -> tuple[dict, list, int]:
+    """A list given as the remote `dataset` search term: its first name for Alyx, the others
+    (and the QC level of `dataset_qc_lte`) to check on the listed datasets."""
+    from one._query import qc_code
+    from one.converters import _is_listlike
+    key = next((k for k in kwargs if util.autocomplete(k, terms) == 'dataset'), None)
+    if key is None or not _is_listlike(kwargs[key]):
+        return kwargs, [], 0
+    names = [str(x) for x in kwargs[key]]
+    if not names:
+        raise ValueError('The "dataset" search term is an empty list')
+    qc_key = next((k for k in kwargs if util.autocomplete(k, terms) == 'dataset_qc_lte'), None)
+    max_qc = qc_code(kwargs[qc_key] if qc_key else QC.CRITICAL)
+    return {**kwargs, key: names[0]}, names[1:], max_qc
 
 
 def _session_path_fields(record: dict) -> dict:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ['MAX_SESSIONS_PER_QUERY', 'page_limit', 'plan_batches', 'fetch_dataset_records',
-           'fetch_session_records', 'dataset_ids']
+           'fetch_session_records', 'dataset_ids', 'holding_all']
 
 MAX_SESSIONS_PER_QUERY = 100
 """Session ids per query: they travel in the URL (~48 bytes each once encoded), which servers
@@ -137,3 +137,28 @@ def dataset_ids(record: dict) -> tuple[str | None, str | None]:
     eid = str(session).rstrip('/')[-36:] if session else None
     dset = record.get('id') or (str(record.get('url') or '').rstrip('/')[-36:] or None)
     return eid, dset
+
+
+def holding_all(codes, eids: Sequence[str], names: Sequence[str], max_qc: int) -> list[bool]:
+    """For each session, whether it holds, for every name, an existing dataset whose file name
+    contains it (case-insensitive, as Alyx's ``icontains``) with a QC code up to `max_qc`.
+
+    Parameters
+    ----------
+    codes : one._query.DatasetCodes
+        The coded datasets table.
+    eids : sequence of str
+        Session UUID strings.
+    names : sequence of str
+        Partial dataset names.
+    max_qc : int
+        The worst QC code allowed.
+    """
+    wanted = [n.lower() for n in names]
+    out = []
+    for eid in eids:
+        rows = codes.rows_of(eid)
+        rows = rows[codes.exists[rows] & (codes.qc[rows] <= max_qc)]
+        files = {str(p).rsplit('/', 1)[-1].lower() for p in codes.rel_paths[codes.rel_codes[rows]]}
+        out.append(all(any(n in f for f in files) for n in wanted))
+    return out

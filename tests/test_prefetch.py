@@ -254,3 +254,25 @@ def test_prefetch_paths_in_cache_dir(one, db):
     files = one.prefetch(db.eids[:2], 'wheel')
     root = Path(one.cache_dir)
     assert all(p.is_relative_to(root) for paths in files.values() for p in paths)
+
+
+# ---- remote search with several dataset names --------------------------------------------------
+
+def test_search_several_dataset_names(one, server, db):
+    both = one.search(dataset=['trials.choice', 'spikes.times'])
+    queries = rest(server)
+    assert queries[0].path == '/sessions' and len(queries) <= 4
+    trials = set(one.search(dataset='trials.choice'))
+    spikes = set(one.search(dataset='spikes.times'))
+    assert set(both) == trials & spikes and 0 < len(both) < len(trials)
+    expected = {e for e, r in db.sessions.items() if r['probe_insertion']}
+    assert {str(e) for e in both} == expected
+    eids, details = one.search(dataset=['trials', 'spikes'], details=True)
+    assert [str(e) for e in eids] == [d['id'] for d in details] and 'date' in details[0]
+    # the sessions' datasets were listed: loading from them needs no request
+    server.clear_log()
+    one.load_object(eids[0], 'spikes', collection='alf/probe00')
+    assert rest(server) == []
+    assert list(one.search(dataset=['trials', 'nosuchdataset'])) == []
+    with pytest.raises(ValueError, match='empty'):
+        one.search(dataset=[])
