@@ -321,6 +321,7 @@ class OneAlyx(One):
     def _fetch_session(self, eid) -> dict:
         """Read a session from Alyx and merge it into the tables; return its record."""
         from one.converters import ses2records
+        self._look_up_s3_meanwhile()
         asked = self._sessions_read.now()
         record = self.alyx.rest('sessions', 'read', id=str(eid))
         for d in record.get('data_dataset_session_related') or []:
@@ -330,6 +331,17 @@ class OneAlyx(One):
         self._update_cache_from_records(sessions=session, datasets=datasets)
         self._sessions_read.add_record(str(session.name), record, when=asked)
         return record
+
+    def _look_up_s3_meanwhile(self) -> None:
+        """Ask Alyx for the database's S3 repository in the background, once per instance:
+        the first download needs it, and its round trip then overlaps a session read instead
+        of delaying the download."""
+        if self.__dict__.get('_s3_repository') is not None or '_s3_pending' in self.__dict__:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='one-s3-lookup')
+        self._s3_pending = pool.submit(_find_s3_repository, self.alyx)
+        pool.shutdown(wait=False)
 
     def _session_record(self, eid) -> dict:
         """The Alyx record of a session: read once, reused while the REST cache keeps it."""
@@ -355,9 +367,13 @@ class OneAlyx(One):
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from one._remote_batch import dataset_ids, fetch_dataset_records, fetch_session_records
+        from one._remote_batch import (
+            dataset_ids,
+            dataset_table,
+            fetch_dataset_records,
+            fetch_session_records,
+        )
         from one._remote_sessions import reuse_lifetime
-        from one.converters import datasets2records
         stale = self._sessions_read.stale(list(dict.fromkeys(eids)), reuse_lifetime(self.alyx))
         if not stale:
             return []
@@ -380,7 +396,7 @@ class OneAlyx(One):
             if dset_id and data_url:
                 self._data_urls[dset_id] = data_url
                 self._dataset_records[dset_id] = record  # its file records, for S3
-        datasets = datasets2records(records)
+        datasets = dataset_table(records)
         if not datasets.empty:
             self._update_cache_from_records(datasets=datasets)
         self._sessions_read.add_datasets([e for e in stale if e in known], when=asked)
@@ -917,17 +933,17 @@ class OneAlyx(One):
         login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
         auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None
         root = Path(self.cache_dir)
+        rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
         tasks, positions = [], []
         for i in pending:
             dset_id, session_path = ids[i], session_paths[i]
-            rel_path = dsets['rel_path'].iloc[i]
+            rel_path = rel_paths[i]
             if session_path is None or not isinstance(rel_path, str):
                 _logger.error('Cannot download dataset %s: unknown session path', dset_id)
                 continue
             url = self._data_urls.get(dset_id) or self.alyx.rel_path2url(
                 uuid_url_path(PurePosixPath(str(session_path), rel_path).as_posix(), dset_id))
-            size = _known(dsets['file_size'].iloc[i]) if 'file_size' in dsets else None
-            md5 = _known(dsets['hash'].iloc[i]) if 'hash' in dsets else None
+            size, md5 = _known(sizes[i]), _known(hashes[i])
             try:
                 task = download_task(url, root, session_path, rel_path, size, md5, auth,
                                      uuid_name=dset_id if keep_uuid else None)
@@ -985,7 +1001,6 @@ class OneAlyx(One):
             repository names no bucket) or a connection error.
         """
         from one._lib.download import UnsafePath
-        from one._lib.http_errors import AlyxNotFound
         from one._remote_api import local_destination
         from one._remote_s3 import (
             BadS3Record,
@@ -997,7 +1012,6 @@ class OneAlyx(One):
             s3_key,
             s3_task,
         )
-        from one.remote import aws
         if not isinstance(dsets, (pd.DataFrame, pd.Series)):
             rows = list(dsets)
             if rows and all(isinstance(x, pd.Series) for x in rows):
@@ -1016,14 +1030,12 @@ class OneAlyx(One):
         # the bucket is not needed (and not asked for)
         known = self.__dict__.get('_dataset_records') or {}
         records = {i: known[i] for i in ids if i in known}
-        s3 = bucket = None
         if len(records) < len(ids) or any(aws_file_record(r) for r in records.values()):
             repository = self.__dict__.get('_s3_repository')
             if repository is None:
-                try:
-                    repository = aws.get_s3_from_alyx(self.alyx)
-                except (AlyxNotFound, KeyError) as ex:
-                    repository = ex  # the database has no S3 bucket: don't ask again
+                pending = self.__dict__.pop('_s3_pending', None)
+                repository = pending.result() if pending is not None else \
+                    _find_s3_repository(self.alyx)
                 self._s3_repository = repository
             if isinstance(repository, Exception):
                 raise repository
@@ -1031,6 +1043,10 @@ class OneAlyx(One):
             missing = [i for i in ids if i not in records]
             if missing:
                 records.update(dataset_records(self.alyx, missing))
+        else:
+            if update_exists:
+                mark_not_on_aws(self._cache, ids)
+            return [None] * len(ids)
         if 'eid' in dsets.index.names:
             eids = [str(x) for x in dsets.index.get_level_values('eid')]
         else:
@@ -1038,9 +1054,10 @@ class OneAlyx(One):
         paths = self._session_paths([e for e in eids if e])
         root = Path(self.cache_dir)
         tasks, positions, not_on_s3 = [], [], []
+        rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
         for i, (dset_id, eid) in enumerate(zip(ids, eids)):
             session_path = paths.get(eid) if eid else None
-            rel_path = dsets['rel_path'].iloc[i]
+            rel_path = rel_paths[i]
             if session_path is None or not isinstance(rel_path, str):
                 continue  # the HTTP download reports it
             record = records.get(dset_id) or {}
@@ -1059,8 +1076,7 @@ class OneAlyx(One):
                 continue
             except UnsafePath:
                 continue  # a bad relative path in the cache table: refused by HTTP too
-            size = _known(dsets['file_size'].iloc[i]) if 'file_size' in dsets else None
-            md5 = _known(dsets['hash'].iloc[i]) if 'hash' in dsets else None
+            size, md5 = _known(sizes[i]), _known(hashes[i])
             tasks.append(s3_task(bucket, key, destination, size or _known(record.get('file_size')),
                                  md5 or _known(record.get('hash')), s3))
             positions.append(i)
@@ -1087,6 +1103,22 @@ class OneAlyx(One):
         """Download one dataset (a record); return its path or None."""
         files = self._download_datasets(self._as_records(dset), **kwargs)
         return files[0] if files else None
+
+
+def _find_s3_repository(alyx):
+    """(S3 resource, bucket) of the database's AWS data repository, or the exception saying
+    it has none (AlyxNotFound, KeyError: not asked again); other errors are raised."""
+    from one._lib.http_errors import AlyxNotFound
+    from one.remote import aws
+    try:
+        return aws.get_s3_from_alyx(alyx)
+    except (AlyxNotFound, KeyError) as ex:
+        return ex
+
+
+def _columns(frame: pd.DataFrame, *names: str) -> list[list]:
+    """Columns of a table as lists (a column it lacks: all None), for loops over rows."""
+    return [frame[n].tolist() if n in frame.columns else [None] * len(frame) for n in names]
 
 
 def _split_dataset_terms(kwargs: dict, terms) -> tuple[dict, list, int]:

@@ -620,8 +620,8 @@ class One(ConversionMixin):
         ids = [str(x) for x in datasets.index.get_level_values('id')]
         session_paths = self._dataset_session_paths(datasets, ids)
         root = Path(self.cache_dir)
-        sizes = datasets['file_size'] if 'file_size' in datasets.columns else None
-        hashes = datasets['hash'] if 'hash' in datasets.columns else None
+        sizes = datasets['file_size'].tolist() if 'file_size' in datasets.columns else None
+        hashes = datasets['hash'].tolist() if 'hash' in datasets.columns else None
         verified = self._verified_files() if check_hash else None
         files, to_download = [], []
         for i, (session_path, rel_path) in enumerate(zip(session_paths,
@@ -639,8 +639,8 @@ class One(ConversionMixin):
                 files.append(None)
                 to_download.append(i)
                 continue
-            expected_size = _known(sizes.iloc[i]) if sizes is not None else None
-            expected_hash = _known(hashes.iloc[i]) if hashes is not None else None
+            expected_size = _known(sizes[i]) if sizes is not None else None
+            expected_hash = _known(hashes[i]) if hashes is not None else None
             where = PurePosixPath(session_path, rel_path)
             if expected_size and stat.st_size != int(expected_size):
                 _logger.warning('local file size mismatch on dataset: %s', where)

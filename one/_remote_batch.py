@@ -11,12 +11,17 @@ pagination, which checks the records received against the count announced.
 """
 from __future__ import annotations
 
+import datetime
 import math
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote, urlsplit
+
+import pandas as pd
 
 __all__ = ['MAX_SESSIONS_PER_QUERY', 'page_limit', 'plan_batches', 'fetch_dataset_records',
-           'fetch_session_records', 'dataset_ids', 'holding_all']
+           'fetch_session_records', 'dataset_ids', 'holding_all', 'dataset_table']
 
 MAX_SESSIONS_PER_QUERY = 100
 """Session ids per query: they travel in the URL (~48 bytes each once encoded), which servers
@@ -137,6 +142,54 @@ def dataset_ids(record: dict) -> tuple[str | None, str | None]:
     eid = str(session).rstrip('/')[-36:] if session else None
     dset = record.get('id') or (str(record.get('url') or '').rstrip('/')[-36:] or None)
     return eid, dset
+
+
+_SESSION_FOLDERS = re.compile(r'/(\d{4}-\d{2}-\d{2})/(\d+)/(.+)$')
+_UUID_BEFORE_EXTENSION = re.compile(
+    r'\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}'
+    r'(?=\.[^./]*$)')
+
+
+def _rel_path_of_url(data_url: str) -> str:
+    """The path of a data file URL below its session folder, without the dataset UUID: what
+    `one.converters.datasets2records` gives, by string operations (its own way when the URL
+    does not look like ``.../<date>/<number>/<rel_path>``)."""
+    path = unquote(urlsplit(data_url, allow_fragments=False).path)
+    match = _SESSION_FOLDERS.search(path)
+    if match is not None:
+        try:
+            datetime.date.fromisoformat(match.group(1))
+        except ValueError:
+            match = None
+    if match is None:
+        from one.converters import _alf_path_from_url, _relative_to_session
+        return _relative_to_session(_alf_path_from_url(data_url))
+    folder, _, name = match.group(3).rpartition('/')
+    name = _UUID_BEFORE_EXTENSION.sub('', name, count=1)
+    return f'{folder}/{name}' if folder else name
+
+
+def dataset_table(records: Sequence[dict]) -> pd.DataFrame:
+    """The datasets table of dataset records: `one.converters.datasets2records`, faster.
+
+    Records without an existing file record with a URL, or without a session, are left out;
+    index ``(eid, id)``.
+    """
+    from one.alf.cache import EMPTY_DATASETS_FRAME
+    from one.converters import _datasets_frame
+    rows = []
+    for d in records:
+        data_url = next((f['data_url'] for f in d.get('file_records') or []
+                         if f.get('data_url') and f.get('exists')), None)
+        eid, dset_id = dataset_ids(d)
+        if data_url is None or eid is None or dset_id is None:
+            continue
+        rows.append({
+            'eid': eid.lower(), 'id': dset_id.lower(), 'rel_path': _rel_path_of_url(data_url),
+            'file_size': d.get('file_size'), 'hash': d.get('hash'), 'exists': True,
+            'qc': d.get('qc') or 'NOT_SET', 'default_revision': bool(d.get('default_dataset')),
+        })
+    return _datasets_frame(rows) if rows else EMPTY_DATASETS_FRAME.copy()
 
 
 def holding_all(codes, eids: Sequence[str], names: Sequence[str], max_qc: int) -> list[bool]:

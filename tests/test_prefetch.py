@@ -276,3 +276,24 @@ def test_search_several_dataset_names(one, server, db):
     assert list(one.search(dataset=['trials', 'nosuchdataset'])) == []
     with pytest.raises(ValueError, match='empty'):
         one.search(dataset=[])
+
+
+def test_dataset_table_as_datasets2records(db):
+    import json
+
+    from one.converters import datasets2records
+    fixtures = Path(__file__).parent / 'fixtures' / 'alyx'
+    for name in ('datasets_list_session.json', 'datasets_list_revision_session.json'):
+        records = json.loads((fixtures / name).read_text())['results']
+        pd.testing.assert_frame_equal(batch.dataset_table(records), datasets2records(records))
+    # URLs with a quoted folder, a revision, a data server below a path
+    records = json.loads(json.dumps(db.datasets).replace(
+        'http://127.0.0.1:8001', 'https://data.org:8080/some%20path/files'))
+    pd.testing.assert_frame_equal(batch.dataset_table(records), datasets2records(records))
+    # Paths without a session folder are handled like datasets2records does
+    odd = json.loads(json.dumps(records[:3]))
+    for r in odd:
+        r['file_records'][0]['data_url'] = r['file_records'][0]['data_url'].replace(
+            '2024-01-', '2024-13-')
+    pd.testing.assert_frame_equal(batch.dataset_table(odd), datasets2records(odd))
+    assert batch.dataset_table([]).empty
