@@ -15,7 +15,8 @@ N sessions) and ``prefetch`` (``prefetch(eids, 'trials')`` then the same loads; 
 
 With ``--peer``, ONE-api 3.6.1 (installed as a black box in its own venv, see
 ``one_api_peer.py``) runs the same workloads on the same server, and the digests of what both
-loaded are compared (``same``: byte-identical arrays).
+loaded are compared (``same``: byte-identical arrays; ``prefetch`` is compared with the
+``loop`` answers of the same N).
 
 Usage::
 
@@ -182,6 +183,9 @@ def main(argv=None) -> int:
                         Path(eids_file).write_text(json.dumps(info['eids'][:n]))
                     label = workload if workload == 'script4' else f'{workload} N={n}'
                     digests = {}
+                    if workload == 'prefetch':  # the same loads as `loop`: the same answers
+                        digests = {f"{r['impl']} (loop)": r['summary']['digest'] for r in rows
+                                   if r['workload'] == f'loop N={n}' and 'digest' in r['summary']}
                     for impl, python, cwd, env in implementations:
                         if impl == 'ONE-api' and workload == 'prefetch':
                             continue
@@ -196,11 +200,12 @@ def main(argv=None) -> int:
                         print(format_table([row]).splitlines()[-1], flush=True)
                         if args.show_rest and 'rest_paths' in summary:
                             print('    ' + '\n    '.join(summary['rest_paths'][:40]))
+                    mine = [r for r in rows if r['workload'] == label]
                     if len(set(digests.values())) > 1:
-                        for row in rows[-len(digests):]:
+                        for row in mine:
                             row['answers'] = 'DIFFER'
                     elif len(digests) > 1:
-                        for row in rows[-len(digests):]:
+                        for row in mine:
                             row['answers'] = 'same'
         print()
         print(format_table(rows))

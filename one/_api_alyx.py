@@ -402,6 +402,16 @@ class OneAlyx(One):
         self._sessions_read.add_datasets([e for e in stale if e in known], when=asked)
         return [e for e in stale if e not in known]
 
+    def _fetch_summaries(self, eids: list[str]) -> None:
+        """Ask Alyx for the list records of the sessions not read lately, in batches."""
+        from one._remote_batch import fetch_session_records
+        from one._remote_sessions import reuse_lifetime
+        lifetime = reuse_lifetime(self.alyx)
+        wanted = [e for e in dict.fromkeys(eids) if self._sessions_read.summary(e, lifetime)
+                  is None]
+        if wanted:
+            self._update_sessions_table(fetch_session_records(self.alyx, wanted))
+
     def _datasets_per_session(self) -> float | None:
         """The mean number of datasets of the sessions in the tables (None when empty)."""
         codes = self._dataset_codes()
@@ -458,12 +468,20 @@ class OneAlyx(One):
     def get_details(self, eid, full: bool = False, query_type=None):
         """Return a session's details; in remote mode from Alyx.
 
+        A session read from Alyx (or found by a search) within the REST cache expiry is not
+        asked for again.  With a list of sessions, a list of details is returned; their
+        summaries (without `full`) are asked for in batched queries.
+
         Returns
         -------
         dict
             (remote) With `full`, the Alyx session record; otherwise its subject, start_time,
             number, lab, projects, url, task_protocol, local_path and date.
         """
+        if isinstance(eid, list):
+            if self._remote(query_type) and not full:
+                self._fetch_summaries([str(e) for e in eid if e])
+            return [self.get_details(e, full=full, query_type=query_type) for e in eid]
         if not self._remote(query_type):
             return super().get_details(eid, full=full)
         if full:

@@ -152,3 +152,14 @@ def test_loaded_data_match_the_files(one, db):
                if d['name'] == '_ibl_wheel.position.npy')
     expected = np.load(db.file(url.split('127.0.0.1:8001', 1)[1]))
     np.testing.assert_array_equal(wheel['position'], expected)
+
+
+def test_details_of_many_sessions(one, server, db):
+    eids = db.eids[:6]
+    details = one.get_details(eids)
+    assert [d['local_path'] for d in details] == [one.eid2path(e) for e in eids]
+    assert [r.split('?')[0] for r in rest(server)] == ['GET /sessions']  # one batched query
+    server.clear_log()
+    full = one.get_details(eids[:2], full=True)
+    assert [f['id'] for f in full] == eids[:2]
+    assert rest(server) == [f'GET /sessions/{e}' for e in eids[:2]]
