@@ -6,8 +6,9 @@ wire format) from a child process, behind `latency_proxy.LatencyProxy`, which ad
 (default 100 ms) to every REST and data request.  Each workload runs in a fresh process
 (``remote_workloads.py``) with a fresh data folder, `--repeat` times; the table gives the
 median wall time (min-max), the REST and data requests, the sequential round trips (requests
-on the critical path), the most data requests in flight at once, and the round-trip bound
-``(sequential REST round trips + ceil(data requests / streams)) x delay``.
+on the critical path), the most data requests in flight at once, and the round-trip bound: for
+the sequential workloads the delays on the critical path (sequential round trips x delay), for
+``prefetch`` ``(sequential REST round trips + ceil(data requests / streams)) x delay``.
 
 Workloads: ``script4`` (the 4-session script: search, then per session list_datasets, load
 trials and wheel, eid2pid, spikes of each probe), ``loop`` (``load_object(eid, 'trials')`` for
@@ -97,14 +98,20 @@ def run_worker(python: str, workload: str, url: str, eids_file: str | None, env:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def summarise(runs: list[dict], delay: float) -> dict:
+def summarise(runs: list[dict], delay: float, workload: str = 'prefetch') -> dict:
+    """Median and range of the wall times, the request counts of the last run, and the
+    round-trip bound: the delays on the critical path for the sequential workloads (script4,
+    loop), (REST round trips + data requests / streams) x delay for prefetch."""
     good = [r for r in runs if 'error' not in r]
     if not good:
         return {'error': runs[0]['error'][0] if runs else 'no run'}
     walls = [r['wall'] for r in good]
     stats = good[-1]['stats']
     streams = max(stats.get('data_streams') or 1, 1)
-    bound = (stats['sequential_rest'] + math.ceil(stats['data'] / streams)) * delay
+    if workload == 'prefetch':
+        bound = (stats['sequential_rest'] + math.ceil(stats['data'] / streams)) * delay
+    else:
+        bound = stats['sequential'] * delay
     return {'median': statistics.median(walls), 'min': min(walls), 'max': max(walls),
             'rest': stats['rest'], 'data': stats['data'], 'sequential': stats['sequential'],
             'streams': stats.get('data_streams'), 'bound': bound, 'digest': good[-1]['digest'],
@@ -192,7 +199,7 @@ def main(argv=None) -> int:
                         repeat = args.repeat if impl == 'one-next' else args.peer_repeat
                         runs = [run_worker(python, workload, url, eids_file, env, cwd)
                                 for _ in range(repeat)]
-                        summary = summarise(runs, args.delay)
+                        summary = summarise(runs, args.delay, workload)
                         row = {'workload': label, 'impl': impl, 'summary': summary}
                         if 'digest' in summary:
                             digests[impl] = summary['digest']
