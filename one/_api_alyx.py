@@ -73,7 +73,8 @@ class OneAlyx(One):
     tables_dir : str, pathlib.Path, optional
         Where the cache tables are, if not in `cache_dir`.
     **kwargs
-        Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries).
+        Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries,
+        deadline).  ``timeout`` also bounds the waits of HTTP and S3 downloads.
     """
 
     def __init__(self, username=None, password=None, base_url=None, cache_dir=None,
@@ -816,7 +817,8 @@ class OneAlyx(One):
                 continue
             tasks.append(task)
             positions.append(i)
-        outcomes = download_files(tasks, progress=None, return_errors=True) if tasks else []
+        outcomes = download_files(tasks, progress=None, return_errors=True,
+                                  timeout=self.alyx.timeout) if tasks else []
         for i, outcome in zip(positions, outcomes):
             if not isinstance(outcome, Exception):
                 out[i] = ALFPath(outcome)
