@@ -234,8 +234,9 @@ class AlyxClient:
         How many times a connection that could not be opened is tried again.
     deadline : float, optional
         Seconds a request may spend being retried after throttling (429, honouring
-        ``Retry-After``), gateway errors (502, 503, 504) or connection resets; queries only,
-        writes are never sent twice.  Default: the environment variable ``ONE_REST_DEADLINE``,
+        ``Retry-After``) and, for queries only, gateway errors (502, 503, 504) or connection
+        resets: a write the server may have acted on is never sent twice (see
+        `one._lib.rest_retry`).  Default: the environment variable ``ONE_REST_DEADLINE``,
         else 300.
 
     Attributes

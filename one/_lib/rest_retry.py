@@ -2,15 +2,17 @@
 
 The policy of `one.webclient.AlyxClient`, per request (a page of a list is one request):
 
-* Queries (GET, HEAD, OPTIONS) are sent again after an HTTP 429 (waiting what ``Retry-After``
-  asks, at most `MAX_RETRY_AFTER` seconds, plus a random part so that throttled processes do
-  not all come back at once), after a 502, 503 or 504 and after a connection reset or a cut
-  answer (waiting `BACKOFF` seconds, doubled each time up to `MAX_BACKOFF`, randomised), until
-  the request's deadline: no attempt starts once the next wait would end past it
+* Every request answered 429 (throttled: the server refused it before doing anything) is sent
+  again after waiting what ``Retry-After`` asks, at most `MAX_RETRY_AFTER` seconds, plus a
+  random part so that throttled processes do not all come back at once.
+* Queries (GET, HEAD, OPTIONS) are also sent again after a 502, 503 or 504 and after a
+  connection reset or a cut answer (waiting `BACKOFF` seconds, doubled each time up to
+  `MAX_BACKOFF`, randomised).
+* All this until the request's deadline: no attempt starts once the next wait would end past it
   (`DEFAULT_DEADLINE`, ``ONE_REST_DEADLINE`` or ``AlyxClient(deadline=...)``).
 * A query whose answer did not come within the read timeout is sent once more, never twice.
-* Writes (POST, PUT, PATCH, DELETE) are never sent again once they may have reached the
-  server: not after an error status, a reset or a timeout.
+* Writes (POST, PUT, PATCH, DELETE) are never sent again once the server may have acted on
+  them: not after a 5xx, a reset or a timeout.
 * Any request whose connection could not be opened (refused, unknown host, connect timeout:
   nothing was sent) is tried again `connect_retries` times.
 
@@ -60,7 +62,7 @@ MAX_BACKOFF = 30.0
 """Longest wait after a gateway error or a reset, in seconds."""
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-"""HTTP statuses after which a query is sent again."""
+"""HTTP statuses after which a query is sent again (a write: 429 only)."""
 
 SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS'})
 """Verbs whose requests may be sent again after reaching the server."""
@@ -233,7 +235,8 @@ class RetryPolicy:
                               attempts + 1, delay)
                 sleep(delay)
                 continue
-            if not safe or response.status_code not in RETRY_STATUSES:
+            status = response.status_code
+            if status not in RETRY_STATUSES or not (safe or status == 429):
                 return response
             failures += 1
             wanted = parse_retry_after(response.headers.get('Retry-After'))
