@@ -30,7 +30,8 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
     wildcards : bool
         See `One`.
     **kwargs
-        cache_dir, tables_dir, and for a database base_url, username, password, ...
+        cache_dir, tables_dir, and for a database base_url, username, password, timeout
+        (seconds of read timeout of every request), deadline (seconds of REST retries)...
 
     Returns
     -------
@@ -48,6 +49,8 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
         one.params.check_cache_conflict(kwargs.get('cache_dir'))
     except AssertionError:
         return OneAlyx(mode=mode, wildcards=wildcards, **kwargs)
+    for network_only in ('timeout', 'deadline'):  # a local folder makes no request
+        kwargs.pop(network_only, None)
     return One(mode='local', wildcards=wildcards, **kwargs)
 
 

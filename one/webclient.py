@@ -302,6 +302,8 @@ class AlyxClient:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault('deadline', resolve_deadline())  # pickled by older versions
+        self.__dict__.setdefault('max_page_size', MAX_PAGE_LIMIT)
         self._session = _make_session()
         self._auth_lock = threading.RLock()
 
@@ -895,9 +897,13 @@ class AlyxClient:
 
     def _download_to(self, url: str, path: Path, headers: dict, auth) -> None:
         """Stream a URL into a file, checking the size announced by the server."""
+        def attempt() -> requests.Response:
+            return self._session.get(url, headers=headers, auth=auth, stream=True,
+                                     timeout=self.timeout)
+
         try:
-            with self._session.get(url, headers=headers, auth=auth, stream=True,
-                                   timeout=self.timeout) as r:
+            with self._retry_policy().send(attempt, 'GET', url, self._rest_path(url),
+                                           self.timeout) as r:
                 if r.status_code != 200:
                     raise error_from_response(r, self._rest_path(url), 'GET')
                 expected = r.headers.get('Content-Length')

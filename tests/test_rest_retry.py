@@ -203,3 +203,17 @@ def test_processes_sharing_a_throttled_account_see_no_exception():
     assert figures['exceptions'] == 0, figures['first_exceptions']
     assert figures['throttled_429_absorbed'] > 0 and figures['queries'] > 0
     assert figures['requests_served'] >= figures['queries'] + figures['throttled_429_absorbed']
+
+
+def test_cache_archive_download_is_retried(alyx_server, client, tmp_path):
+    alyx_server.fail('/cache.zip', status=503)
+    assert len(client.download_cache_tables(None, tmp_path / 'tables')) == 4
+    assert alyx_server.count('GET', '/cache.zip') == 2
+
+
+def test_pickled_client_keeps_its_settings(client):
+    import pickle
+
+    client.deadline, client.timeout, client.max_page_size = 12, (1.0, 2.0), 500
+    clone = pickle.loads(pickle.dumps(client))
+    assert (clone.deadline, clone.timeout, clone.max_page_size) == (12, (1.0, 2.0), 500)

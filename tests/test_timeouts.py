@@ -189,3 +189,18 @@ def test_s3_resources_have_timeouts(s3_hung, tmp_path):
     s3, _ = aws.get_s3_from_alyx(Alyx())
     config = s3.meta.client.meta.config
     assert (config.connect_timeout, config.read_timeout) == (1.0, 4.0)  # the client's
+
+
+def test_local_one_accepts_the_network_settings(tmp_path):
+    """ONE(cache_dir=..., timeout=...) on a local folder: nothing to wait for, no error."""
+    from one.alf.cache import make_parquet_db
+    from one.api import One
+    from one.synthetic import make_dataset_folder
+
+    make_dataset_folder(tmp_path, n_subjects=1, n_sessions=1)
+    make_parquet_db(tmp_path)
+    ONE.cache_clear()
+    try:
+        assert type(ONE(cache_dir=tmp_path, timeout=3, deadline=10)) is One
+    finally:
+        ONE.cache_clear()
