@@ -186,7 +186,7 @@ class OneRelease(One):
             and time.time() - self._checked >= self.cache_expiry.total_seconds())
         if due and not self.offline and self._sync():
             One.load_cache(self)
-        return self._cache['_meta']['loaded_time']
+        return One.refresh_cache(self, 'local')
 
     def load_cache(self, tables_dir=None, clobber=False, **kwargs):
         """Load the local tables of the release; with `clobber`, revalidate them first.

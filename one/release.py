@@ -52,8 +52,8 @@ from one._lib.validate import validate_tree
 from one._lib.verified import VerifiedFiles
 from one.alf.exceptions import ALFInvalid, ALFWarning
 
-__all__ = ['make_release', 'export_files', 'read_release_info', 'ReleaseInfo', 'ReleaseError',
-           'NotARelease', 'ReleaseUnreachable', 'LAYOUTS']
+__all__ = ['make_release', 'describe_release', 'export_files', 'read_release_info',
+           'ReleaseInfo', 'ReleaseError', 'NotARelease', 'ReleaseUnreachable', 'LAYOUTS']
 
 _MAX_LISTED = 50  # invalid names shown in an error message
 _TABLES = ('sessions', 'datasets')
@@ -138,8 +138,8 @@ def _hashes(folder: Path, paths: list, sizes: list, mtimes: list, progress) -> l
 
 
 def _write_table(path: Path, df, metadata: dict) -> bool:
-    """Write a table atomically unless the file already holds the same data; return whether
-    it was written."""
+    """Write a table atomically unless the file already holds the same data (then its date
+    of creation is kept too); return whether it was written."""
     import pyarrow.parquet as pq
 
     new = _files.temp_name(path)
@@ -282,35 +282,90 @@ def make_release(folder, tag: str | None = None, archive: bool = False,
 
     now = datetime.datetime.now().isoformat(sep=' ', timespec='minutes')
     metadata = {'date_created': now, 'origin': origin}
-    info_path = out_dir / INFO_NAME
     with file_lock(out_dir / _lock_name(), timeout=600):
-        try:
-            previous = read_release_info(out_dir)
-        except (OSError, ReleaseError):
-            previous = None
-        changed = False
-        tables = []
         for name, df in zip(_TABLES, (sessions, datasets)):
-            path = out_dir / f'{name}.pqt'
-            changed |= _write_table(path, df, metadata)
-            tables.append(_table_info(name, path, len(df)))
+            _write_table(out_dir / f'{name}.pqt', df, metadata)
         counts = {'sessions': len(sessions), 'datasets': len(datasets),
                   'bytes': int(sum(sizes))}
-        date_created = previous.date_created if previous and not changed and \
-            previous.date_created else now
-        info = build_info(tables, origin, date_created, tag, layout, files_url, counts)
-        archive_path = out_dir / ARCHIVE_NAME
-        if archive:
-            old_archive = (previous.raw.get('archive') or {}) if previous else {}
-            unchanged = previous is not None and archive_path.exists() and \
-                {k: v for k, v in previous.raw.items() if k != 'archive'} == info and \
-                old_archive.get('md5') == _files.md5(archive_path)
-            info['archive'] = old_archive if unchanged else \
-                _write_archive(out_dir, tables, dump_info(info), date_created)
-        elif previous is not None and previous.raw.get('archive'):
-            archive_path.unlink(missing_ok=True)  # it would hold outdated tables
-        if previous is None or previous.raw != info:
-            _files.write_bytes_atomic(info_path, dump_info(info))
+        return _describe(out_dir, tag, archive, origin, layout, files_url, counts, now)
+
+
+def describe_release(out_dir, tag: str | None = None, archive: bool = False,
+                     origin: str | None = None, layout: str = 'path',
+                     files_url: str = '.') -> ReleaseInfo:
+    """Write the ``cache_info.json`` (and ``cache.zip``) of cache tables that already exist.
+
+    For tables made otherwise than by `make_release` (e.g. exported by Alyx, or generated),
+    whose files are served as `layout` and `files_url` say.  The tables must hold the md5 and
+    size of each file for downloads to be verified.
+
+    Parameters
+    ----------
+    out_dir : str, os.PathLike
+        The folder holding ``sessions.pqt`` and ``datasets.pqt``.
+    tag, archive, origin, layout, files_url
+        As for `make_release` (`origin` defaults to the previous one, or the folder's name).
+
+    Returns
+    -------
+    one.release.ReleaseInfo
+        The description written.
+
+    Raises
+    ------
+    FileNotFoundError
+        A table is missing.
+    """
+    out_dir = Path(out_dir).resolve()
+    for name in _TABLES:
+        if not (out_dir / f'{name}.pqt').is_file():
+            raise FileNotFoundError(f'No {name}.pqt in {out_dir}')
+    now = datetime.datetime.now().isoformat(sep=' ', timespec='minutes')
+    with file_lock(out_dir / _lock_name(), timeout=600):
+        return _describe(out_dir, tag, archive, origin, layout, files_url, None, now)
+
+
+def _counts(out_dir: Path) -> dict:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    counts = {name: pq.ParquetFile(out_dir / f'{name}.pqt').metadata.num_rows
+              for name in _TABLES}
+    sizes = pq.read_table(out_dir / 'datasets.pqt', columns=['file_size'])['file_size']
+    counts['bytes'] = int(pc.sum(sizes).as_py() or 0)
+    return counts
+
+
+def _describe(out_dir: Path, tag, archive: bool, origin, layout: str, files_url: str,
+              counts: dict | None, now: str) -> ReleaseInfo:
+    """Write cache_info.json (and cache.zip) for the tables of `out_dir` (under its lock)."""
+    info_path = out_dir / INFO_NAME
+    try:
+        previous = read_release_info(out_dir)
+    except (OSError, ReleaseError):
+        previous = None
+    counts = counts or _counts(out_dir)
+    import pyarrow.parquet as pq
+    tables = [_table_info(name, out_dir / f'{name}.pqt',
+                          pq.ParquetFile(out_dir / f'{name}.pqt').metadata.num_rows)
+              for name in _TABLES]
+    same_tables = previous is not None and previous.date_created and \
+        all(t.name in previous.tables and previous.tables[t.name].md5 == t.md5 for t in tables)
+    date_created = previous.date_created if same_tables else now
+    origin = origin or (previous.origin if previous else '') or out_dir.name
+    info = build_info(tables, origin, date_created, tag, layout, files_url, counts)
+    archive_path = out_dir / ARCHIVE_NAME
+    if archive:
+        old_archive = (previous.raw.get('archive') or {}) if previous else {}
+        unchanged = previous is not None and archive_path.exists() and \
+            {k: v for k, v in previous.raw.items() if k != 'archive'} == info and \
+            old_archive.get('md5') == _files.md5(archive_path)
+        info['archive'] = old_archive if unchanged else \
+            _write_archive(out_dir, tables, dump_info(info), date_created)
+    elif previous is not None and previous.raw.get('archive'):
+        archive_path.unlink(missing_ok=True)  # it would hold outdated tables
+    if previous is None or previous.raw != info:
+        _files.write_bytes_atomic(info_path, dump_info(info))
     return parse_info(info, str(info_path))
 
 

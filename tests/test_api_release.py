@@ -312,6 +312,17 @@ def test_auto_mode_revalidates_after_expiry(http_host, source):
     assert len(one.search()) == n + 1
 
 
+def test_concurrent_opening_downloads_the_tables_once(http_host, tmp_path):
+    """Threads (like processes) opening the same cache folder at once: one downloads the
+    tables under the folder's lock, the others find them and revalidate (304)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(3) as pool:
+        ones = list(pool.map(lambda _: OneRelease(http_host.url, cache_dir=tmp_path / 'c'),
+                             range(3)))
+    assert all(o.search() == ones[0].search() for o in ones)
+    assert sorted(http_host.fetched()) == ['cache_info.json', 'datasets.pqt', 'sessions.pqt']
+
+
 def test_tampered_file_refused_and_not_kept(host, source):
     local = One(cache_dir=source)
     eid, _ = _trials_session(local)

@@ -193,6 +193,22 @@ def test_uuid_layout_export(folder, tmp_path):
     assert release.export_files(folder, site / 'data', tables_dir=site / 'caches' / 'v1') == 0
 
 
+def test_describe_existing_tables(folder, tmp_path):
+    """Tables made elsewhere (here by `one index --hash`) get their description."""
+    make_parquet_db(folder, hash_files=True)
+    with pytest.raises(FileNotFoundError, match='sessions.pqt'):
+        release.describe_release(tmp_path)
+    info = release.describe_release(folder, tag='t', archive=True)
+    tables = load_tables(folder)
+    assert info.counts == {'sessions': 4, 'datasets': len(tables['datasets']),
+                           'bytes': int(tables['datasets']['file_size'].sum())}
+    assert info.origin == 'data' and info.tables['sessions'].md5 == \
+        _md5(folder / 'sessions.pqt')
+    before = (folder / 'cache_info.json').read_bytes()
+    assert release.describe_release(folder, tag='t', archive=True).raw == info.raw
+    assert (folder / 'cache_info.json').read_bytes() == before
+
+
 def test_unknown_layout(folder):
     with pytest.raises(ValueError, match='layout'):
         release.make_release(folder, layout='flat')
