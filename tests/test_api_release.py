@@ -569,3 +569,49 @@ def test_no_warning_on_open(http_host):
         one = ONE(base_url=http_host.url)
         one.search()
     shutil.rmtree(one.cache_dir)
+
+
+# ---- conditional GETs of cache_info.json -------------------------------------------------
+
+def test_etag_revalidation(httpserver):
+    """A host that sends ETags (nginx, S3 websites...) is revalidated with If-None-Match."""
+    from one._lib.release_remote import ReleaseSource
+    body = b'{"x": 1}'
+    httpserver.expect_ordered_request('/r/cache_info.json').respond_with_data(
+        body, headers={'ETag': '"v1"', 'Last-Modified': 'Mon, 01 Jan 2024 00:00:00 GMT'})
+    httpserver.expect_ordered_request(
+        '/r/cache_info.json', headers={'If-None-Match': '"v1"'}).respond_with_data(
+        b'', status=304)
+    httpserver.expect_ordered_request('/r/cache_info.json').respond_with_data(
+        body, headers={'ETag': 'W/"weak"'})
+    source = ReleaseSource(httpserver.url_for('/r'))
+    first = source.fetch(source.info_url)
+    assert (first.status, first.body, first.etag) == (200, body, '"v1"')
+    again = source.fetch(source.info_url, first.etag, first.last_modified)
+    assert again.status == 304 and again.body is None
+    weak = source.fetch(source.info_url)
+    assert weak.etag is None  # a weak ETag promises no identical bytes: not used
+
+
+def test_last_modified_too_recent_is_not_trusted(httpserver):
+    """A Last-Modified within a second or two of the server's clock could hide a second change
+    in the same second: it is not used for the next conditional GET."""
+    import email.utils
+
+    from one._lib.release_remote import ReleaseSource
+    now = email.utils.formatdate(usegmt=True)  # the file changed just now
+    httpserver.expect_request('/cache_info.json').respond_with_data(
+        b'{}', headers={'Last-Modified': now})
+    answer = ReleaseSource(httpserver.url_for('/')).fetch(httpserver.url_for('/cache_info.json'))
+    assert answer.last_modified == now and not answer.fresh_validators
+
+
+def test_host_errors(httpserver):
+    from one._lib.release_remote import ReleaseSource
+    httpserver.expect_request('/gone/cache_info.json').respond_with_data('', status=404)
+    httpserver.expect_request('/broken/cache_info.json').respond_with_data('', status=418)
+    with pytest.raises(NotARelease, match='HTTP 404'):
+        ReleaseSource(httpserver.url_for('/gone')).fetch(httpserver.url_for('/gone/cache_info.json'))
+    with pytest.raises(ReleaseError, match='HTTP 418'):
+        ReleaseSource(httpserver.url_for('/broken')).fetch(
+            httpserver.url_for('/broken/cache_info.json'))

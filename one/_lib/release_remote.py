@@ -100,10 +100,14 @@ def resolve_url(base: str, ref: str) -> str:
 
 
 def _http_time(value) -> datetime | None:
+    """An HTTP date as an aware datetime (UTC when it gives no zone), None if unreadable."""
     try:
-        return email.utils.parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError):
+        stamp = email.utils.parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError, IndexError):
         return None
+    if stamp is not None and stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp
 
 
 @dataclass
