@@ -1,6 +1,6 @@
 """One-time moves of parameter files and REST caches left by earlier software.
 
-* one-next up to 0.1 kept its parameters in the platform's configuration folder (see
+* Earlier one-next releases kept their parameters in the platform's configuration folder (see
   `old_one_next_dir`).  `move_old_settings` merges them into ONE's parameter folder and deletes
   them, so it happens once.  Where both folders hold a value for the same key, the value of the
   more recently modified file wins; the logins (``TOKEN``) and the client map (``CLIENT_MAP``)
@@ -32,7 +32,7 @@ _LOCK_NAMES = ('.params.lock', '.remote.lock')
 
 
 def old_one_next_dir() -> Path:
-    """The folder where one-next up to 0.1 kept its parameters.
+    """The folder where earlier one-next releases kept their parameters.
 
     The user configuration folder of the application 'one' as the ``platformdirs`` package
     names it: ``$XDG_CONFIG_HOME/one`` or ``~/.config/one`` on Linux,

@@ -18,9 +18,9 @@ spaces, written atomically under an inter-process lock (``.params.lock``).  Para
 returned as immutable named tuples (`IBLParams`) with ``set(key, value)`` (a modified copy) and
 ``as_dict()``.
 
-Moved once, on first use (see `one._params_moves`): parameters that one-next up to 0.1 kept in
-the platform's configuration folder (e.g. ``~/.config/one``), merged into ``~/.one``; and the
-REST cache of old ONE-api versions (``~/.one/.rest/<client key>/<scheme>``), moved to
+Moved once, on first use (see `one._params_moves`): parameters that earlier one-next releases
+kept in the platform's configuration folder (e.g. ``~/.config/one``), merged into ``~/.one``;
+and the REST cache of old ONE-api versions (``~/.one/.rest/<client key>/<scheme>``), moved to
 ``<data folder>/.rest``.
 
 Environment variables read by a silent `setup` (arguments take precedence):
@@ -184,8 +184,11 @@ def _move_old_settings() -> None:
     old_dir = _params_moves.old_one_next_dir()
     if not _params_moves.has_old_settings(old_dir):
         return
-    with _locked():
-        _params_moves.move_old_settings(old_dir, get_params_dir())
+    try:
+        with _locked():
+            _params_moves.move_old_settings(old_dir, get_params_dir())
+    except OSError as ex:  # e.g. a read-only home: use what is in the parameter folder
+        warnings.warn(f'Could not move the parameters in {old_dir} to {get_params_dir()}: {ex}')
 
 
 def _read_map() -> dict:
@@ -457,7 +460,8 @@ def _patch_params(par: IBLParams) -> IBLParams:
         params_dir, key = get_params_dir(), _key_from_url(url)
         scheme = urlsplit(url).scheme or 'https'
         if (params_dir / '.rest' / key / scheme).is_dir():
-            with _locked():
+            # a lock that cannot be taken: not moved now, tried again next time
+            with contextlib.suppress(OSError), _locked():
                 _params_moves.move_rest_cache(params_dir, key, scheme, Path(cache_dir))
     return par
 

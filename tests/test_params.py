@@ -412,7 +412,7 @@ def test_params_dir_override_ignores_home(no_prompt, home_one, monkeypatch, tmp_
 
 
 def old_one_next_dir():
-    """Where one-next up to 0.1 kept its parameters (platformdirs' config folder for 'one')."""
+    """Where earlier one-next releases kept parameters (platformdirs' config folder, 'one')."""
     if sys.platform == 'win32':
         return Path(os.environ['LOCALAPPDATA']) / 'one'
     if sys.platform == 'darwin':
