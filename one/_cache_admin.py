@@ -259,7 +259,7 @@ def verify(root: Path, expected: pd.DataFrame, files: dict,
     Returns
     -------
     list of Problem
-        The missing and bad files, in the order of `expected`.
+        The missing and bad files, sorted by path.
     int
         How many files were hashed.
     """
@@ -286,7 +286,7 @@ def verify(root: Path, expected: pd.DataFrame, files: dict,
     for (i, path, wanted, dataset_id, eid), got in zip(positions, digests):
         if got != wanted:
             problems[i] = Problem(path, 'md5', wanted, got, dataset_id, eid)
-    return [problems[i] for i in sorted(problems)], len(to_hash)
+    return sorted(problems.values(), key=lambda p: p.path), len(to_hash)
 
 
 def _known_int(value) -> int | None:
@@ -381,8 +381,8 @@ def prune_plan(inventory: Inventory, older_than: float | None = None,
     return {'partial': partial, 'unlisted': unlisted, 'datasets': datasets}
 
 
-def remove(root: Path, files: list[DiskFile]) -> list[str]:
-    """Remove files of the data folder, then the folders left empty; return what was removed.
+def remove(root: Path, files: list[DiskFile], empty_folders: bool = True) -> list[str]:
+    """Remove files of the data folder (and the folders left empty); return what was removed.
 
     Each path must lie inside `root` (its folder is resolved, so a link to a folder elsewhere
     is refused; a link file itself is removed, never its target).  Partial downloads a download
@@ -407,7 +407,8 @@ def remove(root: Path, files: list[DiskFile]) -> list[str]:
         except FileNotFoundError:
             continue
         removed.append(f.path)
-        folders.add(path.parent)
+        if empty_folders:
+            folders.add(path.parent)
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         while folder != root and root in folder.parents:
             try:

@@ -290,7 +290,7 @@ def cmd_clear_rest(args: argparse.Namespace) -> int:
     if not _confirm(args, f'Remove the {len(files)} cached REST responses?'):
         print('nothing removed', file=sys.stderr)
         return 1
-    removed = remove(root, files)
+    removed = remove(root, files, empty_folders=False)
     print(f'removed {len(removed)} files', file=sys.stderr)
     return 0
 
