@@ -255,9 +255,9 @@ def test_prune_asks_on_a_terminal(cache):
     env, data = cache['env'], cache['data']
     part = data / SESSION / 'alf' / '.x.npy.part'
     part.write_bytes(b'x')
-    code, shown = run_tty('cache', 'prune', env=env, answers=[('Remove these 1 files', 'n')])
+    code, shown = run_tty('cache', 'prune', env=env, answers=[('Remove these 1 file', 'n')])
     assert code == 1 and 'nothing removed' in shown and part.exists()
-    code, shown = run_tty('cache', 'prune', env=env, answers=[('Remove these 1 files', 'y')])
+    code, shown = run_tty('cache', 'prune', env=env, answers=[('Remove these 1 file', 'y')])
     assert code == 0 and not part.exists(), shown
 
 

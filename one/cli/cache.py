@@ -30,7 +30,7 @@ def _folder(args: argparse.Namespace) -> Path:
 
         if one.params.get_default_client():
             folder = one.params.get_cache_dir()
-    folder = Path(folder or Path.cwd()).expanduser()
+    folder = Path(folder or Path.cwd()).expanduser().absolute()
     if not folder.is_dir():
         raise UsageError(f'not a folder: {folder}')
     return folder
@@ -69,6 +69,10 @@ def _select_sessions(inventory, names: list[str]):
             raise NotFound(f'session not found in the cache tables: {name}')
         wanted |= set(table.loc[table['session_path'].isin(matches), 'eid'])
     return table[table['eid'].isin(wanted)]
+
+
+def _files(n: int) -> str:
+    return f'{n} file' if n == 1 else f'{n} files'
 
 
 def _size(n) -> str:
@@ -258,15 +262,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print('nothing to remove', file=sys.stderr)
         return 0
     if args.dry_run:
-        print(f'would remove {len(files)} files, {_size(total)} (dry run)', file=sys.stderr)
+        print(f'would remove {_files(len(files))}, {_size(total)} (dry run)', file=sys.stderr)
         return 0
-    if not _confirm(args, f'Remove these {len(files)} files ({_size(total)})?'):
+    if not _confirm(args, f'Remove these {_files(len(files))} ({_size(total)})?'):
         print('nothing removed', file=sys.stderr)
         return 1
     removed = remove(folder, files)
     AccessLog(folder).forget(removed)
-    print(f'removed {len(removed)} files, '
-          f'{_size(sum(f.size for f in files if f.path in set(removed)))}', file=sys.stderr)
+    gone = set(removed)
+    print(f'removed {_files(len(removed))}, {_size(sum(f.size for f in files if f.path in gone))}',
+          file=sys.stderr)
     return 0
 
 
@@ -291,7 +296,7 @@ def cmd_clear_rest(args: argparse.Namespace) -> int:
         print('nothing removed', file=sys.stderr)
         return 1
     removed = remove(root, files, empty_folders=False)
-    print(f'removed {len(removed)} files', file=sys.stderr)
+    print(f'removed {_files(len(removed))}', file=sys.stderr)
     return 0
 
 
