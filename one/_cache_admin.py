@@ -109,8 +109,7 @@ class Inventory:
         return inventory
 
     def _walk(self) -> None:
-        by_path = dict(zip(self.datasets['path'], self.datasets['id']))
-        found = {}
+        candidates = []  # files in session folders: datasets or unlisted
         root = str(self.root)
         for folder, dirs, files in os.walk(root):
             rel_folder = os.path.relpath(folder, root)
@@ -133,24 +132,48 @@ class Inventory:
                 elif name.startswith('.') or not in_session:
                     self.other.append(item)
                 else:
-                    listed = _listed_path(rel, by_path)
-                    if listed is None:
-                        self.unlisted.append(item)
-                    else:
-                        found[listed] = item
-                        self.dataset_files[rel] = item
+                    candidates.append(item)
             dirs.sort()
-        self.by_dataset = found
-        on_disk = self.datasets['path'].map(lambda p: p in found)
-        self.datasets['on_disk'] = on_disk.astype(bool)
-        self.datasets['size_on_disk'] = self.datasets['path'].map(
-            lambda p: found[p].size if p in found else 0).astype('int64')
+        rows = self._rows_of([f.path for f in candidates])
+        on_disk = np.zeros(len(self.datasets), dtype=bool)
+        size_on_disk = np.zeros(len(self.datasets), dtype='int64')
+        paths = self.datasets['path'].to_numpy()
+        for item, row in zip(candidates, rows):
+            if row < 0 or on_disk[row]:
+                self.unlisted.append(item)
+                continue
+            on_disk[row], size_on_disk[row] = True, item.size
+            self.by_dataset[paths[row]] = item
+            self.dataset_files[item.path] = item
+        self.datasets['on_disk'] = on_disk
+        self.datasets['size_on_disk'] = size_on_disk
+
+    def _rows_of(self, rel_paths: list[str]) -> np.ndarray:
+        """The table row of each file path (-1: not listed); a file whose name holds the
+        dataset UUID is the row of the path without it, if the ids agree."""
+        from one.alf.path import remove_uuid_string
+
+        table = self.datasets
+        paths = pd.Index(table['path'])
+        unique = ~paths.duplicated()
+        lookup = pd.Index(paths[unique])
+        positions = np.flatnonzero(unique)
+        found = lookup.get_indexer(rel_paths)
+        rows = np.where(found >= 0, positions[np.maximum(found, 0)], -1)
+        ids = table['id'].to_numpy()
+        for i in np.flatnonzero(rows < 0):
+            plain = remove_uuid_string(PurePosixPath(rel_paths[i])).as_posix()
+            if plain == rel_paths[i]:
+                continue
+            at = lookup.get_indexer([plain])[0]
+            if at >= 0 and PurePosixPath(rel_paths[i]).stem.endswith(ids[positions[at]]):
+                rows[i] = positions[at]
+        return rows
 
     def recorded(self) -> set[str]:
         """The listed paths of the datasets the folder's load record says were loaded."""
-        by_path = dict(zip(self.datasets['path'], self.datasets['id']))
-        listed = (_listed_path(p, by_path) for p in AccessLog(self.root).last_loaded())
-        return {p for p in listed if p is not None}
+        rows = self._rows_of(list(AccessLog(self.root).last_loaded()))
+        return set(self.datasets['path'].to_numpy()[rows[rows >= 0]])
 
     def last_used(self) -> dict[str, float]:
         """When each dataset file on disk was last used: the latest of the folder's load
@@ -180,18 +203,6 @@ def _is_date(text: str) -> bool:
         text.replace('-', '').isdigit()
 
 
-def _listed_path(rel: str, by_path: dict) -> str | None:
-    """The listed dataset path of a file, also when its name holds the dataset UUID."""
-    if rel in by_path:
-        return rel
-    from one.alf.path import remove_uuid_string
-
-    plain = remove_uuid_string(PurePosixPath(rel)).as_posix()
-    if plain != rel and plain in by_path and PurePosixPath(rel).stem.endswith(by_path[plain]):
-        return plain
-    return None
-
-
 def _listed_datasets(root: Path) -> pd.DataFrame:
     """The datasets of the folder's cache tables, with the path of each file."""
     from one.alf.cache import load_tables
@@ -201,27 +212,31 @@ def _listed_datasets(root: Path) -> pd.DataFrame:
         raise FileNotFoundError(f'no cache tables in {root}')
     tables = load_tables(root)
     sessions, datasets = tables['sessions'], tables['datasets']
-    session_paths = {str(eid).lower(): session_record2path(row).as_posix()
+    session_paths = {str(eid): session_record2path(row).as_posix()
                      for eid, row in zip(sessions.index, sessions.to_dict('records'))}
+    n = len(datasets)
+    # Ids are canonical lower-case strings (or UUID objects, whose str is): no lower() needed
+    ids = datasets.index.get_level_values('id').astype(str).to_numpy(dtype=object)
     if 'eid' in datasets.index.names:
-        eids = [str(x).lower() for x in datasets.index.get_level_values('eid')]
+        eids = datasets.index.get_level_values('eid').astype(str).to_numpy(dtype=object)
     else:
-        eids = [None] * len(datasets)
+        eids = np.full(n, None, dtype=object)
+    codes, uniques = pd.factorize(eids)
+    per_session = np.array([session_paths.get(e) for e in uniques] + [None], dtype=object)
+
+    def column(name):
+        return datasets[name].to_numpy() if name in datasets else np.full(n, None, dtype=object)
+
+    exists = datasets['exists'].to_numpy(dtype=bool, na_value=True) if 'exists' in datasets \
+        else np.ones(n, dtype=bool)
     frame = pd.DataFrame({
-        'eid': eids,
-        'id': [str(x).lower() for x in datasets.index.get_level_values('id')],
+        'eid': eids, 'id': ids,
         'rel_path': datasets['rel_path'].astype(object).to_numpy(),
-        'file_size': (datasets['file_size'] if 'file_size' in datasets
-                      else pd.Series(pd.NA, index=datasets.index)).to_numpy(),
-        'hash': (datasets['hash'] if 'hash' in datasets
-                 else pd.Series(None, index=datasets.index)).astype(object).to_numpy(),
-        'exists': (datasets['exists'] if 'exists' in datasets
-                   else pd.Series(True, index=datasets.index)).to_numpy(dtype=bool,
-                                                                         na_value=True),
-    })
-    frame['session_path'] = [session_paths.get(e) for e in eids]
+        'file_size': column('file_size'), 'hash': column('hash'),
+        'exists': exists, 'session_path': per_session[codes]})
     frame = frame[frame['session_path'].notna()].reset_index(drop=True)  # e.g. aggregates
-    frame['path'] = frame['session_path'] + '/' + frame['rel_path'].astype(str)
+    frame['path'] = frame['session_path'].to_numpy() + '/' + \
+        frame['rel_path'].astype(str).to_numpy(dtype=object)
     return frame
 
 
@@ -267,11 +282,14 @@ def verify(root: Path, expected: pd.DataFrame, files: dict,
 
     problems: dict[int, Problem] = {}
     to_hash, positions, sizes = [], [], []
-    for i, row in enumerate(expected.itertuples(index=False)):
-        found = files.get(row.path)
-        if found is None:
-            problems[i] = Problem(row.path, 'missing', id=row.id, eid=row.eid)
-            continue
+    present = expected['path'].isin(files.keys()).to_numpy() if len(files) else \
+        np.zeros(len(expected), dtype=bool)
+    paths, ids, eids = (expected[c].to_numpy() for c in ('path', 'id', 'eid'))
+    for i in np.flatnonzero(~present):
+        problems[i] = Problem(paths[i], 'missing', id=ids[i], eid=eids[i])
+    for i, row in zip(np.flatnonzero(present),
+                      expected[present].itertuples(index=False)):
+        found = files[row.path]
         size = _known_int(row.file_size)
         if size is not None and found.size != size:
             problems[i] = Problem(found.path, 'size', size, found.size, row.id, row.eid)
