@@ -291,9 +291,10 @@ class LockMixin:
 
     def _after_load(self, records: pd.DataFrame, ids: list, session_paths: list,
                     files: list) -> None:
-        """Record the files found (the data folder's load record; the lock recording)."""
+        """Record the files found: in the load record of a download cache (an instance that
+        downloads; a folder of one's own files is left untouched), and for `save_lock`."""
         present = [f for f in files if f is not None]
-        if present:
+        if present and self._downloads():
             from one._lib.access_log import AccessLog
 
             log = self.__dict__.get('_access_log')
@@ -301,6 +302,12 @@ class LockMixin:
                 log = self._access_log = AccessLog(self.cache_dir)
             log.touch(present)
         self._record_loads(records, ids, session_paths, files)
+
+    def _downloads(self) -> bool:
+        """True for an instance that downloads files (its folder is a download cache)."""
+        from one._api_local import One
+
+        return type(self)._download_datasets is not One._download_datasets
 
     def _record_loads(self, records: pd.DataFrame, ids: list, session_paths: list,
                       files: list) -> None:

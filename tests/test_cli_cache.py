@@ -60,6 +60,7 @@ def cache(alyx_server, tmp_path):
 def test_ls_and_du(cache):
     env, data = cache['env'], cache['data']
     on_disk = sorted(p.relative_to(data).as_posix() for p in (data / SESSION).rglob('*.npy'))
+    assert set(on_disk) <= set(AccessLog(data).last_loaded())  # each load was recorded
     result = run('cache', 'ls', '--json', env=env)  # the default database's folder
     assert result.returncode == 0, result.stderr
     sessions = json.loads(result.stdout)

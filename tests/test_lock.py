@@ -186,18 +186,20 @@ def test_write_lock_is_sorted_and_stable(tmp_path):
     assert lock.datasets['d2'].path.as_posix() == 'lab/Subjects/b/2024-01-01/001/alf/x.y.npy'
 
 
-def test_loads_are_recorded_in_the_access_log(folder):
+def test_access_log(folder):
     one = One(folder)
-    eid = _eid(one, 'KS002')
-    one.load_object(eid, 'wheel', download_only=True)
-    recorded = AccessLog(folder).last_loaded()
-    wheel = [k for k in recorded if 'KS002' in k and '_ibl_wheel.' in k]
-    assert sorted(wheel) == ['cortexlab/Subjects/KS002/2024-01-16/001/alf/_ibl_wheel.position.npy',
-                             'cortexlab/Subjects/KS002/2024-01-16/001/alf/_ibl_wheel.timestamps.npy']
+    one.load_object(_eid(one, 'KS002'), 'wheel', download_only=True)
+    assert not (folder / RECORD_NAME).exists()  # a folder of one's own files: untouched
     log = AccessLog(folder)
+    wheel = ['cortexlab/Subjects/KS002/2024-01-16/001/alf/_ibl_wheel.position.npy',
+             'cortexlab/Subjects/KS002/2024-01-16/001/alf/_ibl_wheel.timestamps.npy']
+    log.touch([folder / p for p in wheel], when=1000.0)
+    log.touch([folder / wheel[0]], when=2000.0)
+    log.touch([folder.parent / 'elsewhere.npy'], when=3000.0)  # outside: ignored
+    assert log.last_loaded() == {wheel[0]: 2000.0, wheel[1]: 1000.0}
     log.forget(wheel[:1])
-    assert wheel[0] not in log.last_loaded() and wheel[1] in log.last_loaded()
+    assert log.last_loaded() == {wheel[1]: 1000.0}
     # A cut line (a crash mid-write) is skipped
     with open(folder / RECORD_NAME, 'a') as f:
         f.write('["cortexlab/Subjects/KS00')
-    assert wheel[1] in AccessLog(folder).last_loaded()
+    assert AccessLog(folder).last_loaded() == {wheel[1]: 1000.0}
