@@ -155,6 +155,8 @@ def test_login_errors(configured, env, tmp_path):
     env_pwd = run('login', env={**env, 'ONE_ALYX_PWD': PASSWORD})
     assert env_pwd.returncode == 0, env_pwd.stderr
     assert _token(server.url) == server.token
+    everyone = run('logout', '--all', '--base-url', server.url, env=env)
+    assert everyone.returncode == 0 and _token(server.url) is None
 
 
 def test_login_on_a_terminal_does_not_echo_the_password(configured, env):

@@ -129,7 +129,7 @@ def test_verify_needs_a_database_to_repair(tmp_path):
     assert run('index', root, '--hash', env=env).returncode == 0
     victim = next(root.rglob('_ibl_wheel.position.npy'))
     victim.unlink()
-    result = run('cache', 'verify', '-C', root, env=env)
+    result = run('cache', 'verify', env={**env, 'ONE_CACHE_DIR': root})  # the folder from env
     assert result.returncode == 1  # a folder indexed from its files must hold them all
     assert result.stdout.strip().startswith('missing ') and '_ibl_wheel.position.npy' in \
         result.stdout
