@@ -72,12 +72,14 @@ class OneAlyx(One):
         See `One`.
     tables_dir : str, pathlib.Path, optional
         Where the cache tables are, if not in `cache_dir`.
+    lock : str, pathlib.Path, optional
+        A lock file: only the datasets it lists, in its versions, can be loaded (see `One`).
     **kwargs
         Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries).
     """
 
     def __init__(self, username=None, password=None, base_url=None, cache_dir=None,
-                 mode='remote', wildcards=True, tables_dir=None, **kwargs):
+                 mode='remote', wildcards=True, tables_dir=None, lock=None, **kwargs):
         from one._lib.http_errors import AlyxConnectionError
         from one.webclient import AlyxClient
         _check_mode(mode)  # before connecting
@@ -93,7 +95,7 @@ class OneAlyx(One):
             mode = 'local'
         self._search_endpoint = 'sessions'
         super().__init__(mode=mode, wildcards=wildcards, tables_dir=tables_dir,
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, lock=lock)
         if self.mode in ('auto', 'refresh') and self._cache['_meta']['expired']:
             self._update_cache_tables()
 

@@ -27,6 +27,7 @@ import one.alf.io as alfio
 import one.params
 from one import util
 from one._lib.verified import VerifiedFiles
+from one._lock import LockMixin
 from one._query import DatasetCodes, SessionCodes, qc_code, to_uuid, user_frame
 from one.alf.cache import (
     default_cache,
@@ -74,7 +75,7 @@ def _save_on_delete() -> bool:
     return bool(getattr(api, 'SAVE_ON_DELETE', SAVE_ON_DELETE))
 
 
-class One(ConversionMixin):
+class One(ConversionMixin, LockMixin):
     """Search, list and load the ALF data of a local folder through its cache tables.
 
     Parameters
@@ -91,6 +92,9 @@ class One(ConversionMixin):
         (False).
     tables_dir : str, pathlib.Path
         Where the cache tables are, if not in `cache_dir`.
+    lock : str, pathlib.Path, optional
+        A lock file (see `save_lock`): loading a dataset it does not list, or another version
+        of one it lists, raises `one._lock.DatasetNotLocked`.
 
     Examples
     --------
@@ -103,7 +107,7 @@ class One(ConversionMixin):
                      'subject', 'task_protocol', 'dataset_qc_lte')
     uuid_filenames = None
 
-    def __init__(self, cache_dir=None, mode='local', wildcards=True, tables_dir=None):
+    def __init__(self, cache_dir=None, mode='local', wildcards=True, tables_dir=None, lock=None):
         _check_mode(mode)
         if not getattr(self, 'cache_dir', None):  # a subclass may have set it
             self.cache_dir = cache_dir or one.params.get_cache_dir()
@@ -115,6 +119,7 @@ class One(ConversionMixin):
         self.uuid_filenames = False
         self._verified = None
         self._codes_key = self._codes = None
+        self._init_lock(lock)
         self._reset_cache()
         if mode == 'remote' and self.offline:
             warnings.warn('One has no database connection: mode "remote" uses the local cache '
@@ -677,6 +682,7 @@ class One(ConversionMixin):
             return []
         ids = [str(x) for x in datasets.index.get_level_values('id')]
         session_paths = self._dataset_session_paths(datasets, ids)
+        self._check_lock(datasets, ids, session_paths)
         root = Path(self.cache_dir)
         sizes = datasets['file_size'] if 'file_size' in datasets.columns else None
         hashes = datasets['hash'] if 'hash' in datasets.columns else None
@@ -724,6 +730,7 @@ class One(ConversionMixin):
             loaded = np.array([ids[i] for i in np.flatnonzero(exists)], dtype=object)
             previous = self._cache.get('_loaded_datasets', np.array([], dtype=object))
             self._cache['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
+        self._after_load(datasets, ids, session_paths, files)
         return files
 
     def _as_records(self, datasets) -> pd.DataFrame:

@@ -13,12 +13,12 @@ import argparse
 import sys
 
 from one import __distribution_version__, __version__
-from one.cli import local
+from one.cli import auth, cache, local
 from one.cli._common import NotFound, UsageError
 
 __all__ = ['main']
 
-_COMMAND_GROUPS = (local,)
+_COMMAND_GROUPS = (local, auth, cache)
 
 
 def _parser() -> argparse.ArgumentParser:
