@@ -12,7 +12,7 @@ from functools import lru_cache
 import one.params
 from one import __version__
 from one._api_alyx import OneAlyx
-from one._api_local import REVISION_LAST_BEFORE, SAVE_ON_DELETE, One
+from one._api_local import REVISION_LAST_BEFORE, SAVE_ON_DELETE, One, _check_mode
 from one._api_release import OneRelease
 
 __all__ = ['ONE', 'One', 'OneAlyx', 'OneRelease', 'REVISION_LAST_BEFORE', 'SAVE_ON_DELETE']
@@ -28,7 +28,7 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
 
     Parameters
     ----------
-    mode : str
+    mode : {'remote', 'local', 'auto', 'refresh'}
         Query mode (see `One`); a local folder is always opened in 'local' mode.
     wildcards : bool
         See `One`.
@@ -45,7 +45,13 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
         `cache_dir` holds the copy of a release opened before; `One` when `cache_dir` is
         given, no database argument is, and the folder is not the cache folder of a configured
         database; `OneAlyx` otherwise.
+
+    Raises
+    ------
+    ValueError
+        `mode` is not one of the four modes.
     """
+    _check_mode(mode)
     if kwargs.pop('offline', False):
         warnings.warn('"offline" param will be removed; use mode="local"', FutureWarning)
         mode = 'local'

@@ -12,19 +12,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from one import __version__
-from one.cli import local, release
+from one import __distribution_version__, __version__
+from one.cli import auth, cache, local, release
 from one.cli._common import NotFound, UsageError
 
 __all__ = ['main']
 
-_COMMAND_GROUPS = (local, release)
+_COMMAND_GROUPS = (local, auth, cache, release)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='one', description='Search, list and load ALF neurophysiology data.')
-    parser.add_argument('--version', action='version', version=f'one-next {__version__}')
+    parser.add_argument('--version', action='version',
+                        version=f'one-next {__distribution_version__} (ONE API {__version__})')
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--debug', action='store_true', help='show tracebacks on errors')
     folder = argparse.ArgumentParser(add_help=False)
