@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import one.params
-from one._api_local import One, _known
+from one._api_local import One, _check_mode, _known
 from one._lib.release_info import (
     INFO_NAME,
     NotARelease,
@@ -65,6 +65,8 @@ class OneRelease(One):
     cache_expiry : datetime.timedelta or float, optional
         How long (or how many seconds) the local tables are used before being revalidated;
         default `DEFAULT_EXPIRY` (1 hour).
+    lock : str, pathlib.Path, optional
+        A lock file the loads must follow (see `One`).
 
     Raises
     ------
@@ -85,14 +87,13 @@ class OneRelease(One):
     """
 
     def __init__(self, base_url=None, cache_dir=None, mode='remote', wildcards=True,
-                 tables_dir=None, profile=None, cache_expiry=None, **kwargs):
+                 tables_dir=None, profile=None, cache_expiry=None, lock=None, **kwargs):
         answer = kwargs.pop('_answer', None)
         for key in _IGNORED:
             kwargs.pop(key, None)
         if kwargs:
             raise TypeError(f'OneRelease got unexpected arguments: {", ".join(kwargs)}')
-        if mode not in ('local', 'auto', 'refresh', 'remote'):
-            raise ValueError(f'Mode "{mode}" not recognized')
+        _check_mode(mode)
         folder = tables_dir or cache_dir
         state = ReleaseState.read(folder) if folder else None
         if base_url is None:
@@ -128,7 +129,7 @@ class OneRelease(One):
             raise ReleaseError(f'No local copy of the release {self.base_url} in {tables_dir}: '
                                'open it once without mode="local"')
         super().__init__(cache_dir=self.cache_dir, mode=self.mode, wildcards=wildcards,
-                         tables_dir=tables_dir)
+                         tables_dir=tables_dir, lock=lock)
         self.cache_expiry = expiry
 
     def __repr__(self) -> str:
@@ -380,7 +381,7 @@ def find_release(base_url=None, cache_dir=None, tables_dir=None, username=None, 
 def open_release(mode='remote', wildcards=True, answer=None, **kwargs) -> OneRelease:
     """`OneRelease` from the arguments of `one.api.ONE` (warning about those it ignores)."""
     ignored = sorted(k for k in kwargs if k not in (
-        'base_url', 'cache_dir', 'tables_dir', 'profile', 'cache_expiry', *_IGNORED))
+        'base_url', 'cache_dir', 'tables_dir', 'profile', 'cache_expiry', 'lock', *_IGNORED))
     for key in ignored:
         warnings.warn(f'ONE: "{key}" is ignored for a data release')
         kwargs.pop(key)

@@ -388,6 +388,20 @@ def test_offline_after_download(http_host, source, caplog):
     _assert_same_object(gone.load_object(eid, 'trials'), trials)
 
 
+def test_lock_file(http_host, source, tmp_path):
+    """A lock file saved from a release's loads makes another instance refuse the rest."""
+    from one._lock import DatasetNotLocked
+    one = OneRelease(http_host.url)
+    one.record_loaded = True
+    eid, _ = _trials_session(One(cache_dir=source))
+    one.load_object(eid, 'wheel')
+    lock = one.save_lock(tmp_path / 'analysis.lock.json')
+    locked = ONE(base_url=http_host.url, lock=lock)
+    assert locked.load_object(eid, 'wheel')['position'].size
+    with pytest.raises(DatasetNotLocked):
+        locked.load_object(eid, 'trials')
+
+
 def test_local_mode_without_copy(http_host, tmp_path):
     with pytest.raises(ReleaseError, match='No local copy'):
         OneRelease(http_host.url, cache_dir=tmp_path / 'empty', mode='local')
