@@ -493,6 +493,9 @@ def test_hostile_paths_in_tables_refused(http_host, source, tmp_path, caplog):
     assert 'Refusing the release path' in caplog.text and '".." part' in caplog.text
     assert http_host.fetched() == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ['cache', 'source', 'victim.npy']
+    # the other datasets of that session load as usual
+    eid = datasets.loc[row, 'eid']
+    assert one.load_object(eid, 'wheel')['position'].size
 
 
 def test_hostile_table_file_in_description(http_host, source, tmp_path):
