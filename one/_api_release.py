@@ -367,7 +367,7 @@ def find_release(base_url=None, cache_dir=None, tables_dir=None, username=None, 
         return False, None
     if not folder and ReleaseState.read(default_release_dir(url)) is not None:
         return True, None
-    source = ReleaseSource(url, timeout=(5.0, 20.0))
+    source = ReleaseSource(url, timeout=(5.0, 20.0), retries=0)
     try:
         answer = source.fetch(f'{url}/{INFO_NAME}')
         parse_info(answer.body, answer.url)

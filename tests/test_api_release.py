@@ -632,3 +632,12 @@ def test_host_errors(httpserver):
     with pytest.raises(ReleaseError, match='HTTP 418'):
         ReleaseSource(httpserver.url_for('/broken')).fetch(
             httpserver.url_for('/broken/cache_info.json'))
+
+
+def test_transient_host_error_retried(httpserver):
+    from one._lib.release_remote import ReleaseSource
+    httpserver.expect_ordered_request('/r/cache_info.json').respond_with_data('', status=503)
+    httpserver.expect_ordered_request('/r/cache_info.json').respond_with_data(b'{"a": 1}')
+    source = ReleaseSource(httpserver.url_for('/r'))
+    assert source.fetch(source.info_url).body == b'{"a": 1}'
+    assert len(httpserver.log) == 2

@@ -139,13 +139,17 @@ class ReleaseSource:
         requests when there are none).
     timeout : float or (float, float)
         HTTP (connect, read) timeouts in seconds.
+    retries : int
+        Retries of a small file's GET after a connection error, a timeout or HTTP 429/5xx.
     """
 
-    def __init__(self, url: str, profile: str | None = None, timeout=TIMEOUT):
+    def __init__(self, url: str, profile: str | None = None, timeout=TIMEOUT,
+                 retries: int = 2):
         self.url = normalise_url(url)
         self.scheme = self.url.partition('://')[0]
         self.profile = profile
         self.timeout = timeout
+        self.retries = retries
         self._s3 = None
         self._session = None
         self._lock = threading.Lock()
@@ -189,7 +193,8 @@ class ReleaseSource:
                 from urllib3.util.retry import Retry
 
                 session = requests.Session()
-                retry = Retry(total=2, connect=2, read=2, backoff_factor=0.2,
+                n = self.retries
+                retry = Retry(total=n, connect=n, read=n, backoff_factor=0.2,
                               status_forcelist=(429, 500, 502, 503, 504),
                               allowed_methods=('GET',), raise_on_status=False)
                 adapter = requests.adapters.HTTPAdapter(max_retries=retry)
