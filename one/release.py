@@ -331,8 +331,10 @@ def _counts(out_dir: Path) -> dict:
 
     counts = {name: pq.ParquetFile(out_dir / f'{name}.pqt').metadata.num_rows
               for name in _TABLES}
-    sizes = pq.read_table(out_dir / 'datasets.pqt', columns=['file_size'])['file_size']
-    counts['bytes'] = int(pc.sum(sizes).as_py() or 0)
+    datasets = pq.ParquetFile(out_dir / 'datasets.pqt')
+    if 'file_size' in datasets.schema_arrow.names:
+        sizes = datasets.read(columns=['file_size'])['file_size']
+        counts['bytes'] = int(pc.sum(sizes).as_py() or 0)
     return counts
 
 
