@@ -300,3 +300,14 @@ def test_tables_sorted_and_typed(folder):
     assert tables['datasets'].index.is_monotonic_increasing
     assert str(tables['datasets']['file_size'].dtype) == 'UInt64'
     assert isinstance(tables['sessions']['date'].iloc[0], type(pd.Timestamp('2024').date()))
+
+
+def test_docstring_examples():
+    import doctest
+
+    import one._lib.release_info
+    import one._lib.release_remote
+    import one._release_sync
+    for module in (one._lib.release_info, one._lib.release_remote, one._release_sync):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
