@@ -149,8 +149,15 @@ class OneRelease(One):
 
     # ---- the tables -------------------------------------------------------------------------
 
-    def _sync(self, tables_dir=None, force=False, answer=None, have_tables=True) -> bool:
-        """Revalidate the local tables; return whether they changed on disk."""
+    def _sync(self, tables_dir=None, force=False, answer=None, have_tables=True,
+              strict=False) -> bool:
+        """Revalidate the local tables; return whether they changed on disk.
+
+        When there are local tables, a host that cannot be reached or serves no release any
+        more switches to 'local' mode, and (unless `strict`) a release whose tables cannot be
+        downloaded intact is reported and the local tables kept until the next check; both are
+        logged as errors.
+        """
         tables_dir = Path(tables_dir or self._tables_dir)
         try:
             changed, info = sync_tables(self._source, tables_dir, force=force, answer=answer)
@@ -160,6 +167,12 @@ class OneRelease(One):
             _logger.error('%s: the release cannot be read (%s); carrying on in local mode '
                           'from the tables downloaded before', type(ex).__name__, ex)
             self.mode = 'local'
+            return False
+        except ReleaseError as ex:
+            if strict or not have_tables:
+                raise
+            _logger.error('%s; carrying on with the tables downloaded before', ex)
+            self._checked = time.time()  # not again before the expiry
             return False
         self._info = info
         self._files = None
@@ -174,6 +187,8 @@ class OneRelease(One):
         mode : {'auto', 'remote', 'refresh', 'local'}
             'auto' and 'remote' revalidate when the last check is older than `cache_expiry`;
             'refresh' always does (a conditional GET of ``cache_info.json``); 'local' never.
+            Tables that cannot be downloaded intact raise `one.release.ReleaseError` in
+            'refresh' mode; otherwise the error is logged and the current tables kept.
 
         Returns
         -------
@@ -185,7 +200,7 @@ class OneRelease(One):
         due = mode == 'refresh' or (
             mode in ('auto', 'remote')
             and time.time() - self._checked >= self.cache_expiry.total_seconds())
-        if due and not self.offline and self._sync():
+        if due and not self.offline and self._sync(strict=mode == 'refresh'):
             One.load_cache(self)
         return One.refresh_cache(self, 'local')
 
@@ -198,7 +213,7 @@ class OneRelease(One):
             When the tables were loaded (None if there were none).
         """
         if clobber and not self.offline:
-            self._sync(tables_dir)
+            self._sync(tables_dir, strict=True)
         return One.load_cache(self, tables_dir)
 
     # ---- the files --------------------------------------------------------------------------

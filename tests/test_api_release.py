@@ -349,7 +349,7 @@ def test_tampered_file_refused_and_not_kept(host, source):
                    for p in Path(one.cache_dir).rglob('*'))
 
 
-def test_tampered_table_refused(http_host, source):
+def test_tampered_table_refused(http_host, source, caplog):
     one = OneRelease(http_host.url)
     before = (Path(one.cache_dir) / 'datasets.pqt').read_bytes()
     make_session(source, 'KS001', '2024-03-01', 1, lab='cortexlab', probes=())
@@ -361,6 +361,12 @@ def test_tampered_table_refused(http_host, source):
     assert (Path(one.cache_dir) / 'datasets.pqt').read_bytes() == before
     assert not [p for p in Path(one.cache_dir).iterdir() if p.name.endswith(('.part',
                                                                              '.release'))]
+    # revalidated by a query (auto mode): logged, the tables downloaded before are used
+    n = len(one.search())
+    one.cache_expiry = pd.Timedelta(0).to_pytimedelta()
+    with caplog.at_level(logging.ERROR, logger='one.api'):
+        assert len(one.search()) == n
+    assert 'datasets table' in caplog.text and 'tables downloaded before' in caplog.text
 
 
 def test_offline_after_download(http_host, source, caplog):
