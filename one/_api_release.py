@@ -225,8 +225,8 @@ class OneRelease(One):
             return None
         if self._files is None:
             url = self._source.resolve(info.files_url)
-            same_host = url.partition('://')[0] == self._source.scheme
-            self._files = (url, self._source if same_host else
+            same_scheme = url.partition('://')[0] == self._source.scheme
+            self._files = (url, self._source if same_scheme else
                            ReleaseSource(url, profile=self._source.profile))
         return self._files
 
