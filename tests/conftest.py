@@ -1,8 +1,10 @@
 """Shared fixtures.
 
-* Every test runs with its own ONE parameter folder (``ONE_PARAMS_DIR``) and default data folder
-  (``one.params.CACHE_DIR_DEFAULT``) in a temporary directory, so no test reads or writes the
-  real user's parameters or ``~/Downloads/ONE``.
+* Every test runs with its own ONE parameter folder (``ONE_PARAMS_DIR``), default data folder
+  (``one.params.CACHE_DIR_DEFAULT``) and home folder (``HOME``, and on Windows ``USERPROFILE``,
+  ``APPDATA``, ``LOCALAPPDATA``; ``XDG_CONFIG_HOME`` unset) in a temporary directory, so no test
+  reads or writes the real user's parameters (``~/.one``, ``~/.config/one``) or
+  ``~/Downloads/ONE``.
 * `alyx_server`: an Alyx-compatible server answering with responses recorded from Alyx 3.6.1
   (see ``tests/alyx_server.py``), started for the test and stopped after it.
 * `moto_url`, `s3env`: moto's real S3 server on 127.0.0.1 (one per test module), and an
@@ -17,6 +19,13 @@ def _isolated_one_params(tmp_path_factory, monkeypatch):
     """Keep ONE's parameter files and default data folder out of the user's home."""
     root = tmp_path_factory.mktemp('one_home')
     monkeypatch.setenv('ONE_PARAMS_DIR', str(root / 'params'))
+    home = root / 'home'
+    home.mkdir()
+    monkeypatch.setenv('HOME', str(home))
+    monkeypatch.setenv('USERPROFILE', str(home))
+    monkeypatch.setenv('APPDATA', str(home / 'AppData' / 'Roaming'))
+    monkeypatch.setenv('LOCALAPPDATA', str(home / 'AppData' / 'Local'))
+    monkeypatch.delenv('XDG_CONFIG_HOME', raising=False)
     import one.params
 
     monkeypatch.setattr(one.params, 'CACHE_DIR_DEFAULT', str(root / 'Downloads' / 'ONE'))

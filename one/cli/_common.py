@@ -20,9 +20,16 @@ class NotFound(Exception):
 
 
 def open_one(args: argparse.Namespace):
-    """A One for the data folder named by --cache-dir, ONE_CACHE_DIR or the current folder."""
+    """A One for the data folder named by --cache-dir, ONE_CACHE_DIR or the current folder, or
+    for the release named by --url (kept in --cache-dir, by default one folder per URL)."""
     from one.api import One
 
+    if getattr(args, 'url', None):
+        from one.api import OneRelease
+        try:
+            return OneRelease(args.url, cache_dir=args.cache_dir)
+        except ValueError as e:  # not a release URL
+            raise UsageError(str(e)) from e
     folder = Path(args.cache_dir or os.environ.get('ONE_CACHE_DIR') or Path.cwd())
     if not folder.is_dir():
         raise UsageError(f'not a folder: {folder}')
