@@ -204,3 +204,16 @@ def test_local_one_accepts_the_network_settings(tmp_path):
         assert type(ONE(cache_dir=tmp_path, timeout=3, deadline=10)) is One
     finally:
         ONE.cache_clear()
+
+
+# --- releases -----------------------------------------------------------------------------------
+def test_release_on_a_hung_server(hung, tmp_path):
+    """A release host that never answers: its description is asked for twice (one retry),
+    each within the instance's read timeout."""
+    from one._api_release import OneRelease
+    from one._lib.release_info import ReleaseError
+
+    with pytest.raises(ReleaseError, match=f'{hung.url}/cache_info.json'):
+        OneRelease(base_url=hung.url, cache_dir=tmp_path, timeout=0.5)
+    assert _requests(hung) == ['GET /cache_info.json HTTP/1.1'] * 2
+
