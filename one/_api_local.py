@@ -25,6 +25,7 @@ import one.alf.exceptions as alferr
 import one.alf.io as alfio
 import one.params
 from one import util
+from one._confined_paths import Confinement, dataset_file
 from one._lib.verified import VerifiedFiles
 from one._query import DatasetCodes, SessionCodes, qc_code, to_uuid, user_frame
 from one.alf.cache import (
@@ -35,7 +36,7 @@ from one.alf.cache import (
     remove_table_files,
     save_tables,
 )
-from one.alf.path import ALFPath, rel_path_parts
+from one.alf.path import rel_path_parts
 from one.alf.spec import QC, to_alf
 from one.converters import ConversionMixin, session_record2path
 from one.util import Bunch, ensure_list
@@ -608,7 +609,9 @@ class One(ConversionMixin):
             return []
         ids = [str(x) for x in datasets.index.get_level_values('id')]
         session_paths = self._dataset_session_paths(datasets, ids)
-        root = Path(self.cache_dir)
+        guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
+        eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
+            else None
         sizes = datasets['file_size'] if 'file_size' in datasets.columns else None
         hashes = datasets['hash'] if 'hash' in datasets.columns else None
         verified = self._verified_files() if check_hash else None
@@ -619,9 +622,8 @@ class One(ConversionMixin):
                 files.append(None)
                 to_download.append(i)
                 continue
-            file = ALFPath(root, session_path, rel_path)
-            if self.uuid_filenames:
-                file = file.with_uuid(ids[i])
+            file = dataset_file(guard, session_path, rel_path, ids[i], self.uuid_filenames,
+                                eids[i] if eids is not None else None)
             try:
                 stat = os.stat(file)
             except OSError:
