@@ -841,7 +841,11 @@ class One(ConversionMixin):
             raise several_collections_error(f'ALF object "{obj}"', eid, collections)
         files = self._check_filesystem(matching, offline=self._offline_for(query_type),
                                        check_hash=check_hash)
+        missing = [r for r, f in zip(matching['rel_path'], files) if not f]
         files = [f for f in files if f]
+        if files and missing:
+            _logger.warning('ALF object "%s" of session %s loaded without %s: %s', obj, eid,
+                            ', '.join(missing), missing_files_hint(self))
         if not files:
             raise alferr.ALFObjectNotFound(
                 f'ALF object "{obj}" of session {eid} not found on disk: '
