@@ -81,8 +81,12 @@ def dataset_file(guard: Confinement, session_path: str, rel_path: str, dataset_i
     what = f'dataset {dataset_id}' if dataset_id is not None else 'dataset'
     if eid is not None:
         what += f' of session {eid}'
-    relative_parts(session_path, guard.root, f'{what} (session folder)', allow_empty=True)
-    parts = relative_parts(rel_path, guard.root, f'{what} (rel_path)')
     if uuid_filenames and dataset_id is not None:
+        parts = relative_parts(rel_path, guard.root, f'{what} (rel_path)')
         rel_path = add_uuid_string(PurePosixPath(*parts), str(dataset_id)).as_posix()
-    return ALFPath(guard(session_path, rel_path, what=what))
+    try:
+        return ALFPath(guard.join(session_path, rel_path, what=what))
+    except UnsafePath:  # say which of the two values is wrong, if only one is
+        relative_parts(session_path, guard.root, f'{what} (session folder)', allow_empty=True)
+        relative_parts(rel_path, guard.root, f'{what} (rel_path)')
+        raise

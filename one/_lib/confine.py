@@ -93,7 +93,12 @@ def relative_parts(value, root=None, what: str = '', allow_empty: bool = False) 
         The value is absolute, has a drive, a NUL character or climbs above its start, or is
         empty (unless `allow_empty`).
     """
-    text = _text(value).replace('\\', '/')
+    text = value if isinstance(value, str) else _text(value)
+    text = text.replace('\\', '/')
+    raw = text.split('/')
+    if '\x00' not in text and ':' not in text and text[:1] != '/' and '' not in raw \
+            and '.' not in raw and '..' not in raw:
+        return raw  # the usual case, checked without a loop
     prefix = f'Refusing {what}: ' if what else 'Refusing the path '
     where = f'the folder "{root}"' if root is not None else 'its folder'
     if '\x00' in text:
@@ -102,7 +107,7 @@ def relative_parts(value, root=None, what: str = '', allow_empty: bool = False) 
         raise UnsafePath(f'{prefix}"{value}" is absolute; it must be relative to {where}',
                          root, value)
     parts: list[str] = []
-    for part in text.split('/'):
+    for part in raw:
         if part in ('', '.'):
             continue
         if part == '..':
@@ -138,11 +143,16 @@ class Confinement:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._root = os.fspath(self.root)
         self._real_root = os.path.realpath(self.root)
         self._real_folders: dict[str, str] = {}
 
     def __call__(self, *relative, what: str = '', resolve: bool = True,
                  allow_empty: bool = False) -> Path:
+        return Path(self.join(*relative, what=what, resolve=resolve, allow_empty=allow_empty))
+
+    def join(self, *relative, what: str = '', resolve: bool = True,
+             allow_empty: bool = False) -> str:
         """Return ``root / relative[0] / relative[1] ...``, checked to stay inside `root`.
 
         Parameters
@@ -160,7 +170,8 @@ class Confinement:
         Returns
         -------
         pathlib.Path
-            The joined path (not resolved: links inside `root` are kept as given).
+            The joined path (not resolved: links inside `root` are kept as given); `join`
+            returns it as a str.
 
         Raises
         ------
@@ -176,16 +187,16 @@ class Confinement:
             prefix = f'Refusing {what}: ' if what else 'Refusing the path '
             raise UnsafePath(f'{prefix}"{shown}" names no file in the folder "{self.root}"',
                              self.root, shown)
-        path = self.root.joinpath(*parts)
+        path = os.path.join(self._root, *parts)
         if resolve and parts:
-            self._check_links(path, parts, relative, what)
+            self._check_links(parts, relative, what)
         return path
 
-    def _check_links(self, path: Path, parts: list, relative: tuple, what: str) -> None:
+    def _check_links(self, parts: list, relative: tuple, what: str) -> None:
         parent = '/'.join(parts[:-1])
         real_parent = self._real_folders.get(parent)
         if real_parent is None:
-            real_parent = os.path.realpath(self.root.joinpath(*parts[:-1]))
+            real_parent = os.path.realpath(os.path.join(self._root, *parts[:-1]))
             self._real_folders[parent] = real_parent
         real = os.path.join(real_parent, parts[-1])
         if os.path.islink(real):
