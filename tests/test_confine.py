@@ -407,3 +407,23 @@ def test_download_through_a_link_pointing_out_is_refused(alyx_server, tmp_path):
         assert not [r for r in alyx_server.requests if r.path.endswith('.npy')]
     finally:
         ONE.cache_clear()
+
+
+def test_aggregate_paths_are_confined(tmp_path):
+    """Aggregates have no session folder (session_path ''): their rel_path alone is checked."""
+    root = tmp_path / 'cache'
+    _one_session(root)
+    one = One(cache_dir=root)
+    dataset_id = '6e1d8f6a-8d5b-4a4e-9d2f-3c1b2a0f9e8d'
+    aggregate = root / 'aggregates/Subjects/lab/subj/_ibl_subjectTrials.table.npy'
+    aggregate.parent.mkdir(parents=True)
+    np.save(aggregate, np.arange(2))
+    records = pd.DataFrame({'rel_path': ['aggregates/Subjects/lab/subj/'
+                                         '_ibl_subjectTrials.table.npy'],
+                            'session_path': ['']}, index=pd.Index([dataset_id], name='id'))
+    assert one._check_filesystem(records, update_exists=False) == [aggregate]
+    for hostile in ('aggregates/../../outside/x.y.npy', '/etc/x.y.npy'):
+        with pytest.raises(UnsafePath, match=f'Refusing dataset {dataset_id}'):
+            one._check_filesystem(records.assign(rel_path=hostile), update_exists=False)
+    with pytest.raises(UnsafePath, match='session folder'):
+        one._check_filesystem(records.assign(session_path='..'), update_exists=False)
