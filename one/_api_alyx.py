@@ -23,7 +23,7 @@ import pandas as pd
 import one.alf.exceptions as alferr
 import one.alf.io as alfio
 from one import __version__, util
-from one._api_local import One, _dataset_id_str, _known
+from one._api_local import One, _check_mode, _dataset_id_str, _known
 from one._confined_paths import session_folder
 from one.alf.path import ALFPath, rel_path_parts
 from one.alf.path import remove_uuid_string as remove_uuid
@@ -73,14 +73,17 @@ class OneAlyx(One):
         See `One`.
     tables_dir : str, pathlib.Path, optional
         Where the cache tables are, if not in `cache_dir`.
+    lock : str, pathlib.Path, optional
+        A lock file: only the datasets it lists, in its versions, can be loaded (see `One`).
     **kwargs
         Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries).
     """
 
     def __init__(self, username=None, password=None, base_url=None, cache_dir=None,
-                 mode='remote', wildcards=True, tables_dir=None, **kwargs):
+                 mode='remote', wildcards=True, tables_dir=None, lock=None, **kwargs):
         from one._lib.http_errors import AlyxConnectionError
         from one.webclient import AlyxClient
+        _check_mode(mode)  # before connecting
         self._data_urls = {}
         try:
             self._web_client = AlyxClient(username=username, password=password,
@@ -93,7 +96,7 @@ class OneAlyx(One):
             mode = 'local'
         self._search_endpoint = 'sessions'
         super().__init__(mode=mode, wildcards=wildcards, tables_dir=tables_dir,
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, lock=lock)
         if self.mode in ('auto', 'refresh') and self._cache['_meta']['expired']:
             self._update_cache_tables()
 
@@ -503,6 +506,7 @@ class OneAlyx(One):
         labels = [x['name'] for x in records]
         return (pids, labels, records) if details else (pids, labels)
 
+    @_falls_back_to_local_tables
     def search_insertions(self, details=False, query_type=None, **kwargs):
         """Find probe insertions through the Alyx insertions endpoint.
 
@@ -510,14 +514,19 @@ class OneAlyx(One):
         ``search_terms(query_type='remote', endpoint='insertions')``), plus `laboratory`,
         `number` (the session number) and `dataset` (a partial dataset name).
 
+        In 'local' mode (`query_type` 'local', or no connection to Alyx) the cache's insertions
+        table is searched instead (see `One._search_insertions`): nothing is found, with a
+        warning, when the cache has none.
+
         Returns
         -------
-        one.util.LazyId
+        one.util.LazyId or list of uuid.UUID
             The probe insertion UUIDs.
         list of dict
             (with `details`) The insertion records.
         """
-        self._require_remote('Searching insertions')
+        if (query_type or self.mode) == 'local' or self.offline:
+            return self._search_insertions(details=details, **kwargs)
         from one._remote_api import search_params
         fields = self.alyx.rest_schemes.field_names('insertions', 'list') or []
         terms = tuple(sorted(set(fields) | {'dataset', 'laboratory', 'number', 'django'}))

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -34,6 +35,7 @@ from one._load_messages import (
     not_found_message,
     several_collections_error,
 )
+from one._lock import LockMixin
 from one._query import DatasetCodes, SessionCodes, qc_code, to_uuid, user_frame
 from one.alf.cache import (
     default_cache,
@@ -53,7 +55,9 @@ __all__ = ['One']
 _logger = logging.getLogger('one.api')
 
 SAVE_ON_DELETE = os.environ.get('ONE_SAVE_ON_DELETE', '').casefold() in ('true', '1')
-"""bool: save the cache tables when a One instance is deleted (env ONE_SAVE_ON_DELETE)."""
+"""bool: save the cache tables when a One instance is deleted (env ONE_SAVE_ON_DELETE).
+
+The switch users set is ``one.api.SAVE_ON_DELETE`` (see `_save_on_delete`)."""
 REVISION_LAST_BEFORE = os.environ.get('ONE_REVISION_LAST_BEFORE') or None
 """str: default revision of the load methods (env ONE_REVISION_LAST_BEFORE)."""
 
@@ -62,7 +66,24 @@ _STRING_TERMS = {'subject': 'subject', 'task_protocol': 'task_protocol',
                  'laboratory': 'lab', 'projects': 'projects'}
 
 
-class One(ConversionMixin):
+def _check_mode(mode) -> None:
+    """Raise ValueError naming the allowed modes if `mode` is not one of them."""
+    if not isinstance(mode, str) or mode not in _MODES:
+        allowed = ', '.join(f'"{m}"' for m in _MODES)
+        raise ValueError(f'Mode "{mode}" not recognized; expected one of {allowed}')
+
+
+def _save_on_delete() -> bool:
+    """The value of ``one.api.SAVE_ON_DELETE`` when deleting a One (ONE-api's switch).
+
+    ``one.api`` re-exports the value of this module at import; a user changes it there
+    (``one.api.SAVE_ON_DELETE = True``), so that is where it is read.
+    """
+    api = sys.modules.get('one.api')
+    return bool(getattr(api, 'SAVE_ON_DELETE', SAVE_ON_DELETE))
+
+
+class One(ConversionMixin, LockMixin):
     """Search, list and load the ALF data of a local folder through its cache tables.
 
     Parameters
@@ -79,6 +100,9 @@ class One(ConversionMixin):
         (False).
     tables_dir : str, pathlib.Path
         Where the cache tables are, if not in `cache_dir`.
+    lock : str, pathlib.Path, optional
+        A lock file (see `save_lock`): loading a dataset it does not list, or another version
+        of one it lists, raises `one._lock.DatasetNotLocked`.
 
     Examples
     --------
@@ -91,9 +115,8 @@ class One(ConversionMixin):
                      'subject', 'task_protocol', 'dataset_qc_lte')
     uuid_filenames = None
 
-    def __init__(self, cache_dir=None, mode='local', wildcards=True, tables_dir=None):
-        if mode not in _MODES:
-            raise ValueError(f'Mode "{mode}" not recognized; expected one of {_MODES}')
+    def __init__(self, cache_dir=None, mode='local', wildcards=True, tables_dir=None, lock=None):
+        _check_mode(mode)
         if not getattr(self, 'cache_dir', None):  # a subclass may have set it
             self.cache_dir = cache_dir or one.params.get_cache_dir()
         self._tables_dir = tables_dir or self.cache_dir
@@ -104,6 +127,7 @@ class One(ConversionMixin):
         self.uuid_filenames = False
         self._verified = None
         self._codes_key = self._codes = None
+        self._init_lock(lock)
         self._reset_cache()
         if mode == 'remote' and self.offline:
             warnings.warn('One has no database connection: mode "remote" uses the local cache '
@@ -114,7 +138,7 @@ class One(ConversionMixin):
         return f'One ({"off" if self.offline else "on"}line, {self.cache_dir})'
 
     def __del__(self):
-        if SAVE_ON_DELETE and getattr(self, '_cache', None) is not None:
+        if _save_on_delete() and getattr(self, '_cache', None) is not None:
             with contextlib.suppress(Exception):  # never raise from a destructor
                 self.save_cache()
 
@@ -326,6 +350,56 @@ class One(ConversionMixin):
             found = sessions.iloc[positions].reset_index(drop=True)
             return eids, found.to_dict('records', into=Bunch)
         return eids
+
+    def _search_insertions(self, details=False, **kwargs):
+        """Find probe insertions in the cache's insertions table (no database needed).
+
+        Parameters
+        ----------
+        model, name, serial : str, list
+            Insertions whose field contains any of the values (regular expressions when
+            `wildcards` is True; plain substrings otherwise).
+        details : bool
+            Also return the insertion records.
+        **kwargs
+            Session criteria, as for `search` (e.g. `subject`, `laboratory`, `date_range`).
+
+        Returns
+        -------
+        list of uuid.UUID
+            The insertion UUIDs, by session date, subject, number and insertion name, most
+            recent first; empty (with a warning) when the cache holds no insertions table.
+        list of Bunch
+            (with `details`) The insertion records with the session's date, subject and
+            number; None when nothing was found.
+
+        Raises
+        ------
+        ValueError
+            A search term is unknown or ambiguous.
+        NotImplementedError
+            The term `json` or `chronic_insertion`, which cannot be searched locally.
+        """
+        from one._local_insertions import INSERTION_TERMS, filter_insertions
+        table = self._cache.get('insertions')
+        if table is None:
+            warnings.warn('No insertions data loaded.')
+            return ([], None) if details else []
+        session_terms = One.search_terms(self, query_type='local')
+        queries = {util.autocomplete(k, (*INSERTION_TERMS, *session_terms)): v
+                   for k, v in kwargs.items()}
+        session_queries = {k: v for k, v in queries.items() if k in session_terms}
+        eids = One.search(self, query_type='local', **session_queries) \
+            if session_queries else None
+        found = filter_insertions(
+            table, self._cache['sessions'], eids=eids, regex=self.wildcards,
+            queries={k: v for k, v in queries.items() if k not in session_queries})
+        if found.empty:
+            return ([], None) if details else []
+        pids = [UUID(str(x)) for x in found.index.get_level_values('id')]
+        if details:
+            return pids, found.reset_index(drop=True).to_dict('records', into=Bunch)
+        return pids
 
     def _sessions_with_datasets(self, queries: dict) -> np.ndarray:
         """Per sessions-table row: does the session hold the queried datasets?"""
@@ -616,6 +690,7 @@ class One(ConversionMixin):
             return []
         ids = [str(x) for x in datasets.index.get_level_values('id')]
         session_paths = self._dataset_session_paths(datasets, ids)
+        self._check_lock(datasets, ids, session_paths)
         guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
         eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
             else None
@@ -664,6 +739,7 @@ class One(ConversionMixin):
             loaded = np.array([ids[i] for i in np.flatnonzero(exists)], dtype=object)
             previous = self._cache.get('_loaded_datasets', np.array([], dtype=object))
             self._cache['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
+        self._after_load(datasets, ids, session_paths, files)
         return files
 
     def _as_records(self, datasets) -> pd.DataFrame:

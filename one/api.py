@@ -11,7 +11,7 @@ from functools import lru_cache
 import one.params
 from one import __version__
 from one._api_alyx import OneAlyx
-from one._api_local import REVISION_LAST_BEFORE, SAVE_ON_DELETE, One
+from one._api_local import REVISION_LAST_BEFORE, SAVE_ON_DELETE, One, _check_mode
 
 __all__ = ['ONE', 'One', 'OneAlyx', 'REVISION_LAST_BEFORE', 'SAVE_ON_DELETE']
 
@@ -25,7 +25,7 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
 
     Parameters
     ----------
-    mode : str
+    mode : {'remote', 'local', 'auto', 'refresh'}
         Query mode (see `One`); a local folder is always opened in 'local' mode.
     wildcards : bool
         See `One`.
@@ -37,7 +37,13 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
     One or OneAlyx
         `One` when `cache_dir` is given, no database argument is, and the folder is not the
         cache folder of a configured database.
+
+    Raises
+    ------
+    ValueError
+        `mode` is not one of the four modes.
     """
+    _check_mode(mode)
     if kwargs.pop('offline', False):
         warnings.warn('"offline" param will be removed; use mode="local"', FutureWarning)
         mode = 'local'

@@ -4,9 +4,11 @@
   import (before any module of `one` reads them at its own import, e.g.
   ``ONE_REVISION_LAST_BEFORE``) and again before each test; tests that need one set it with
   ``monkeypatch``.  `tests/test_conftest.py` checks this with such variables set.
-* Every test runs with its own ONE parameter folder (``ONE_PARAMS_DIR``) and default data folder
-  (``one.params.CACHE_DIR_DEFAULT``) in a temporary directory, so no test reads or writes the
-  real user's parameters or ``~/Downloads/ONE``.
+* Every test runs with its own ONE parameter folder (``ONE_PARAMS_DIR``), default data folder
+  (``one.params.CACHE_DIR_DEFAULT``) and home folder (``HOME``, and on Windows ``USERPROFILE``,
+  ``APPDATA``, ``LOCALAPPDATA``; ``XDG_CONFIG_HOME`` unset) in a temporary directory, so no test
+  reads or writes the real user's parameters (``~/.one``, ``~/.config/one``) or
+  ``~/Downloads/ONE``.
 * `alyx_server`: an Alyx-compatible server answering with responses recorded from Alyx 3.6.1
   (see ``tests/alyx_server.py``), started for the test and stopped after it.
 * `moto_url`, `s3env`: moto's real S3 server on 127.0.0.1 (one per test module), and an
@@ -34,6 +36,13 @@ def _isolated_one_params(tmp_path_factory, monkeypatch):
     for name in _one_environment():
         monkeypatch.delenv(name)
     monkeypatch.setenv('ONE_PARAMS_DIR', str(root / 'params'))
+    home = root / 'home'
+    home.mkdir()
+    monkeypatch.setenv('HOME', str(home))
+    monkeypatch.setenv('USERPROFILE', str(home))
+    monkeypatch.setenv('APPDATA', str(home / 'AppData' / 'Roaming'))
+    monkeypatch.setenv('LOCALAPPDATA', str(home / 'AppData' / 'Local'))
+    monkeypatch.delenv('XDG_CONFIG_HOME', raising=False)
     import one.params
 
     monkeypatch.setattr(one.params, 'CACHE_DIR_DEFAULT', str(root / 'Downloads' / 'ONE'))

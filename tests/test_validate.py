@@ -131,7 +131,8 @@ def test_files_one_writes_are_valid(tmp_path):
            f'{SESSION}/sessions.pqt', f'{SESSION}/datasets.pqt',  # the session indexed alone
            'sessions.pqt', 'datasets.pqt', 'insertions.pqt', 'cache_info.json',
            '2024-03-01T10-11-12_loaded_dataset_uuids.csv',
-           '2024-03-01T10-11-13_loaded_session_uuids.csv',
+           '2024-03-01T10-11-13_loaded_session_uuids.csv', 'analysis.lock.json',
+           '.one_access.jsonl', '.rest/abc.json',
            '2024_Q1/sessions.pqt', '2024_Q1/datasets.pqt', '2024_Q1/cache_info.json',  # a tag
            'aggregates/Subjects/lab/subj/_ibl_subjectTrials.table.pqt',
            'aggregates/Tags/2024_Q1/_ibl_brainwide.table.pqt',

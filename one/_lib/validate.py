@@ -17,6 +17,7 @@ __all__ = ['Problem', 'ValidationReport', 'validate_tree', 'is_one_file']
 _CACHE_FILES = {'sessions.pqt', 'datasets.pqt', 'insertions.pqt', 'cache_info.json'}
 _ONE_FILE = re.compile(  # One.save_loaded_ids
     r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}_loaded_(dataset|session)_uuids\.csv$')
+_LOCK_SUFFIXES = ('.lock.json', '.lock')  # One.save_lock('analysis.lock.json'), file locks
 # Known session files that are not ALF datasets: the experiment description (YAML)
 _SESSION_FILES = re.compile(r'^(_[a-zA-Z0-9]+_)?experiment\.description$')
 _AGGREGATES = 'aggregates'  # datasets without a session: aggregates/<relation>/.../<dataset>
@@ -78,8 +79,9 @@ def _folder_reason(relative_to_session: tuple) -> str | None:
 
 def is_one_file(name: str) -> bool:
     """Whether a file name is one that ONE writes beside the data: cache tables, their
-    metadata, the lists of loaded ids (hidden files aside)."""
-    return name in _CACHE_FILES or _ONE_FILE.match(name) is not None
+    metadata, the lists of loaded ids, lock files (hidden files aside)."""
+    return name in _CACHE_FILES or _ONE_FILE.match(name) is not None \
+        or name.endswith(_LOCK_SUFFIXES)
 
 
 def _file_reason(name: str) -> str:

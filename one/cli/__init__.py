@@ -16,13 +16,13 @@ import contextlib
 import os
 import sys
 
-from one import __version__
-from one.cli import local
+from one import __distribution_version__, __version__
+from one.cli import auth, cache, local
 from one.cli._common import NotFound, UsageError
 
 __all__ = ['main']
 
-_COMMAND_GROUPS = (local,)
+_COMMAND_GROUPS = (local, auth, cache)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog='one', description='Search, list and load ALF neurophysiology data.')
-    parser.add_argument('--version', action='version', version=f'one-next {__version__}')
+    parser.add_argument('--version', action='version',
+                        version=f'one-next {__distribution_version__} (ONE API {__version__})')
     parser.add_argument('--debug', action='store_true', help='show tracebacks on errors')
     common = argparse.ArgumentParser(add_help=False)
     # also after the subcommand; SUPPRESS: an absent --debug there keeps the one given before

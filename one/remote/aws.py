@@ -79,8 +79,9 @@ def get_s3_virtual_host(uri: str, region: str) -> str:
     Returns
     -------
     str
-        ``https://bucket.s3.<region>.amazonaws.com/path/to/file`` (no trailing slash when the
-        URI has no path).
+        ``https://bucket.s3.<region>.amazonaws.com/path/to/file``, without the path's leading
+        and trailing slashes.  As ONE-api: a URI with the ``s3://`` scheme and no path gives
+        the bucket's URL ending with ``/``; a bare ``bucket/`` gives it without.
 
     Raises
     ------
@@ -91,18 +92,19 @@ def get_s3_virtual_host(uri: str, region: str) -> str:
     --------
     >>> get_s3_virtual_host('s3://my-bucket/a/b.npy', 'eu-west-2')
     'https://my-bucket.s3.eu-west-2.amazonaws.com/a/b.npy'
+    >>> get_s3_virtual_host('s3://my-bucket', 'us-east-1')
+    'https://my-bucket.s3.us-east-1.amazonaws.com/'
     >>> get_s3_virtual_host('my-bucket/', 'us-east-1')
     'https://my-bucket.s3.us-east-1.amazonaws.com'
     """
     assert re.match(r'\w{2}-\w+-[1-3]$', region or ''), f'Invalid region "{region}"'
     if '://' in uri:
         parsed = urlsplit(uri)
-        bucket, path = parsed.netloc, parsed.path
-    else:
-        bucket, _, path = uri.lstrip('/').partition('/')
-        path = '/' + path
-    path = '' if path.strip('/') == '' else path
-    return f'https://{bucket}.s3.{region}.amazonaws.com{path}'
+        bucket, path = parsed.netloc, parsed.path.strip('/')
+        return f'https://{bucket}.s3.{region}.amazonaws.com/{path}'
+    bucket, _, path = uri.lstrip('/').partition('/')
+    path = path.strip('/')
+    return f'https://{bucket}.s3.{region}.amazonaws.com' + (f'/{path}' if path else '')
 
 
 _VIRTUAL_HOST = re.compile(r'^(?P<bucket>.+?)\.s3(?:[.-](?P<region>[\w-]+?))?\.amazonaws\.com$')
