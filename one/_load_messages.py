@@ -166,6 +166,6 @@ def check_data_folder(one) -> None:
                                         str(folder.absolute()))
         warnings.warn(f'No cache tables found in {tables_dir}: searches and loads find nothing '
                       f'until the folder is indexed; index it with "one index {tables_dir}" '
-                      f'(or one.alf.cache.make_parquet_db)', stacklevel=3)
+                      f'(or one.alf.cache.make_parquet_db)', stacklevel=4)
     else:
         warnings.warn(f'No cache tables found in {tables_dir}', stacklevel=3)

@@ -163,6 +163,10 @@ def test_debug_is_accepted_anywhere(indexed):
         assert 'Traceback' in result.stderr and 'ALFObjectNotFound' in result.stderr
     plain = run('--debug', 'search', '-C', indexed, '--subject', 'KS001')
     assert plain.returncode == 0, plain.stderr
+    # the traceback comes with the same message and exit code
+    usage = run('--debug', 'search', '-C', indexed / 'missing')
+    assert usage.returncode == 2 and 'Traceback' in usage.stderr
+    assert usage.stderr.strip().splitlines()[-1].startswith('one search: error: not a folder')
 
 
 @pytest.mark.parametrize('args, option, why', [

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import os
 import sys
+import traceback
 
 from one import __distribution_version__, __version__
 from one.cli import auth, cache, local
@@ -70,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:
-        if args.debug:
-            raise
         code, message = _error(args.command, e)
         with contextlib.suppress(BrokenPipeError):
+            if args.debug:  # the traceback, then the same message and exit code
+                traceback.print_exc()
             print(message, file=sys.stderr)
         return code
 
