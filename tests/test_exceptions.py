@@ -110,3 +110,12 @@ def test_alf_warning():
         warnings.simplefilter('error')
         warnings.filterwarnings('ignore', category=ALFWarning)
         warnings.warn('ignored', ALFWarning)
+
+
+def test_str_survives_pickling():
+    import pickle
+
+    for err in (ALFMultipleCollectionsFound('alf/probe00', 'alf/probe01'),
+                ALFObjectNotFound('ALF object "x" not found in session 1'),
+                ALFInvalid('spike_train.npy')):
+        assert str(pickle.loads(pickle.dumps(err))) == str(err)

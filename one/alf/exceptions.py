@@ -8,6 +8,8 @@ was looked for and what exists instead).  A bare name or list of names, as in
 no message gives the explanation alone; ``terse=True`` gives the message alone.
 """
 
+import re
+
 __all__ = [
     'ALFError',
     'AlyxSubjectNotFound',
@@ -18,6 +20,9 @@ __all__ = [
     'ALFInvalid',
     'ALFWarning',
 ]
+
+
+_NAMES = re.compile(r'^(\S+|"[^"]*"(, "[^"]*")*)$')  # 'name' or '"a", "b"': not a sentence
 
 
 class ALFError(Exception):
@@ -45,13 +50,10 @@ with the collection argument'
     def __init__(self, *args, terse: bool = False):
         if len(args) == 1 and isinstance(args[0], str):
             self.message = args[0]
-            self._names_only = not any(c.isspace() for c in self.message)
         elif args:
             self.message = '"' + '", "'.join(map(str, args)) + '"'
-            self._names_only = True
         else:
             self.message = ''
-            self._names_only = True
         self.terse = terse
         super().__init__(self.message)
 
@@ -60,7 +62,7 @@ with the collection argument'
             return self.message
         if not self.message:
             return self.explanation
-        if getattr(self, '_names_only', False):  # a bare name needs the explanation
+        if _NAMES.match(self.message):  # a bare name or list of names needs the explanation
             return f'{self.message}: {self.explanation}'
         return self.message
 
