@@ -19,10 +19,11 @@ def run(*args, cwd=None):
 def published(tmp_path_factory):
     root = tmp_path_factory.mktemp('cli_release')
     make_dataset_folder(root, n_subjects=2, n_sessions=2, seed=2)
+    for description in root.rglob('_ibl_experiment.description'):  # one per session folder
+        (description.parent / 'not_alf.txt').write_text('not an ALF name')
     refused = run('release', root)
     assert refused.returncode == 1
-    assert 'break the ALF layout' in refused.stderr and \
-        '_ibl_experiment.description' in refused.stderr
+    assert 'break the ALF layout' in refused.stderr and 'not_alf.txt' in refused.stderr
     assert not (root / 'cache_info.json').exists()
     result = run('release', root, '--tag', 'v1', '--zip', '--skip-invalid', '--origin', 'lab')
     assert result.returncode == 0, result.stderr

@@ -89,18 +89,20 @@ def test_ids_are_those_of_one_index(folder, tmp_path):
 
 def test_invalid_names_refused_with_the_list(tmp_path):
     root = tmp_path / 'data'
-    make_dataset_folder(root, n_subjects=1, n_sessions=2)  # has _ibl_experiment.description
+    make_dataset_folder(root, n_subjects=1, n_sessions=2)
     (root / 'notes.txt').write_text('hello')
+    for description in root.rglob('_ibl_experiment.description'):  # one per session folder
+        (description.parent / 'not_alf.txt').write_text('not an ALF name')
     with pytest.raises(ALFInvalid) as info:
         release.make_release(root)
     message = str(info.value)
     assert '3 file(s) or folder(s)' in message and 'notes.txt' in message
-    assert message.count('_ibl_experiment.description') == 2 and '--skip-invalid' in message
+    assert message.count('not_alf.txt') == 2 and '--skip-invalid' in message
     assert not (root / 'cache_info.json').exists() and not (root / 'datasets.pqt').exists()
     with pytest.warns(ALFWarning, match='3 file'):
         info = release.make_release(root, skip_invalid=True)
     rel_paths = load_tables(root)['datasets']['rel_path'].astype(str)
-    assert not rel_paths.str.contains('description|notes').any()
+    assert not rel_paths.str.contains('not_alf|notes').any()
     assert info.counts['datasets'] == len(rel_paths) > 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from one._lib.uuids import uuid3_strings
+from one._lib.validate import is_one_file
 from one.alf import spec
 from one.alf.exceptions import ALFWarning
 
@@ -52,6 +53,8 @@ class Tree:
     rel_paths, paths, sizes, mtimes : list
         For each dataset, its path relative to the session, absolute path, size and
         modification time (ns).
+    skipped : list of str
+        The files in session folders that are not ALF datasets (paths below the root).
     """
 
     def __init__(self, root: Path):
@@ -62,6 +65,7 @@ class Tree:
         self.paths: list[str] = []
         self.sizes: list[int] = []
         self.mtimes: list[int] = []
+        self.skipped: list[str] = []
         self._keys: dict = {}
         self._valid: dict = {}
         self._walk()
@@ -156,6 +160,8 @@ class Tree:
                     if valid is None:
                         valid = valid_cache[rel_path] = rel_path_re.match(rel_path) is not None
                     if not valid:
+                        if not (entry.name.startswith('.') or is_one_file(entry.name)):
+                            self.skipped.append(f'{rel}/{rel_path}' if rel else rel_path)
                         continue
                     st = entry.stat()
                 except OSError:
