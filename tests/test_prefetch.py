@@ -103,9 +103,9 @@ def test_batched_listing_equals_per_session_listing(one, server, db, tmp_path):
                                   other._cache['datasets'].sort_index())
 
 
-def test_batches_follow_pages(one, server, db, monkeypatch):
+def test_batches_follow_pages(one, server, db):
     """Batches larger than a page are read page after page; nothing is lost or repeated."""
-    monkeypatch.setattr(batch, 'DEFAULT_PAGE_LIMIT', 40)
+    server.max_limit = 40  # the server grants pages of 40 records at most
     listed = one.list_datasets(db.eids[:6], details=True)
     assert len(rest(server)) > 3
     for eid, frame in zip(db.eids[:6], listed):
