@@ -47,6 +47,12 @@ class SessionMemo:
     def __len__(self) -> int:
         return len(self._datasets)
 
+    def __getstate__(self) -> dict:
+        return {'clock': self._clock}  # times of another process mean nothing here
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state.get('clock', time.monotonic))
+
     def record(self, eid: str, lifetime: float) -> dict | None:
         """The session record read less than `lifetime` seconds ago, or None."""
         with self._lock:

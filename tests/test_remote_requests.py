@@ -169,3 +169,17 @@ def test_details_of_many_sessions(one, server, db):
     full = one.get_details(eids[:2], full=True)
     assert [f['id'] for f in full] == eids[:2]
     assert rest(server) == [f'GET /sessions/{e}' for e in eids[:2]]
+
+
+def test_memo_pickles_empty():
+    import pickle
+
+    from one._remote_sessions import SessionMemo
+    memo = SessionMemo()
+    memo.add_record('a', {'id': 'a'})
+    assert memo.record('a', 60) == {'id': 'a'}
+    copy = pickle.loads(pickle.dumps(memo))
+    assert copy.record('a', 60) is None and len(copy) == 0
+    copy.add_datasets(['b'])
+    assert copy.has_datasets('b', 60) and not copy.has_datasets('b', 0)
+    assert copy.stale(['a', 'b'], 60) == ['a']
