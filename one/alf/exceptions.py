@@ -13,6 +13,7 @@ __all__ = [
     'ALFMultipleCollectionsFound',
     'ALFMultipleRevisionsFound',
     'ALFInvalid',
+    'DatasetNotLocked',
     'ALFWarning',
 ]
 
@@ -99,6 +100,19 @@ class ALFInvalid(ALFError, ValueError):
         'The file path provided does not match the ALF path specification defined in '
         '`one.alf.spec`.'
     )
+
+
+class DatasetNotLocked(ALFObjectNotFound):
+    """A load asked for a dataset, or a version of it, that the instance's lock file does not
+    list (``One(..., lock=FILE)``).
+
+    It is an `ALFObjectNotFound`: under a lock, datasets outside it are not there for this
+    instance, so a script that skips sessions without some data skips the same sessions as
+    the run that made the lock.  Catch `DatasetNotLocked` first to tell the two apart.
+    """
+
+    explanation = ('The dataset is not in the lock file this ONE instance was created with, '
+                   'or the lock lists another version of it.')
 
 
 class ALFWarning(Warning):
