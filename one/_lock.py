@@ -14,7 +14,8 @@ session folder and relative path::
     {
       "one_lock": 1,
       "created": "2025-01-31T10:12:03",
-      "one_version": "3.0.0",
+      "one_version": "3.6.1",
+      "one_next_version": "0.2.0",
       "database": "https://openalyx.internationalbrainlab.org",
       "sessions": {
         "1fd389ac-...": "testlab/Subjects/ZFM-01935/2024-03-14/001"
@@ -275,14 +276,15 @@ def write_lock(path: str | os.PathLike, datasets, database: str | None = None) -
     pathlib.Path
         The file written.
     """
-    from one import __version__
+    from one import __distribution_version__, __version__
     from one._lib.files import write_bytes_atomic
 
     datasets = sorted(datasets, key=lambda d: (d.session_path, d.rel_path, d.id))
     sessions = dict(sorted({d.eid: d.session_path for d in datasets}.items(),
                            key=lambda kv: (kv[1], kv[0])))
     header = {'one_lock': LOCK_FORMAT, 'created': datetime.now().isoformat(timespec='seconds'),
-              'one_version': __version__, 'database': database}
+              'one_version': __version__, 'one_next_version': __distribution_version__,
+              'database': database}
     lines = ['{']
     lines += [f'  {json.dumps(k)}: {json.dumps(v)},' for k, v in header.items()]
     lines.append('  "sessions": {')
