@@ -24,10 +24,11 @@ import one.alf.exceptions as alferr
 import one.alf.io as alfio
 from one import __version__, util
 from one._api_local import One, _check_mode, _dataset_id_str, _known
+from one._confined_paths import session_folder
 from one.alf.path import ALFPath, rel_path_parts
 from one.alf.path import remove_uuid_string as remove_uuid
 from one.alf.spec import QC
-from one.converters import recurse, session_record2path
+from one.converters import recurse
 from one.util import ensure_list
 
 __all__ = ['OneAlyx']
@@ -355,7 +356,7 @@ class OneAlyx(One):
         out = {k: v for k, v in record.items() if k in fields}
         out['projects'] = ','.join(ensure_list(out.get('projects') or []))
         out['date'] = datetime.fromisoformat(out['start_time']).date()
-        out['local_path'] = session_record2path(out, root_dir=self.cache_dir)
+        out['local_path'] = session_folder(self.cache_dir, out, eid)
         return out
 
     # ---- conversions with a remote fallback ------------------------------------------------
@@ -390,7 +391,7 @@ class OneAlyx(One):
         if not records:
             return None
         self._update_sessions_table(records[:1])
-        return session_record2path(_session_path_fields(records[0]), root_dir=self.cache_dir)
+        return session_folder(self.cache_dir, _session_path_fields(records[0]), eid)
 
     @recurse
     @_falls_back_to_local_tables

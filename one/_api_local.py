@@ -26,8 +26,16 @@ import one.alf.exceptions as alferr
 import one.alf.io as alfio
 import one.params
 from one import util
+from one._confined_paths import Confinement, dataset_file
 from one._lib.values import known as _known
 from one._lib.verified import VerifiedFiles
+from one._load_messages import (
+    check_data_folder,
+    matching_collections,
+    missing_files_hint,
+    not_found_message,
+    several_collections_error,
+)
 from one._lock import LockMixin
 from one._query import DatasetCodes, SessionCodes, qc_code, to_uuid, user_frame
 from one.alf.cache import (
@@ -38,7 +46,7 @@ from one.alf.cache import (
     remove_table_files,
     save_tables,
 )
-from one.alf.path import ALFPath, rel_path_parts
+from one.alf.path import rel_path_parts
 from one.alf.spec import QC, to_alf
 from one.converters import ConversionMixin, session_record2path
 from one.util import Bunch, ensure_list
@@ -175,7 +183,7 @@ class One(ConversionMixin, LockMixin):
         if meta['loaded_time'] is None:
             meta['expired'] = True
             if self.offline:
-                warnings.warn(f'No cache tables found in {self._tables_dir}')
+                check_data_folder(self)
         elif meta.get('created_time'):
             meta['expired'] = datetime.now() - meta['created_time'] > self.cache_expiry
         return meta['loaded_time']
@@ -684,7 +692,9 @@ class One(ConversionMixin, LockMixin):
         ids = [str(x) for x in datasets.index.get_level_values('id')]
         session_paths = self._dataset_session_paths(datasets, ids)
         self._check_lock(datasets, ids, session_paths)
-        root = Path(self.cache_dir)
+        guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
+        eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
+            else None
         sizes = datasets['file_size'] if 'file_size' in datasets.columns else None
         hashes = datasets['hash'] if 'hash' in datasets.columns else None
         verified = self._verified_files() if check_hash else None
@@ -695,9 +705,8 @@ class One(ConversionMixin, LockMixin):
                 files.append(None)
                 to_download.append(i)
                 continue
-            file = ALFPath(root, session_path, rel_path)
-            if self.uuid_filenames:
-                file = file.with_uuid(ids[i])
+            file = dataset_file(guard, session_path, rel_path, ids[i], self.uuid_filenames,
+                                eids[i] if eids is not None else None)
             try:
                 stat = os.stat(file)
             except OSError:
@@ -899,37 +908,33 @@ class One(ConversionMixin, LockMixin):
                                         assert_unique=False, wildcards=self.wildcards)
         if len(matching) == 0:
             raise alferr.ALFObjectNotFound(self._not_found_message(
-                datasets, f'ALF object "{obj}"', eid, collection, revision))
+                datasets, f'ALF object "{obj}"', eid, collection, revision, parts=dataset))
         parts = [rel_path_parts(x) for x in matching['rel_path']]
         objects = sorted({p[3] or '' for p in parts})
         collections = sorted({p[0] or '' for p in parts})
         if len(objects) > 1:
             raise alferr.ALFMultipleObjectsFound(*objects)
         if len(collections) > 1:
-            raise alferr.ALFMultipleCollectionsFound(*collections)
+            raise several_collections_error(f'ALF object "{obj}"', eid, collections)
         files = self._check_filesystem(matching, offline=self._offline_for(query_type),
                                        check_hash=check_hash)
+        missing = [r for r, f in zip(matching['rel_path'], files) if not f]
         files = [f for f in files if f]
+        if files and missing:
+            _logger.warning('ALF object "%s" of session %s loaded without %s: %s', obj, eid,
+                            ', '.join(missing), missing_files_hint(self))
         if not files:
-            raise alferr.ALFObjectNotFound(f'ALF object "{obj}" not found on disk')
+            raise alferr.ALFObjectNotFound(
+                f'ALF object "{obj}" of session {eid} not found on disk: '
+                f'{missing_files_hint(self)}')
         if download_only:
             return files
         return alfio.load_object(files, wildcards=self.wildcards, **kwargs)
 
-    def _not_found_message(self, datasets, what, eid, collection, revision) -> str:
-        """Say what was asked for and which collections/objects the session does hold."""
-        where = [f'session {eid}']
-        if collection is not None:
-            where.append(f'collection "{collection}"')
-        if revision is not None:
-            where.append(f'revision <= "{revision}"')
-        objects = sorted({(rel_path_parts(x, assert_valid=False)[3] or '')
-                          for x in datasets['rel_path']} - {''})
-        message = f'{what} not found in {", ".join(where)}'
-        if objects:
-            shown = ', '.join(objects[:20]) + (', ...' if len(objects) > 20 else '')
-            message += f'; objects present: {shown}'
-        return message
+    def _not_found_message(self, datasets, what, eid, collection, revision, parts=None) -> str:
+        """Say what was asked for and what the session holds where it was looked for."""
+        return not_found_message(datasets, what, eid, collection, revision, self.wildcards,
+                                 parts)
 
     @util.refresh
     @util.parse_id
@@ -979,8 +984,13 @@ class One(ConversionMixin, LockMixin):
         if not assert_unique and (collection is not None or revision is not None):
             raise ValueError('collection and revision kwargs must be None when dataset is a '
                              'relative path')
-        matching = util.filter_datasets(datasets, dataset, collection, revision,
-                                        wildcards=self.wildcards, assert_unique=assert_unique)
+        try:
+            matching = util.filter_datasets(datasets, dataset, collection, revision,
+                                            wildcards=self.wildcards,
+                                            assert_unique=assert_unique)
+        except alferr.ALFMultipleCollectionsFound:
+            raise several_collections_error(f'Dataset "{dataset}"', eid, matching_collections(
+                datasets, dataset, collection, revision, self.wildcards)) from None
         if len(matching) == 0:
             raise alferr.ALFObjectNotFound(self._not_found_message(
                 datasets, f'Dataset "{dataset}"', eid, collection, revision))
@@ -988,7 +998,8 @@ class One(ConversionMixin, LockMixin):
                                        check_hash=check_hash)
         if not file:
             raise alferr.ALFObjectNotFound(
-                f'Dataset "{matching["rel_path"].iloc[0]}" of session {eid} not found on disk')
+                f'Dataset "{matching["rel_path"].iloc[0]}" of session {eid} not found on disk: '
+                f'{missing_files_hint(self)}')
         return file if download_only else alfio.load_file_content(file)
 
     @util.refresh
@@ -1098,7 +1109,8 @@ class One(ConversionMixin, LockMixin):
                                        check_hash=check_hash) if len(present_datasets) else []
         if any(f is None for f in files):
             missing = ', '.join(r for r, f in zip(present_datasets['rel_path'], files) if not f)
-            message = f'The following datasets were not downloaded: {missing}'
+            message = (f'The following datasets were not downloaded: {missing} '
+                       f'({missing_files_hint(self)})')
             if assert_present:
                 raise alferr.ALFObjectNotFound(message)
             _logger.warning(message)
@@ -1160,7 +1172,8 @@ class One(ConversionMixin, LockMixin):
         record = table.iloc[rows]
         file, = self._check_filesystem(record, check_hash=check_hash)
         if not file:
-            raise alferr.ALFObjectNotFound(f'Dataset {dset_id} not found on disk')
+            raise alferr.ALFObjectNotFound(f'Dataset {dset_id} not found on disk: '
+                                           f'{missing_files_hint(self)}')
         output = file if download_only else alfio.load_file_content(file)
         if details:
             series = record.iloc[0].copy()
@@ -1221,7 +1234,9 @@ class One(ConversionMixin, LockMixin):
         files = self._check_filesystem(matching, offline=self._offline_for(query_type),
                                        check_hash=check_hash)
         if not any(files):
-            raise alferr.ALFObjectNotFound(f'ALF collection "{collection}" not found on disk')
+            raise alferr.ALFObjectNotFound(
+                f'ALF collection "{collection}" of session {eid} not found on disk: '
+                f'{missing_files_hint(self)}')
         present = [(f, rel_path_parts(r)) for f, r in zip(files, matching['rel_path']) if f]
         files = tuple(f for f, _ in present)
         if download_only:

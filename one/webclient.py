@@ -46,6 +46,7 @@ from urllib3.util.retry import Retry
 
 import one
 import one.params
+from one._lib.confine import Confinement, UnsafePath
 from one._lib.download import (  # HTTP file downloads, re-exported (ONE-api's names)
     N_THREADS,
     dataset_record_to_url,
@@ -926,9 +927,13 @@ def _extract_cache_tables(archive: Path, destination: Path, source: str) -> list
         if not any(m.filename.lower().endswith('.pqt') for m in wanted):
             raise BadCacheArchive(f'{source} holds no cache table (.pqt): '
                                   f'{[m.filename for m in members]}')
+        try:  # nothing written outside, not even through a symbolic link in destination
+            guard = Confinement(destination)
+            targets = [guard(m.filename, what=f'{source} member') for m in wanted]
+        except UnsafePath as ex:
+            raise BadCacheArchive(str(ex)) from None
         files = []
-        for member in wanted:
-            target = destination.joinpath(*PurePosixPath(member.filename).parts)
+        for member, target in zip(wanted, targets):
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(member) as src, atomic_open(target, 'wb', fsync=False) as dst:
                 while chunk := src.read(1 << 20):

@@ -1,8 +1,9 @@
 """An append-only log of JSON lines that several processes write at once.
 
-Each entry is one line holding a JSON array.  An append is a single ``write`` to a file opened
-with ``O_APPEND``, which POSIX and Windows make atomic for a regular local file, so processes
-appending together neither lose nor interleave lines; a line cut short by a crash is skipped
+Each entry is one line holding a JSON array.  An append is a ``write`` to a file opened with
+``O_APPEND``, which POSIX and Windows make atomic for a regular local file (a large batch the
+system writes in parts excepted), so processes appending together neither lose nor interleave
+lines; a line cut short by a crash is skipped
 when read.  The log is compacted by `JsonLinesLog.rewrite` (atomically, under a lock file
 beside it).  A process appending without the lock between the compaction's read and its
 ``os.replace`` loses that line: the logs built on this (the md5 verification record, the load
@@ -62,7 +63,9 @@ class JsonLinesLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, data)
+                view = memoryview(data)
+                while view:  # a large batch may be written in several parts
+                    view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
         except OSError:

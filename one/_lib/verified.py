@@ -80,11 +80,52 @@ class VerifiedFiles:
         self._append(key, stat.st_size, stat.st_mtime_ns, digest)
         return digest
 
+    def known(self, file, size: int, mtime_ns: int) -> str | None:
+        """The recorded md5 of `file` if it has not changed since (same size and mtime).
+
+        Parameters
+        ----------
+        file : str or os.PathLike
+            A file inside the data folder.
+        size, mtime_ns : int
+            Its current size and modification time (``st_size``, ``st_mtime_ns``).
+
+        Returns
+        -------
+        str or None
+            The md5, or None when the file was never recorded or has changed.
+        """
+        known = self._load().get(self._key(file))
+        if known and known[0] == size and known[1] == mtime_ns:
+            return known[2]
+        return None
+
+    def add(self, records) -> None:
+        """Record many verified files at once (in a single append to the record).
+
+        Parameters
+        ----------
+        records : iterable of (file, size, mtime_ns, md5)
+            Files inside the data folder, with the size and modification time they had when
+            their md5 was computed.
+        """
+        entries = self._load()
+        lines = []
+        for file, size, mtime_ns, digest in records:
+            key = self._key(file)
+            entries[key] = (int(size), int(mtime_ns), digest)
+            lines.append([key, int(size), int(mtime_ns), digest])
+        if lines:
+            self._write(lines)
+
     def _append(self, key: str, size: int, mtime_ns: int, digest: str) -> None:
         self._entries[key] = (size, mtime_ns, digest)
-        if not self.log.append([[key, size, mtime_ns, digest]]):
+        self._write([[key, size, mtime_ns, digest]])
+
+    def _write(self, entries: list) -> None:
+        if not self.log.append(entries):
             return  # a read-only folder: verification still works, it is just not remembered
-        self._lines += 1
+        self._lines += len(entries)
         if self._lines > 1000 and self._lines > 2 * len(self._entries):
             self._compact()
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import requests
 
+from one._lib import confine
+
 RETRY_STATUS = frozenset({408, 429})
 """HTTP statuses worth retrying besides 5xx."""
 
@@ -89,8 +91,21 @@ class DownloadConnectionError(DownloadError, requests.ConnectionError, Connectio
     """
 
 
-class UnsafePath(DownloadError, ValueError):
-    """A path received from a server would land outside the destination folder."""
+class UnsafePath(DownloadError, confine.UnsafePath):
+    """A path received from a server would land outside the destination folder.
+
+    Also a `ValueError` and a `one._lib.confine.UnsafePath` (what local loads raise).
+
+    Attributes
+    ----------
+    value : str or None
+        The offending path, as received.
+    """
+
+    def __init__(self, message: str, url: str | None = None, path=None, value=None):
+        super().__init__(message, url, path)
+        self.root = self.path
+        self.value = value
 
 
 class Transient(Exception):
