@@ -18,9 +18,8 @@ __all__ = [
     'ALFMultipleCollectionsFound',
     'ALFMultipleRevisionsFound',
     'ALFInvalid',
-    'DatasetNotLocked',
     'ALFWarning',
-]
+]  # ONE-api's names; DatasetNotLocked (lock files) is one-next's
 
 
 _NAMES = re.compile(r'^(\S+|"[^"]*"(, "[^"]*")*)$')  # 'name' or '"a", "b"': not a sentence
