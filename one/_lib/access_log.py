@@ -26,6 +26,7 @@ __all__ = ['RECORD_NAME', 'AccessLog']
 RECORD_NAME = '.one_access.jsonl'
 _REWRITE_AFTER = 3600.0  # seconds before this process records the same path again
 _COMPACT_FROM = 200_000  # bytes: smaller logs are never compacted
+_SLACK_LINES = 1000  # compacted when it has this many lines more than twice its paths
 _WRITTEN: dict[str, float] = {}  # what this process recorded (absolute path), and when
 
 
@@ -69,7 +70,7 @@ class AccessLog:
         size = self.log.size()
         if size >= 2 * self._checked_size:  # re-read only when the log has doubled
             entries = self.last_loaded()
-            if self.log.lines_read > 2 * len(entries) + 1000:
+            if self.log.lines_read > 2 * len(entries) + _SLACK_LINES:
                 self._rewrite(lambda e: e)
             self._checked_size = max(self.log.size(), _COMPACT_FROM // 2)
 

@@ -3,8 +3,8 @@
 Each entry is one line holding a JSON array.  An append is a ``write`` to a file opened with
 ``O_APPEND``, which POSIX and Windows make atomic for a regular local file (a large batch the
 system writes in parts excepted), so processes appending together neither lose nor interleave
-lines; a line cut short by a crash is skipped
-when read.  The log is compacted by `JsonLinesLog.rewrite` (atomically, under a lock file
+lines.  A line cut short by a crash is skipped when read, and the next append starts on a line
+of its own.  The log is compacted by `JsonLinesLog.rewrite` (atomically, under a lock file
 beside it).  A process appending without the lock between the compaction's read and its
 ``os.replace`` loses that line: the logs built on this (the md5 verification record, the load
 record) are caches of facts that are found again, so a lost line costs one more hash or an
@@ -61,8 +61,11 @@ class JsonLinesLog:
             return True
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b'\n':
+                    data = b'\n' + data  # after a line cut short by a crash: a line of its own
                 view = memoryview(data)
                 while view:  # a large batch may be written in several parts
                     view = view[os.write(fd, view):]
