@@ -568,7 +568,6 @@ def test_old_rest_cache_under_the_host_name_is_moved(no_prompt, home_one, tmp_pa
     params.setup(url, silent=True, cache_dir=tmp_path / 'data')
     (home_one / '.rest' / '127.0.0.1' / 'http').mkdir(parents=True)
     (home_one / '.rest' / '127.0.0.1' / 'http' / 'abc').write_text('cached')
-    params._CHECKED_MOVES.clear()  # as in a new process
     params.get(url)
     assert (tmp_path / 'data' / '.rest' / 'abc').read_text() == 'cached'
     assert not (home_one / '.rest' / '127.0.0.1').exists()

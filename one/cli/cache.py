@@ -119,12 +119,12 @@ def _size(n) -> str:
     return human_size(n)
 
 
-def _confirm(args: argparse.Namespace, question: str, what: str) -> bool:
+def _confirm(args: argparse.Namespace, question: str, action: str) -> bool:
     """--yes: go ahead; on a terminal: ask; otherwise stop (exit 2), nothing removed."""
     if getattr(args, 'yes', False):
         return True
     if not sys.stdin.isatty():
-        raise UsageError(f'not on a terminal: nothing removed; add --yes to remove {what} '
+        raise UsageError(f'not on a terminal: nothing removed; add --yes to {action} '
                          '(or --dry-run to list only)')
     return input(f'{question} [y/N] ').strip().lower() in ('y', 'yes')
 
@@ -330,9 +330,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(f'would remove {what}' + (f' and forget {len(plan["forget"])}' if plan['forget']
                                         else '') + ' (dry run)', file=sys.stderr)
         return 0
-    question = f'Remove these {what}?' if files else \
-        f'Forget the {_files(len(plan["forget"]))} deleted since loaded?'
-    if not _confirm(args, question, f'these {what}' if files else 'nothing'):
+    forget = f'forget the {_files(len(plan["forget"]))} deleted since loaded'
+    question = f'Remove these {what}?' if files else f'{forget[0].upper()}{forget[1:]}?'
+    if not _confirm(args, question, f'remove these {what}' if files else forget):
         print('nothing removed', file=sys.stderr)
         return 1
     removed = remove(folder, files)
@@ -362,7 +362,7 @@ def cmd_clear_rest(args: argparse.Namespace) -> int:
         print('nothing removed (dry run)', file=sys.stderr)
         return 0
     if not _confirm(args, f'Remove the {len(files)} cached REST responses?',
-                    f'the {len(files)} cached REST responses'):
+                    f'remove the {len(files)} cached REST responses'):
         print('nothing removed', file=sys.stderr)
         return 1
     removed = remove(root, files, empty_folders=False)
