@@ -76,7 +76,8 @@ class OneAlyx(One):
     lock : str, pathlib.Path, optional
         A lock file: only the datasets it lists, in its versions, can be loaded (see `One`).
     **kwargs
-        Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries).
+        Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries,
+        deadline).  ``timeout`` also bounds the waits of HTTP and S3 downloads.
     """
 
     _records_loads_in_folder = True  # its folder is a download cache (see one._lock)
@@ -828,7 +829,8 @@ class OneAlyx(One):
                 continue
             tasks.append(task)
             positions.append(i)
-        outcomes = download_files(tasks, progress=None, return_errors=True) if tasks else []
+        outcomes = download_files(tasks, progress=None, return_errors=True,
+                                  timeout=self.alyx.timeout) if tasks else []
         for i, outcome in zip(positions, outcomes):
             if not isinstance(outcome, Exception):
                 out[i] = ALFPath(outcome)

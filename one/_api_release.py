@@ -18,6 +18,7 @@ from pathlib import Path
 
 import one.params
 from one._api_local import One, _check_mode, _known
+from one._lib.http_timeouts import resolve_timeout
 from one._lib.release_info import (
     INFO_NAME,
     NotARelease,
@@ -67,6 +68,9 @@ class OneRelease(One):
         default `DEFAULT_EXPIRY` (1 hour).
     lock : str, pathlib.Path, optional
         A lock file the loads must follow (see `One`).
+    timeout : float or (float, float), optional
+        Read timeout, or (connect, read) timeouts, in seconds of every request; by default
+        ``ONE_HTTP_TIMEOUT`` or (10, 60).
 
     Raises
     ------
@@ -89,7 +93,8 @@ class OneRelease(One):
     _records_loads_in_folder = True  # its folder is a download cache (see one._lock)
 
     def __init__(self, base_url=None, cache_dir=None, mode='remote', wildcards=True,
-                 tables_dir=None, profile=None, cache_expiry=None, lock=None, **kwargs):
+                 tables_dir=None, profile=None, cache_expiry=None, lock=None, timeout=None,
+                 **kwargs):
         answer = kwargs.pop('_answer', None)
         for key in _IGNORED:
             kwargs.pop(key, None)
@@ -105,7 +110,7 @@ class OneRelease(One):
                                  if folder else 'OneRelease needs the URL of a release '
                                  '(base_url)')
             base_url = state.url
-        self._source = ReleaseSource(base_url, profile=profile)
+        self._source = ReleaseSource(base_url, profile=profile, timeout=timeout)
         self._files = None  # the source of the dataset files, when elsewhere
         self._info: ReleaseInfo | None = None
         self.base_url = self._source.url
@@ -229,7 +234,8 @@ class OneRelease(One):
             url = self._source.resolve(info.files_url)
             same_scheme = url.partition('://')[0] == self._source.scheme
             self._files = (url, self._source if same_scheme else
-                           ReleaseSource(url, profile=self._source.profile))
+                           ReleaseSource(url, profile=self._source.profile,
+                                         timeout=self._source.timeout))
         return self._files
 
     def _check_filesystem(self, datasets, offline=None, update_exists=True, check_hash=True):
@@ -322,7 +328,8 @@ class OneRelease(One):
             md5 = _known(hashes.iloc[i]) if hashes is not None else None
             tasks.append(source.task(f'{files_url}/{remote}', destination, size, md5))
             positions.append(i)
-        outcomes = download_files(tasks, return_errors=True) if tasks else []
+        outcomes = download_files(tasks, return_errors=True,
+                                  timeout=self._source.timeout) if tasks else []
         damaged = None
         for i, outcome in zip(positions, outcomes):
             if isinstance(outcome, Exception):
@@ -384,7 +391,8 @@ def find_release(base_url=None, cache_dir=None, tables_dir=None, username=None, 
         return False, None
     if not folder and ReleaseState.read(default_release_dir(url)) is not None:
         return True, None
-    source = ReleaseSource(url, timeout=(5.0, 20.0), retries=0)
+    probe = (5.0, 20.0)  # short waits for a guess, never longer than ONE_HTTP_TIMEOUT's
+    source = ReleaseSource(url, timeout=tuple(map(min, probe, resolve_timeout())), retries=0)
     try:
         answer = source.fetch(f'{url}/{INFO_NAME}')
         parse_info(answer.body, answer.url)
@@ -398,7 +406,8 @@ def find_release(base_url=None, cache_dir=None, tables_dir=None, username=None, 
 def open_release(mode='remote', wildcards=True, answer=None, **kwargs) -> OneRelease:
     """`OneRelease` from the arguments of `one.api.ONE` (warning about those it ignores)."""
     ignored = sorted(k for k in kwargs if k not in (
-        'base_url', 'cache_dir', 'tables_dir', 'profile', 'cache_expiry', 'lock', *_IGNORED))
+        'base_url', 'cache_dir', 'tables_dir', 'profile', 'cache_expiry', 'lock', 'timeout',
+        *_IGNORED))
     for key in ignored:
         warnings.warn(f'ONE: "{key}" is ignored for a data release')
         kwargs.pop(key)

@@ -33,8 +33,9 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
     wildcards : bool
         See `One`.
     **kwargs
-        cache_dir, tables_dir, and for a database base_url, username, password, ...; for a
-        release base_url, and optionally profile (S3) and cache_expiry.
+        cache_dir, tables_dir, and for a database base_url, username, password, timeout
+        (seconds of read timeout of every request), deadline (seconds of REST retries)...;
+        for a release base_url, and optionally profile (S3), cache_expiry and timeout.
 
     Returns
     -------
@@ -66,6 +67,8 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
         one.params.check_cache_conflict(kwargs.get('cache_dir'))
     except AssertionError:
         return OneAlyx(mode=mode, wildcards=wildcards, **kwargs)
+    for network_only in ('timeout', 'deadline'):  # a local folder makes no request
+        kwargs.pop(network_only, None)
     return One(mode='local', wildcards=wildcards, **kwargs)
 
 

@@ -358,6 +358,7 @@ def test_search_merges_sessions_into_tables(one):
 def test_search_merges_later_pages_when_fetched(tmp_path):
     ONE.cache_clear()
     with AlyxTestServer(page_size=2) as server:
+        server.max_limit = 2  # a server granting pages of 2 records only
         one = OneAlyx(base_url=server.url, username=USERNAME, password=PASSWORD,
                       cache_dir=tmp_path, silent=True)
         eids = one.search(subject='ZFM-01935')

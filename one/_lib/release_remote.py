@@ -14,9 +14,10 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from one._lib.download.defaults import TIMEOUT
 from one._lib.download.paths import quote_url
+from one._lib.download.s3_transport import s3_config
 from one._lib.download.task import DownloadTask
+from one._lib.http_timeouts import resolve_timeout
 from one._lib.release_info import (
     INFO_NAME,
     NotARelease,
@@ -137,18 +138,19 @@ class ReleaseSource:
     profile : str, optional
         An AWS profile name for an S3 bucket (default: boto3's usual credentials; anonymous
         requests when there are none).
-    timeout : float or (float, float)
-        HTTP (connect, read) timeouts in seconds.
+    timeout : float or (float, float), optional
+        Read timeout, or (connect, read) timeouts, in seconds of HTTP and S3 requests; by
+        default ``ONE_HTTP_TIMEOUT`` or (10, 60) (`one._lib.http_timeouts`).
     retries : int
         Retries of a small file's GET after a connection error, a timeout or HTTP 429/5xx.
     """
 
-    def __init__(self, url: str, profile: str | None = None, timeout=TIMEOUT,
+    def __init__(self, url: str, profile: str | None = None, timeout=None,
                  retries: int = 2):
         self.url = normalise_url(url)
         self.scheme = self.url.partition('://')[0]
         self.profile = profile
-        self.timeout = timeout
+        self.timeout = resolve_timeout(timeout)
         self.retries = retries
         self._s3 = None
         self._session = None
@@ -194,7 +196,7 @@ class ReleaseSource:
 
                 session = requests.Session()
                 n = self.retries
-                retry = Retry(total=n, connect=n, read=n, backoff_factor=0.2,
+                retry = Retry(total=n, connect=n, read=min(n, 1), backoff_factor=0.2,
                               status_forcelist=(429, 500, 502, 503, 504),
                               allowed_methods=('GET',), raise_on_status=False)
                 adapter = requests.adapters.HTTPAdapter(max_retries=retry)
@@ -247,7 +249,7 @@ class ReleaseSource:
 
                 session = boto3.Session(profile_name=self.profile) if self.profile \
                     else boto3.Session()
-                config = Config(retries={'max_attempts': 3, 'mode': 'standard'})
+                config = s3_config(self.timeout)  # timeouts, a call tried twice
                 if session.get_credentials() is None:
                     config = config.merge(Config(signature_version=UNSIGNED))
                 self._s3 = session.client('s3', config=config)
