@@ -19,7 +19,8 @@ from static_server import StaticServer
 from one import params as one_params
 from one._api_release import find_release
 from one._lib import parquet
-from one._lib.download import ChecksumMismatch, SizeMismatch
+from one._lib.confine import UnsafePath
+from one._lib.download import ChecksumMismatch, DownloadConnectionError, SizeMismatch
 from one.alf.exceptions import ALFObjectNotFound
 from one.api import ONE, One, OneAlyx, OneRelease
 from one.release import NotARelease, ReleaseError, export_files, make_release
@@ -387,11 +388,17 @@ def test_offline_after_download(http_host, source, caplog):
     ONE.cache_clear()
     again = ONE(cache_dir=cache_dir)
     assert isinstance(again, OneRelease) and again.base_url == http_host.url
-    # online mode with the host gone: an error is logged, the local copy is used
+    # online mode with the host gone: an error is logged, the local copy is used; the
+    # instance stays online (the host is tried again after the expiry), and a load that
+    # needs the host says it cannot be reached
     with caplog.at_level(logging.ERROR, logger='one.api'):
         gone = OneRelease(cache_dir=cache_dir, cache_expiry=0)
-    assert gone.mode == 'local' and 'cannot be read' in caplog.text
+    gone.cache_expiry = pd.Timedelta(hours=1).to_pytimedelta()
+    assert gone.mode == 'remote' and not gone.offline
+    assert 'cannot be read' in caplog.text and 'Connection refused' in caplog.text
     _assert_same_object(gone.load_object(eid, 'trials'), trials)
+    with pytest.raises(DownloadConnectionError, match=http_host.url):
+        gone.load_object(eid, 'wheel')
 
 
 def test_lock_file(http_host, source, tmp_path):
@@ -471,9 +478,10 @@ def test_uuid_layout(kind, request, source, tmp_path):
         served.close()
 
 
-def test_hostile_paths_in_tables_refused(http_host, source, tmp_path, caplog):
+def test_hostile_paths_in_tables_refused(http_host, source, tmp_path):
     """A release whose tables name files outside the session folders: never requested from
-    the host, never read from or written to outside the cache folder."""
+    the host, never read from or written to outside the cache folder (every kind of hostile
+    path and every load: tests/test_confine.py)."""
     datasets, meta = parquet.load(source / 'datasets.pqt')
     datasets = datasets.reset_index()
     row = datasets.index[0]
@@ -494,9 +502,8 @@ def test_hostile_paths_in_tables_refused(http_host, source, tmp_path, caplog):
     (source / 'cache_info.json').write_text(json.dumps(info))
     one = OneRelease(http_host.url, cache_dir=cache_dir)
     http_host.clear()
-    with caplog.at_level(logging.ERROR, logger='one.api'), pytest.raises(ALFObjectNotFound):
-        one.load_dataset_from_id(dataset_id)
-    assert 'Refusing the release path' in caplog.text and '".." part' in caplog.text
+    with pytest.raises(UnsafePath, match=f'Refusing dataset {dataset_id}.*climbs out'):
+        one.load_dataset_from_id(dataset_id)  # as a local One on these tables
     assert http_host.fetched() == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ['cache', 'source', 'victim.npy']
     # the other datasets of that session load as usual
@@ -508,7 +515,7 @@ def test_hostile_table_file_in_description(http_host, source, tmp_path):
     info = json.loads((source / 'cache_info.json').read_text())
     info['tables']['datasets']['file'] = '../../../etc/passwd'
     (source / 'cache_info.json').write_text(json.dumps(info))
-    with pytest.raises(NotARelease, match='".." part'):
+    with pytest.raises(NotARelease, match='climbs out'):
         OneRelease(http_host.url, cache_dir=tmp_path / 'cache')
     assert http_host.fetched() == ['cache_info.json']
     assert not (tmp_path / 'cache' / 'datasets.pqt').exists()
@@ -580,8 +587,10 @@ def test_s3_profile(s3env, source, monkeypatch, tmp_path):
         monkeypatch.delenv(key)
     monkeypatch.setenv('AWS_SHARED_CREDENTIALS_FILE', str(credentials))
     monkeypatch.setenv('AWS_EC2_METADATA_DISABLED', 'true')
-    with pytest.raises(NotARelease):  # anonymous: the private bucket refuses
-        OneRelease(host.url, cache_dir=tmp_path / 'anonymous')
+    with pytest.raises(ReleaseError, match='anonymous request was refused.*pass profile='):
+        OneRelease(host.url, cache_dir=tmp_path / 'anonymous')  # the private bucket refuses
+    with pytest.raises(ReleaseError, match=r'profile \(nobody\) could not be found; name a'):
+        OneRelease(host.url, profile='nobody', cache_dir=tmp_path / 'nobody')
     one = OneRelease(host.url, profile='lab', cache_dir=tmp_path / 'signed')
     assert len(one.search()) == 6
 

@@ -12,7 +12,7 @@ import pytest
 
 import one.release as release
 from one._lib import files as lib_files
-from one._lib.download import UnsafePath
+from one._lib.confine import UnsafePath
 from one._lib.release_info import (
     FORMAT,
     FORMAT_VERSION,
@@ -244,7 +244,7 @@ def test_parse_info_reads_alyx_cache_info():
     (_info(format='other'), 'format "other"'),
     (_info(format_version=99), 'please upgrade'),
     (_info(tables={'sessions': {}}), 'no datasets table'),
-    (_info(tables={'sessions': {}, 'datasets': {'file': '../../etc/passwd'}}), '".." part'),
+    (_info(tables={'sessions': {}, 'datasets': {'file': '../../etc/passwd'}}), 'climbs out'),
     (_info(tables={'sessions': {}, 'datasets': {'file': '/etc/passwd'}}), 'absolute'),
     (_info(tables={'sessions': {}, 'datasets': {}, '../x': {}}), 'invalid table name'),
     (_info(tables={'sessions': {}, 'datasets': {'md5': 'abc'}}), 'not an md5'),
@@ -260,15 +260,23 @@ def test_parse_info_refuses(raw, problem):
         parse_info(raw, 'http://host/cache_info.json')
 
 
-@pytest.mark.parametrize('path', [
-    '', '/abs/x.npy', 'a/../../x.npy', 'a/./b.npy', 'a//b.npy', 'a\\b.npy', 'C:/x.npy',
-    'a/C:x/b.npy', 'a/\x00.npy', '..',
+@pytest.mark.parametrize('path, refused_for_datasets', [
+    ('', True), ('/abs/x.npy', True), ('a/../../x.npy', True), ('C:/x.npy', True),
+    ('a/C:x/b.npy', True), ('a/\x00.npy', True), ('..', True),
+    # not plain: refused as file names of cache_info.json; as a dataset's rel_path, read as a
+    # local One reads it
+    ('a/./b.npy', False), ('a//b.npy', False), ('a\\b.npy', False), ('a/../b.npy', False),
 ])
-def test_release_path_refuses(path):
+def test_release_path_refuses(path, refused_for_datasets):
     with pytest.raises(UnsafePath):
         release_path(path)
-    with pytest.raises(UnsafePath):
-        remote_file_path('lab/Subjects/s/2024-01-01/001', path or '..', 'x', 'path')
+    session = 'lab/Subjects/s/2024-01-01/001'
+    if refused_for_datasets:
+        with pytest.raises(UnsafePath, match='Refusing dataset x'):
+            remote_file_path(session, path, 'x', 'path')
+    else:
+        assert remote_file_path(session, path, 'x', 'path') == f'{session}/' + \
+            ('b.npy' if path == 'a/../b.npy' else 'a/b.npy')
 
 
 def test_remote_file_path_layouts():
@@ -279,8 +287,7 @@ def test_remote_file_path_layouts():
     assert remote_file_path(session, 'alf/_ibl_trials.choice.npy', dataset_id, 'uuid') == \
         f'{session}/alf/_ibl_trials.choice.{dataset_id}.npy'
     with pytest.raises(UnsafePath):
-        remote_file_path('lab/Subjects/../../x/2024-01-15/001', 'alf/a.b.npy', dataset_id,
-                         'path')
+        remote_file_path('lab/../../x/2024-01-15/001', 'alf/a.b.npy', dataset_id, 'path')
 
 
 def test_urls():
