@@ -152,6 +152,26 @@ def test_republishing_rehashes_only_changed_files(folder, monkeypatch):
     assert (folder / 'cache_info.json').read_bytes() != before[folder / 'cache_info.json'][1]
 
 
+def test_changed_file_rewrites_only_the_datasets_table(folder):
+    """Same number of rows, other content (a file's md5): the datasets table is rewritten,
+    the sessions table kept as it is (its date of creation too)."""
+    _publish(folder)
+    sessions = (folder / 'sessions.pqt').stat().st_mtime_ns, (folder / 'sessions.pqt').read_bytes()
+    datasets = (folder / 'datasets.pqt').read_bytes()
+    changed = next(folder.rglob('_ibl_wheel.position.npy'))
+    data = bytearray(changed.read_bytes())
+    data[-1] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
+    info = _publish(folder)
+    assert ((folder / 'sessions.pqt').stat().st_mtime_ns,
+            (folder / 'sessions.pqt').read_bytes()) == sessions
+    assert (folder / 'datasets.pqt').read_bytes() != datasets
+    assert _md5(changed) in set(load_tables(folder)['datasets']['hash'])
+    assert info.tables['datasets'].md5 == _md5(folder / 'datasets.pqt')
+    assert info.tables['sessions'].md5 == _md5(folder / 'sessions.pqt')
+
+
 def test_tag_change_rewrites_only_the_description(folder):
     _publish(folder, tag='v1')
     datasets = (folder / 'datasets.pqt').read_bytes()
@@ -193,6 +213,18 @@ def test_uuid_layout_export(folder, tmp_path):
     exported = site / 'data' / session_path / f'{stem}.{dataset_id}.{ext}'
     assert _md5(exported) == row['hash']
     assert release.export_files(folder, site / 'data', tables_dir=site / 'caches' / 'v1') == 0
+    # a copy (not a link) of a file changed since, with the same size, is written again
+    source = folder / session_path / row['rel_path']
+    assert release.export_files(folder, site / 'copy', tables_dir=site / 'caches' / 'v1',
+                                link=False) == n
+    copied = site / 'copy' / session_path / f'{stem}.{dataset_id}.{ext}'
+    data = bytearray(source.read_bytes())
+    data[-1] ^= 0xFF
+    source.write_bytes(bytes(data))
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
+    assert release.export_files(folder, site / 'copy', tables_dir=site / 'caches' / 'v1',
+                                link=False) == 1
+    assert copied.read_bytes() == bytes(data)
 
 
 def test_describe_existing_tables(folder, tmp_path):

@@ -70,6 +70,15 @@ class Tree:
         self._valid: dict = {}
         self._walk()
 
+    def keep(self, mask) -> None:
+        """Keep only the datasets where the boolean array `mask` is True."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.all():
+            return
+        for name in ('ses_index', 'rel_paths', 'paths', 'sizes', 'mtimes'):
+            values = np.asarray(getattr(self, name), dtype=object)[mask]
+            setattr(self, name, values.tolist())
+
     @staticmethod
     def _follow_link(path: str, top: str, visited: set) -> bool:
         """Whether to walk a symlinked folder found while walking the folder `top` (real path).
