@@ -21,10 +21,10 @@ from one._api_release import find_release
 from one._lib import parquet
 from one._lib.confine import UnsafePath
 from one._lib.download import ChecksumMismatch, DownloadConnectionError, SizeMismatch
+from one.alf.cache import make_parquet_db
 from one.alf.exceptions import ALFObjectNotFound
 from one.api import ONE, One, OneAlyx, OneRelease
 from one.release import NotARelease, ReleaseError, export_files, make_release
-from one.alf.cache import make_parquet_db
 from one.synthetic import make_dataset_folder, make_session
 
 BUCKET = 'release-bucket'

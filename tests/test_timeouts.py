@@ -6,7 +6,6 @@ The hung server is real: a TCP server on 127.0.0.1 that accepts connections and 
 timeout gets a connection error, not a timeout, and these tests fail instead of blocking.
 S3 is boto3 pointed at that server (``AWS_ENDPOINT_URL``): moto cannot hang.
 """
-import logging
 import re
 
 import pytest
