@@ -257,6 +257,9 @@ def make_release(folder, tag: str | None = None, archive: bool = False,
     if problems:
         warnings.warn(f'{len(problems)} file(s) or folder(s) of {folder} break the ALF layout '
                       'and are left out of the release', ALFWarning)
+    if tree.links_out:
+        warnings.warn(f'{len(tree.links_out)} symbolic link(s) of {folder} lead outside it and '
+                      f'are left out of the release, e.g. {tree.links_out[0]}', ALFWarning)
     tree.keep(~_skipped_mask(tree, folder, problems))
 
     keys = [folder_index.session_key(*s[1:]) for s in tree.sessions]
