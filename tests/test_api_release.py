@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from data_folders import publish
 from static_server import StaticServer
 
 from one import params as one_params
@@ -24,7 +25,7 @@ from one._lib.download import ChecksumMismatch, DownloadConnectionError, SizeMis
 from one.alf.cache import make_parquet_db
 from one.alf.exceptions import ALFObjectNotFound
 from one.api import ONE, One, OneAlyx, OneRelease
-from one.release import NotARelease, ReleaseError, export_files, make_release
+from one.release import NotARelease, ReleaseError, export_files
 from one.synthetic import make_dataset_folder, make_session
 
 BUCKET = 'release-bucket'
@@ -37,10 +38,7 @@ def _publish(folder, **kwargs):
     previous version."""
     path = Path(kwargs.get('out_dir') or folder) / 'cache_info.json'
     previous = path.stat().st_mtime if path.exists() else 0
-    kwargs.setdefault('skip_invalid', True)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        info = make_release(folder, **kwargs)
+    info = publish(folder, **kwargs)
     stamp = max(time.time() - 60, previous + 2)
     os.utime(path, (stamp, stamp))
     return info
@@ -51,8 +49,6 @@ def source(tmp_path):
     """A published synthetic folder of 6 sessions (a plain `One` reads it as well)."""
     root = tmp_path / 'source'
     make_dataset_folder(root, n_subjects=2, n_sessions=3)
-    for path in root.rglob('_ibl_experiment.description'):
-        path.unlink()
     _publish(root, tag='v1')
     return root
 
@@ -330,7 +326,6 @@ def test_republished_release_seen_after_refresh(host, source):
     one = ONE(base_url=host.url)
     before = one.search()
     new = make_session(source, 'KS001', '2024-03-01', 1, lab='cortexlab', probes=())
-    (new / '_ibl_experiment.description').unlink()
     _publish(source, tag='v2')
     host.sync()
     host.clear()

@@ -4,11 +4,11 @@ import hashlib
 import json
 import os
 import time
-import warnings
 import zipfile
 
 import pandas as pd
 import pytest
+from data_folders import publish
 
 import one.release as release
 from one._lib import files as lib_files
@@ -33,18 +33,14 @@ def _md5(path) -> str:
 
 @pytest.fixture
 def folder(tmp_path):
-    """A synthetic data folder of 4 sessions, without its non-ALF files."""
+    """A synthetic data folder of 4 sessions."""
     root = tmp_path / 'data'
     make_dataset_folder(root, n_subjects=2, n_sessions=2)
-    for path in root.rglob('_ibl_experiment.description'):
-        path.unlink()
     return root
 
 
 def _publish(folder, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')  # no warning for a valid folder
-        return release.make_release(folder, **kwargs)
+    return publish(folder, strict=True, **kwargs)  # no warning for a valid folder
 
 
 def test_make_release_writes_tables_and_description(folder):
@@ -141,7 +137,6 @@ def test_republishing_rehashes_only_changed_files(folder, monkeypatch):
     changed.write_bytes(bytes(data))
     os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
     new = make_session(folder, 'KS001', '2024-03-01', 1, lab='cortexlab', probes=())
-    (new / '_ibl_experiment.description').unlink()
     hashed.clear()
     info = _publish(folder)
     new_files = [p for p in new.rglob('*') if p.is_file()]

@@ -172,6 +172,7 @@ def _describe(value) -> tuple[str, str]:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from one._load_messages import several_collections_message
     from one.alf.exceptions import ALFMultipleCollectionsFound, ALFWarning
 
     one = open_one(args)
@@ -186,11 +187,8 @@ def cmd_load(args: argparse.Namespace) -> int:
             collections = getattr(e, 'collections', None)
             if not collections:
                 raise
-            shown = ', '.join(c or '(session root)' for c in collections)
-            example = collections[0] or "''"
-            raise UsageError(
-                f'"{args.object}" of session {args.eid} is in several collections: {shown}; '
-                f'choose one with --collection, e.g. --collection {example}') from e
+            raise UsageError(several_collections_message(
+                f'"{args.object}"', args.eid, collections, cli=True)) from e
     rows = [{'attribute': k, 'shape': _describe(v)[0], 'dtype': _describe(v)[1]}
             for k, v in obj.items()]
     if args.json:
