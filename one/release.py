@@ -6,7 +6,7 @@ them and says how the files are addressed (see `one._lib.release_info`); optiona
 of the tables.  Copy the folder as it is to the host; users open it with one line::
 
     one release /data/mylab --tag 2025_Q1            # the publisher (or make_release)
-    aws s3 sync /data/mylab s3://mybucket/mylab      # or rsync to a web server
+    aws s3 sync /data/mylab s3://mybucket/mylab --exclude '.*' --exclude '*/.*'
 
     from one.api import ONE
     one = ONE(base_url='https://data.example.org/mylab')   # a user: search, list, load
