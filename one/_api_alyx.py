@@ -938,8 +938,21 @@ class OneAlyx(One):
         -------
         list of one.alf.path.ALFPath or None
             One entry per dataset, in order.
+
+        Raises
+        ------
+        one._lib.download.DownloadTimeout
+            The data server accepted requests but did not answer within the read timeout,
+            twice; the message names the files' URLs and the limit.  The other files are kept.
         """
-        from one._lib.download import ChecksumMismatch, SizeMismatch, UnsafePath, download_files
+        from one._lib.download import (
+            ChecksumMismatch,
+            DownloadTimeout,
+            SizeMismatch,
+            UnsafePath,
+            download_failure,
+            download_files,
+        )
         from one._remote_api import download_task, tag_mismatched_file_record, uuid_url_path
         from one._remote_s3 import not_on_aws_reason
         dsets = self._as_records(dsets)
@@ -992,6 +1005,9 @@ class OneAlyx(One):
             _logger.error('%s', outcome)
             if isinstance(outcome, (ChecksumMismatch, SizeMismatch)):
                 tag_mismatched_file_record(self.alyx, ids[i])  # the server's file stays bad
+        timed_out = download_failure(outcomes, (DownloadTimeout,))
+        if timed_out is not None:  # a hung server: say so, naming the files and the limit
+            raise timed_out
         return out
 
     def _download_aws(self, dsets, update_exists=True, keep_uuid=None, **_) -> list:
