@@ -378,6 +378,21 @@ def test_download_from_a_release(tmp_path):
         assert again.returncode == 0 and 'nothing to fetch' in again.stderr
         assert len([p for p in server.paths() if '/Subjects/' in p]) == len(files)
 
+        # A lock file made on the release fetches its files into another copy
+        from one.api import OneRelease
+
+        release = OneRelease(server.url, cache_dir=tmp_path / 'analysis')
+        release.record_loaded = True
+        release.load_object('KS001/2024-01-15/001', 'wheel', collection='alf')
+        lock = release.save_lock(tmp_path / 'release.lock.json')
+        n_locked = len(json.loads(lock.read_text())['datasets'])
+        locked = run('download', '--url', server.url, '-C', tmp_path / 'other', '--lock', lock,
+                     env=env)
+        assert locked.returncode == 0, locked.stderr
+        assert f'fetched {n_locked} files' in locked.stderr
+        assert {Path(p).name for p in local_files(tmp_path / 'other')} == \
+            {'_ibl_wheel.position.npy', '_ibl_wheel.timestamps.npy'}
+
 
 def test_plan_fetch_matches_prefetch(server, db, tmp_path):
     """The dry-run helper lists exactly what prefetch then downloads, and nothing after."""
