@@ -46,9 +46,18 @@ import numpy as np
 import pandas as pd
 
 from one._lib import files as _files
-from one._lib import folder_index, parquet, row_match, table_align, table_upsert, uuids
+from one._lib import (
+    folder_index,
+    parquet,
+    row_match,
+    table_align,
+    table_formats,
+    table_upsert,
+    uuids,
+)
 from one._lib.bunch import Bunch
 from one._lib.locks import file_lock
+from one._lib.table_formats import TableFormatError
 from one.alf import spec
 from one.alf.exceptions import ALFWarning
 
@@ -56,7 +65,7 @@ __all__ = [
     'make_parquet_db', 'load_tables', 'patch_tables', 'merge_tables', 'save_tables',
     'remove_table_files', 'remove_missing_datasets', 'default_cache', 'cast_index_object',
     'QC_TYPE', 'SESSIONS_COLUMNS', 'DATASETS_COLUMNS', 'EMPTY_DATASETS_FRAME',
-    'EMPTY_SESSIONS_FRAME', 'LOCK_NAME', 'ID_NAMESPACE',
+    'EMPTY_SESSIONS_FRAME', 'LOCK_NAME', 'ID_NAMESPACE', 'TableFormatError',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -104,7 +113,6 @@ LOCK_TIMEOUT = 60.0
 ID_NAMESPACE = uuid.UUID('2e3d6b6f-1c55-4a8b-9f0e-7d3b4b1f6a2c')
 """Namespace of the version-3 UUIDs `make_parquet_db` derives from session and dataset paths."""
 
-_INDEX_KEY = re.compile('.?id')
 _CATEGORICAL = {'datasets': ('rel_path',)}  # str columns kept categorical in memory
 _DATE_FORMAT = dict(sep=' ', timespec='minutes')
 _TABLE_ORDER = {'sessions': 0, 'datasets': 1}
@@ -228,14 +236,6 @@ def cast_index_object(df: pd.DataFrame, dtype=uuid.UUID) -> pd.DataFrame:
 # Legacy tables
 # --------------------------------------------------------------------------------------------
 
-def _int2str_uuids(low: np.ndarray, high: np.ndarray) -> list[str]:
-    """Turn pairs of int64 (the 16 bytes of a UUID read as 2 little-endian int64) into str."""
-    pairs = np.empty((len(low), 2), dtype='<i8')
-    pairs[:, 0] = low
-    pairs[:, 1] = high
-    return uuids.uuid_strings(pairs.view(np.uint8))
-
-
 def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
     """Convert legacy int64-pair id levels (``<x>_0``, ``<x>_1``) to UUID str levels ``<x>``.
 
@@ -264,7 +264,7 @@ def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
         if name.endswith('_0') and (pair := name[:-2] + '_1') in names:
             low = table.index.get_level_values(i).to_numpy(dtype=np.int64)
             high = table.index.get_level_values(names.index(pair)).to_numpy(dtype=np.int64)
-            arrays.append(pd.Index(_int2str_uuids(low, high), dtype=object))
+            arrays.append(pd.Index(table_formats.int_pair_strings(low, high), dtype=object))
             new_names.append(name[:-2])
             done.update((name, pair))
         elif name.endswith('_1') and name[:-2] + '_0' in names:
@@ -284,8 +284,11 @@ def patch_tables(table: pd.DataFrame, min_api_version=None, name: str | None = N
                  ) -> pd.DataFrame:
     """Upgrade a table written by an older ONE or Alyx to the current schema.
 
-    1. int64-pair id levels become UUID strings (`_cache_int2str`);
-    2. ``min_api_version`` < 1.13.0: column ``project`` is renamed ``projects``;
+    1. int64-pair ids become UUID strings: index levels (`_cache_int2str`) and columns
+       (``eid_0``, ``eid_1`` -> ``eid``); a datasets table indexed by ``id`` alone gets its
+       ``eid`` column as first index level;
+    2. ``min_api_version`` < 1.13.0 (or no ``projects`` column): column ``project`` is renamed
+       ``projects``;
     3. datasets table, ``min_api_version`` < 2.7.0 and no ``qc`` column: ``qc`` is added, all
        ``'NOT_SET'``;
     4. datasets table: the legacy ``session_path`` column is dropped.
@@ -303,10 +306,18 @@ def patch_tables(table: pd.DataFrame, min_api_version=None, name: str | None = N
     -------
     pandas.DataFrame
         The patched table.
+
+    Raises
+    ------
+    one.alf.cache.TableFormatError
+        An int64-pair id column lacks its other half or holds missing or non-integer values.
     """
-    table = _cache_int2str(table)
+    table = table_formats.merge_int_pairs(_cache_int2str(table))
+    if name == 'datasets' and list(table.index.names) == ['id'] and 'eid' in table.columns:
+        table = table.set_index('eid', append=True).reorder_levels(['eid', 'id'])
     version = _version_tuple(min_api_version)
-    if version < (1, 13, 0) and 'project' in table.columns:
+    if 'project' in table.columns and (version < (1, 13, 0) or name == 'sessions') and \
+            'projects' not in table.columns:
         table = table.rename(columns={'project': 'projects'})
     if name == 'datasets':
         if version < (2, 7, 0) and 'qc' not in table.columns:
@@ -346,11 +357,7 @@ def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
     if 'date_created' not in meta:
         _logger.warning(f'{path} does not appear to be a valid table. Skipping')
         return None, meta
-    if isinstance(df.index, pd.RangeIndex):
-        id_columns = sorted(c for c in df.columns if _INDEX_KEY.search(str(c)))
-        if not id_columns:
-            raise KeyError('Failed to set index')
-        df = df.set_index(id_columns)
+    df = table_formats.standard_index(df, name, what=str(path))
     df = patch_tables(df, meta.get('min_api_version'), name)
     df = _normalise(df, name)
     if not is_sorted and not df.index.is_monotonic_increasing:
