@@ -187,7 +187,8 @@ class One(ConversionMixin):
 
         The tables already in `save_dir` are re-read under an inter-process lock and the
         in-memory records merged into them, so records saved by other processes are kept; every
-        file is replaced atomically.
+        file is replaced atomically.  Rows repeating the index of an earlier row are dropped.
+        Nothing is written when every table is empty (unless `clobber`).
 
         Parameters
         ----------
@@ -203,6 +204,10 @@ class One(ConversionMixin):
         update_time = max(meta.get(x) or datetime.min for x in ('loaded_time', 'saved_time'))
         if not (force or clobber) and modified < update_time:
             return
+        tables = [v for k, v in self._cache.items()
+                  if not str(k).startswith('_') and isinstance(v, pd.DataFrame)]
+        if not clobber and all(t.empty for t in tables):
+            return  # as ONE-api: empty tables are not written
         save_dir = Path(save_dir or self.cache_dir)
         save_tables(self._cache, save_dir, clobber=clobber)
         meta['saved_time'] = datetime.now()

@@ -671,6 +671,18 @@ def test_save_cache_only_when_modified_and_round_trip(own_root, tmp_path):
     assert copy.load_cache(saved) is not None
 
 
+def test_save_cache_of_empty_tables_writes_nothing(tmp_path):
+    """As ONE-api: modified but empty tables are not written (unless clobber)."""
+    with pytest.warns(UserWarning, match='No cache tables found'):
+        one = One(cache_dir=tmp_path)
+    one._update_cache_from_records(sessions=one._cache['sessions'].iloc[:0])
+    one._cache['_meta']['modified_time'] = datetime.now()
+    one.save_cache(force=True)
+    assert not list(tmp_path.glob('*.pqt'))
+    one.save_cache(clobber=True)
+    assert sorted(p.name for p in tmp_path.glob('*.pqt')) == ['datasets.pqt', 'sessions.pqt']
+
+
 def test_record_loaded_and_save_loaded_ids(own_root):
     one = One(cache_dir=own_root)
     with pytest.warns(UserWarning, match='No datasets loaded'):

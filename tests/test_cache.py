@@ -494,14 +494,15 @@ def test_merge_tables_strict_and_columns():
         merge_tables(cache, strict=True, datasets=rec)
     merge_tables(cache, datasets=rec)
     d = cache['datasets']
+    # as ONE-api: a record column the table lacks is dropped
     assert list(d.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc',
-                               'default_revision', 'exists_aws', 'extra']
-    assert d.loc[_uid('other'), 'extra'].tolist() == ['dropped'] * 2  # a new column is added
-    assert d.loc[ses.index[0], 'extra'].isna().all()  # NA for the rows that predate it
+                               'default_revision', 'exists_aws']
     added = d.loc[_uid('other')]
     assert added['exists_aws'].tolist() == added['exists'].tolist()  # copied from 'exists'
     assert sorted(added['exists_aws'].tolist()) == [False, True]
-    assert d['exists_aws'].dtype == bool  # filled with booleans: stays bool
+    # as ONE-api: an exists_* column the records lack becomes a nullable boolean
+    assert d['exists_aws'].dtype == 'boolean'
+    assert d.loc[ses.index[0], 'exists_aws'].all()
     assert not added['default_revision'].any()  # False: not marked as the default
     assert d['default_revision'].dtype == bool
     assert d.loc[ses.index[0], 'default_revision'].all()
@@ -511,8 +512,9 @@ def test_merge_tables_strict_and_columns():
     assert cache['datasets']['hash'].iloc[0] == '1' * 32
 
 
-def test_merge_tables_adds_record_columns_the_table_lacks():
-    """default_revision arriving from Alyx into a table without it: old rows False, bool."""
+def test_merge_tables_drops_record_columns_but_default_revision():
+    """As ONE-api: record columns the table lacks are dropped, except default_revision (from
+    Alyx into a table without it: old rows False, bool)."""
     ses = _sessions(1)
     old = _datasets(ses.index)
     old['exists'] = [True, False]
@@ -524,24 +526,38 @@ def test_merge_tables_adds_record_columns_the_table_lacks():
     merge_tables(cache, datasets=rec)
     d = cache['datasets']
     assert list(d.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc',
-                               'default_revision', 'exists_aws', 'tag', 'count']
+                               'default_revision']
     assert 'default_revision' not in before.columns  # the input table is not modified
     assert d['default_revision'].dtype == bool
     assert d.loc[rec.index, 'default_revision'].tolist() == [True, False]
     assert not d.loc[ses.index[0], 'default_revision'].any()  # not marked default
-    assert d['exists_aws'].dtype == bool
-    assert d.loc[old.index, 'exists_aws'].tolist() == [True, False]  # as 'exists'
-    assert d.loc[rec.index, 'exists_aws'].tolist() == [False, True]
-    assert d.loc[ses.index[0], 'tag'].isna().all()
-    assert d.loc[_uid('alyx'), 'tag'].tolist() == ['new', 'new']
-    assert str(d['count'].dtype) == 'Int64' and d['count'].isna().sum() == 2
     # the sessions table too; strict mode refuses other columns and changes nothing
     merge_tables(cache, sessions=_sessions(1, tag='t').assign(extra=1.5))
-    assert np.isnan(cache['sessions'].loc[ses.index[0], 'extra'])
+    assert 'extra' not in cache['sessions'].columns and len(cache['sessions']) == 2
     table = cache['datasets']
     with pytest.raises(AssertionError):
         merge_tables(cache, strict=True, datasets=rec.drop(columns='tag'))
     assert cache['datasets'] is table
+
+
+def test_merge_tables_keeps_date_created():
+    """merge_tables adds date_created to a table's metadata when missing, never overwrites it
+    (issue 13: a planted overwrite went unnoticed)."""
+    ses = _sessions(2)
+    cache = _cache_with(ses.iloc[:1], _datasets(ses.index[:1]))
+    raw = cache['_meta']['raw']
+    raw['sessions']['date_created'] = '2020-01-02 03:04'
+    raw['datasets'] = {'origin': {'x'}}  # no date_created
+    merge_tables(cache, sessions=ses.iloc[1:], datasets=_datasets(ses.index[1:]),
+                 origin='alyx')
+    assert raw['sessions']['date_created'] == '2020-01-02 03:04'
+    assert raw['sessions']['origin'] == {'test', 'alyx'}
+    created = datetime.datetime.fromisoformat(raw['datasets']['date_created'])
+    assert abs(created - datetime.datetime.now()) < datetime.timedelta(minutes=2)
+    # merged again later: still the first date_created
+    merge_tables(cache, datasets=_datasets(ses.index[1:], tag='again'))
+    assert raw['datasets']['date_created'] == created.isoformat(sep=' ', timespec='minutes')
+    assert raw['sessions']['date_created'] == '2020-01-02 03:04'
 
 
 def test_loaded_rel_path_is_categorical_and_merges_widen_it(tmp_path):
@@ -666,6 +682,8 @@ def test_merge_tables_exists_columns_default_true_without_exists():
     rec = _sessions(1, tag='t')
     merge_tables(cache, sessions=rec)
     assert cache['sessions'].loc[rec.index[0], 'exists_flatiron']
+    assert cache['sessions']['exists_flatiron'].dtype == 'boolean'
+    assert cache['sessions']['exists_flatiron'].tolist() == [False, True]
 
 
 def test_merge_tables_nothing_to_merge_keeps_modified_time():
@@ -850,6 +868,25 @@ def test_rows_not_in_declines_other_indices():
     dsets = _datasets(ses.index)
     assert row_match.rows_not_in(dsets.index, ses.index) is None  # levels differ
     assert row_match.rows_not_in(ses.index, ses.index.rename('eid')) is None
+
+
+@pytest.mark.parametrize('clobber', [False, True])
+def test_save_tables_drops_duplicate_rows(tmp_path, clobber):
+    """As ONE-api, saving drops duplicate rows: the first row of an index value is kept."""
+    ses = _sessions(3)
+    dsets = _datasets(ses.index)
+    changed = dsets.iloc[[1]].assign(hash='f' * 32)
+    cache = _cache_with(pd.concat([ses, ses.iloc[[0]].assign(subject='copy')]),
+                        pd.concat([dsets, changed, dsets.iloc[[4]]]))
+    save_tables(_cache_with(ses.iloc[:1], dsets.iloc[:1]), tmp_path)
+    save_tables(cache, tmp_path, clobber=clobber)
+    saved_ses = pd.read_parquet(tmp_path / 'sessions.pqt')
+    saved = pd.read_parquet(tmp_path / 'datasets.pqt')
+    assert saved_ses.index.is_unique and len(saved_ses) == 3
+    assert saved_ses.loc[ses.index[0], 'subject'] == ses['subject'].iloc[0]
+    assert saved.index.is_unique and len(saved) == len(dsets)
+    assert saved.loc[dsets.index[1], 'hash'] == dsets['hash'].iloc[1]
+    assert len(cache['datasets']) == len(dsets) + 2  # the tables in memory are not changed
 
 
 def test_save_tables_clobber_replaces(tmp_path):
@@ -1113,6 +1150,22 @@ def test_make_parquet_db_ids_stable_and_unique(tmp_path):
 def _folder(ses_row) -> str:
     lab = f"{ses_row['lab']}/Subjects/" if ses_row['lab'] else ''
     return f"{lab}{ses_row['subject']}/{ses_row['date']}/{ses_row['number']:03d}"
+
+
+@pytest.mark.parametrize('hash_ids', [True, False])
+def test_make_parquet_db_rows_sorted_by_path(tmp_path, hash_ids):
+    """As ONE-api: sessions by folder; datasets by session folder, then relative path."""
+    _make_tree(tmp_path, invalid=False)
+    make_parquet_db(tmp_path, hash_ids=hash_ids)
+    ses = pd.read_parquet(tmp_path / 'sessions.pqt').reset_index()
+    dsets = pd.read_parquet(tmp_path / 'datasets.pqt').reset_index()
+    folders = [_folder(row) for _, row in ses.iterrows()]
+    assert folders == sorted(TREE)
+    folder_of = dict(zip(ses['id'], folders))
+    rows = [(folder_of[e], r) for e, r in zip(dsets['eid'], dsets['rel_path'])]
+    assert rows == sorted((f, r) for f, datasets in TREE.items() for r in datasets)
+    if hash_ids:  # in memory, sorted by id
+        assert load_tables(tmp_path).datasets.index.is_monotonic_increasing
 
 
 def test_make_parquet_db_hash_files(tmp_path):

@@ -524,6 +524,22 @@ def _merge_for_save(on_disk: pd.DataFrame, in_memory: pd.DataFrame) -> pd.DataFr
     return table_upsert.upsert(base, records)
 
 
+def _without_duplicates(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without the rows repeating an index value of an earlier row (as ONE-api,
+    saving drops duplicate rows; the first is kept, as `merge_tables` keeps it)."""
+    index = table.index
+    if isinstance(index, pd.MultiIndex) and 'id' in index.names:
+        # the id level of a loaded table holds each row's own distinct id (see one._lib.parquet)
+        codes = np.asarray(index.codes[index.names.index('id')])
+        level = index.levels[index.names.index('id')]
+        if len(codes) == len(level) and (len(codes) == 0 or (
+                codes[0] == 0 and (np.diff(codes) == 1).all())):
+            return table
+    if index.is_unique:
+        return table
+    return table[~index.duplicated(keep='first')]
+
+
 def _ordered_tables(cache: dict, tables: Iterable[str] | None) -> list[str]:
     names = [k for k, v in cache.items() if not str(k).startswith('_')
              and isinstance(v, pd.DataFrame)] if tables is None else list(tables)
@@ -594,7 +610,7 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
         for name in names:
             filename = tables_dir / f'{name}.pqt'
             _files.remove_temp_files(tables_dir, filename.name)
-            df = cache[name]
+            df = _without_duplicates(cache[name])
             table_meta = dict(raw.get(name) or {})
             origin = _origin_set(table_meta.get('origin'))
             if not clobber and filename.exists():
@@ -604,7 +620,8 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
                     _logger.warning(f'Replacing unreadable table {filename}: {ex!r}')
                     on_disk, disk_meta = None, {}
                 if on_disk is not None:
-                    df = _merge_for_save(on_disk, _records_frame(on_disk, df))
+                    df = _merge_for_save(_without_duplicates(on_disk),
+                                         _records_frame(on_disk, df))
                     origin |= _origin_set(disk_meta.get('origin')) - {'unknown'}
                     table_meta = {**disk_meta, **table_meta}
                     created = [t for t in map(_parse_time, (
@@ -757,8 +774,10 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
         If True (default), ids are version-3 UUID strings: a session's is derived from
         ``(lab/)subject/date/number``, a dataset's from ``<session uuid>/<rel_path>`` (namespace
         `ID_NAMESPACE`), so rebuilding gives the same ids and no two datasets share one.  The
-        tables are indexed (``id``; ``eid``, ``id``) and sorted.  If False the ids are the path
-        strings and the tables are saved without index (`load_tables` sets it).
+        tables are indexed (``id``; ``eid``, ``id``).  If False the ids are the path strings
+        and the tables are saved without index (`load_tables` sets it).  Either way the rows
+        are sorted by path, as ONE-api writes them: sessions by folder, datasets by session
+        folder then relative path.
     hash_files : bool
         If True, compute each file's md5 (in parallel threads, with a progress bar when stderr
         is a terminal); otherwise ``hash`` is ''.
@@ -817,9 +836,18 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
         assert not others, \
             f'Sessions in lab folder(s) {sorted(others)} cannot be assigned to lab "{lab}"'
         df_ses['lab'] = lab
+    # rows sorted by path, as ONE-api writes them: sessions by their folder, datasets by their
+    # session's folder, then relative path (load_tables sorts the rows by id in memory)
+    session_order = sorted(range(len(tree.sessions)), key=lambda i: tree.sessions[i][0])
+    session_rank = np.empty(len(session_order), dtype=np.int64)
+    session_rank[session_order] = np.arange(len(session_order))
+    dataset_order = sorted(range(len(tree.rel_paths)),
+                           key=lambda i: (session_rank[tree.ses_index[i]], tree.rel_paths[i]))
+    df_ses = df_ses.iloc[session_order].reset_index(drop=True)
+    df_dsets = df_dsets.iloc[dataset_order].reset_index(drop=True)
     if hash_ids:
-        df_ses = df_ses.set_index('id').sort_index()
-        df_dsets = df_dsets.set_index(['eid', 'id']).sort_index()
+        df_ses = df_ses.set_index('id')
+        df_dsets = df_dsets.set_index(['eid', 'id'])
 
     metadata = _metadata(root_dir)
     sessions_file = out_dir / 'sessions.pqt'
