@@ -2,8 +2,8 @@
 
 ONE's local index is a set of parquet tables in a *tables dir*: ``sessions.pqt`` (one row per
 session) and ``datasets.pqt`` (one row per file), optionally ``insertions.pqt``.  In memory they
-live in a `Bunch` (``One._cache``) with a ``_meta`` entry holding load/save times and each
-table's parquet metadata (``_meta['raw'][<table>]``).
+live in a `Bunch` with a ``_meta`` entry holding load/save times and each table's parquet
+metadata (``_meta['raw'][<table>]``).
 
 Schema
 ------
@@ -12,17 +12,18 @@ sessions : index ``id``; columns lab, subject, date (`datetime.date`), number (u
 datasets : MultiIndex ``(eid, id)``; columns rel_path, file_size (nullable UInt64), hash,
     exists (bool), qc (ordered categorical `QC_TYPE`), and optionally default_revision (bool).
 
-Identifiers are kept as canonical lower-case UUID *strings* in memory, exactly as stored on
-disk, so loading and saving need no conversion.  (ONE-api converts every id to `uuid.UUID` on
-load, which dominates its start-up time.)  Use `cast_index_object` to get `uuid.UUID` objects.
-String columns are ``object`` under pandas 2 and ``str`` under pandas 3, except the datasets
-``rel_path`` column, which `load_tables` returns as a `pandas.Categorical` with lexically sorted
-categories: a million rows hold a few thousand distinct paths, so it loads faster and takes a
-tenth of the memory.  It behaves as strings for ``.str`` methods, equality, ``isin``, sorting,
-``tolist()`` and ``to_numpy()``; setting a row to a path not yet in its categories needs
-``merge_tables`` (which widens them) or ``.cat.add_categories``.  It is saved as a plain string
-column, so the files are those ONE-api reads and writes.  The MultiIndex already stores each
-distinct ``eid`` once.
+Identifiers
+-----------
+On disk ids are canonical lower-case UUID strings (the layout ONE-api reads and writes; older
+layouts are read too, see `patch_tables`).  `load_tables` returns ONE-api's shape: ids as
+`uuid.UUID` objects, every string column plain strings.  Building a million UUID objects is
+the dearest part of loading, so `One` runs on the same tables loaded by the private
+`_load_tables`, ids kept as strings and the datasets ``rel_path`` as a `pandas.Categorical`
+(a million rows hold a few thousand distinct paths: it loads faster and takes a tenth of the
+memory), until ``one._cache`` is first read; then `to_user_shape` converts them in place (the
+UUIDs made in bulk from the strings' bytes, see `one._lib.uuid_index`).  `merge_tables` keeps
+a table's id form whatever form the records give, and `save_tables` accepts both.
+String columns are ``object`` under pandas 2 and ``str`` under pandas 3.
 
 Saving
 ------
@@ -53,6 +54,7 @@ from one._lib import (
     table_align,
     table_formats,
     table_upsert,
+    uuid_index,
     uuids,
 )
 from one._lib.bunch import Bunch
@@ -65,7 +67,7 @@ __all__ = [
     'make_parquet_db', 'load_tables', 'patch_tables', 'merge_tables', 'save_tables',
     'remove_table_files', 'remove_missing_datasets', 'default_cache', 'cast_index_object',
     'QC_TYPE', 'SESSIONS_COLUMNS', 'DATASETS_COLUMNS', 'EMPTY_DATASETS_FRAME',
-    'EMPTY_SESSIONS_FRAME', 'LOCK_NAME', 'ID_NAMESPACE', 'TableFormatError',
+    'EMPTY_SESSIONS_FRAME', 'LOCK_NAME', 'ID_NAMESPACE', 'TableFormatError', 'to_user_shape',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -158,14 +160,6 @@ def _version_tuple(version) -> tuple:
     """'2.10' -> (2, 10, 0); None -> (0, 0, 0)."""
     numbers = [int(x) for x in re.findall(r'\d+', str(version or '0'))[:3]]
     return tuple(numbers + [0] * (3 - len(numbers)))
-
-
-def _has_uuid_objects(index: pd.Index) -> bool:
-    """True if the first value of any index level is a `uuid.UUID` (rather than a str)."""
-    if len(index) == 0:
-        return False
-    first = index[0] if isinstance(index, pd.MultiIndex) else (index[0],)
-    return any(isinstance(v, uuid.UUID) for v in first)
 
 
 def default_cache(origin: str = '') -> Bunch:
@@ -366,34 +360,9 @@ def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
     return df, meta
 
 
-def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> Bunch:
-    """Load the cache tables of a folder.
-
-    Every file matching `glob_pattern` is loaded as a table named after the file stem.  Files
-    without ``date_created`` metadata are skipped with a warning.  A table saved without an
-    index gets one from its id columns (``id``; ``eid``, ``id``); legacy tables are patched
-    (`patch_tables`); ``qc`` is cast to `QC_TYPE`; tables are sorted by index.  Ids stay str;
-    the datasets ``rel_path`` is categorical (see the module docstring).
-
-    Parameters
-    ----------
-    tables_dir : str, os.PathLike
-        The folder holding the tables.  A missing or empty folder gives the empty cache.
-    glob_pattern : str
-        Which files to load.
-
-    Returns
-    -------
-    Bunch
-        As `default_cache`, with the loaded tables, ``_meta['raw'][<table>]`` the metadata of
-        each file (``origin`` as a set), ``_meta['loaded_time']`` now (None if nothing was
-        loaded) and ``_meta['created_time']`` the earliest ``date_created``.
-
-    Raises
-    ------
-    KeyError
-        A table has neither an index nor id columns.
-    """
+def _load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> Bunch:
+    """`load_tables` without the conversion to ONE-api's shape: ids stay canonical strings,
+    the datasets ``rel_path`` categorical (what `One` runs on until ``_cache`` is read)."""
     cache = default_cache()
     meta = cache['_meta']
     tables_dir = Path(tables_dir)
@@ -414,20 +383,158 @@ def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> B
     return cache
 
 
+def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> Bunch:
+    """Load the cache tables of a folder, in ONE-api's shape.
+
+    Every file matching `glob_pattern` is loaded as a table named after the file stem.  Files
+    without ``date_created`` metadata are skipped with a warning.  Tables in older layouts get
+    ONE's index (``id``; ``eid``, ``id``), whether their ids were saved as index levels or
+    columns, as int64 pairs or strings (see `patch_tables`); ``qc`` is cast to `QC_TYPE`;
+    tables are sorted by index.  Ids are `uuid.UUID` objects (levels of other values stay as
+    they are) and every string column holds plain strings (see `to_user_shape`).
+
+    Parameters
+    ----------
+    tables_dir : str, os.PathLike
+        The folder holding the tables.  A missing or empty folder gives the empty cache.
+    glob_pattern : str
+        Which files to load.
+
+    Returns
+    -------
+    Bunch
+        As `default_cache`, with the loaded tables, ``_meta['raw'][<table>]`` the metadata of
+        each file (``origin`` as a set), ``_meta['loaded_time']`` now (None if nothing was
+        loaded) and ``_meta['created_time']`` the earliest ``date_created``.
+
+    Raises
+    ------
+    one.alf.cache.TableFormatError
+        A table cannot be understood: no id to index it by (``KeyError('Failed to set
+        index ...')``, as ONE-api), a datasets table without the session of each row or
+        without ``rel_path``, a malformed int64 id pair.  The message names the file.
+    """
+    return to_user_shape(_load_tables(tables_dir, glob_pattern))
+
+
+def to_user_shape(cache: dict) -> dict:
+    """Give the tables of a cache ONE-api's shape, in place (the same DataFrame objects).
+
+    Index levels of canonical UUID strings become levels of `uuid.UUID` objects (built in bulk;
+    a MultiIndex keeps its codes) and categorical string columns (the datasets ``rel_path``
+    as loaded) become plain string columns.  Tables already in that shape are left alone.
+
+    Parameters
+    ----------
+    cache : dict
+        A cache Bunch; entries whose name starts with '_' and non-DataFrames are skipped.
+
+    Returns
+    -------
+    dict
+        `cache` itself.
+    """
+    for name, table in cache.items():
+        if str(name).startswith('_') or not isinstance(table, pd.DataFrame):
+            continue
+        index = uuid_index.with_uuid_levels(table.index)
+        if index is not table.index:
+            table.index = index
+        for i, dtype in enumerate(table.dtypes):
+            if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered and \
+                    (pd.api.types.is_object_dtype(dtype.categories.dtype)
+                     or pd.api.types.is_string_dtype(dtype.categories.dtype)):
+                table.isetitem(i, parquet.category_strings(table.iloc[:, i]).array)
+    return cache
+
+
 # --------------------------------------------------------------------------------------------
 # Merging
 # --------------------------------------------------------------------------------------------
 
-def _records_frame(table: pd.DataFrame, records) -> pd.DataFrame:
-    """Records as a DataFrame indexed like `table` (a Series is one row named by its name)."""
+def _index_form(index: pd.Index) -> bool | None:
+    """True if an index holds UUID objects, False if strings (or other values), None if it
+    holds no values to tell."""
+    levels = index.levels if isinstance(index, pd.MultiIndex) else [index]
+    for level in levels:
+        if len(level):
+            return uuid_index.is_uuid_level(level)
+    return None
+
+
+def _to_uuid_or_str(value):
+    """A UUID string (in any case) as a UUID; other values as they are."""
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _to_str(value):
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _level_in_form(level: pd.Index, as_uuid: bool) -> pd.Index | None:
+    """A level of ids in bulk: canonical strings to UUIDs (or back); None when its values are
+    of mixed or other kinds and must be converted one by one."""
+    if len(level) == 0:
+        return level
+    kinds = set(map(type, level))
+    if as_uuid:
+        if kinds == {uuid.UUID}:
+            return level
+        converted = uuid_index.uuid_level(level) if kinds == {str} else level
+        return converted if converted is not level else None
+    if kinds == {uuid.UUID}:
+        return uuid_index.string_level(level)
+    return level if uuid.UUID not in kinds else None
+
+
+def _in_form(records: pd.DataFrame, as_uuid: bool) -> pd.DataFrame:
+    """Records whose index levels of ids are UUID objects (`as_uuid`) or canonical strings.
+
+    Levels of canonical strings or of UUIDs are converted in bulk (codes kept); others one
+    value at a time (values that are not UUIDs, e.g. path ids, stay as they are).
+    """
+    index = records.index
+    multi = isinstance(index, pd.MultiIndex)
+    if multi:
+        index = index.remove_unused_levels()
+    levels = list(index.levels) if multi else [index]
+    converted = [_level_in_form(level, as_uuid) for level in levels]
+    if all(new is old for new, old in zip(converted, levels)):
+        return records
+    if all(new is not None for new in converted):
+        new_index = pd.MultiIndex(levels=converted, codes=index.codes, names=index.names,
+                                  verify_integrity=False) if multi else converted[0]
+    else:  # mixed kinds: value by value (equal ids given in two forms become one value)
+        convert = _to_uuid_or_str if as_uuid else _to_str
+        arrays = [[convert(x) for x in index.get_level_values(i)] for i in range(index.nlevels)]
+        new_index = pd.MultiIndex.from_arrays(arrays, names=index.names) if multi else \
+            pd.Index(arrays[0], dtype=object, name=index.name)
+    records = records.copy(deep=False)
+    records.index = new_index
+    return records
+
+
+def _records_frame(table: pd.DataFrame, records, as_uuid: bool | None = None) -> pd.DataFrame:
+    """Records as a DataFrame indexed like `table` (a Series is one row named by its name).
+
+    Ids are given the form of the table's ids (UUID objects or strings); for an empty table,
+    the form `as_uuid` says (None: as the records have them).
+    """
     if isinstance(records, pd.Series):
         frame = pd.DataFrame([records])
         names = table.index.names
         if frame.index.nlevels == len(names):
             frame.index = frame.index.set_names(names)
         records = frame.infer_objects()
-    if _has_uuid_objects(records.index):
-        records = cast_index_object(records.copy(deep=False), str)
+    form = _index_form(table.index)
+    form = as_uuid if form is None else form
+    if form is not None and not records.empty:
+        records = _in_form(records, form)
     return records
 
 
@@ -440,11 +547,12 @@ def merge_tables(cache: dict, strict: bool = False, origin=None, **kwargs
     cache : dict
         A cache Bunch (tables and ``_meta``), modified in place.
     strict : bool
-        If True the records must have exactly the columns of the table.  Otherwise columns the
-        records lack are filled (``exists_*`` from the records' ``exists``, ``default_revision``
-        with False, else NA, the table column becoming nullable when needed), and record
-        columns the table lacks are added to it, filled the same way for its existing rows
-        (e.g. a ``default_revision`` arriving from Alyx: False, the column bool).
+        If True the records must have exactly the columns of the table.  Otherwise, as in
+        ONE-api, columns the records lack are filled (``exists_*`` from the records'
+        ``exists``, ``default_revision`` with False, else NA; the table column becomes
+        nullable, ``exists_*`` columns nullable booleans) and record columns the table lacks
+        are dropped, but ``default_revision``, which is added to the table (False for its
+        existing rows, the column bool).
     origin : str, optional
         Added to the ``origin`` set of each updated table's metadata.
     **kwargs
@@ -468,16 +576,23 @@ def merge_tables(cache: dict, strict: bool = False, origin=None, **kwargs
     -----
     Records overwrite rows with the same index and new rows are appended; duplicate index
     values within the records keep the first.  Records are cast to the table dtypes and the
-    table is re-sorted by index.  Ids given as `uuid.UUID` are stored as str.
+    table is re-sorted by index.  Ids keep the form of the table's (`uuid.UUID` objects, as
+    `load_tables` gives them, or strings): records may give them in either form.
     """
+    return _merge_tables(cache, kwargs, strict=strict, origin=origin)
+
+
+def _merge_tables(cache: dict, tables: dict, strict: bool = False, origin=None,
+                  as_uuid: bool | None = None) -> datetime.datetime | None:
+    """`merge_tables`; an empty table takes the id form `as_uuid` says (None: the records')."""
     updated = None
-    for table_name, records in kwargs.items():
+    for table_name, records in tables.items():
         if records is None or (isinstance(records, pd.DataFrame) and records.empty):
             continue
         if table_name not in cache:
             raise KeyError(f'Table "{table_name}" not in cache')
         table = cache[table_name]
-        records = _records_frame(table, records)
+        records = _records_frame(table, records, as_uuid)
         if records.index.has_duplicates:
             records = records[~records.index.duplicated(keep='first')]
         table, records = table_align.align(table, records, strict=strict)
@@ -621,7 +736,7 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
                     on_disk, disk_meta = None, {}
                 if on_disk is not None:
                     df = _merge_for_save(_without_duplicates(on_disk),
-                                         _records_frame(on_disk, df))
+                                         _records_frame(on_disk, df, as_uuid=False))
                     origin |= _origin_set(disk_meta.get('origin')) - {'unknown'}
                     table_meta = {**disk_meta, **table_meta}
                     created = [t for t in map(_parse_time, (
@@ -631,8 +746,10 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
                         table_meta['date_created'] = _timestamp(min(created))
                         if name in raw:
                             raw[name]['date_created'] = table_meta['date_created']
-            if _has_uuid_objects(df.index):
-                df = cast_index_object(df.copy(deep=False), str)
+            string_index = uuid_index.with_string_levels(df.index)  # ids as strings on disk
+            if string_index is not df.index:
+                df = df.copy(deep=False)
+                df.index = string_index
             table_meta['origin'] = sorted(origin)
             table_meta.setdefault('date_created', _timestamp())
             if modified is not None:
