@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from one._lib import parquet, row_match, table_align, table_upsert
+from one._lib import parquet, row_match, table_align, table_upsert, uuid_index
 from one.alf import cache as alf_cache
 from one.alf.cache import (
     DATASETS_COLUMNS,
@@ -677,6 +677,10 @@ def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch, loa
         assert len(fast) == len(table) + len(new) + 2
         kind = uuid.UUID if as_uuid else str  # the table's form is kept
         assert all(isinstance(x, kind) for level in fast.index.levels for x in level)
+        if as_uuid:  # the strings recorded for the id level are those of its UUIDs
+            strings = uuid_index.strings_of(fast.index.levels[1])
+            assert strings is not None
+            assert list(strings) == [str(x) for x in fast.index.levels[1]]
     rel = cache['datasets']['rel_path']
     if as_uuid:
         assert 'new/path11.0.npy' in set(rel)

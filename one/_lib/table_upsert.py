@@ -14,6 +14,8 @@ import uuid
 import numpy as np
 import pandas as pd
 
+from one._lib import uuid_index
+
 __all__ = ['upsert']
 
 
@@ -155,7 +157,10 @@ def _sorted_row_order_index(index: pd.Index) -> tuple | None:
         if _id_kind(first) is None or \
                 (len(first) > 1 and not (first[:-1] < first[1:]).all()):
             return None
-        values = level1.array
+        # UUIDs compare as their canonical strings do: compare those when known (vectorised)
+        values = (uuid_index.strings_of(level1) if _id_kind(level1[:1]) is uuid.UUID
+                  else None)
+        values = (level1 if values is None else values).array
         increasing = np.asarray(values[:-1] < values[1:], dtype=bool)
     except (TypeError, ValueError):
         return None
@@ -211,7 +216,9 @@ def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame |
         else:
             rows[j] = start
     new_ids = [x for x, e in zip(record_ids, existing) if not e]
-    if new_ids and level1.isin(new_ids).any():
+    strings1 = uuid_index.strings_of(level1) if kind is uuid.UUID else None
+    if new_ids and (strings1.isin([str(x) for x in new_ids]).any() if strings1 is not None
+                    else level1.isin(new_ids).any()):
         return None  # an id already held by another session: not a row-order level any more
 
     out = table
@@ -246,6 +253,10 @@ def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame |
     frame.index = pd.MultiIndex(levels=[level0, level1.rename(table.index.names[1])],
                                 codes=[codes, np.arange(len(frame))],
                                 names=table.index.names, verify_integrity=False)
+    if strings1 is not None:  # the strings of the new level, from the same slices
+        new_strings = pd.Index([str(x) for x in new_ids], dtype=strings1.dtype)
+        uuid_index.remember_strings(frame.index.levels[1], _defragment(strings1[:0].append(
+            [(new_strings if is_new else strings1)[a:b] for is_new, a, b in runs])))
     return frame
 
 

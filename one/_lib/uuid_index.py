@@ -16,17 +16,21 @@ import contextlib
 import gc
 import types
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from itertools import repeat
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from one._lib import parquet, uuids
 
 __all__ = ['is_uuid_level', 'uuid_objects', 'uuid_level', 'string_level', 'with_uuid_levels',
-           'with_string_levels', 'key_for', 'keys_for', 'level_of']
+           'with_string_levels', 'key_for', 'keys_for', 'level_of', 'remember_strings',
+           'strings_of']
 
 _UUID = uuid.UUID
 _DASHES = np.array([8, 13, 18, 23])
@@ -34,6 +38,7 @@ _HEX = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 _SLOTS = isinstance(_UUID.__dict__.get('int'), types.MemberDescriptorType) and \
     isinstance(_UUID.__dict__.get('is_safe'), types.MemberDescriptorType)
 _SMALL = 512  # below this many values, one at a time is as fast
+_INT_OF = attrgetter('int')
 
 
 @contextlib.contextmanager
@@ -117,24 +122,57 @@ def uuid_level(level: pd.Index) -> pd.Index:
     objects = uuid_objects(level)
     if objects is None:
         return level
-    return pd.Index(objects, dtype=object, name=level.name)
+    values = pd.Index(objects, dtype=object, name=level.name)
+    remember_strings(values, level)
+    return values
+
+
+# The string level each UUID level was made from (alive while the UUID level is): saving the
+# tables, or matching them with strings, right after the first read of ``One._cache`` costs
+# nothing.  Keyed by id(), with a weak reference finalizer removing the entry.
+_STRING_FORM: dict[int, tuple[weakref.ref, pd.Index]] = {}
+
+
+def remember_strings(uuid_values: pd.Index, strings: pd.Index) -> None:
+    """Record the canonical strings of a level of UUIDs (the same values in the same order),
+    for as long as that level object lives."""
+    key = id(uuid_values)
+    _STRING_FORM[key] = (weakref.ref(uuid_values, lambda _, key=key: _STRING_FORM.pop(key, None)),
+                         strings)
+
+
+def strings_of(level: pd.Index) -> pd.Index | None:
+    """The canonical strings recorded for a level of UUIDs (see `remember_strings`), or None."""
+    entry = _STRING_FORM.get(id(level))
+    if entry is not None and entry[0]() is level:
+        return entry[1]
+    return None
+
+
+def _strings_index(chars: np.ndarray, name) -> pd.Index:
+    """An index of the strings whose characters are the rows of `chars` (n, width)."""
+    n, width = chars.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets),
+                                        pa.py_buffer(np.ascontiguousarray(chars)))
+    return pd.Index(array.to_pandas(), name=name)  # str (pandas 3) or object strings
 
 
 def string_level(level: pd.Index) -> pd.Index:
     """A level of `uuid.UUID` objects as canonical strings (same order); other levels as is."""
     if not is_uuid_level(level):
         return level
-    values = list(level)
-    if len(values) < _SMALL or not all(isinstance(x, _UUID) for x in values[:_SMALL]):
-        strings = [str(x) if isinstance(x, _UUID) else x for x in values]
-    else:
-        try:
-            raw = np.frombuffer(b''.join([x.bytes for x in values]), dtype=np.uint8)
-        except AttributeError:  # a value that is not a UUID
-            strings = [str(x) if isinstance(x, _UUID) else x for x in values]
-        else:
-            strings = uuids.uuid_strings(raw)
-    return pd.Index(strings, name=level.name)
+    remembered = strings_of(level)
+    if remembered is not None:
+        return remembered.rename(level.name)
+    if len(level) < _SMALL:
+        return pd.Index([str(x) if isinstance(x, _UUID) else x for x in level], name=level.name)
+    try:
+        ints = list(map(_INT_OF, level))
+    except AttributeError:  # a value that is not a UUID
+        return pd.Index([str(x) if isinstance(x, _UUID) else x for x in level], name=level.name)
+    raw = np.frombuffer(b''.join(map(int.to_bytes, ints, repeat(16))), dtype=np.uint8)
+    return _strings_index(uuids.uuid_chars(raw), level.name)
 
 
 def _map_levels(index: pd.Index, convert) -> pd.Index:
@@ -142,8 +180,13 @@ def _map_levels(index: pd.Index, convert) -> pd.Index:
         levels = [convert(level) for level in index.levels]
         if all(new is old for new, old in zip(levels, index.levels)):
             return index
-        return pd.MultiIndex(levels=levels, codes=index.codes, names=index.names,
-                             verify_integrity=False)
+        new_index = pd.MultiIndex(levels=levels, codes=index.codes, names=index.names,
+                                  verify_integrity=False)
+        for made, level in zip(new_index.levels, levels):  # the index holds copies of them
+            strings = strings_of(level)
+            if strings is not None:
+                remember_strings(made, strings)
+        return new_index
     new = convert(index)
     return index if new is index else new
 
