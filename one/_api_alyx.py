@@ -23,11 +23,12 @@ import pandas as pd
 import one.alf.exceptions as alferr
 import one.alf.io as alfio
 from one import __version__, util
-from one._api_local import One, _dataset_id_str, _known
+from one._api_local import One, _check_mode, _dataset_id_str, _known
+from one._confined_paths import session_folder
 from one.alf.path import ALFPath, rel_path_parts
 from one.alf.path import remove_uuid_string as remove_uuid
 from one.alf.spec import QC
-from one.converters import recurse, session_record2path
+from one.converters import recurse
 from one.util import ensure_list
 
 __all__ = ['OneAlyx']
@@ -72,14 +73,18 @@ class OneAlyx(One):
         See `One`.
     tables_dir : str, pathlib.Path, optional
         Where the cache tables are, if not in `cache_dir`.
+    lock : str, pathlib.Path, optional
+        A lock file: only the datasets it lists, in its versions, can be loaded (see `One`).
     **kwargs
-        Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries).
+        Passed to `one.webclient.AlyxClient` (silent, cache_rest, timeout, retries,
+        deadline).  ``timeout`` also bounds the waits of HTTP and S3 downloads.
     """
 
     def __init__(self, username=None, password=None, base_url=None, cache_dir=None,
-                 mode='remote', wildcards=True, tables_dir=None, **kwargs):
+                 mode='remote', wildcards=True, tables_dir=None, lock=None, **kwargs):
         from one._lib.http_errors import AlyxConnectionError
         from one.webclient import AlyxClient
+        _check_mode(mode)  # before connecting
         self._data_urls = {}
         try:
             self._web_client = AlyxClient(username=username, password=password,
@@ -92,7 +97,7 @@ class OneAlyx(One):
             mode = 'local'
         self._search_endpoint = 'sessions'
         super().__init__(mode=mode, wildcards=wildcards, tables_dir=tables_dir,
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, lock=lock)
         if self.mode in ('auto', 'refresh') and self._tables['_meta']['expired']:
             self._update_cache_tables()
 
@@ -350,7 +355,7 @@ class OneAlyx(One):
         out = {k: v for k, v in record.items() if k in fields}
         out['projects'] = ','.join(ensure_list(out.get('projects') or []))
         out['date'] = datetime.fromisoformat(out['start_time']).date()
-        out['local_path'] = session_record2path(out, root_dir=self.cache_dir)
+        out['local_path'] = session_folder(self.cache_dir, out, eid)
         return out
 
     # ---- conversions with a remote fallback ------------------------------------------------
@@ -385,7 +390,7 @@ class OneAlyx(One):
         if not records:
             return None
         self._update_sessions_table(records[:1])
-        return session_record2path(_session_path_fields(records[0]), root_dir=self.cache_dir)
+        return session_folder(self.cache_dir, _session_path_fields(records[0]), eid)
 
     @recurse
     @_falls_back_to_local_tables
@@ -502,6 +507,7 @@ class OneAlyx(One):
         labels = [x['name'] for x in records]
         return (pids, labels, records) if details else (pids, labels)
 
+    @_falls_back_to_local_tables
     def search_insertions(self, details=False, query_type=None, **kwargs):
         """Find probe insertions through the Alyx insertions endpoint.
 
@@ -509,14 +515,19 @@ class OneAlyx(One):
         ``search_terms(query_type='remote', endpoint='insertions')``), plus `laboratory`,
         `number` (the session number) and `dataset` (a partial dataset name).
 
+        In 'local' mode (`query_type` 'local', or no connection to Alyx) the cache's insertions
+        table is searched instead (see `One._search_insertions`): nothing is found, with a
+        warning, when the cache has none.
+
         Returns
         -------
-        one.util.LazyId
+        one.util.LazyId or list of uuid.UUID
             The probe insertion UUIDs.
         list of dict
             (with `details`) The insertion records.
         """
-        self._require_remote('Searching insertions')
+        if (query_type or self.mode) == 'local' or self.offline:
+            return self._search_insertions(details=details, **kwargs)
         from one._remote_api import search_params
         fields = self.alyx.rest_schemes.field_names('insertions', 'list') or []
         terms = tuple(sorted(set(fields) | {'dataset', 'laboratory', 'number', 'django'}))
@@ -816,7 +827,8 @@ class OneAlyx(One):
                 continue
             tasks.append(task)
             positions.append(i)
-        outcomes = download_files(tasks, progress=None, return_errors=True) if tasks else []
+        outcomes = download_files(tasks, progress=None, return_errors=True,
+                                  timeout=self.alyx.timeout) if tasks else []
         for i, outcome in zip(positions, outcomes):
             if not isinstance(outcome, Exception):
                 out[i] = ALFPath(outcome)

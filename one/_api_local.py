@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -26,8 +27,17 @@ import one.alf.exceptions as alferr
 import one.alf.io as alfio
 import one.params
 from one import util
+from one._confined_paths import Confinement, dataset_file
 from one._lib.uuid_index import key_for
 from one._lib.verified import VerifiedFiles
+from one._load_messages import (
+    check_data_folder,
+    matching_collections,
+    missing_files_hint,
+    not_found_message,
+    several_collections_error,
+)
+from one._lock import LockMixin
 from one._query import (
     DatasetCodes,
     SessionCodes,
@@ -46,7 +56,7 @@ from one.alf.cache import (
     save_tables,
     to_user_shape,
 )
-from one.alf.path import ALFPath, rel_path_parts
+from one.alf.path import rel_path_parts
 from one.alf.spec import QC, to_alf
 from one.converters import ConversionMixin, session_record2path
 from one.util import Bunch, ensure_list
@@ -56,7 +66,9 @@ __all__ = ['One']
 _logger = logging.getLogger('one.api')
 
 SAVE_ON_DELETE = os.environ.get('ONE_SAVE_ON_DELETE', '').casefold() in ('true', '1')
-"""bool: save the cache tables when a One instance is deleted (env ONE_SAVE_ON_DELETE)."""
+"""bool: save the cache tables when a One instance is deleted (env ONE_SAVE_ON_DELETE).
+
+The switch users set is ``one.api.SAVE_ON_DELETE`` (see `_save_on_delete`)."""
 REVISION_LAST_BEFORE = os.environ.get('ONE_REVISION_LAST_BEFORE') or None
 """str: default revision of the load methods (env ONE_REVISION_LAST_BEFORE)."""
 
@@ -65,7 +77,24 @@ _STRING_TERMS = {'subject': 'subject', 'task_protocol': 'task_protocol',
                  'laboratory': 'lab', 'projects': 'projects'}
 
 
-class One(ConversionMixin):
+def _check_mode(mode) -> None:
+    """Raise ValueError naming the allowed modes if `mode` is not one of them."""
+    if not isinstance(mode, str) or mode not in _MODES:
+        allowed = ', '.join(f'"{m}"' for m in _MODES)
+        raise ValueError(f'Mode "{mode}" not recognized; expected one of {allowed}')
+
+
+def _save_on_delete() -> bool:
+    """The value of ``one.api.SAVE_ON_DELETE`` when deleting a One (ONE-api's switch).
+
+    ``one.api`` re-exports the value of this module at import; a user changes it there
+    (``one.api.SAVE_ON_DELETE = True``), so that is where it is read.
+    """
+    api = sys.modules.get('one.api')
+    return bool(getattr(api, 'SAVE_ON_DELETE', SAVE_ON_DELETE))
+
+
+class One(ConversionMixin, LockMixin):
     """Search, list and load the ALF data of a local folder through its cache tables.
 
     Parameters
@@ -82,6 +111,9 @@ class One(ConversionMixin):
         (False).
     tables_dir : str, pathlib.Path
         Where the cache tables are, if not in `cache_dir`.
+    lock : str, pathlib.Path, optional
+        A lock file (see `save_lock`): loading a dataset it does not list, or another version
+        of one it lists, raises `one._lock.DatasetNotLocked`.
 
     Examples
     --------
@@ -94,9 +126,8 @@ class One(ConversionMixin):
                      'subject', 'task_protocol', 'dataset_qc_lte')
     uuid_filenames = None
 
-    def __init__(self, cache_dir=None, mode='local', wildcards=True, tables_dir=None):
-        if mode not in _MODES:
-            raise ValueError(f'Mode "{mode}" not recognized; expected one of {_MODES}')
+    def __init__(self, cache_dir=None, mode='local', wildcards=True, tables_dir=None, lock=None):
+        _check_mode(mode)
         if not getattr(self, 'cache_dir', None):  # a subclass may have set it
             self.cache_dir = cache_dir or one.params.get_cache_dir()
         self._tables_dir = tables_dir or self.cache_dir
@@ -108,6 +139,7 @@ class One(ConversionMixin):
         self._verified = None
         self._codes_key = self._codes = None
         self._handed_out = False
+        self._init_lock(lock)
         self._reset_cache()
         if mode == 'remote' and self.offline:
             warnings.warn('One has no database connection: mode "remote" uses the local cache '
@@ -118,7 +150,7 @@ class One(ConversionMixin):
         return f'One ({"off" if self.offline else "on"}line, {self.cache_dir})'
 
     def __del__(self):
-        if SAVE_ON_DELETE and getattr(self, '_tables', None) is not None:
+        if _save_on_delete() and getattr(self, '_tables', None) is not None:
             with contextlib.suppress(Exception):  # never raise from a destructor
                 self.save_cache()
 
@@ -211,7 +243,7 @@ class One(ConversionMixin):
         if meta['loaded_time'] is None:
             meta['expired'] = True
             if self.offline:
-                warnings.warn(f'No cache tables found in {self._tables_dir}')
+                check_data_folder(self)
         elif meta.get('created_time'):
             meta['expired'] = datetime.now() - meta['created_time'] > self.cache_expiry
         return meta['loaded_time']
@@ -402,6 +434,56 @@ class One(ConversionMixin):
             found = sessions.iloc[positions].reset_index(drop=True)
             return eids, found.to_dict('records', into=Bunch)
         return eids
+
+    def _search_insertions(self, details=False, **kwargs):
+        """Find probe insertions in the cache's insertions table (no database needed).
+
+        Parameters
+        ----------
+        model, name, serial : str, list
+            Insertions whose field contains any of the values (regular expressions when
+            `wildcards` is True; plain substrings otherwise).
+        details : bool
+            Also return the insertion records.
+        **kwargs
+            Session criteria, as for `search` (e.g. `subject`, `laboratory`, `date_range`).
+
+        Returns
+        -------
+        list of uuid.UUID
+            The insertion UUIDs, by session date, subject, number and insertion name, most
+            recent first; empty (with a warning) when the cache holds no insertions table.
+        list of Bunch
+            (with `details`) The insertion records with the session's date, subject and
+            number; None when nothing was found.
+
+        Raises
+        ------
+        ValueError
+            A search term is unknown or ambiguous.
+        NotImplementedError
+            The term `json` or `chronic_insertion`, which cannot be searched locally.
+        """
+        from one._local_insertions import INSERTION_TERMS, filter_insertions
+        table = self._tables.get('insertions')
+        if table is None:
+            warnings.warn('No insertions data loaded.')
+            return ([], None) if details else []
+        session_terms = One.search_terms(self, query_type='local')
+        queries = {util.autocomplete(k, (*INSERTION_TERMS, *session_terms)): v
+                   for k, v in kwargs.items()}
+        session_queries = {k: v for k, v in queries.items() if k in session_terms}
+        eids = One.search(self, query_type='local', **session_queries) \
+            if session_queries else None
+        found = filter_insertions(
+            table, self._tables['sessions'], eids=eids, regex=self.wildcards,
+            queries={k: v for k, v in queries.items() if k not in session_queries})
+        if found.empty:
+            return ([], None) if details else []
+        pids = [UUID(str(x)) for x in found.index.get_level_values('id')]
+        if details:
+            return pids, found.reset_index(drop=True).to_dict('records', into=Bunch)
+        return pids
 
     def _sessions_with_datasets(self, queries: dict, codes: DatasetCodes,
                                 views: SessionCodes) -> np.ndarray:
@@ -694,7 +776,10 @@ class One(ConversionMixin):
             return []
         ids = [str(x) for x in datasets.index.get_level_values('id')]
         session_paths = self._dataset_session_paths(datasets, ids)
-        root = Path(self.cache_dir)
+        self._check_lock(datasets, ids, session_paths)
+        guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
+        eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
+            else None
         sizes = datasets['file_size'] if 'file_size' in datasets.columns else None
         hashes = datasets['hash'] if 'hash' in datasets.columns else None
         verified = self._verified_files() if check_hash else None
@@ -705,9 +790,8 @@ class One(ConversionMixin):
                 files.append(None)
                 to_download.append(i)
                 continue
-            file = ALFPath(root, session_path, rel_path)
-            if self.uuid_filenames:
-                file = file.with_uuid(ids[i])
+            file = dataset_file(guard, session_path, rel_path, ids[i], self.uuid_filenames,
+                                eids[i] if eids is not None else None)
             try:
                 stat = os.stat(file)
             except OSError:
@@ -741,6 +825,7 @@ class One(ConversionMixin):
             loaded = np.array([ids[i] for i in np.flatnonzero(exists)], dtype=object)
             previous = self._tables.get('_loaded_datasets', np.array([], dtype=object))
             self._tables['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
+        self._after_load(datasets, ids, session_paths, files)
         return files
 
     def _as_records(self, datasets) -> pd.DataFrame:
@@ -911,37 +996,33 @@ class One(ConversionMixin):
                                         assert_unique=False, wildcards=self.wildcards)
         if len(matching) == 0:
             raise alferr.ALFObjectNotFound(self._not_found_message(
-                datasets, f'ALF object "{obj}"', eid, collection, revision))
+                datasets, f'ALF object "{obj}"', eid, collection, revision, parts=dataset))
         parts = [rel_path_parts(x) for x in matching['rel_path']]
         objects = sorted({p[3] or '' for p in parts})
         collections = sorted({p[0] or '' for p in parts})
         if len(objects) > 1:
             raise alferr.ALFMultipleObjectsFound(*objects)
         if len(collections) > 1:
-            raise alferr.ALFMultipleCollectionsFound(*collections)
+            raise several_collections_error(f'ALF object "{obj}"', eid, collections)
         files = self._check_filesystem(matching, offline=self._offline_for(query_type),
                                        check_hash=check_hash)
+        missing = [r for r, f in zip(matching['rel_path'], files) if not f]
         files = [f for f in files if f]
+        if files and missing:
+            _logger.warning('ALF object "%s" of session %s loaded without %s: %s', obj, eid,
+                            ', '.join(missing), missing_files_hint(self))
         if not files:
-            raise alferr.ALFObjectNotFound(f'ALF object "{obj}" not found on disk')
+            raise alferr.ALFObjectNotFound(
+                f'ALF object "{obj}" of session {eid} not found on disk: '
+                f'{missing_files_hint(self)}')
         if download_only:
             return files
         return alfio.load_object(files, wildcards=self.wildcards, **kwargs)
 
-    def _not_found_message(self, datasets, what, eid, collection, revision) -> str:
-        """Say what was asked for and which collections/objects the session does hold."""
-        where = [f'session {eid}']
-        if collection is not None:
-            where.append(f'collection "{collection}"')
-        if revision is not None:
-            where.append(f'revision <= "{revision}"')
-        objects = sorted({(rel_path_parts(x, assert_valid=False)[3] or '')
-                          for x in datasets['rel_path']} - {''})
-        message = f'{what} not found in {", ".join(where)}'
-        if objects:
-            shown = ', '.join(objects[:20]) + (', ...' if len(objects) > 20 else '')
-            message += f'; objects present: {shown}'
-        return message
+    def _not_found_message(self, datasets, what, eid, collection, revision, parts=None) -> str:
+        """Say what was asked for and what the session holds where it was looked for."""
+        return not_found_message(datasets, what, eid, collection, revision, self.wildcards,
+                                 parts)
 
     @util.refresh
     @util.parse_id
@@ -991,8 +1072,13 @@ class One(ConversionMixin):
         if not assert_unique and (collection is not None or revision is not None):
             raise ValueError('collection and revision kwargs must be None when dataset is a '
                              'relative path')
-        matching = util.filter_datasets(datasets, dataset, collection, revision,
-                                        wildcards=self.wildcards, assert_unique=assert_unique)
+        try:
+            matching = util.filter_datasets(datasets, dataset, collection, revision,
+                                            wildcards=self.wildcards,
+                                            assert_unique=assert_unique)
+        except alferr.ALFMultipleCollectionsFound:
+            raise several_collections_error(f'Dataset "{dataset}"', eid, matching_collections(
+                datasets, dataset, collection, revision, self.wildcards)) from None
         if len(matching) == 0:
             raise alferr.ALFObjectNotFound(self._not_found_message(
                 datasets, f'Dataset "{dataset}"', eid, collection, revision))
@@ -1000,7 +1086,8 @@ class One(ConversionMixin):
                                        check_hash=check_hash)
         if not file:
             raise alferr.ALFObjectNotFound(
-                f'Dataset "{matching["rel_path"].iloc[0]}" of session {eid} not found on disk')
+                f'Dataset "{matching["rel_path"].iloc[0]}" of session {eid} not found on disk: '
+                f'{missing_files_hint(self)}')
         return file if download_only else alfio.load_file_content(file)
 
     @util.refresh
@@ -1110,7 +1197,8 @@ class One(ConversionMixin):
                                        check_hash=check_hash) if len(present_datasets) else []
         if any(f is None for f in files):
             missing = ', '.join(r for r, f in zip(present_datasets['rel_path'], files) if not f)
-            message = f'The following datasets were not downloaded: {missing}'
+            message = (f'The following datasets were not downloaded: {missing} '
+                       f'({missing_files_hint(self)})')
             if assert_present:
                 raise alferr.ALFObjectNotFound(message)
             _logger.warning(message)
@@ -1173,7 +1261,8 @@ class One(ConversionMixin):
         record = table.iloc[rows]
         file, = self._check_filesystem(record, check_hash=check_hash)
         if not file:
-            raise alferr.ALFObjectNotFound(f'Dataset {dset_id} not found on disk')
+            raise alferr.ALFObjectNotFound(f'Dataset {dset_id} not found on disk: '
+                                           f'{missing_files_hint(self)}')
         output = file if download_only else alfio.load_file_content(file)
         if details:
             series = record.iloc[0].copy()
@@ -1234,7 +1323,9 @@ class One(ConversionMixin):
         files = self._check_filesystem(matching, offline=self._offline_for(query_type),
                                        check_hash=check_hash)
         if not any(files):
-            raise alferr.ALFObjectNotFound(f'ALF collection "{collection}" not found on disk')
+            raise alferr.ALFObjectNotFound(
+                f'ALF collection "{collection}" of session {eid} not found on disk: '
+                f'{missing_files_hint(self)}')
         present = [(f, rel_path_parts(r)) for f, r in zip(files, matching['rel_path']) if f]
         files = tuple(f for f, _ in present)
         if download_only:

@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 import requests
 
 from one import util
-from one._lib.download import DownloadTask, safe_join
+from one._lib.download import DownloadTask, UnsafePath
 from one._lib.http_errors import AlyxError
 
 _logger = logging.getLogger('one.api')
@@ -87,13 +87,23 @@ def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, a
     return DownloadTask(url=url, destination=destination, size=size, md5=md5, auth=auth)
 
 
-def local_destination(cache_dir, session_path, rel_path: str, uuid_name: str | None = None):
+def local_destination(cache_dir, session_path, rel_path: str, uuid_name: str | None = None,
+                      dataset_id=None):
     """Where a dataset file goes: ``cache_dir/session_path/rel_path`` (with the dataset UUID
-    before the extension when `uuid_name` is given); raises UnsafePath outside `cache_dir`."""
-    local = PurePosixPath(str(session_path), rel_path).as_posix()
-    if uuid_name:
-        local = uuid_url_path(local, uuid_name)
-    return safe_join(cache_dir, local)
+    before the extension when `uuid_name` is given); raises UnsafePath outside `cache_dir`
+    (also through a symbolic link), naming the dataset."""
+    from one._confined_paths import Confinement, dataset_file
+    from one._lib.confine import UnsafePath as Refused
+
+    try:
+        guard = Confinement(cache_dir)
+        what = dataset_id or uuid_name
+        dataset_file(guard, str(session_path), rel_path, what)  # checks the values as given
+        if uuid_name:
+            rel_path = uuid_url_path(rel_path, uuid_name)
+        return dataset_file(guard, str(session_path), rel_path, what)
+    except Refused as ex:  # the download engine's UnsafePath, also a DownloadError
+        raise UnsafePath(str(ex), path=cache_dir, value=ex.value) from None
 
 
 def tag_mismatched_file_record(alyx, dataset_id: str) -> None:

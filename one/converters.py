@@ -25,6 +25,7 @@ from uuid import UUID
 import numpy as np
 import pandas as pd
 
+from one._confined_paths import Confinement, dataset_file, session_folder
 from one._lib.uuid_index import key_for, with_uuid_levels
 from one.alf.cache import DATASETS_COLUMNS, EMPTY_DATASETS_FRAME
 from one.alf.path import (
@@ -539,7 +540,7 @@ class ConversionMixin:
             f'Duplicate eid {eid} in the sessions table'
         record = {k: sessions[k].iat[position]
                   for k in ('lab', 'subject', 'date', 'number', 'start_time') if k in sessions}
-        return session_record2path(record, self.cache_dir)
+        return session_folder(self.cache_dir, record, eid)
 
     @recurse
     def path2eid(self, path_obj: _PathLike) -> UUID | list | None:
@@ -774,10 +775,10 @@ class ConversionMixin:
         session_path = self.eid2path(eid)
         if session_path is None:
             raise ValueError(f'Failed to determine session path for eid "{eid}"')
-        file_path = session_path / dataset['rel_path']
-        if getattr(self, 'uuid_filenames', False):
-            file_path = add_uuid_string(file_path, _to_uuid(dataset_id))
-        return file_path
+        return dataset_file(Confinement(self.cache_dir),
+                            session_path.relative_to(self.cache_dir).as_posix(),
+                            dataset['rel_path'], _to_uuid(dataset_id),
+                            getattr(self, 'uuid_filenames', False), eid)
 
     # ---- experiment references ---------------------------------------------------------------
 

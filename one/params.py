@@ -1,22 +1,27 @@
 """ONE's parameters: which Alyx databases are set up, their credentials and data folders.
 
-Files live in the platform's configuration folder (``platformdirs``, e.g. ``~/.config/one`` on
-Linux), or in the folder named by the ``ONE_PARAMS_DIR`` environment variable:
+The files are ONE-api's, in its folder and format, so that both read and write the same set-up:
+``~/.one`` (``%APPDATA%\\.one`` on Windows), or the folder named by the ``ONE_PARAMS_DIR``
+environment variable:
 
 * ``.caches`` - the client map ``{"CLIENT_MAP": {<client key>: "<data folder>"},
   "DEFAULT": <client key>}``;
 * ``.<client key>`` - one file per database: ``ALYX_URL``, ``ALYX_LOGIN``,
   ``HTTP_DATA_SERVER``, ``HTTP_DATA_SERVER_LOGIN``, ``HTTP_DATA_SERVER_PWD`` and the login
   tokens ``TOKEN = {<user>: {"token": ...}}``.  These files are readable by their owner only
-  (mode 0600).
+  (mode 0600; a file that others may read, e.g. written by ONE-api, is tightened when read);
+* ``.remote`` - the parameters of the remote download clients (`one.remote.base`).
 
 The client key of a database is derived from its URL (`_key_from_url`), e.g.
-``openalyx.internationalbrainlab.org`` or ``127.0.0.1_8000``.  Files are JSON, written
-atomically under an inter-process lock.  Parameters are returned as immutable named tuples
-(`IBLParams`) with ``set(key, value)`` (a modified copy) and ``as_dict()``.
+``openalyx.internationalbrainlab.org`` or ``127.0.0.1_8000``.  Files are JSON indented by 4
+spaces, written atomically under an inter-process lock (``.params.lock``).  Parameters are
+returned as immutable named tuples (`IBLParams`) with ``set(key, value)`` (a modified copy) and
+``as_dict()``.
 
-When no parameters exist yet but ONE-api's ``~/.one`` folder does, its files are copied over on
-first use, so existing set-ups (and logins) keep working.
+Moved once, on first use (see `one._params_moves`): parameters that earlier one-next releases
+kept in the platform's configuration folder (e.g. ``~/.config/one``), merged into ``~/.one``;
+and the REST cache of old ONE-api versions (``~/.one/.rest/<client key>/<scheme>``), moved to
+``<data folder>/.rest``.
 
 Environment variables read by a silent `setup` (arguments take precedence):
 ``ONE_ALYX_URL``, ``ONE_ALYX_LOGIN``, ``ONE_HTTP_DATA_SERVER``, ``ONE_HTTP_DATA_SERVER_LOGIN``,
@@ -27,7 +32,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import json
 import os
 import re
 import unicodedata
@@ -37,7 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from one._lib.files import atomic_path
+from one import _params_moves
+from one._lib.json_files import read_json_dict, write_json_dict
 from one._lib.locks import file_lock
 
 __all__ = ['default', 'setup', 'get', 'get_default_client', 'save', 'get_cache_dir',
@@ -80,7 +85,7 @@ class IBLParams:
 
     def as_dict(self) -> dict:
         """Return the parameters as a plain dict."""
-        return dict(zip(self._fields, self))
+        return dict(zip(self._keys, self))
 
     def __repr__(self) -> str:
         shown = {k: ('*****' if k in _SECRET_KEYS and v else
@@ -96,8 +101,9 @@ class IBLParams:
 
 @functools.lru_cache(maxsize=64)
 def _params_class(fields: tuple[str, ...]) -> type:
+    # keys that are not identifiers get positional field names (_0, ...); `_keys` keeps them
     base = collections.namedtuple('IBLParams', fields, rename=True)
-    return type('IBLParams', (IBLParams, base), {'__slots__': ()})
+    return type('IBLParams', (IBLParams, base), {'__slots__': (), '_keys': fields})
 
 
 def _to_params(d: dict | None) -> IBLParams | None:
@@ -123,17 +129,16 @@ def _as_dict(par) -> dict:
 def get_params_dir() -> Path:
     """Return the folder holding ONE's parameter files.
 
-    ``$ONE_PARAMS_DIR`` when set, else the platform's user configuration folder for 'one'.
+    ``$ONE_PARAMS_DIR`` when set, else ONE-api's folder: ``~/.one`` (``%APPDATA%\\.one`` on
+    Windows).
     """
     if os.environ.get('ONE_PARAMS_DIR'):
         return Path(os.environ['ONE_PARAMS_DIR'])
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir(_PAR_ID_STR, appauthor=False))
+    return _one_api_params_dir()
 
 
-def _legacy_params_dir() -> Path:
-    """ONE-api's parameter folder (``~/.one``, ``%APPDATA%/.one`` on Windows)."""
+def _one_api_params_dir() -> Path:
+    """ONE-api's parameter folder (``~/.one``, ``%APPDATA%\\.one`` on Windows)."""
     root = Path(os.environ['APPDATA']) if os.name == 'nt' and os.environ.get('APPDATA') \
         else Path.home()
     return root / f'.{_PAR_ID_STR}'
@@ -144,34 +149,19 @@ def _params_file(name: str) -> Path:
     return get_params_dir() / f'.{name}'
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        warnings.warn(f'Ignoring unreadable parameter file {path}')
-        return None
-    return data if isinstance(data, dict) else None
+def _read_json(path: Path, private: bool = False) -> dict | None:
+    """The dict of a parameter file (None if missing or unreadable; see `read_json_dict`)."""
+    return read_json_dict(path, private=private)
 
 
 def _write_json(path: Path, data: dict, private: bool = True) -> None:
     """Write `data` to `path` atomically; `private` files are readable by their owner only."""
-    folder = path.parent
-    if not folder.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            folder.chmod(0o700)
-    text = json.dumps(data, indent=4)
-    with atomic_path(path, fsync=False) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0),
-                     0o600 if private else 0o644)
-        with open(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-        if private:  # the mode given to os.open is reduced by the umask, never widened
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, 0o600)
+    write_json_dict(path, data, private=private)
+
+
+def _read_client(key: str) -> dict | None:
+    """The stored parameters of a database client (None if it has none)."""
+    return _read_json(_params_file(key), private=True)
 
 
 @contextlib.contextmanager
@@ -183,33 +173,27 @@ def _locked():
         yield
 
 
-def _migrate_legacy() -> None:
-    """Copy ONE-api's ``~/.one`` parameters when this package has none yet."""
+def _move_old_settings() -> None:
+    """Move the parameters an earlier one-next kept in the platform's configuration folder.
+
+    Only without ``$ONE_PARAMS_DIR`` (earlier versions honoured it too, so its files are
+    already there).  Once moved, the old files are deleted: this runs once.
+    """
     if os.environ.get('ONE_PARAMS_DIR'):
         return
-    legacy = _legacy_params_dir()
-    new_dir = get_params_dir()
-    if legacy == new_dir or (new_dir / f'.{_CLIENT_ID_STR}').exists():
+    old_dir = _params_moves.old_one_next_dir()
+    if not _params_moves.has_old_settings(old_dir):
         return
-    cache_map = _read_json(legacy / f'.{_CLIENT_ID_STR}')
-    if not cache_map or not cache_map.get('CLIENT_MAP'):
-        return
-    with _locked():
-        if (new_dir / f'.{_CLIENT_ID_STR}').exists():
-            return
-        for key in cache_map['CLIENT_MAP']:
-            par = _read_json(legacy / f'.{key}')
-            if par is not None:
-                _write_json(new_dir / f'.{key}', par)
-        remote = _read_json(legacy / '.remote')
-        if remote is not None:
-            _write_json(new_dir / '.remote', remote)
-        _write_json(new_dir / f'.{_CLIENT_ID_STR}', cache_map, private=False)
+    try:
+        with _locked():
+            _params_moves.move_old_settings(old_dir, get_params_dir())
+    except OSError as ex:  # e.g. a read-only home: use what is in the parameter folder
+        warnings.warn(f'Could not move the parameters in {old_dir} to {get_params_dir()}: {ex}')
 
 
 def _read_map() -> dict:
     """The client map ({} when no client has been set up)."""
-    _migrate_legacy()
+    _move_old_settings()
     return _read_json(_params_file(_CLIENT_ID_STR)) or {}
 
 
@@ -344,7 +328,7 @@ def setup(client: str | None = None, silent: bool = False, make_default: bool | 
     url = _validate_url('ALYX_URL', client or _DEFAULTS['ALYX_URL'])
     key = _key_from_url(url)
     cache_map = _read_map()
-    stored = _read_json(_params_file(key)) or {}
+    stored = _read_client(key) or {}
     if silent and key == _key_from_url(_DEFAULTS['ALYX_URL']):
         par = dict(_DEFAULTS)  # silent set-up of the public database resets it
     else:
@@ -407,11 +391,11 @@ def setup(client: str | None = None, silent: bool = False, make_default: bool | 
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     with _locked():
-        on_disk = _read_json(_params_file(key)) or {}
+        on_disk = _read_client(key) or {}
         if not silent and on_disk.get('TOKEN'):
             par['TOKEN'] = on_disk['TOKEN']  # an interactive set-up keeps the logins
         _write_json(_params_file(key), par)
-        cache_map = _read_map()
+        cache_map = _read_json(_params_file(_CLIENT_ID_STR)) or {}  # the lock is held
         cache_map.setdefault('CLIENT_MAP', {})[key] = str(folder)
         if make_default or not cache_map.get('DEFAULT'):
             cache_map['DEFAULT'] = key
@@ -452,7 +436,7 @@ def get(client: str | None = None, silent: bool = False, username: str | None = 
         if key not in (cache_map.get('CLIENT_MAP') or {}):
             raise ValueError(f'The parameters of {client or "the default database"} are not '
                              'set up: run one.params.setup()')
-    par = {**_DEFAULTS, **(_read_json(_params_file(key)) or {})}
+    par = {**_DEFAULTS, **(_read_client(key) or {})}
     par['CACHE_DIR'] = cache_map['CLIENT_MAP'][key]
     if username:
         par['ALYX_LOGIN'] = username
@@ -460,15 +444,25 @@ def get(client: str | None = None, silent: bool = False, username: str | None = 
 
 
 def _patch_params(par: IBLParams) -> IBLParams:
-    """Fix parameters written by older versions.
+    """Fix parameters and files written by older versions.
 
-    The public database's data server must be the public one (``…/public``).
+    The public database's data server must be the public one (``…/public``).  A REST cache
+    that old ONE-api versions kept in ``<params dir>/.rest/<client key>/<scheme>`` is moved to
+    ``<CACHE_DIR>/.rest``.
     """
     url = getattr(par, 'ALYX_URL', '') or ''
     server = getattr(par, 'HTTP_DATA_SERVER', '') or ''
     if 'openalyx' in url and 'public' not in server:
         par = par.set('HTTP_DATA_SERVER', _DEFAULTS['HTTP_DATA_SERVER'])
         save(par, url)
+    cache_dir = getattr(par, 'CACHE_DIR', None)
+    if url and cache_dir:
+        params_dir, key = get_params_dir(), _key_from_url(url)
+        scheme = urlsplit(url).scheme or 'https'
+        if (params_dir / '.rest' / key / scheme).is_dir():
+            # a lock that cannot be taken: not moved now, tried again next time
+            with contextlib.suppress(OSError), _locked():
+                _params_moves.move_rest_cache(params_dir, key, scheme, Path(cache_dir))
     return par
 
 
@@ -480,7 +474,7 @@ def get_default_client(include_schema: bool = True) -> str | None:
     key = _read_map().get('DEFAULT')
     if not key or not include_schema:
         return key or None
-    par = _read_json(_params_file(key)) or {}
+    par = _read_client(key) or {}
     return par.get('ALYX_URL') or key
 
 
@@ -508,7 +502,7 @@ def _store_token(client: str, username: str, token: str | None) -> None:
     """
     path = _params_file(_key_from_url(client))
     with _locked():
-        data = _read_json(path) or {**_DEFAULTS, 'ALYX_URL': client}
+        data = _read_json(path, private=True) or {**_DEFAULTS, 'ALYX_URL': client}
         tokens = dict(data.get('TOKEN') or {})
         if token is None:
             if username not in tokens:

@@ -801,6 +801,19 @@ def filter_revision_last_before(datasets: pd.DataFrame, revision: str | None = N
                         codes, revisions, stems)
 
 
+def _revision_order(selected: np.ndarray, rank: np.ndarray, n_rows: int) -> np.ndarray:
+    """The revision ranks of the selected rows, in the order ONE-api names them.
+
+    ONE-api lists the revisions in the order of its result rows: the input order when every
+    dataset is a single row that is kept, otherwise the order of the datasets (`selected`, by
+    revision-less path).
+    """
+    rows = np.sort(selected) if selected.size == n_rows else selected
+    ranks = rank[rows]
+    _, first = np.unique(ranks, return_index=True)
+    return ranks[np.sort(first)]
+
+
 def _last_before(datasets: pd.DataFrame, revision: str | None, assert_unique: bool,
                  assert_consistent: bool, rel_codes: np.ndarray, revisions_u: np.ndarray,
                  stems_u: np.ndarray) -> pd.DataFrame:
@@ -865,9 +878,8 @@ def _last_before(datasets: pd.DataFrame, revision: str | None, assert_unique: bo
                       'more datasets; using most recent')
 
     result = datasets.iloc[selected]
-    kept = np.flatnonzero(np.bincount(rank[selected], minlength=n_ranks))
-    if kept.size > 1:
-        quoted = '"' + '", "'.join(labels[i] for i in kept) + '"'
+    if np.count_nonzero(np.bincount(rank[selected], minlength=n_ranks)) > 1:
+        quoted = '"' + '", "'.join(labels[i] for i in _revision_order(selected, rank, n)) + '"'
         if assert_consistent:
             raise alferr.ALFMultipleRevisionsFound(quoted)
         _warn(f'Multiple revisions: {quoted}')

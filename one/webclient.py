@@ -42,10 +42,10 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 import one
 import one.params
+from one._lib.confine import Confinement, UnsafePath
 from one._lib.download import (  # HTTP file downloads, re-exported (ONE-api's names)
     N_THREADS,
     dataset_record_to_url,
@@ -63,16 +63,21 @@ from one._lib.http_errors import (
     AlyxHTTPError,
     AlyxInvalidResponse,
     AlyxNotFound,
+    AlyxPaginationError,
     AlyxServerError,
     AlyxSSLError,
+    AlyxThrottled,
     AlyxTimeout,
     TokenExpired,
     error_from_exception,
     error_from_response,
     response_detail,
 )
+from one._lib.http_timeouts import DEFAULT_TIMEOUT, resolve_timeout  # noqa: F401 - public
+from one._lib.pagination import MAX_PAGE_LIMIT
 from one._lib.pagination import PaginatedResponse as _PaginatedResponse
 from one._lib.rest_cache import RestCache, cache_key
+from one._lib.rest_retry import RetryPolicy, resolve_deadline
 from one._lib.rest_schema import (
     RestScheme,
     RestSchemeCoreApi,
@@ -85,17 +90,15 @@ __all__ = [
     'AlyxClient', 'no_cache', 'update_url_params', 'RestScheme', 'RestSchemeCoreApi',
     'RestSchemeOpenApi', 'validate_endpoint_action', 'BadCacheArchive',
     'AlyxError', 'AlyxHTTPError', 'AlyxBadRequest', 'AlyxAuthError', 'TokenExpired',
-    'AlyxNotFound', 'AlyxServerError', 'AlyxInvalidResponse', 'AlyxConnectionError',
-    'AlyxSSLError', 'AlyxTimeout', 'AlyxConnectTimeout',
+    'AlyxNotFound', 'AlyxThrottled', 'AlyxServerError', 'AlyxInvalidResponse',
+    'AlyxConnectionError', 'AlyxSSLError', 'AlyxTimeout', 'AlyxConnectTimeout',
+    'AlyxPaginationError', 'MAX_PAGE_LIMIT',
     # HTTP file downloads, implemented in one._lib.download
     'http_download_file', 'http_download_file_list', 'file_record_to_url',
     'dataset_record_to_url', 'N_THREADS',
 ]
 
 _logger = logging.getLogger(__name__)
-
-DEFAULT_TIMEOUT = (10.0, 120.0)
-"""Seconds allowed to connect to the server and to wait for each part of its answer."""
 
 _SCHEMA_EXPIRY = timedelta(weeks=1)
 _CACHE_TABLE_SUFFIXES = ('.pqt', '.json')
@@ -191,14 +194,13 @@ def _verb(reqfunction) -> str:
     return name.lower()
 
 
-def _make_session(retries: int) -> requests.Session:
-    """A `requests.Session` that retries failed connections and gateway errors of GETs."""
-    retry = Retry(
-        total=None, connect=retries, read=False, redirect=5, other=0, status=retries,
-        status_forcelist=(502, 503, 504), allowed_methods=frozenset({'GET', 'HEAD'}),
-        backoff_factor=0.25, raise_on_status=False, respect_retry_after_header=False)
+def _make_session() -> requests.Session:
+    """The client's `requests.Session`: its connections are kept alive between requests.
+
+    urllib3 retries nothing: `one._lib.rest_retry.RetryPolicy` decides what is sent again.
+    """
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
+    adapter = HTTPAdapter(max_retries=0, pool_maxsize=16)
     session.mount('http://', adapter)
     session.mount('https://', adapter)
     return session
@@ -224,10 +226,19 @@ class AlyxClient:
         Never prompt or print; missing credentials raise an error instead.
     cache_rest : {'GET', '*', None}
         Which requests are cached: GET only, all, or none.
-    timeout : float or (float, float)
-        Seconds to connect and to wait for the server's answer (`DEFAULT_TIMEOUT`).
+    timeout : float or (float, float), optional
+        Seconds to wait for the server's answer (the read timeout; the connect timeout is
+        never longer), or a (connect, read) pair.  Default: the environment variable
+        ``ONE_HTTP_TIMEOUT``, else `DEFAULT_TIMEOUT` (10 s, 60 s).  It also bounds the
+        instance's HTTP downloads.  A query left unanswered is sent once more, never twice.
     retries : int
-        How many times a failed connection, or a GET answered by 502/503/504, is retried.
+        How many times a connection that could not be opened is tried again.
+    deadline : float, optional
+        Seconds a request may spend being retried after throttling (429, honouring
+        ``Retry-After``) and, for queries only, gateway errors (502, 503, 504) or connection
+        resets: a write the server may have acted on is never sent twice (see
+        `one._lib.rest_retry`).  Default: the environment variable ``ONE_REST_DEADLINE``,
+        else 300.
 
     Attributes
     ----------
@@ -243,14 +254,20 @@ class AlyxClient:
         The REST cache folder, ``<cache_dir>/.rest``.
     cache_mode : str or None
         See `cache_rest`.
-    timeout : float or tuple
-        See `timeout`.
+    timeout : (float, float)
+        The (connect, read) timeouts in seconds.
+    deadline : float
+        See `deadline`.
+    max_page_size : int
+        Records asked for per page of a list (`MAX_PAGE_LIMIT`); a list answer longer than this
+        comes in several pages, which the server may not keep in the same order.
     """
 
     def __init__(self, base_url: str | None = None, username: str | None = None,
                  password: str | None = None, cache_dir: str | os.PathLike | None = None,
                  silent: bool = False, cache_rest: str | None = 'GET', *,
-                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, retries: int = 2):
+                 timeout: float | tuple[float, float] | None = None, retries: int = 2,
+                 deadline: float | None = None):
         self.silent = silent
         self._par = one.params.get(client=base_url, silent=silent, username=username,
                                    cache_dir=cache_dir)
@@ -264,9 +281,11 @@ class AlyxClient:
         self.default_expiry = timedelta(minutes=5)
         self.rest_cache_dir = Path(self._par.CACHE_DIR) / '.rest'
         self.cache_mode = cache_rest
-        self.timeout = timeout
+        self.timeout = resolve_timeout(timeout)
+        self.deadline = resolve_deadline(deadline)
+        self.max_page_size = MAX_PAGE_LIMIT
         self._retries = retries
-        self._session = _make_session(retries)
+        self._session = _make_session()
         self._auth_lock = threading.RLock()
         self._rest_schemes: RestScheme | None = None
         if username or password:
@@ -284,7 +303,9 @@ class AlyxClient:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._session = _make_session(self._retries)
+        self.__dict__.setdefault('deadline', resolve_deadline())  # pickled by older versions
+        self.__dict__.setdefault('max_page_size', MAX_PAGE_LIMIT)
+        self._session = _make_session()
         self._auth_lock = threading.RLock()
 
     # --- properties -----------------------------------------------------------------------
@@ -396,12 +417,8 @@ class AlyxClient:
         if self._stored_token(username) or self.is_logged_in:
             self._set_token(username, None, persist=cache_token)
         url = f'{self.base_url}/auth-token'
-        try:
-            r = requests.post(url, data={'username': username, 'password': password},
-                              headers={'Accept': 'application/json'}, timeout=self.timeout,
-                              verify=self._session.verify)
-        except requests.RequestException as ex:
-            raise error_from_exception(ex, url, self.timeout) from None
+        r = self._send('POST', url, {'Accept': 'application/json'},
+                       {'username': username, 'password': password}, None, '/auth-token')
         if r.status_code == 400:
             detail = response_detail(r)
             raise AlyxAuthError(
@@ -481,12 +498,23 @@ class AlyxClient:
             query = path + (f'?{parts.query}' if parts.query else '')
         return '/' + query.lstrip('/')
 
-    def _send(self, verb: str, url: str, headers: dict, data, files) -> requests.Response:
-        try:
+    def _retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(deadline=self.deadline, connect_retries=self._retries)
+
+    def _send(self, verb: str, url: str, headers: dict, data, files,
+              rest_query: str = '') -> requests.Response:
+        """Send a request, retried as `one._lib.rest_retry.RetryPolicy` allows."""
+        timeout = self.timeout
+        sent = []
+
+        def attempt() -> requests.Response:
+            if sent:
+                _rewind(files)
+            sent.append(True)
             return self._session.request(verb.upper(), url, headers=headers, data=data,
-                                         files=files, timeout=self.timeout)
-        except requests.RequestException as ex:
-            raise error_from_exception(ex, url, self.timeout) from None
+                                         files=files, timeout=timeout)
+
+        return self._retry_policy().send(attempt, verb, url, rest_query or url, timeout)
 
     @_cache_response
     def _generic_request(self, reqfunction, rest_query: str, data=None, files=None):
@@ -523,18 +551,15 @@ class AlyxClient:
         elif query.startswith('/api/schema'):
             headers['Accept'] = 'application/vnd.oai.openapi+json'
             headers['Accept-Version'] = '3.0'
-        r = self._send(verb, url, headers, data, files)
+        r = self._send(verb, url, headers, data, files, query)
         if _token_rejected(r):
             with self._auth_lock:  # one login, even if several threads were refused
                 if self._headers.get('Authorization') in (None, headers.get('Authorization')):
                     _logger.debug('Token rejected by %s; logging in again', self.base_url)
                     self._relogin()
                 headers['Authorization'] = self._headers['Authorization']
-            for f in (files or {}).values():  # rewind uploads before sending them again
-                fobj = f[1] if isinstance(f, tuple) and len(f) > 1 else f
-                if hasattr(fobj, 'seek'):
-                    fobj.seek(0)
-            r = self._send(verb, url, headers, data, files)
+            _rewind(files)  # uploads are read again
+            r = self._send(verb, url, headers, data, files, query)
             if _token_rejected(r):
                 raise TokenExpired(
                     f'{self.base_url} rejected the token of user "{self.user}" again right '
@@ -693,6 +718,8 @@ class AlyxClient:
                 warnings.warn(f"Error: Unsupported fields '{unknown}' in query parameters "
                               f'for endpoint {endpoint}.', UserWarning, stacklevel=2)
             params = {k: ','.join(map(_query_value, _as_list(v))) for k, v in kwargs.items()}
+            if 'limit' not in params and self.max_page_size:  # as few pages as possible
+                params['limit'] = str(int(self.max_page_size))
             return self.get('/' + update_url_params(url, params), **cache_args)
         record = f'/{endpoint}/{id}'
         if action == 'read':
@@ -803,6 +830,7 @@ class AlyxClient:
         kwargs.setdefault('target_dir', self._par.CACHE_DIR)
         kwargs.setdefault('username', self._par.HTTP_DATA_SERVER_LOGIN)
         kwargs.setdefault('password', self._par.HTTP_DATA_SERVER_PWD)
+        kwargs.setdefault('timeout', self.timeout)
         try:
             if isinstance(url, (str, PurePath)):
                 return module.http_download_file(self._validate_file_url(url), **kwargs)
@@ -870,9 +898,13 @@ class AlyxClient:
 
     def _download_to(self, url: str, path: Path, headers: dict, auth) -> None:
         """Stream a URL into a file, checking the size announced by the server."""
+        def attempt() -> requests.Response:
+            return self._session.get(url, headers=headers, auth=auth, stream=True,
+                                     timeout=self.timeout)
+
         try:
-            with self._session.get(url, headers=headers, auth=auth, stream=True,
-                                   timeout=self.timeout) as r:
+            with self._retry_policy().send(attempt, 'GET', url, self._rest_path(url),
+                                           self.timeout) as r:
                 if r.status_code != 200:
                     raise error_from_response(r, self._rest_path(url), 'GET')
                 expected = r.headers.get('Content-Length')
@@ -926,15 +958,27 @@ def _extract_cache_tables(archive: Path, destination: Path, source: str) -> list
         if not any(m.filename.lower().endswith('.pqt') for m in wanted):
             raise BadCacheArchive(f'{source} holds no cache table (.pqt): '
                                   f'{[m.filename for m in members]}')
+        try:  # nothing written outside, not even through a symbolic link in destination
+            guard = Confinement(destination)
+            targets = [guard(m.filename, what=f'{source} member') for m in wanted]
+        except UnsafePath as ex:
+            raise BadCacheArchive(str(ex)) from None
         files = []
-        for member in wanted:
-            target = destination.joinpath(*PurePosixPath(member.filename).parts)
+        for member, target in zip(wanted, targets):
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(member) as src, atomic_open(target, 'wb', fsync=False) as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
             files.append(target)
     return files
+
+
+def _rewind(files) -> None:
+    """Put uploaded file objects back at their start, so that they can be sent (again)."""
+    for f in (files or {}).values():
+        fobj = f[1] if isinstance(f, tuple) and len(f) > 1 else f
+        if hasattr(fobj, 'seek'):
+            fobj.seek(0)
 
 
 def _as_list(value) -> list:

@@ -24,7 +24,11 @@ server behaves like the real one where tests need it:
 
 Faults for tests: `fail` (answer some requests with an error status, e.g. 500 then success),
 `delay` (slow answers), `expire_tokens` (the next request with the old token gets 403 "Invalid
-token.").  Every request is logged in `requests`.
+token."), `reorder_pages` (the pages of a list disagree, as PostgreSQL's unordered pages do),
+`throttle` (429 with ``Retry-After`` beyond a number of requests per second, like Django REST
+framework's throttling), `max_limit` (a cap on the page size).  Every request is logged in
+`requests`.  (Werkzeug closes the connection after each answer: keep-alive cannot be observed
+here.)
 
 Examples
 --------
@@ -198,6 +202,12 @@ class AlyxTestServer:
         self.page_size = page_size
         self.legacy_schema = legacy_schema
         self.requests: list[LoggedRequest] = []
+        self.max_limit: int | None = None  # largest page size granted (None: any)
+        self.throttled = 0  # requests answered 429 by `throttle`
+        self._reorder: dict[str, str] = {}
+        self._page_requests = 0
+        self._throttle: tuple[float, float] | None = None
+        self._recent: list[float] = []
         self._recorded = load_recordings(self.fixtures_dir)
         self._faults: list[_Fault] = []
         self._extra: dict[tuple, tuple[int, bytes, str, dict]] = {}
@@ -288,6 +298,36 @@ class AlyxTestServer:
                                        content_type=content_type or 'text/html; charset=utf-8',
                                        headers=headers or {}))
 
+    def reorder_pages(self, path: str, mode: str = 'shuffle') -> None:
+        """Make the pages of the list answers of `path` disagree with each other.
+
+        Parameters
+        ----------
+        path : str
+            The list path, e.g. '/sessions'.
+        mode : {'shuffle', 'overlap', None}
+            'shuffle': every page request sees the records in another order (seeded by the
+            number of page requests made, so a test is repeatable), as an unordered PostgreSQL
+            query read page by page: pages repeat some records and miss others.  'overlap':
+            each page after the first starts one record early, so the last record is never
+            sent.  None: pages agree again.
+        """
+        with self._lock:
+            if mode is None:
+                self._reorder.pop(path, None)
+            else:
+                self._reorder[path] = mode
+
+    def throttle(self, per_second: float | None, retry_after: float = 1) -> None:
+        """Answer 429 to requests beyond `per_second` in the last second (None: no limit).
+
+        Like Django REST framework's throttling: the body says when to come back, and the
+        ``Retry-After`` header gives `retry_after` seconds.  ``throttled`` counts them.
+        """
+        with self._lock:
+            self._throttle = None if per_second is None else (per_second, retry_after)
+            self._recent = []
+
     def delay(self, path: str, seconds: float, times: int | None = 1,
               method: str | None = 'GET') -> None:
         """Wait `seconds` before answering the next `times` matching requests."""
@@ -350,8 +390,31 @@ class AlyxTestServer:
     def _respond_json(self, data, status: int = 200) -> Response:
         return Response(json.dumps(data), status=status, content_type='application/json')
 
+    def _throttled(self) -> Response | None:
+        """A 429 answer when more than the allowed requests came in the last second."""
+        import time
+
+        with self._lock:
+            if self._throttle is None:
+                return None
+            per_second, wait = self._throttle
+            now = time.monotonic()
+            self._recent = [t for t in self._recent if now - t < 1.0]
+            if len(self._recent) < per_second:
+                self._recent.append(now)
+                return None
+            self.throttled += 1
+        seconds = max(1, round(wait))
+        return Response(json.dumps({'detail': 'Request was throttled. Expected available in '
+                                              f'{seconds} second{"s" * (seconds > 1)}.'}),
+                        status=429, content_type='application/json',
+                        headers={'Retry-After': f'{wait:g}'})
+
     def _handle(self, request: Request, query: str) -> Response:
         method, path = request.method, request.path
+        throttled = self._throttled()
+        if throttled is not None:
+            return throttled
         with self._lock:
             fault = next((f for f in self._faults if f.matches(method, path, query)), None)
             if fault is not None and fault.times is not None:
@@ -364,12 +427,20 @@ class AlyxTestServer:
             if fault.status is not None:
                 return Response(fault.body, status=fault.status,
                                 content_type=fault.content_type, headers=fault.headers)
-        for key in ((method, path, json.dumps(_norm_query(query), sort_keys=True)),
+        qdict = _norm_query(query)
+        base = {k: v for k, v in qdict.items() if k not in ('limit', 'offset')}
+        for key in ((method, path, json.dumps(qdict, sort_keys=True)),
+                    (method, path, json.dumps(base, sort_keys=True) if base != qdict else None),
                     (method, path, None)):
             if key in self._extra:
                 status, body, ctype, headers = self._extra[key]
-                return Response(self._rewrite(body, ctype), status=status, content_type=ctype,
-                                headers=headers)
+                body = self._rewrite(body, ctype)
+                if status == 200 and 'json' in ctype and key[2] != json.dumps(qdict,
+                                                                              sort_keys=True):
+                    page = self._paginate(path, qdict, json.loads(body))  # a complete list
+                    if page is not None:
+                        return page
+                return Response(body, status=status, content_type=ctype, headers=headers)
         if self.files_dir is not None and method in ('GET', 'HEAD'):
             file = self._data_file(path)
             if file is not None:
@@ -429,7 +500,8 @@ class AlyxTestServer:
             page = self._page(path, qdict)
             if page is not None:
                 return page
-            rec = self._find('GET', path, qdict)
+            rec = self._find('GET', path, qdict) or self._find(
+                'GET', path, {k: v for k, v in qdict.items() if k not in ('limit', 'offset')})
             if rec is not None:
                 return Response(self._rewrite(rec.body, rec.content_type), status=rec.status,
                                 content_type=rec.content_type,
@@ -504,7 +576,12 @@ class AlyxTestServer:
         rec = self._find('GET', path, base)
         if rec is None or rec.status != 200 or 'json' not in rec.content_type:
             return None
-        full = self._json(rec)
+        return self._paginate(path, query, self._json(rec))
+
+    def _paginate(self, path: str, query: dict, full) -> Response | None:
+        """The page asked for by `query` (limit, offset) of a complete list answer, or None
+        when `full` is not one."""
+        base = {k: v for k, v in query.items() if k not in ('limit', 'offset')}
         if not (isinstance(full, dict) and set(full) == {'count', 'next', 'previous', 'results'}
                 and full['count'] == len(full['results'])):
             return None
@@ -515,7 +592,22 @@ class AlyxTestServer:
             return None
         if limit <= 0:
             return None
+        if self.max_limit:
+            limit = min(limit, self.max_limit)
         count = full['count']
+        records = full['results']
+        with self._lock:
+            mode = self._reorder.get(path)
+            self._page_requests += 1
+            seed = self._page_requests
+        start = offset
+        if mode == 'shuffle':
+            import random
+
+            records = list(records)
+            random.Random(seed).shuffle(records)
+        elif mode == 'overlap' and offset > 0:
+            start = offset - 1
         paged = dict(base, limit=[str(limit)])
 
         def link(new_offset):
@@ -528,7 +620,7 @@ class AlyxTestServer:
             'count': count,
             'next': link(offset + limit) if offset + limit < count else None,
             'previous': None if offset <= 0 else link(max(offset - limit, 0)),
-            'results': full['results'][offset:offset + limit],
+            'results': records[start:start + limit],
         })
 
     def _not_found_record(self, parts: list) -> Response:

@@ -1,28 +1,51 @@
 """Shared fixtures.
 
-* Every test runs with its own ONE parameter folder (``ONE_PARAMS_DIR``) and default data folder
-  (``one.params.CACHE_DIR_DEFAULT``) in a temporary directory, so no test reads or writes the
-  real user's parameters or ``~/Downloads/ONE``.
+* The ``ONE_*`` environment variables of the person running the tests are removed, here at
+  import (before any module of `one` reads them at its own import, e.g.
+  ``ONE_REVISION_LAST_BEFORE``) and again before each test; tests that need one set it with
+  ``monkeypatch``.  `tests/test_conftest.py` checks this with such variables set.
+* Every test runs with its own ONE parameter folder (``ONE_PARAMS_DIR``), default data folder
+  (``one.params.CACHE_DIR_DEFAULT``) and home folder (``HOME``, and on Windows ``USERPROFILE``,
+  ``APPDATA``, ``LOCALAPPDATA``; ``XDG_CONFIG_HOME`` unset) in a temporary directory, so no test
+  reads or writes the real user's parameters (``~/.one``, ``~/.config/one``) or
+  ``~/Downloads/ONE``.
 * `alyx_server`: an Alyx-compatible server answering with responses recorded from Alyx 3.6.1
   (see ``tests/alyx_server.py``), started for the test and stopped after it.
 * `moto_url`, `s3env`: moto's real S3 server on 127.0.0.1 (one per test module), and an
   environment pointing boto3 at it with fake credentials (its state is reset after each test).
 """
+import os
+
 import pytest
-from alyx_server import AlyxTestServer
+
+
+def _one_environment() -> list[str]:
+    return [name for name in os.environ if name.startswith('ONE_')]
+
+
+for _name in _one_environment():
+    del os.environ[_name]
+
+from alyx_server import AlyxTestServer  # noqa: E402 - after the environment is cleared
 
 
 @pytest.fixture(autouse=True)
 def _isolated_one_params(tmp_path_factory, monkeypatch):
     """Keep ONE's parameter files and default data folder out of the user's home."""
     root = tmp_path_factory.mktemp('one_home')
+    for name in _one_environment():
+        monkeypatch.delenv(name)
     monkeypatch.setenv('ONE_PARAMS_DIR', str(root / 'params'))
+    home = root / 'home'
+    home.mkdir()
+    monkeypatch.setenv('HOME', str(home))
+    monkeypatch.setenv('USERPROFILE', str(home))
+    monkeypatch.setenv('APPDATA', str(home / 'AppData' / 'Roaming'))
+    monkeypatch.setenv('LOCALAPPDATA', str(home / 'AppData' / 'Local'))
+    monkeypatch.delenv('XDG_CONFIG_HOME', raising=False)
     import one.params
 
     monkeypatch.setattr(one.params, 'CACHE_DIR_DEFAULT', str(root / 'Downloads' / 'ONE'))
-    for name in ('ONE_ALYX_URL', 'ONE_ALYX_LOGIN', 'ONE_ALYX_PWD', 'ONE_HTTP_DATA_SERVER',
-                 'ONE_HTTP_DATA_SERVER_LOGIN', 'ONE_HTTP_DATA_SERVER_PWD', 'ONE_CACHE_DIR'):
-        monkeypatch.delenv(name, raising=False)
     return root
 
 

@@ -441,7 +441,7 @@ def test_client_params(tmp_path, monkeypatch):
     base.save_client_params({'globus': {'default': {'local_endpoint': 'abc'}}})
     assert (tmp_path / 'params' / '.remote').exists()
     pars = base.load_client_params('globus.default')
-    assert pars.local_endpoint == 'abc' and pars['local_endpoint'] == 'abc'
+    assert pars.local_endpoint == 'abc' and pars.as_dict() == {'local_endpoint': 'abc'}
     base.save_client_params({'local_endpoint': 'xyz'}, client_key='globus.admin')
     assert base.load_client_params('globus').admin.local_endpoint == 'xyz'
     assert base.load_client_params('globus.default').local_endpoint == 'abc'

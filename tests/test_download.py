@@ -15,6 +15,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import socketserver
@@ -716,12 +717,37 @@ def test_connection_refused(tmp_path):
     assert not dest.exists()
 
 
-def test_read_timeout_is_retried(server, tmp_path):
+def test_read_timeout_is_retried(server, tmp_path, caplog):
+    """The first answer comes too late: it is given up and the file asked for again."""
     url, size, md5 = _write(server, 'x.bin', b'abc' * 100)
     server.add_faults('x.bin', {'delay': 1.0})
     dest = tmp_path / 'x.bin'
-    download_files([DownloadTask(url, dest, size=size, md5=md5)], timeout=(5, 0.2), backoff=0)
+    with caplog.at_level(logging.DEBUG, 'one._lib.download'):
+        download_files([DownloadTask(url, dest, size=size, md5=md5)], timeout=(5, 0.2),
+                       backoff=0)
     assert dest.read_bytes() == b'abc' * 100
+    assert len(server.gets('x.bin')) == 2  # the second request happened
+    assert re.search(r'Retrying .*x\.bin .*[Rr]ead timed out', caplog.text)
+
+
+def test_read_timeout_is_retried_once_only(server, tmp_path):
+    url, size, md5 = _write(server, 'x.bin', b'abc' * 100)
+    server.add_faults('x.bin', {'delay': 1.0}, {'delay': 1.0}, {'delay': 1.0})
+    dest = tmp_path / 'x.bin'
+    with pytest.raises(dl.DownloadTimeout, match=r'nothing within 0\.2 s \(read timeout\)'):
+        download_files([DownloadTask(url, dest, size=size, md5=md5)], timeout=(5, 0.2),
+                       retries=4, backoff=0)
+    assert len(server.gets('x.bin')) == 2 and not dest.exists()
+
+
+def test_slow_transfer_with_progress_is_not_a_timeout(server, tmp_path, big_data):
+    """A server sending data slowly but steadily never hits the read timeout (it bounds the
+    wait between two reads, not the whole transfer)."""
+    url, size, md5 = _write(server, 'big.bin', big_data)
+    server.add_faults('big.bin', {'slow': 1.0})
+    dest = tmp_path / 'big.bin'
+    download_files([DownloadTask(url, dest, size=size, md5=md5)], timeout=(5, 0.6), backoff=0)
+    assert dest.read_bytes() == big_data and len(server.gets('big.bin')) == 1
 
 
 def test_batch_with_one_failure(server, tmp_path, caplog):
@@ -1198,3 +1224,14 @@ def test_https_with_a_ca_bundle_from_the_environment(tls_server, tmp_path, monke
     ((path, digest),) = download_files([DownloadTask(url, dest, size=size, md5=md5)],
                                        return_md5=True)
     assert digest == md5 and path.read_bytes() == b'secure' * 1000
+
+
+def test_connections_of_parallel_downloads_are_kept_between_batches(server, tmp_path):
+    """Each of the 4 download threads keeps its connection for the next batch."""
+    records = _session_records(server)[:16]
+    tasks = [DownloadTask(r['data_url'], tmp_path / r['name'], size=r['file_size'],
+                          md5=r['hash']) for r in records]
+    download_files(tasks[:8], n_threads=4)
+    first = server.connections
+    download_files(tasks[8:], n_threads=4)
+    assert len(server.requests) == 16 and 1 <= first <= 4 and server.connections == first

@@ -37,24 +37,35 @@ def test_public_names():
 def test_message(args, message):
     err = ALFError(*args)
     assert err.message == message
-    # The base class has no explanation: str() is '' only when the message is empty too
-    if message:
-        assert str(err) == f'{message} \n  '
-    else:
-        assert str(err) == ''
+    # The base class has no explanation: str() is the message
+    assert str(err) == message
     assert str(ALFError(*args, terse=True)) == message
 
 
 @pytest.mark.parametrize('cls', SUBCLASSES)
 def test_explanation(cls):
-    assert isinstance(cls.explanation, str) and cls.explanation
-    err = cls('spikes.times')
-    assert str(err) == f'spikes.times \n {cls.explanation} '
+    """A sentence stands alone; a bare name gets the explanation; no stock paragraph."""
+    explanation = cls.explanation
+    assert isinstance(explanation, str) and explanation
+    assert '\n' not in explanation and len(explanation) < 200
+    assert explanation == explanation.strip() and explanation[0].islower()
+    # a bare name or list of names: what it means follows
+    assert str(cls('spikes.times')) == f'spikes.times: {explanation}'
+    assert str(cls('a', 'b')) == f'"a", "b": {explanation}'
     assert str(cls('spikes.times', terse=True)) == 'spikes.times'
-    # No message: the explanation is still shown, unless terse
-    assert str(cls()) == f' \n {cls.explanation} '
+    # a sentence of its own is shown as it is
+    sentence = 'ALF object "spikes" not found in session 1; objects present: trials'
+    assert str(cls(sentence)) == sentence
+    # no message: the explanation alone, unless terse
+    assert str(cls()) == explanation
     assert str(cls(terse=True)) == ''
-    assert str(cls('a', 'b')) == f'"a", "b" \n {cls.explanation} '
+
+
+def test_explanations_read_well():
+    assert 'may occur if the object or namespace or incorrectly' not in \
+        ALFObjectNotFound.explanation
+    assert 'collection' in ALFMultipleCollectionsFound.explanation
+    assert 'revision' in ALFMultipleRevisionsFound.explanation
 
 
 def test_base_explanation_is_empty():
@@ -99,3 +110,12 @@ def test_alf_warning():
         warnings.simplefilter('error')
         warnings.filterwarnings('ignore', category=ALFWarning)
         warnings.warn('ignored', ALFWarning)
+
+
+def test_str_survives_pickling():
+    import pickle
+
+    for err in (ALFMultipleCollectionsFound('alf/probe00', 'alf/probe01'),
+                ALFObjectNotFound('ALF object "x" not found in session 1'),
+                ALFInvalid('spike_train.npy')):
+        assert str(pickle.loads(pickle.dumps(err))) == str(err)

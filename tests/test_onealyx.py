@@ -247,12 +247,14 @@ def test_remote_only_methods_offline(alyx_server, tmp_path):
     with pytest.warns(UserWarning, match='No cache tables'):
         local = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
                         cache_dir=tmp_path, silent=True, mode='local')
-    for method, args in ((local.pid2eid, (PID,)), (local.search_insertions, ()),
+    for method, args in ((local.pid2eid, (PID,)),
                          (local.dataset2type, (EID,)), (local.describe_dataset, ('x',)),
                          (local.eid2pid, (EID,)), (local.type2datasets, (EID, 'x')),
                          (local.list_aggregates, ('subjects',))):
         with pytest.raises(NotImplementedError):
             method(*args)
+    with pytest.warns(UserWarning, match='No insertions data loaded'):
+        assert local.search_insertions() == []  # answered from the (missing) local table
 
 
 def test_auto_mode_downloads_cache_tables(alyx_server, tmp_path):
@@ -356,6 +358,7 @@ def test_search_merges_sessions_into_tables(one):
 def test_search_merges_later_pages_when_fetched(tmp_path):
     ONE.cache_clear()
     with AlyxTestServer(page_size=2) as server:
+        server.max_limit = 2  # a server granting pages of 2 records only
         one = OneAlyx(base_url=server.url, username=USERNAME, password=PASSWORD,
                       cache_dir=tmp_path, silent=True)
         eids = one.search(subject='ZFM-01935')

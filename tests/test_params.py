@@ -85,11 +85,14 @@ def test_default_and_params_objects():
     assert 'hunter2' not in shown and 'T0K' not in shown
 
 
-def test_get_params_dir(monkeypatch, tmp_path):
+def test_get_params_dir(monkeypatch):
     assert params.get_params_dir() == Path(os.environ['ONE_PARAMS_DIR'])
     monkeypatch.delenv('ONE_PARAMS_DIR')
-    import platformdirs
-    assert params.get_params_dir() == Path(platformdirs.user_config_dir('one', appauthor=False))
+    if os.name == 'nt':
+        assert params.get_params_dir() == Path(os.environ['APPDATA']) / '.one'
+    else:
+        assert params.get_params_dir() == Path.home() / '.one'
+        assert Path.home() == Path(os.environ['HOME'])  # the test's own home (conftest.py)
 
 
 # --- silent set-up ------------------------------------------------------------------------------
@@ -327,25 +330,200 @@ def test_store_token_from_concurrent_processes(no_prompt):
     assert sorted(tokens) == sorted(f'{n}{i}' for n in 'ab' for i in range(15))
 
 
-# --- ONE-api parameters -------------------------------------------------------------------------
-@pytest.mark.skipif(sys.platform != 'linux', reason='uses XDG_CONFIG_HOME and HOME')
-def test_legacy_params_are_migrated(no_prompt, monkeypatch, tmp_path):
-    home = tmp_path / 'home'
-    legacy = home / '.one'
-    legacy.mkdir(parents=True)
-    (legacy / '.caches').write_text(json.dumps(
-        {'CLIENT_MAP': {KEY: str(tmp_path / 'data')}, 'DEFAULT': KEY}))
-    (legacy / f'.{KEY}').write_text(json.dumps(
-        {**params.default().as_dict(), 'ALYX_URL': URL, 'TOKEN': {'me': {'token': 'T'}}}))
+# --- ONE-api's ~/.one ----------------------------------------------------------------------------
+def one_api_text(data):
+    """A parameter file as ONE-api writes it: JSON indented by 4, no final newline."""
+    return json.dumps(data, indent=4)
+
+
+@pytest.fixture
+def home_one(monkeypatch):
+    """ONE-api's parameter folder in the test's temporary home, used as ONE's (no override)."""
     monkeypatch.delenv('ONE_PARAMS_DIR')
-    monkeypatch.setenv('HOME', str(home))
-    monkeypatch.setenv('XDG_CONFIG_HOME', str(home / '.config'))
-    assert params.get_params_dir() == home / '.config' / 'one'
+    folder = (Path(os.environ['APPDATA']) if os.name == 'nt' else Path.home()) / '.one'
+    assert params.get_params_dir() == folder
+    return folder
+
+
+def write_one_api_setup(folder, cache_dir, token='T0K', mode=0o644):
+    """Write a set-up the way ONE-api 3.6.1 does (same files, keys, order and format)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    client = {'ALYX_URL': URL, 'ALYX_LOGIN': 'alice',
+              'HTTP_DATA_SERVER': 'https://data.example.org/files',
+              'HTTP_DATA_SERVER_LOGIN': 'flat', 'HTTP_DATA_SERVER_PWD': 'pa55',
+              'TOKEN': {'alice': {'token': token}}}
+    (folder / f'.{KEY}').write_text(one_api_text(client))
+    (folder / f'.{KEY}').chmod(mode)
+    cache_map = {'CLIENT_MAP': {KEY: str(cache_dir)}, 'DEFAULT': KEY}
+    (folder / '.caches').write_text(one_api_text(cache_map))
+    return client, cache_map
+
+
+def test_one_api_setup_works_unchanged_and_stays_shared(no_prompt, home_one, tmp_path):
+    client, cache_map = write_one_api_setup(home_one, tmp_path / 'data')
+    # read: URL, login, token, data server, cache folder, default client
     par = params.get()
-    assert par.ALYX_URL == URL and par.TOKEN == {'me': {'token': 'T'}}
-    assert str(tmp_path / 'data') == par.CACHE_DIR
-    assert (home / '.config' / 'one' / f'.{KEY}').exists()
-    assert mode(home / '.config' / 'one' / f'.{KEY}') == 0o600
+    assert par.as_dict() == {**client, 'CACHE_DIR': str(tmp_path / 'data')}
+    assert params.get_default_client() == URL
+    assert params.get_cache_dir() == tmp_path / 'data'
+    if os.name == 'posix':  # a login token readable by others is made private when read
+        assert mode(home_one / f'.{KEY}') == 0o600
+
+    # changed: a new login token, a new password, a new database made the default
+    params._store_token(URL, 'bob', 'B0B')
+    params.save(params.get(URL).set('HTTP_DATA_SERVER_PWD', 'n3w'), URL)
+    params.setup('https://second.org', silent=True, cache_dir=tmp_path / 'second',
+                 make_default=True)
+
+    # read again, as ONE-api would: the same files in the same format
+    expected = {**client, 'HTTP_DATA_SERVER_PWD': 'n3w',
+                'TOKEN': {'alice': {'token': 'T0K'}, 'bob': {'token': 'B0B'}}}
+    assert (home_one / f'.{KEY}').read_text() == one_api_text(expected)
+    cache_map = {'CLIENT_MAP': {KEY: str(tmp_path / 'data'),
+                                'second.org': str(tmp_path / 'second')},
+                 'DEFAULT': 'second.org'}
+    assert (home_one / '.caches').read_text() == one_api_text(cache_map)
+    assert json.loads((home_one / '.second.org').read_text())['ALYX_URL'] == 'https://second.org'
+    assert expected['TOKEN'] == params.get(URL).TOKEN
+    assert params.get().ALYX_URL == 'https://second.org'
+    if os.name == 'posix':
+        assert mode(home_one / f'.{KEY}') == 0o600
+        assert mode(home_one / '.second.org') == 0o600
+    assert not (Path(os.environ['HOME']) / '.config' / 'one').exists()
+
+
+def test_changes_made_by_one_api_are_seen(no_prompt, home_one, tmp_path):
+    write_one_api_setup(home_one, tmp_path / 'data')
+    assert params.get().TOKEN == {'alice': {'token': 'T0K'}}
+    write_one_api_setup(home_one, tmp_path / 'moved', token='NEW')  # ONE-api changes them
+    par = params.get()
+    assert par.TOKEN == {'alice': {'token': 'NEW'}}
+    assert str(tmp_path / 'moved') == par.CACHE_DIR
+
+
+def test_params_dir_override_ignores_home(no_prompt, home_one, monkeypatch, tmp_path):
+    write_one_api_setup(home_one, tmp_path / 'data')
+    monkeypatch.setenv('ONE_PARAMS_DIR', str(tmp_path / 'elsewhere'))
+    assert params.get_params_dir() == tmp_path / 'elsewhere'
+    assert params.get_default_client() is None
+    params.setup('https://second.org', silent=True)
+    assert (tmp_path / 'elsewhere' / '.second.org').exists()
+    assert not (home_one / '.second.org').exists()
+
+
+def old_one_next_dir():
+    """Where earlier one-next releases kept parameters (platformdirs' config folder, 'one')."""
+    if sys.platform == 'win32':
+        return Path(os.environ['LOCALAPPDATA']) / 'one'
+    if sys.platform == 'darwin':
+        return Path.home() / 'Library' / 'Application Support' / 'one'
+    return Path.home() / '.config' / 'one'
+
+
+def test_old_one_next_params_are_moved_once(no_prompt, home_one, tmp_path):
+    old = old_one_next_dir()
+    old.mkdir(parents=True)
+    # ~/.one as ONE-api left it, older than one-next's copy, which has a new password and login
+    write_one_api_setup(home_one, tmp_path / 'data')
+    (home_one / '.remote').write_text(one_api_text({'globus': {'default': {'a': 1}}}))
+    for name in ('.caches', f'.{KEY}', '.remote'):
+        os.utime(home_one / name, (1_000_000_000, 1_000_000_000))
+    (old / '.caches').write_text(one_api_text(
+        {'CLIENT_MAP': {KEY: str(tmp_path / 'data'), 'next.org': str(tmp_path / 'next')},
+         'DEFAULT': 'next.org'}))
+    (old / f'.{KEY}').write_text(one_api_text(
+        {'ALYX_URL': URL, 'ALYX_LOGIN': 'alice', 'HTTP_DATA_SERVER_PWD': 'changed',
+         'TOKEN': {'carol': {'token': 'C'}}}))
+    (old / '.next.org').write_text(one_api_text({'ALYX_URL': 'https://next.org'}))
+    (old / '.remote').write_text(one_api_text({'aws': {'b': 2}}))
+    (old / '.params.lock').touch()
+    (old / 'unrelated.txt').write_text('not ours')
+
+    assert params.get_default_client() == 'https://next.org'
+    client = json.loads((home_one / f'.{KEY}').read_text())
+    assert client['HTTP_DATA_SERVER_PWD'] == 'changed'  # the newer file wins
+    assert client['HTTP_DATA_SERVER'] == 'https://data.example.org/files'  # kept from ~/.one
+    assert client['TOKEN'] == {'alice': {'token': 'T0K'}, 'carol': {'token': 'C'}}
+    assert json.loads((home_one / '.caches').read_text())['CLIENT_MAP'] == {
+        KEY: str(tmp_path / 'data'), 'next.org': str(tmp_path / 'next')}
+    assert json.loads((home_one / '.remote').read_text()) == {
+        'globus': {'default': {'a': 1}}, 'aws': {'b': 2}}
+    assert str(tmp_path / 'next') == params.get('https://next.org').CACHE_DIR
+    if os.name == 'posix':
+        assert mode(home_one / '.next.org') == 0o600
+    # moved, not copied: only the unrelated file is left, so it happens once
+    assert sorted(p.name for p in old.iterdir()) == ['unrelated.txt']
+    params.setup(URL, silent=True, username='dave')  # a change after the move is not undone
+    params.get()
+    assert json.loads((home_one / f'.{KEY}').read_text())['ALYX_LOGIN'] == 'dave'
+
+
+def test_old_one_next_params_moved_into_empty_home(no_prompt, home_one, tmp_path):
+    old = old_one_next_dir()
+    old.mkdir(parents=True)
+    (old / '.caches').write_text(one_api_text({'CLIENT_MAP': {KEY: str(tmp_path / 'd')},
+                                               'DEFAULT': KEY}))
+    (old / f'.{KEY}').write_text(one_api_text({'ALYX_URL': URL, 'ALYX_LOGIN': 'erin'}))
+    assert params.get().ALYX_LOGIN == 'erin'
+    assert not old.exists()
+    names = sorted(p.name for p in home_one.iterdir())
+    assert names == sorted(['.caches', '.params.lock', f'.{KEY}'])
+
+
+def test_one_api_rest_cache_is_moved_to_the_cache_folder(no_prompt, home_one, tmp_path):
+    write_one_api_setup(home_one, tmp_path / 'data')
+    old_rest = home_one / '.rest'
+    for client, scheme, name in [(KEY, 'https', 'abc123'), (KEY, 'https', 'def456'),
+                                 (KEY, 'http', 'other_scheme'), ('other.org', 'https', 'x')]:
+        (old_rest / client / scheme).mkdir(parents=True, exist_ok=True)
+        (old_rest / client / scheme / name).write_text(name)
+    params.get(URL)
+    assert sorted(p.name for p in (tmp_path / 'data' / '.rest').iterdir()) == \
+        ['abc123', 'def456']
+    assert (tmp_path / 'data' / '.rest' / 'abc123').read_text() == 'abc123'
+    assert not (old_rest / KEY).exists()  # the client's old folder is gone, other schemes too
+    assert (old_rest / 'other.org' / 'https' / 'x').exists()  # other clients are untouched
+    params.get(URL)  # nothing left to move
+    assert len(list((tmp_path / 'data' / '.rest').iterdir())) == 2
+
+
+def test_one_api_rest_cache_not_moved_over_a_current_one(no_prompt, home_one, tmp_path):
+    write_one_api_setup(home_one, tmp_path / 'data')
+    (home_one / '.rest' / KEY / 'https').mkdir(parents=True)
+    (home_one / '.rest' / KEY / 'https' / 'old').write_text('old')
+    (tmp_path / 'data' / '.rest').mkdir(parents=True)
+    (tmp_path / 'data' / '.rest' / 'current').write_text('current')
+    params.get(URL)
+    assert [p.name for p in (tmp_path / 'data' / '.rest').iterdir()] == ['current']
+    assert not (home_one / '.rest' / KEY).exists()
+
+
+def test_params_objects_as_dict_and_set(no_prompt, tmp_path):
+    from one.remote import base
+    params.setup(URL, silent=True, cache_dir=tmp_path / 'c')
+    par = params.get(URL)
+    changed = par.set('ALYX_LOGIN', 'zoe')
+    assert (par.ALYX_LOGIN, changed.ALYX_LOGIN) == ('intbrainlab', 'zoe')
+    assert changed.as_dict() == {**par.as_dict(), 'ALYX_LOGIN': 'zoe'}
+    params.save(changed, URL)
+    assert params.get(URL).ALYX_LOGIN == 'zoe'
+
+    base.save_client_params({'globus': {'default': {'local_endpoint': 'abc', 'n': {'x': 1}}},
+                             'with.dot': {'k': 1}})
+    remote = base.load_client_params()
+    assert isinstance(remote, params.IBLParams)
+    assert remote.as_dict() == {'globus': {'default': {'local_endpoint': 'abc', 'n': {'x': 1}}},
+                                'with.dot': {'k': 1}}  # keys kept even if not identifiers
+    globus = base.load_client_params('globus.default')
+    assert isinstance(globus, params.IBLParams) and globus.local_endpoint == 'abc'
+    new = globus.set('local_endpoint', 'xyz')
+    assert (globus.local_endpoint, new.local_endpoint, new.n) == ('abc', 'xyz', {'x': 1})
+    base.save_client_params(new, 'globus.default')
+    assert base.load_client_params('globus.default').as_dict() == \
+        {'local_endpoint': 'xyz', 'n': {'x': 1}}
+    assert base.load_client_params('globus.default.local_endpoint') == 'xyz'
+    if os.name == 'posix':
+        assert mode(params.get_params_dir() / '.remote') == 0o600
 
 
 def test_unreadable_params_file_is_reported(no_prompt):

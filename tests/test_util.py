@@ -433,7 +433,8 @@ def test_last_before_keeps_one_row_per_dataset_and_session():
 def test_multiple_revisions_warning_and_assert_consistent():
     rel = ['alf/#2021-01-01#/obj.attr.npy', 'alf/other.attr.npy']
     df = _frame(rel, default_revision=[True, True])
-    with pytest.warns(ALFWarning, match='Multiple revisions: "", "2021-01-01"'):
+    # named in ONE-api's order: here the input order (every dataset is a single row)
+    with pytest.warns(ALFWarning, match='Multiple revisions: "2021-01-01", ""'):
         out = filter_revision_last_before(df.copy(), assert_unique=False)
     assert len(out) == 2
     with pytest.raises(ALFMultipleRevisionsFound):

@@ -119,3 +119,30 @@ def test_cli_runs_as_a_program(tmp_path):
                            capture_output=True, text=True)
     assert usage.returncode == 2
     assert 'invalid choice' in usage.stderr
+
+
+def test_files_one_writes_are_valid(tmp_path):
+    """Cache tables and their metadata (also in a tag's or a session's folder), the lists of
+    loaded ids, aggregates, the experiment description and hidden files (lock, verified
+    hashes, partial downloads, temporary files, the demo's marker)."""
+    _touch(tmp_path,
+           f'{SESSION}/alf/spikes.times.npy',
+           f'{SESSION}/_ibl_experiment.description',
+           f'{SESSION}/sessions.pqt', f'{SESSION}/datasets.pqt',  # the session indexed alone
+           'sessions.pqt', 'datasets.pqt', 'insertions.pqt', 'cache_info.json',
+           '2024-03-01T10-11-12_loaded_dataset_uuids.csv',
+           '2024-03-01T10-11-13_loaded_session_uuids.csv', 'analysis.lock.json',
+           '.one_access.jsonl', '.rest/abc.json',
+           '2024_Q1/sessions.pqt', '2024_Q1/datasets.pqt', '2024_Q1/cache_info.json',  # a tag
+           'aggregates/Subjects/lab/subj/_ibl_subjectTrials.table.pqt',
+           'aggregates/Tags/2024_Q1/_ibl_brainwide.table.pqt',
+           '.ONE.lock', '.one_verified.jsonl', '.one_demo',
+           f'{SESSION}/alf/.spikes.times.npy.part', f'{SESSION}/alf/.x.npy.a1b2.tmp')
+    report = validate_tree(tmp_path)
+    assert report.problems == []
+    assert (report.sessions, report.datasets) == (1, 3)
+    # what is not ONE's is still reported
+    _touch(tmp_path, 'notes.csv', f'{SESSION}/alf/experiment.description',
+           'aggregates/Subjects/readme.txt', '2024_Q1/readme.txt')
+    assert set(_problems(tmp_path)) == {'notes.csv', f'{SESSION}/alf/experiment.description',
+                                        'aggregates/Subjects/readme.txt', '2024_Q1/readme.txt'}

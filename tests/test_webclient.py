@@ -252,7 +252,9 @@ def test_rest_list_filters(alyx_server, client):
     assert isinstance(ses, list) and {s['subject'] for s in ses} == {'ZFM-01935'}
     assert ses[0]['url'].startswith(alyx_server.url)  # recorded hosts rewritten
     ses = client.rest('sessions', 'list', date_range=['2024-03-12', '2024-03-13'])
-    assert alyx_server.requests[-1].query == 'date_range=2024-03-12%2C2024-03-13'
+    # pages as long as the server allows: most answers in one request
+    assert alyx_server.requests[-1].query == \
+        f'date_range=2024-03-12%2C2024-03-13&limit={wc.MAX_PAGE_LIMIT}'
     assert sorted(s['start_time'][:10] for s in ses) == ['2024-03-12', '2024-03-12']
     assert client.rest('sessions', 'list', subject='NoSuchSubject') == []
     ses = client.rest('sessions', 'list', django=f"pk__in,('{EID}',)")
@@ -266,7 +268,8 @@ def test_rest_list_with_id_and_values(alyx_server, client):
     assert client.rest('datasets', 'list', id=uuid.UUID(EID), exists=True,
                        django='session__isnull,True') == []
     query = parse_qs(alyx_server.requests[-1].query)
-    assert query == {'django': [f'session__isnull,True,pk,{EID}'], 'exists': ['True']}
+    assert query == {'django': [f'session__isnull,True,pk,{EID}'], 'exists': ['True'],
+                     'limit': [str(wc.MAX_PAGE_LIMIT)]}
 
 
 def test_rest_read(alyx_server, client):
@@ -347,7 +350,7 @@ def test_upload_files(alyx_server, client):
 # --- pagination ---------------------------------------------------------------------------------
 @pytest.fixture
 def paged(alyx_server, client):
-    alyx_server.page_size = 2
+    alyx_server.page_size = alyx_server.max_limit = 2  # a server granting pages of 2 only
     ses = client.rest('sessions', 'list')
     alyx_server.clear_log()
     return ses
@@ -408,13 +411,14 @@ def test_pagination_callbacks_and_count_change(alyx_server, client, paged):
 
 
 def test_pagination_uses_cache_args(alyx_server, client):
-    alyx_server.page_size = 2
+    alyx_server.page_size = alyx_server.max_limit = 2
     client.rest('sessions', 'list')[5]
     alyx_server.clear_log()
     client.rest('sessions', 'list')[5]
     assert alyx_server.count() == 0  # every page cached
     client.rest('sessions', 'list', no_cache=True)[5]
-    assert [r.query for r in alyx_server.requests] == ['', 'limit=2&offset=4']
+    assert [r.query for r in alyx_server.requests] == [f'limit={wc.MAX_PAGE_LIMIT}',
+                                                       'limit=2&offset=4']
 
 
 def test_recorded_paginated_answer(alyx_server, client):
@@ -441,7 +445,8 @@ def test_get_responses_are_cached(alyx_server, client):
     n = alyx_server.count()
     assert client.rest('sessions', 'list', subject='ZFM-01935') == first
     assert alyx_server.count() == n
-    file = client.rest_cache_dir / hashlib.sha1(b'/sessions?subject=ZFM-01935').hexdigest()
+    query = f'/sessions?subject=ZFM-01935&limit={wc.MAX_PAGE_LIMIT}'
+    file = client.rest_cache_dir / hashlib.sha1(query.encode()).hexdigest()
     response, expiry = json.loads(file.read_text())
     assert response['results'] == first
     assert timedelta(minutes=4) < datetime.fromisoformat(expiry) - datetime.now() <= \
@@ -690,13 +695,14 @@ def test_connection_refused_after_login(alyx_server, client):
 
 def test_timeout(alyx_server, client):
     client.timeout = (5, 0.3)
-    alyx_server.delay(f'/sessions/{EID}', 30)
+    alyx_server.delay(f'/sessions/{EID}', 30, times=None)
     with pytest.raises(wc.AlyxTimeout) as info:
         client.rest('sessions', 'read', id=EID)
     ex = info.value
     assert isinstance(ex, requests.Timeout) and isinstance(ex, TimeoutError)
     assert 'did not answer within 0.3 s' in str(ex) and f'/sessions/{EID}' in str(ex)
-    assert alyx_server.count('GET', f'/sessions/{EID}') == 1  # slow answers are not retried
+    assert '2 attempts' in str(ex) and 'ONE_HTTP_TIMEOUT' in str(ex)
+    assert alyx_server.count('GET', f'/sessions/{EID}') == 2  # a slow answer is retried once
 
 
 @pytest.mark.skipif(sys.platform != 'linux', reason='relies on Linux dropping SYNs to a full '
@@ -974,3 +980,18 @@ def test_download_recorded_dataset(alyx_server, tmp_path):
     assert url.startswith(f'{alyx_server.url}/testlab/Subjects/')
     path, md5 = ac.download_file(url, target_dir=tmp_path / 'alf', return_md5=True)
     assert md5 == dset['hash'] and path.stat().st_size == dset['file_size']
+
+
+# --- connections kept alive ---------------------------------------------------------------------
+def test_one_connection_for_all_requests(tmp_path):
+    """The login and the queries of a client share one kept-alive TCP connection."""
+    from raw_server import KeepAliveServer
+
+    with KeepAliveServer() as server:
+        ac = wc.AlyxClient(base_url=server.url, username=USERNAME, password=PASSWORD,
+                           cache_dir=tmp_path, silent=True, cache_rest=None)
+        for path in ('/sessions?subject=ZFM-01935', f'/sessions/{EID}', '/labs', '/labs'):
+            assert ac.get(path) == {'path': path}
+        assert ac.post('/notes', data={'text': 'a'}) == {'id': 'x'}
+        assert server.requests[0] == 'POST /auth-token' and len(server.requests) == 6
+        assert server.connections == 1

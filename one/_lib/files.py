@@ -244,13 +244,28 @@ def md5(path: str | os.PathLike) -> str:
 
 
 def show_progress(progress: bool | None) -> bool:
-    """Whether to show a progress bar: as asked, or by default when stderr is a terminal."""
+    """Whether to show a progress bar: as asked, or by default when stderr is a terminal or
+    the code runs in a Jupyter kernel (where `tqdm.auto` draws a widget)."""
     if progress is not None:
         return bool(progress)
     try:
-        return sys.stderr is not None and sys.stderr.isatty()
+        if sys.stderr is not None and sys.stderr.isatty():
+            return True
     except (AttributeError, ValueError):
+        pass
+    return in_notebook()
+
+
+def in_notebook() -> bool:
+    """True when running in a Jupyter (IPython) kernel."""
+    ipython = sys.modules.get('IPython')  # never imported here: only if the kernel did
+    if ipython is None:
         return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # noqa: BLE001 - a broken IPython: no notebook
+        return False
+    return shell is not None and getattr(shell, 'kernel', None) is not None
 
 
 def _batches(order: Sequence[int], sizes: Sequence[int], max_bytes: int, max_files: int):

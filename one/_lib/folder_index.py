@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from one._lib.uuids import uuid3_strings
+from one._lib.validate import is_one_file
 from one.alf import spec
 from one.alf.exceptions import ALFWarning
 
@@ -49,8 +50,11 @@ class Tree:
         ``(rel_session_path, lab, subject, date_str, number_str)`` per session.
     ses_index : list of int
         For each dataset, the index of its session in `sessions`.
-    rel_paths, paths, sizes : list
-        For each dataset, its path relative to the session, absolute path and size.
+    rel_paths, paths, sizes, mtimes : list
+        For each dataset, its path relative to the session, absolute path, size and
+        modification time (ns).
+    skipped : list of str
+        The files in session folders that are not ALF datasets (paths below the root).
     """
 
     def __init__(self, root: Path):
@@ -60,6 +64,8 @@ class Tree:
         self.rel_paths: list[str] = []
         self.paths: list[str] = []
         self.sizes: list[int] = []
+        self.mtimes: list[int] = []
+        self.skipped: list[str] = []
         self._keys: dict = {}
         self._valid: dict = {}
         self._walk()
@@ -133,8 +139,8 @@ class Tree:
         self.sessions.append((rel, lab, subject, date, number))
         rel_path_re = _rel_path_regex()
         valid_cache = self._valid  # sessions hold mostly the same relative paths
-        ses_index, rel_paths, paths, sizes = (
-            self.ses_index, self.rel_paths, self.paths, self.sizes)
+        ses_index, rel_paths, paths, sizes, mtimes = (
+            self.ses_index, self.rel_paths, self.paths, self.sizes, self.mtimes)
         top = os.path.realpath(path)
         visited: set = set()  # per session: a folder linked into two sessions is in both
         stack = [(path, '')]
@@ -154,14 +160,17 @@ class Tree:
                     if valid is None:
                         valid = valid_cache[rel_path] = rel_path_re.match(rel_path) is not None
                     if not valid:
+                        if not (entry.name.startswith('.') or is_one_file(entry.name)):
+                            self.skipped.append(f'{rel}/{rel_path}' if rel else rel_path)
                         continue
-                    size = entry.stat().st_size
+                    st = entry.stat()
                 except OSError:
                     continue
                 ses_index.append(i)
                 rel_paths.append(rel_path)
                 paths.append(entry.path)
-                sizes.append(size)
+                sizes.append(st.st_size)
+                mtimes.append(st.st_mtime_ns)
 
 
 def session_key(lab: str, subject: str, date: str, number: str) -> str:

@@ -13,6 +13,7 @@ AlyxBadRequest        400 (field errors)                       AlyxHTTPError
 AlyxAuthError         wrong credentials, 403                   AlyxHTTPError
 TokenExpired          token rejected, no way to log in again   AlyxAuthError
 AlyxNotFound          404 (names the endpoint and id)          AlyxHTTPError, LookupError
+AlyxThrottled         429 (``retry_after``: seconds asked)     AlyxHTTPError
 AlyxServerError       5xx (carries the body text)              AlyxHTTPError
 AlyxInvalidResponse   a success status with a non-JSON body    requests.exceptions.InvalidJSONError
 AlyxConnectionError   no connection (refused, DNS, reset)      requests.ConnectionError,
@@ -21,6 +22,8 @@ AlyxSSLError          TLS handshake or certificate failure     requests.exceptio
 AlyxTimeout           no answer in time                        requests.Timeout, TimeoutError
 AlyxConnectTimeout    no connection in time                    requests.ConnectTimeout and both
                                                                of the above
+AlyxPaginationError   the pages of a list answer disagree      RuntimeError
+                      (records missing or repeated)
 ====================  ======================================  ===================================
 
 All of them also derive from `AlyxError`, so ``except AlyxError`` catches any client failure.
@@ -35,9 +38,9 @@ import requests
 
 __all__ = [
     'AlyxError', 'AlyxHTTPError', 'AlyxBadRequest', 'AlyxAuthError', 'TokenExpired',
-    'AlyxNotFound', 'AlyxServerError', 'AlyxInvalidResponse', 'AlyxConnectionError',
-    'AlyxSSLError', 'AlyxTimeout', 'AlyxConnectTimeout', 'error_from_response',
-    'error_from_exception', 'response_detail',
+    'AlyxNotFound', 'AlyxThrottled', 'AlyxServerError', 'AlyxInvalidResponse',
+    'AlyxConnectionError', 'AlyxSSLError', 'AlyxTimeout', 'AlyxConnectTimeout',
+    'AlyxPaginationError', 'error_from_response', 'error_from_exception', 'response_detail',
 ]
 
 _MAX_BODY = 2000  # characters of a response body quoted in an error message
@@ -105,6 +108,20 @@ class AlyxNotFound(AlyxHTTPError, LookupError):
         self.record_id = record_id
 
 
+class AlyxThrottled(AlyxHTTPError):
+    """The server refused the request because too many were sent (429).
+
+    Attributes
+    ----------
+    retry_after : float or None
+        The seconds the server asked to wait (``Retry-After``), when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
 class AlyxServerError(AlyxHTTPError):
     """The server failed while handling the request (5xx); ``detail`` holds the body text."""
 
@@ -127,6 +144,28 @@ class AlyxTimeout(requests.Timeout, TimeoutError, AlyxError):
 
 class AlyxConnectTimeout(requests.ConnectTimeout, AlyxConnectionError, AlyxTimeout):
     """No connection to the server could be made within the client's timeout."""
+
+
+class AlyxPaginationError(AlyxError, RuntimeError):
+    """The pages of a list answer could not be made to agree with the count announced.
+
+    Attributes
+    ----------
+    query : str
+        The query whose answer was paginated.
+    count : int
+        The number of records the server announced.
+    received : int
+        The number of distinct records received.
+    """
+
+    def __init__(self, message: str, *, query: str = '', count: int = 0, received: int = 0):
+        super().__init__(message)
+        self.query, self.count, self.received = query, count, received
+
+
+def _seconds(limit) -> str:
+    return f'{limit:g}' if isinstance(limit, (int, float)) else str(limit)
 
 
 def _shorten(text: str, limit: int = _MAX_BODY) -> str:
@@ -210,6 +249,13 @@ def error_from_response(response: requests.Response, rest_query: str = '',
         return AlyxNotFound(msg, endpoint=endpoint, record_id=record_id, **kwargs)
     if status in (401, 403):
         return AlyxAuthError(f'{status} {reason or "Forbidden"}: {detail} ({where})', **kwargs)
+    if status == 429:
+        from one._lib.download.http_headers import retry_after
+
+        wait = retry_after(response.headers.get('Retry-After'))
+        asked = '' if wait is None else f' (Retry-After: {wait:g} s)'
+        return AlyxThrottled(f'429 Too Many Requests: the server throttles the requests of this '
+                             f'account{asked}: {detail} ({where})', retry_after=wait, **kwargs)
     if status == 400:
         return AlyxBadRequest(f'400 Bad Request: {detail} ({where})', **kwargs)
     if status >= 500:
@@ -277,14 +323,15 @@ def error_from_exception(exc: requests.RequestException, url: str,
         return AlyxSSLError(f'TLS/SSL failure talking to {host} ({url}): {reason}',
                             request=request)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        limit = timeout[0] if isinstance(timeout, tuple) else timeout
+        limit = timeout[0] if isinstance(timeout, (tuple, list)) else timeout
         return AlyxConnectTimeout(
-            f'Timed out connecting to {host} after {limit} s ({url}). Check your internet '
-            'connection and the Alyx database firewall', request=request)
+            f'Timed out connecting to {host} after {_seconds(limit)} s ({url}). Check your '
+            'internet connection and the Alyx database firewall', request=request)
     if isinstance(exc, requests.Timeout) or (isinstance(exc, requests.ConnectionError)
                                              and _is_read_timeout(exc)):
-        limit = timeout[1] if isinstance(timeout, tuple) else timeout
-        return AlyxTimeout(f'{host} did not answer within {limit} s ({url})', request=request)
+        limit = timeout[1] if isinstance(timeout, (tuple, list)) else timeout
+        return AlyxTimeout(f'{host} did not answer within {_seconds(limit)} s ({url}; read '
+                           'timeout)', request=request)
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
                         requests.exceptions.ContentDecodingError)):
         return AlyxConnectionError(

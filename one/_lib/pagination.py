@@ -1,12 +1,24 @@
-"""A lazy list over a paginated REST answer (``{count, next, previous, results}``).
+"""A lazy list over a paginated REST answer (``{count, next, previous, results}``), whose records
+are each delivered exactly once.
 
-Alyx answers every list query one page at a time.  `PaginatedResponse` holds the first page
-and fetches the others only when one of their records is read.  It is a read-only
-`collections.abc.Sequence`: ``len``, indexing (negative too), slices (any start, stop and step),
-iteration, ``in``, ``index``, ``count``, ``reversed`` and ``==`` against a list or tuple.
+Alyx answers every list query one page at a time (Django REST framework's limit/offset
+pagination).  `PaginatedResponse` holds the first page and fetches the others only when one of
+their records is read.  It is a read-only `collections.abc.Sequence`: ``len``, indexing
+(negative too), slices (any start, stop and step), iteration, ``in``, ``index``, ``count``,
+``reversed`` and ``==`` against a list or tuple.
+
+Alyx does not order most list queries, and PostgreSQL keeps no order between two page requests:
+the pages of one answer may repeat some records and miss others.  So every record is identified
+(by its ``id``, else ``url``, else ``name``) and kept only once; a position left empty by a
+repeated record is filled with a record not seen yet, found by asking again: the whole answer in
+one page when the server allows pages that long (`MAX_PAGE_LIMIT`), else every page again (up to
+`REPAIR_PASSES` times).  If the answer still lacks records, `AlyxPaginationError` names the
+query.  The REST client asks for pages of `MAX_PAGE_LIMIT` records, so that most answers come
+in one page and the question never arises.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 import weakref
@@ -16,9 +28,40 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from one._lib.http_errors import AlyxPaginationError
 from one._lib.urls import update_url_params
 
-__all__ = ['PaginatedResponse']
+__all__ = ['PaginatedResponse', 'MAX_PAGE_LIMIT', 'REPAIR_PASSES', 'record_identity']
+
+_logger = logging.getLogger('one.webclient')
+
+MAX_PAGE_LIMIT = 10_000
+"""Records asked for per page of a list query (the ``limit`` parameter).
+
+Alyx 3.6.1 pages with Django REST framework's limit/offset pagination (its ``/api/schema``
+documents ``limit`` as "Number of results to return per page" and ``offset``; 250 records per
+page by default) and announces no maximum: the recorded answers honour any ``limit`` asked.  A
+server that caps the page size answers shorter pages, and the client then follows with pages of
+that size.  10,000 records (about 10 MB of dataset records) bound the size of one answer."""
+
+REPAIR_PASSES = 3
+"""Times every page of an answer is fetched again to find the records its pages missed."""
+
+
+def record_identity(record) -> tuple | None:
+    """What identifies a REST record: its ``id``, else its ``url``, else its ``name``.
+
+    Returns
+    -------
+    tuple or None
+        ``(field, value)``, or None for a record with none of them (kept at its position).
+    """
+    if isinstance(record, dict):
+        for field in ('id', 'url', 'name'):
+            value = record.get(field)
+            if value is not None and value != '':
+                return field, str(value)
+    return None
 
 
 def _offset_of_first_page(rep: dict, limit: int) -> int:
@@ -34,7 +77,7 @@ def _offset_of_first_page(rep: dict, limit: int) -> int:
 
 
 class PaginatedResponse(Sequence):
-    """The records of a paginated REST answer, fetched page by page on demand.
+    """The records of a paginated REST answer, fetched page by page on demand, each once.
 
     Parameters
     ----------
@@ -53,6 +96,10 @@ class PaginatedResponse(Sequence):
         The page size (the length of the first page).
     query : str
         The URL of the next page, from which the other pages' URLs are made.
+    repeated : int
+        Records received more than once (each kept once).
+    refetched : int
+        Page requests made to find records that the pages missed.
     """
 
     def __init__(self, alyx, rep: dict, cache_args: dict | None = None):
@@ -61,13 +108,19 @@ class PaginatedResponse(Sequence):
         results = list(rep['results'])
         self.limit = max(len(results), 1)
         self.query = rep['next'] or rep.get('previous') or ''
+        self.repeated = 0
+        self.refetched = 0
         self._cache_args = dict(cache_args or {})
         self._cache: list = [None] * self.count
-        self._fetched = bytearray(self.count)  # 1 where the record has been fetched
-        start = _offset_of_first_page(rep, len(results))
-        self._store(start, results)
+        self._fetched = bytearray(self.count)  # 1 where a record is in place
+        self._visited = bytearray(self.count)  # 1 where a page answer was received
+        self._seen: set = set()  # identities of the records received
+        self._spare: list = []  # records received whose position was taken
+        self._holes: list[int] = []  # visited positions still empty (repeated records)
+        self._count_changed = False
         self._callbacks: set = set()
         self._lock = threading.RLock()
+        self._store(_offset_of_first_page(rep, len(results)), results, len(results))
 
     # --- Sequence -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -91,17 +144,10 @@ class PaginatedResponse(Sequence):
             for i in indices:
                 if not self._fetched[i]:
                     self.populate(i)
-            return [self._get(i) for i in indices]
+            return [self._cache[i] for i in indices]
         i = self._index(item)
         if not self._fetched[i]:
             self.populate(i)
-        return self._get(i)
-
-    def _get(self, i: int):
-        if not self._fetched[i]:
-            raise IndexError(
-                f'record {i} is no longer available: the remote results changed '
-                f'({self.query})')
         return self._cache[i]
 
     def __iter__(self) -> Iterator:
@@ -119,20 +165,78 @@ class PaginatedResponse(Sequence):
         n = sum(self._fetched)
         return f'<{type(self).__name__}: {self.count} records, {n} fetched>'
 
-    # --- fetching -------------------------------------------------------------------------
-    def _store(self, offset: int, results: list) -> None:
-        end = min(offset + len(results), self.count)
-        if end > offset:
-            self._cache[offset:end] = results[:end - offset]
-            self._fetched[offset:end] = b'\x01' * (end - offset)
+    # --- storing ----------------------------------------------------------------------------
+    def _store(self, offset: int, results: list, asked: int) -> list:
+        """Put a page's records in place, each once; return those not received before.
+
+        A record already received is dropped; a new record whose position is taken is kept
+        aside, to fill a position that a repeated record left empty.  `asked` is the number
+        of records requested from `offset` on.
+        """
+        new = []
+        for j, record in enumerate(results):
+            i = offset + j
+            key = record_identity(record)
+            if key is not None:
+                if key in self._seen:
+                    self.repeated += 1
+                    continue
+                self._seen.add(key)
+            elif i >= self.count or self._fetched[i]:
+                continue  # no identity: kept at its position only
+            new.append(record)
+            if i < self.count and not self._fetched[i]:
+                self._cache[i] = record
+                self._fetched[i] = 1
+            else:
+                self._spare.append(record)
+        end = min(offset + max(asked, len(results)), self.count)
+        for i in range(offset, end):
+            if not self._visited[i]:
+                self._visited[i] = 1
+                if not self._fetched[i]:
+                    self._holes.append(i)
+        if self._holes and self._spare:
+            self._holes = [i for i in sorted(set(self._holes)) if not self._fetched[i]]
+            while self._holes and self._spare:
+                i = self._holes.pop(0)
+                self._cache[i] = self._spare.pop(0)
+                self._fetched[i] = 1
+        return new
 
     @property
     def is_complete(self) -> bool:
         """True once every record has been fetched."""
         return all(self._fetched)
 
+    # --- fetching -------------------------------------------------------------------------
+    def _fetch(self, offset: int, limit: int, fresh: bool = False) -> int:
+        """Fetch `limit` records from `offset` on; return the number of records received."""
+        query = update_url_params(self.query, {'limit': limit, 'offset': offset})
+        cache_args = dict(self._cache_args, clobber=True) if fresh else self._cache_args
+        res = self.alyx._generic_request(requests.get, query, **cache_args)
+        if res['count'] != self.count:
+            self._count_changed = True
+            path = urlsplit(self.query).path
+            warnings.warn(f'remote results for {path} endpoint changed; results may be '
+                          'inconsistent', RuntimeWarning, stacklevel=4)
+        results = list(res['results'])
+        new = self._store(offset, results, limit)
+        for cb in list(self._callbacks):
+            func = cb() if isinstance(cb, weakref.ReferenceType) else cb
+            if func is None:  # a dead weak reference
+                self._callbacks.discard(cb)
+                continue
+            func(new)
+        if self.is_complete:
+            self._callbacks.clear()
+        return len(results)
+
     def populate(self, idx: int) -> None:
         """Fetch the page holding record `idx` and store its records.
+
+        When the pages disagree (records repeated, so others missing), ask again until the
+        position is filled.
 
         Parameters
         ----------
@@ -143,30 +247,61 @@ class PaginatedResponse(Sequence):
         -----
         RuntimeWarning
             The server now reports a different number of records.
+
+        Raises
+        ------
+        AlyxPaginationError
+            The records missing from the pages could not be found by asking again.
         """
         with self._lock:
             if self._fetched[idx]:
                 return
-            offset = self.limit * (idx // self.limit)
-            query = update_url_params(self.query, {'limit': self.limit, 'offset': offset})
-            res = self.alyx._generic_request(requests.get, query, **self._cache_args)
-            if res['count'] != self.count:
-                path = urlsplit(self.query).path
-                warnings.warn(f'remote results for {path} endpoint changed; results may be '
-                              'inconsistent', RuntimeWarning, stacklevel=3)
-            results = list(res['results'])
-            self._store(offset, results)
-            for cb in list(self._callbacks):
-                func = cb() if isinstance(cb, weakref.ReferenceType) else cb
-                if func is None:  # a dead weak reference
-                    self._callbacks.discard(cb)
-                    continue
-                func(results)
-            if self.is_complete:
-                self._callbacks.clear()
+            if not self._visited[idx]:
+                self._fetch(self.limit * (idx // self.limit), self.limit)
+            if not self._fetched[idx]:
+                self._repair(idx)
+
+    def _repair(self, idx: int) -> None:
+        """Find the records the pages missed, until position `idx` is filled."""
+        where = urlsplit(self.query)
+        query = where.path + (f'?{where.query}' if where.query else '')
+        _logger.info('The pages of %s repeated %d records (the server keeps no order between '
+                     'pages): asking again for the %d missing', query, self.repeated,
+                     self.count - len(self._seen))
+        largest = int(getattr(self.alyx, 'max_page_size', None) or MAX_PAGE_LIMIT)
+        if self.limit < self.count <= largest:  # the whole answer in one page, if allowed
+            self.refetched += 1
+            received = self._fetch(0, self.count, fresh=True)
+            if received > self.limit:
+                self.limit = received
+        for _ in range(REPAIR_PASSES):
+            if not self._missing(idx):
+                return
+            for offset in range(0, self.count, self.limit):
+                self.refetched += 1
+                self._fetch(offset, self.limit, fresh=True)
+                if not self._missing(idx):
+                    return
+        if self._fetched[idx]:
+            return
+        changed = (' The server reported a different number of records meanwhile: records '
+                   'were added or removed.' if self._count_changed else '')
+        raise AlyxPaginationError(
+            f'The paginated answer of {query} announced {self.count} records but its pages '
+            f'gave only {len(self._seen)} distinct ones ({self.repeated} repeated), also after '
+            f'asking again: the server keeps no order between pages.{changed} Narrow the query '
+            f'so that its answer fits in one page of {self.limit} records.',
+            query=query, count=self.count, received=len(self._seen))
+
+    def _missing(self, idx: int) -> bool:
+        """Whether position `idx`, or a position of a page already received, is empty."""
+        self._holes = [i for i in self._holes if not self._fetched[i]]
+        return bool(self._holes) or not self._fetched[idx]
 
     def add_callback(self, cb: Callable[[list], Any]) -> None:
-        """Call `cb(records)` with the records of every page fetched from now on.
+        """Call `cb(records)` with the new records of every page fetched from now on.
+
+        Records already delivered (repeated by a later page) are not passed again.
 
         Parameters
         ----------

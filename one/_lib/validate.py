@@ -9,10 +9,18 @@ from pathlib import Path
 from one.alf import spec
 from one.alf.path import _isdatetime
 
-__all__ = ['Problem', 'ValidationReport', 'validate_tree']
+__all__ = ['Problem', 'ValidationReport', 'validate_tree', 'is_one_file']
 
-# Files that ONE itself writes at the top of a data folder.
+# Files that ONE writes in a tables folder (the data folder, a tag's folder, a session folder
+# indexed on its own).  Hidden files (.ONE.lock, .one_verified.jsonl, partial downloads,
+# temporary files, the demo's marker) are ignored anyway.
 _CACHE_FILES = {'sessions.pqt', 'datasets.pqt', 'insertions.pqt', 'cache_info.json'}
+_ONE_FILE = re.compile(  # One.save_loaded_ids
+    r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}_loaded_(dataset|session)_uuids\.csv$')
+_LOCK_SUFFIXES = ('.lock.json', '.lock')  # One.save_lock('analysis.lock.json'), file locks
+# Known session files that are not ALF datasets: the experiment description (YAML)
+_SESSION_FILES = re.compile(r'^(_[a-zA-Z0-9]+_)?experiment\.description$')
+_AGGREGATES = 'aggregates'  # datasets without a session: aggregates/<relation>/.../<dataset>
 _COLLECTION_FOLDER = re.compile(r'^[\w.-]+$')
 _REVISION_FOLDER = re.compile(r'^#[\w.-]+#$')
 
@@ -69,6 +77,13 @@ def _folder_reason(relative_to_session: tuple) -> str | None:
     return None
 
 
+def is_one_file(name: str) -> bool:
+    """Whether a file name is one that ONE writes beside the data: cache tables, their
+    metadata, the lists of loaded ids, lock files (hidden files aside)."""
+    return name in _CACHE_FILES or _ONE_FILE.match(name) is not None \
+        or name.endswith(_LOCK_SUFFIXES)
+
+
 def _file_reason(name: str) -> str:
     if name.count('.') < 2:
         return 'not an ALF dataset name: expected object.attribute.extension'
@@ -81,8 +96,10 @@ def validate_tree(root: str | os.PathLike) -> ValidationReport:
 
     A valid tree holds session folders ``(lab/Subjects/)subject/yyyy-mm-dd/NNN``; inside a
     session every folder is a collection (optionally ending with a ``#revision#`` folder) and
-    every file is an ALF dataset.  Hidden entries (starting with '.') and ONE's own cache files
-    at the top are ignored.
+    every file is an ALF dataset (or the session's experiment description).  Datasets below a
+    top ``aggregates`` folder need no session.  Hidden entries (starting with '.') and the files
+    ONE writes beside the data (cache tables, ``cache_info.json``, lists of loaded ids, in any
+    folder) are accepted; so is a folder holding only such files (e.g. a release tag's tables).
 
     Parameters
     ----------
@@ -107,6 +124,7 @@ def validate_tree(root: str | os.PathLike) -> ValidationReport:
     session_roots: set[tuple] = set()  # relative parts of the session folders found
     outside: list[tuple] = []  # relative parts of folders outside any session
     outside_files: list[tuple] = []  # (folder parts, name) of files outside any session
+    tables_folders: set[tuple] = set()  # folders outside sessions holding ONE's tables
 
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
@@ -117,11 +135,22 @@ def validate_tree(root: str | os.PathLike) -> ValidationReport:
             session_roots.add(relative)
             session = relative
             report.sessions += 1
+        if session is None and relative[:1] == (_AGGREGATES,):
+            for name in sorted(filenames):
+                if name.startswith('.') or is_one_file(name):
+                    continue
+                if spec.is_valid(name):
+                    report.datasets += 1
+                else:
+                    report.problems.append(Problem('file', '/'.join((*relative, name)),
+                                                   _file_reason(name)))
+            continue
         if session is None:
+            if any(is_one_file(name) for name in filenames):
+                tables_folders.add(relative)
             outside.append(relative)
             outside_files.extend((relative, name) for name in sorted(filenames)
-                                 if not name.startswith('.')
-                                 and (relative or name not in _CACHE_FILES))
+                                 if not name.startswith('.') and not is_one_file(name))
             continue
         below = relative[len(session):]
         reason = _folder_reason(below)
@@ -130,7 +159,9 @@ def validate_tree(root: str | os.PathLike) -> ValidationReport:
             dirnames[:] = []  # everything below is invalid for the same reason
             continue
         for name in sorted(filenames):
-            if name.startswith('.'):
+            if name.startswith('.') or is_one_file(name):
+                continue
+            if not below and _SESSION_FILES.match(name):
                 continue
             if spec.is_valid(name):
                 report.datasets += 1
@@ -139,6 +170,7 @@ def validate_tree(root: str | os.PathLike) -> ValidationReport:
                                                _file_reason(name)))
 
     above_sessions = {s[:k] for s in session_roots for k in range(len(s))}
+    above_sessions |= {t[:k] for t in tables_folders for k in range(len(t) + 1)}
     bad_folders = {r for r in outside if r and r not in above_sessions}
     children: dict[tuple, list] = {}
     for relative in sorted(bad_folders):

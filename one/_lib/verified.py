@@ -84,19 +84,61 @@ class VerifiedFiles:
         self._append(key, stat.st_size, stat.st_mtime_ns, digest)
         return digest
 
+    def known(self, file, size: int, mtime_ns: int) -> str | None:
+        """The recorded md5 of `file` if it has not changed since (same size and mtime).
+
+        Parameters
+        ----------
+        file : str or os.PathLike
+            A file inside the data folder.
+        size, mtime_ns : int
+            Its current size and modification time (``st_size``, ``st_mtime_ns``).
+
+        Returns
+        -------
+        str or None
+            The md5, or None when the file was never recorded or has changed.
+        """
+        known = self._load().get(self._key(file))
+        if known and known[0] == size and known[1] == mtime_ns:
+            return known[2]
+        return None
+
+    def add(self, records) -> None:
+        """Record many verified files at once (in a single append to the record).
+
+        Parameters
+        ----------
+        records : iterable of (file, size, mtime_ns, md5)
+            Files inside the data folder, with the size and modification time they had when
+            their md5 was computed.
+        """
+        entries = self._load()
+        lines = []
+        for file, size, mtime_ns, digest in records:
+            key = self._key(file)
+            entries[key] = (int(size), int(mtime_ns), digest)
+            lines.append(json.dumps([key, int(size), int(mtime_ns), digest]) + '\n')
+        if lines:
+            self._write_lines(''.join(lines).encode(), len(lines))
+
     def _append(self, key: str, size: int, mtime_ns: int, digest: str) -> None:
         self._entries[key] = (size, mtime_ns, digest)
-        line = (json.dumps([key, size, mtime_ns, digest]) + '\n').encode()
+        self._write_lines((json.dumps([key, size, mtime_ns, digest]) + '\n').encode(), 1)
+
+    def _write_lines(self, data: bytes, n_lines: int) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, line)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
         except OSError:
             return  # a read-only folder: verification still works, it is just not remembered
-        self._lines += 1
+        self._lines += n_lines
         if self._lines > 1000 and self._lines > 2 * len(self._entries):
             self._compact()
 

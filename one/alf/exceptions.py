@@ -1,9 +1,14 @@
 """Exceptions and warnings raised when ALF data cannot be found, parsed or disambiguated.
 
 Every error carries a ``message`` (what was asked for) and a class-level ``explanation`` (what
-the error means in general).  ``str(err)`` shows both unless the error was created with
-``terse=True``.
+the error means in general, in one short sentence).  ``str(err)`` is the message when it is a
+sentence of its own, as every message one-next writes is (it names what was asked for, where it
+was looked for and what exists instead).  A bare name or list of names, as in
+``ALFMultipleCollectionsFound('alf/probe00', 'alf/probe01')``, is followed by the explanation;
+no message gives the explanation alone; ``terse=True`` gives the message alone.
 """
+
+import re
 
 __all__ = [
     'ALFError',
@@ -17,6 +22,9 @@ __all__ = [
 ]
 
 
+_NAMES = re.compile(r'^(\S+|"[^"]*"(, "[^"]*")*)$')  # 'name' or '"a", "b"': not a sentence
+
+
 class ALFError(Exception):
     """Base class for all errors about ALF data.
 
@@ -27,6 +35,14 @@ class ALFError(Exception):
         e.g. ``ALFError('a', 'b')`` has the message ``'"a", "b"'``.
     terse : bool
         When True, ``str()`` shows the message only, without the explanation.
+
+    Examples
+    --------
+    >>> str(ALFMultipleCollectionsFound('alf/probe00', 'alf/probe01'))
+    '"alf/probe00", "alf/probe01": the matching datasets lie in these collections; choose one \
+with the collection argument'
+    >>> str(ALFObjectNotFound('ALF object "spikes" not found in session 1f2e'))
+    'ALF object "spikes" not found in session 1f2e'
     """
 
     explanation = ''
@@ -42,63 +58,54 @@ class ALFError(Exception):
         super().__init__(self.message)
 
     def __str__(self) -> str:
-        if not self.message and not self.explanation:
-            return ''
-        if self.terse:
+        if self.terse or not self.explanation:
             return self.message
-        return f'{self.message} \n {self.explanation} '
+        if not self.message:
+            return self.explanation
+        if _NAMES.match(self.message):  # a bare name or list of names needs the explanation
+            return f'{self.message}: {self.explanation}'
+        return self.message
 
 
 class AlyxSubjectNotFound(ALFError):
     """The subject was not found in the database."""
 
-    explanation = 'The subject was not found in Alyx database'
+    explanation = 'no such subject in the Alyx database'
 
 
 class ALFObjectNotFound(ALFError):
     """No dataset or ALF object matched the query."""
 
-    explanation = (
-        'The ALF object was not found.  This may occur if the object or namespace or '
-        'incorrectly formatted e.g. the object "_ibl_trials.intervals.npy" would be found with '
-        'the filters `object="trials", namespace="ibl"`'
-    )
+    explanation = ('no dataset matches; check the object, attribute, namespace and collection '
+                   '(e.g. "_ibl_trials.intervals.npy" is namespace "ibl", object "trials", '
+                   'attribute "intervals")')
 
 
 class ALFMultipleObjectsFound(ALFError):
     """More than one dataset or object matched where exactly one was expected."""
 
-    explanation = (
-        'Dataset files belonging to more than one object found.  Please restrict the query '
-        'further, for instance by specifying the namespace, timescale or extension.'
-    )
+    explanation = ('several datasets match where one was expected; restrict the query, e.g. '
+                   'with the collection, namespace, attribute or extension')
 
 
 class ALFMultipleCollectionsFound(ALFError):
     """Matching datasets lie in more than one collection."""
 
-    explanation = (
-        'The matching object/file(s) belong to more than one collection.  ALF names must be '
-        'unique within a collection; please specify the collection to load from.'
-    )
+    explanation = ('the matching datasets lie in these collections; choose one with the '
+                   'collection argument')
 
 
 class ALFMultipleRevisionsFound(ALFError):
     """Matching datasets exist in more than one revision."""
 
-    explanation = (
-        'The matching object/file(s) belong to more than one revision.  Please specify the '
-        'revision to load, or mark one of them as the default revision.'
-    )
+    explanation = ('the matching datasets exist in these revisions; choose one with the '
+                   'revision argument, or mark one as the default revision')
 
 
 class ALFInvalid(ALFError, ValueError):
     """A file name or path does not follow the ALF specification."""
 
-    explanation = (
-        'The file path provided does not match the ALF path specification defined in '
-        '`one.alf.spec`.'
-    )
+    explanation = 'not a valid ALF name or path (see one.alf.spec.describe)'
 
 
 class ALFWarning(Warning):

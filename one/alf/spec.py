@@ -193,7 +193,7 @@ def describe(part: str | None = None, width: int = 99) -> None:
     Parameters
     ----------
     part : str, optional
-        One of the keys of `SPEC_DESCRIPTION`; all parts are described when None.
+        One of the keys of `SPEC_DESCRIPTION`; all parts are described when None (or empty).
     width : int
         The maximum line width of the descriptions.
 
@@ -204,12 +204,13 @@ def describe(part: str | None = None, width: int = 99) -> None:
     """
     full = path_pattern()
     print(full)
-    if part is not None:
+    if part:
         if part not in SPEC_DESCRIPTION:
             names = '", "'.join(SPEC_DESCRIPTION)
             raise ValueError(f'Unknown ALF part "{part}", should be one of "{names}"')
         start = full.index(part)
-        print(' ' * start + '^' * len(part))
+        # carets under the part, the line padded to the pattern's width (as ONE-api prints it)
+        print((' ' * start + '^' * len(part)).ljust(len(full)))
         parts = [part]
     else:
         parts = list(SPEC_DESCRIPTION)

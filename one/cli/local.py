@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -9,12 +10,22 @@ from pathlib import Path
 from one.cli._common import (
     NotFound,
     UsageError,
+    iso_date,
     open_one,
+    optional_iso_date,
     plain,
     print_json,
     print_table,
+    qc_level,
+    regex,
     session_eid,
+    session_number,
 )
+
+_LAYOUT = ('one index expects a data root holding session folders, '
+           '<lab>/Subjects/<subject>/<yyyy-mm-dd>/<nnn> or <subject>/<yyyy-mm-dd>/<nnn>, e.g. '
+           'ROOT/mylab/Subjects/KS001/2024-01-15/001/alf/_ibl_trials.intervals.npy '
+           '(or a single session folder)')
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -33,11 +44,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from one._lib.folder_index import Tree
     from one.alf.cache import make_parquet_db
 
     folder = Path(args.folder)
     if not folder.is_dir():
         raise UsageError(f'not a folder: {folder}')
+    found = Tree(folder.absolute())  # the walk make_parquet_db makes: refuse before writing
+    if not found.sessions:
+        raise NotFound(_no_session_message(folder))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # empty folders are reported below
         sessions_file, datasets_file = make_parquet_db(
@@ -48,28 +63,60 @@ def cmd_index(args: argparse.Namespace) -> int:
                               for f in (sessions_file, datasets_file))
     print(f'indexed {n_sessions} sessions, {n_datasets} datasets'
           f'{" (md5 hashed)" if args.hash else ""} into {sessions_file.parent}')
+    if found.skipped:
+        print(f'skipped {len(found.skipped)} files of the sessions that are not named as ALF '
+              f'datasets, e.g. {found.skipped[0]} (to list them all: one validate {folder})',
+              file=sys.stderr)
     return 0 if n_sessions else 1
 
 
+def _subfolders(folder: Path) -> list:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+
+
+def _no_session_message(folder: Path) -> str:
+    from one.alf.path import ALFPath
+
+    message = f'no session folder found in {folder}. {_LAYOUT}'
+    session = ALFPath(folder.absolute()).session_path()
+    days = [d for d in _subfolders(folder) if re.fullmatch(r'\d{4}-\d{2}-\d{2}', d.name)
+            and any(re.fullmatch(r'\d{1,3}', n.name) for n in _subfolders(d))]
+    if days:
+        parent = folder.absolute().parent
+        root = parent.parent.parent if parent.name == 'Subjects' else parent
+        message += (f'. {folder} looks like a subject folder (it holds {days[0].name}/...): '
+                    f'index the data root above it, e.g. {root}')
+    elif session is not None:
+        levels = 5 if session.lab else 3
+        root = session.parents[levels - 1]
+        message += (f'. {folder} is inside the session {session}: index that session, or the '
+                    f'data root {root}')
+    return message
+
+
 _SEARCH_OPTIONS = (
-    # (option, search term, help, repeatable)
-    ('--subject', 'subject', 'subject name (a regular expression; repeat for OR)', True),
-    ('--lab', 'laboratory', 'lab name (a regular expression; repeat for OR)', True),
-    ('--task-protocol', 'task_protocol', 'task protocol (a regular expression)', True),
-    ('--projects', 'projects', 'project name (a regular expression)', True),
-    ('--number', 'number', 'session number (repeat for OR)', True),
-    ('--dataset', 'dataset', 'a dataset relative path contains this (repeat: all needed)', True),
-    ('--datasets', 'datasets', 'a dataset file name matches this exactly (repeat: all needed)',
-     True),
+    # (option, search term, help, repeatable, type)
+    ('--subject', 'subject', 'subject name (a regular expression; repeat for OR)', True, regex),
+    ('--lab', 'laboratory', 'lab name (a regular expression; repeat for OR)', True, regex),
+    ('--task-protocol', 'task_protocol', 'task protocol (a regular expression)', True, regex),
+    ('--projects', 'projects', 'project name (a regular expression)', True, regex),
+    ('--number', 'number', 'session number (repeat for OR)', True, session_number),
+    ('--dataset', 'dataset', 'a dataset relative path contains this (a regular expression; '
+     'repeat: all needed)', True, regex),
+    ('--datasets', 'datasets', 'a dataset file name matches this exactly (a regular '
+     'expression; repeat: all needed)', True, regex),
     ('--dataset-qc-lte', 'dataset_qc_lte', 'datasets with this QC or better (e.g. WARNING)',
-     False),
+     False, qc_level),
 )
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     one = open_one(args)
     query = {}
-    for _option, term, _help, _many in _SEARCH_OPTIONS:
+    for _option, term, _help, _many, _type in _SEARCH_OPTIONS:
         value = getattr(args, term)
         if value:
             query[term] = value
@@ -121,15 +168,25 @@ def _describe(value) -> tuple[str, str]:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from one.alf.exceptions import ALFWarning
+    from one.alf.exceptions import ALFMultipleCollectionsFound, ALFWarning
 
     one = open_one(args)
     eid = session_eid(one, args.eid)
     kwargs = {'attribute': args.attribute} if args.attribute else {}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', ALFWarning)
-        obj = one.load_object(eid, args.object, collection=args.collection,
-                              revision=args.revision, **kwargs)
+        try:
+            obj = one.load_object(eid, args.object, collection=args.collection,
+                                  revision=args.revision, **kwargs)
+        except ALFMultipleCollectionsFound as e:
+            collections = getattr(e, 'collections', None)
+            if not collections:
+                raise
+            shown = ', '.join(c or '(session root)' for c in collections)
+            example = collections[0] or "''"
+            raise UsageError(
+                f'"{args.object}" of session {args.eid} is in several collections: {shown}; '
+                f'choose one with --collection, e.g. --collection {example}') from e
     rows = [{'attribute': k, 'shape': _describe(v)[0], 'dtype': _describe(v)[1]}
             for k, v in obj.items()]
     if args.json:
@@ -185,7 +242,8 @@ def add_commands(commands, parents: dict) -> None:
     index = commands.add_parser(
         'index', parents=[common],
         help='build the cache tables of a data folder',
-        description='Index the ALF sessions below FOLDER into sessions.pqt and datasets.pqt.')
+        description='Index the ALF sessions below FOLDER into sessions.pqt and datasets.pqt. '
+                    + _LAYOUT + '.  Files that are not ALF datasets are skipped (and counted).')
     index.add_argument('folder', help='the data folder')
     index.add_argument('--hash', action='store_true', help='record the md5 of every file')
     index.add_argument('--lab', help='lab name for sessions without a lab folder')
@@ -195,11 +253,12 @@ def add_commands(commands, parents: dict) -> None:
         'search', parents=[common, folder, output],
         help='find sessions',
         description='Find the sessions matching all the given criteria.')
-    for option, term, text, many in _SEARCH_OPTIONS:
-        search.add_argument(option, dest=term, action='append' if many else 'store', help=text)
+    for option, term, text, many, kind in _SEARCH_OPTIONS:
+        search.add_argument(option, dest=term, action='append' if many else 'store', help=text,
+                            type=kind)
     dates = search.add_mutually_exclusive_group()
-    dates.add_argument('--date', help='sessions of this day (YYYY-MM-DD)')
-    dates.add_argument('--date-range', nargs=2, metavar=('FROM', 'TO'),
+    dates.add_argument('--date', type=iso_date, help='sessions of this day (YYYY-MM-DD)')
+    dates.add_argument('--date-range', nargs=2, metavar=('FROM', 'TO'), type=optional_iso_date,
                        help="sessions between two days, inclusive ('' leaves an end open)")
     search.set_defaults(run=cmd_search)
 

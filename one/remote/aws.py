@@ -9,7 +9,8 @@ Credentials come from an Alyx data repository record (its ``json`` field holds
 repository without keys whose bucket name contains "public" is read anonymously (unsigned
 requests).  Files are downloaded by the engine of `one._lib.download`: into a temporary file
 beside the destination, resumed after an interruption, checked against the object size and
-moved into place only when complete.
+moved into place only when complete.  The resources made here have connect and read timeouts
+(``ONE_HTTP_TIMEOUT``, or the Alyx client's ``timeout``) and retry a call once.
 
 Examples
 --------
@@ -28,7 +29,7 @@ from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import urlsplit
 
-from one._lib.download import DownloadTask, download_files, safe_join
+from one._lib.download import DownloadTask, download_files, s3_config, safe_join
 
 __all__ = [
     'REPO_DEFAULT', 'S3_BUCKET_IBL', 'REGION_NAME', 'get_s3_virtual_host', 'url2uri',
@@ -79,8 +80,9 @@ def get_s3_virtual_host(uri: str, region: str) -> str:
     Returns
     -------
     str
-        ``https://bucket.s3.<region>.amazonaws.com/path/to/file`` (no trailing slash when the
-        URI has no path).
+        ``https://bucket.s3.<region>.amazonaws.com/path/to/file``, without the path's leading
+        and trailing slashes.  As ONE-api: a URI with the ``s3://`` scheme and no path gives
+        the bucket's URL ending with ``/``; a bare ``bucket/`` gives it without.
 
     Raises
     ------
@@ -91,18 +93,19 @@ def get_s3_virtual_host(uri: str, region: str) -> str:
     --------
     >>> get_s3_virtual_host('s3://my-bucket/a/b.npy', 'eu-west-2')
     'https://my-bucket.s3.eu-west-2.amazonaws.com/a/b.npy'
+    >>> get_s3_virtual_host('s3://my-bucket', 'us-east-1')
+    'https://my-bucket.s3.us-east-1.amazonaws.com/'
     >>> get_s3_virtual_host('my-bucket/', 'us-east-1')
     'https://my-bucket.s3.us-east-1.amazonaws.com'
     """
     assert re.match(r'\w{2}-\w+-[1-3]$', region or ''), f'Invalid region "{region}"'
     if '://' in uri:
         parsed = urlsplit(uri)
-        bucket, path = parsed.netloc, parsed.path
-    else:
-        bucket, _, path = uri.lstrip('/').partition('/')
-        path = '/' + path
-    path = '' if path.strip('/') == '' else path
-    return f'https://{bucket}.s3.{region}.amazonaws.com{path}'
+        bucket, path = parsed.netloc, parsed.path.strip('/')
+        return f'https://{bucket}.s3.{region}.amazonaws.com/{path}'
+    bucket, _, path = uri.lstrip('/').partition('/')
+    path = path.strip('/')
+    return f'https://{bucket}.s3.{region}.amazonaws.com' + (f'/{path}' if path else '')
 
 
 _VIRTUAL_HOST = re.compile(r'^(?P<bucket>.+?)\.s3(?:[.-](?P<region>[\w-]+?))?\.amazonaws\.com$')
@@ -196,18 +199,20 @@ def get_aws_access_keys(alyx, repo_name: str = REPO_DEFAULT) -> tuple[dict, str]
     return keys, repo_json['bucket_name']
 
 
-def _unsigned_config():
+def _config(unsigned: bool, timeout=None):
+    """The botocore configuration of our resources: timeouts, one retry, maybe unsigned."""
+    if not unsigned:
+        return s3_config(timeout)
     from botocore import UNSIGNED
-    from botocore.config import Config
 
-    return Config(signature_version=UNSIGNED)
+    return s3_config(timeout, signature_version=UNSIGNED)
 
 
 def _anonymous_resource(region: str):
     """An S3 resource making unsigned requests in `region`."""
     import boto3
 
-    return boto3.Session(region_name=region).resource('s3', config=_unsigned_config())
+    return boto3.Session(region_name=region).resource('s3', config=_config(True))
 
 
 def get_s3_public() -> tuple[Any, str]:
@@ -262,7 +267,8 @@ def get_s3_from_alyx(alyx, repo_name: str = REPO_DEFAULT) -> tuple[Any, str]:
     import boto3
 
     no_keys = not (session_keys['aws_access_key_id'] or session_keys['aws_secret_access_key'])
-    config = _unsigned_config() if no_keys and 'public' in bucket_name.lower() else None
+    config = _config(no_keys and 'public' in bucket_name.lower(),
+                     getattr(alyx, 'timeout', None))
     session = boto3.Session(**session_keys)
     return session.resource('s3', config=config), bucket_name
 

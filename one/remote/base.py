@@ -1,17 +1,23 @@
 """Parameters of the remote download clients, and the base class of those clients.
 
 The parameters of all remote clients (e.g. Globus endpoints) are kept in one JSON file,
-``.remote`` in ONE's parameter folder (`one.params.get_params_dir`), with one entry per client:
-``{"globus": {"default": {...}, "admin": {...}}, "aws": {...}}``.
+``.remote`` in ONE's parameter folder (`one.params.get_params_dir`, ``~/.one`` as for
+ONE-api), with one entry per client:
+``{"globus": {"default": {...}, "admin": {...}}, "aws": {...}}``.  The file is readable by its
+owner only (mode 0600).
+
+Parameters are returned as ONE-api returns them: a set of parameters (a dict in the file) is an
+immutable `one.params.IBLParams` (attributes, ``as_dict()``, ``set(key, value)``); the values
+nested in it are dicts (`one._lib.bunch.Bunch`, whose keys are also attributes).
 """
 from __future__ import annotations
 
 import abc
-import json
 from pathlib import Path
 from typing import Any
 
 from one._lib.bunch import Bunch
+from one._lib.json_files import read_json_dict, write_json_dict
 
 __all__ = ['PROC_PRECEDENCE', 'ALYX_JSON', 'PAR_ID_STR', 'load_client_params',
            'save_client_params', 'DownloadClient']
@@ -40,6 +46,15 @@ def _to_bunch(value: Any) -> Any:
     return value
 
 
+def _to_params(value: Any) -> Any:
+    """A dict as an `IBLParams` (None if empty) whose dict values are Bunches; others as is."""
+    if not isinstance(value, dict):
+        return value
+    from one.params import _to_params as params_from_dict
+
+    return params_from_dict({k: _to_bunch(v) for k, v in value.items()})
+
+
 def load_client_params(client_key: str | None = None, assert_present: bool = True):
     """Load the parameters of the remote clients, or of one of them.
 
@@ -53,9 +68,10 @@ def load_client_params(client_key: str | None = None, assert_present: bool = Tru
 
     Returns
     -------
-    one._lib.bunch.Bunch or Any
-        The parameters (a dict whose keys are also attributes), or None when missing and
-        `assert_present` is False.
+    one.params.IBLParams or Any
+        The parameters (an immutable named tuple with ``as_dict()`` and ``set(key, value)``;
+        dicts nested in it are `Bunch` objects), a value that is not a dict as it is, or None
+        when missing and `assert_present` is False.
 
     Raises
     ------
@@ -65,14 +81,11 @@ def load_client_params(client_key: str | None = None, assert_present: bool = Tru
         `client_key` is not in the parameters (and `assert_present` is True).
     """
     path = _params_file()
-    try:
-        with open(path, encoding='utf-8') as f:
-            pars = json.load(f)
-    except FileNotFoundError:
+    pars = read_json_dict(path, private=True)
+    if pars is None:
         if assert_present:
-            raise FileNotFoundError(f'No remote client parameters found in "{path}"') from None
+            raise FileNotFoundError(f'No remote client parameters found in "{path}"')
         return None
-    pars = _to_bunch(pars)
     if client_key:
         for key in client_key.split('.'):
             if not isinstance(pars, dict) or key not in pars:
@@ -81,7 +94,7 @@ def load_client_params(client_key: str | None = None, assert_present: bool = Tru
                                          f'in "{path}"')
                 return None
             pars = pars[key]
-    return pars
+    return _to_params(pars)
 
 
 def save_client_params(new_pars: dict, client_key: str | None = None) -> None:
@@ -112,11 +125,7 @@ def save_client_params(new_pars: dict, client_key: str | None = None) -> None:
         if client_key is None:
             pars = new_pars
         else:
-            try:
-                with open(path, encoding='utf-8') as f:
-                    pars = json.load(f)
-            except (FileNotFoundError, ValueError):
-                pars = {}
+            pars = read_json_dict(path) or {}
             node = pars
             *parents, last = client_key.split('.')
             for key in parents:
@@ -124,9 +133,7 @@ def save_client_params(new_pars: dict, client_key: str | None = None) -> None:
                     node[key] = {}
                 node = node[key]
             node[last] = new_pars
-        from one.params import _write_json
-
-        _write_json(path, pars)
+        write_json_dict(path, pars, private=True)
 
 
 class DownloadClient(abc.ABC):

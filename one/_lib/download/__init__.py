@@ -20,7 +20,9 @@ and md5 are right; then renamed as above.  A bad or cut small answer never reach
 
 Connection errors, timeouts and HTTP 408, 429 and 5xx answers are retried with exponential
 backoff (honouring ``Retry-After``); a large transfer cut in the middle resumes where it
-stopped (a small one starts again).
+stopped (a small one starts again).  A read timeout is retried once, not more (`DownloadTimeout`).
+Every request has connect and read timeouts: ``timeout=``, else ``ONE_HTTP_TIMEOUT``, else
+(10 s, 60 s) (`one._lib.http_timeouts`); S3 clients made here get the same (`s3_config`).
 Errors that retrying cannot fix (404, 403, a file that stays bad...) raise at once.  Every error
 is a `DownloadError` naming the file and its URL.  The partial file is removed when a download
 fails for a reason that resuming cannot fix; after a connection failure or an interruption it
@@ -55,6 +57,7 @@ from one._lib.download.errors import (
     ChecksumMismatch,
     DownloadConnectionError,
     DownloadError,
+    DownloadTimeout,
     HTTPStatusError,
     SizeMismatch,
     UnsafePath,
@@ -66,6 +69,7 @@ from one._lib.download.helpers import (
     http_download_file_list,
 )
 from one._lib.download.paths import safe_join, url_to_local_path
+from one._lib.download.s3_transport import s3_config
 from one._lib.download.task import DownloadTask
 
 __all__ = [
@@ -73,5 +77,5 @@ __all__ = [
     'DownloadTask', 'download_files', 'safe_join', 'url_to_local_path', 'http_download_file',
     'http_download_file_list', 'file_record_to_url', 'dataset_record_to_url', 'DownloadError',
     'ChecksumMismatch', 'SizeMismatch', 'HTTPStatusError', 'DownloadConnectionError',
-    'UnsafePath',
+    'UnsafePath', 'DownloadTimeout', 's3_config',
 ]

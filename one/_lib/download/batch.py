@@ -6,19 +6,20 @@ import threading
 from collections.abc import Callable, Iterable
 
 from one._lib.download.connections import Worker
-from one._lib.download.defaults import BACKOFF, N_THREADS, RETRIES, TIMEOUT
+from one._lib.download.defaults import BACKOFF, N_THREADS, RETRIES
 from one._lib.download.engine import Engine
 from one._lib.download.errors import Cancelled
 from one._lib.download.progress import NoProgress, Progress
 from one._lib.download.task import DownloadTask
 from one._lib.files import show_progress
+from one._lib.http_timeouts import resolve_timeout
 
 _logger = logging.getLogger(__name__)
 
 
 def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
                    progress: bool | None = None, retries: int = RETRIES,
-                   timeout: float | tuple[float, float] | None = TIMEOUT, *,
+                   timeout: float | tuple[float, float] | None = None, *,
                    backoff: float = BACKOFF, return_md5: bool = False,
                    raise_on_error: bool = True, return_errors: bool = False,
                    stop_on: Callable[[Exception], bool] | None = None,
@@ -35,11 +36,14 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
         Show one tqdm progress bar (bytes) for the whole batch.  By default shown only when
         stderr is a terminal.
     retries : int
-        Retries after a failed attempt (connection error, timeout, HTTP 408, 429, 5xx, cut
-        transfer).  An attempt that moved the transfer on by at least 1 MiB resets the count.
+        Retries after a failed attempt (connection error, HTTP 408, 429, 5xx, cut transfer).
+        An attempt that moved the transfer on by at least 1 MiB resets the count.  A read
+        timeout is retried once only.
     timeout : float or (float, float), optional
-        HTTP (connect, read) timeouts in seconds; None waits for ever.  S3 downloads use the
-        client's own configuration.
+        HTTP read timeout, or (connect, read) timeouts, in seconds (see
+        `one._lib.http_timeouts.resolve_timeout`); by default ``ONE_HTTP_TIMEOUT`` or
+        (10, 60).  S3 tasks use their client's configuration (the default client's
+        timeouts are these).
     backoff : float
         First retry delay in seconds, doubled at each retry (randomised by up to -50 %, at most
         `MAX_BACKOFF`).  A ``Retry-After`` header overrides it (at most `MAX_RETRY_AFTER`).
@@ -101,7 +105,7 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
         bar = Progress(sum(t.size for t in tasks if t.size is not None), desc)
     cancel = threading.Event()  # the caller was interrupted: stop mid-transfer
     stop = threading.Event()  # `stop_on` said so: start no further file
-    engine = Engine(retries, timeout, backoff, return_md5, bar, cancel)
+    engine = Engine(retries, resolve_timeout(timeout), backoff, return_md5, bar, cancel)
     results: list = [None] * len(tasks)
     errors: list = [None] * len(tasks)
     # Largest first, so that big files start early and small ones fill the gaps

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from one._lib.http_timeouts import DEFAULT_TIMEOUT
+
 N_THREADS = int(os.environ.get('ONE_HTTP_DL_THREADS', 4))
 """Default number of parallel downloads (environment variable ``ONE_HTTP_DL_THREADS``)."""
 
@@ -15,8 +17,9 @@ PIPE_THRESHOLD = 16 * CHUNK_SIZE
 RETRIES = 4
 """Default number of retries after a failed attempt (connection error, 408, 429, 5xx)."""
 
-TIMEOUT = (10.0, 60.0)
-"""Default (connect, read) timeouts in seconds of HTTP requests."""
+TIMEOUT = DEFAULT_TIMEOUT
+"""Default (connect, read) timeouts in seconds of HTTP requests, unless ``ONE_HTTP_TIMEOUT``
+sets them (see `one._lib.http_timeouts`)."""
 
 BACKOFF = 0.5
 """Default first retry delay in seconds; it doubles at each retry (with jitter)."""

@@ -2,8 +2,10 @@
 
 Connection errors, timeouts and HTTP 408, 429 and 5xx answers are retried with exponential
 backoff (honouring ``Retry-After``); a large transfer cut in the middle resumes where it
-stopped (a small one starts again).  Errors that retrying cannot fix (404, 403, a file that stays
-bad...) raise at once.  A bad file is thrown away and downloaded once more from scratch.
+stopped (a small one starts again).  A read timeout is retried once: a second one in a row
+(without 1 MiB of progress between them) ends the download with `DownloadTimeout`.  Errors
+that retrying cannot fix (404, 403, a file that stays bad...) raise at once.  A bad file is
+thrown away and downloaded once more from scratch.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from one._lib.download.errors import (
     ChecksumMismatch,
     DownloadConnectionError,
     DownloadError,
+    DownloadTimeout,
     HTTPStatusError,
     RangeUnsatisfiable,
     SizeMismatch,
@@ -41,6 +44,7 @@ from one._lib.download.part import Part
 from one._lib.download.progress import NoProgress
 from one._lib.download.s3_transport import S3Transport
 from one._lib.download.task import Body, DownloadTask
+from one._lib.http_timeouts import ENV_TIMEOUT, connect_limit, read_limit
 
 _logger = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class Engine:
         self.cancel = cancel
         self._dirs: set[Path] = set()
         self._http = HTTPTransport(timeout)
-        self._s3 = S3Transport()
+        self._s3 = S3Transport(timeout)
 
     # ---- one task ---------------------------------------------------------------------------
     def run(self, task: DownloadTask, worker: Worker) -> tuple[Path, str | None]:
@@ -157,6 +161,7 @@ class Engine:
         expected = self._expected_window(task)
         hashing = task.md5 is not None or self.need_md5
         failures = 0           # consecutive failed attempts
+        timeouts = 0           # consecutive read timeouts
         restarted = False      # a bad file was already downloaded again from scratch
         validator = None       # ETag / Last-Modified of the answer being resumed
         counted = 0            # bytes of this task shown on the progress bar
@@ -224,13 +229,15 @@ class Engine:
                     counted = part.size()
                 # An attempt that brought at least 1 MiB of new data resets the count
                 if counted >= reached + CHUNK_SIZE:
-                    failures, reached = 0, counted
+                    failures, reached, timeouts = 0, counted, 0
                 else:
                     failures += 1
+                if ex.timeout == 'read':  # retried once (botocore may have done it already)
+                    timeouts += 2 if ex.retried else 1
                 if ex.restart:
                     part.reset()
                     validator = None
-                if failures > self.retries:
+                if failures > self.retries or timeouts > 1:
                     raise self._final_error(task, last_error, failures) from \
                         (ex.error if isinstance(ex.error, BaseException) else None)
                 delay = self._delay(failures, ex.retry_after)
@@ -354,9 +361,22 @@ class Engine:
         base = min(MAX_BACKOFF, self.backoff * 2 ** (failures - 1))
         return base * (0.5 + random.random() / 2)
 
-    @staticmethod
-    def _final_error(task: DownloadTask, error: Transient, attempts: int) -> DownloadError:
+    def _timeout_limit(self, task: DownloadTask, kind: str) -> float | None:
+        """The timeout of `kind` ('read' or 'connect') in force for a task, in seconds."""
+        if task.scheme == 's3':
+            config = getattr(getattr(self._s3.client(task), 'meta', None), 'config', None)
+            return getattr(config, f'{kind}_timeout', None)
+        return (read_limit if kind == 'read' else connect_limit)(self._http.timeout)
+
+    def _final_error(self, task: DownloadTask, error: Transient, attempts: int) -> DownloadError:
         what = f'Could not download {task.url} to {task.destination} ({attempts} attempts)'
+        if error.timeout == 'read':
+            limit = self._timeout_limit(task, 'read')
+            within = '' if limit is None else f' within {limit:g} s'
+            return DownloadTimeout(
+                f'{what}: the server sent nothing{within} (read timeout), twice; set '
+                f'{ENV_TIMEOUT} or timeout=… to wait longer ({error})', task.url,
+                task.destination)
         if error.status is not None:
             return HTTPStatusError(f'{what}: {error}', task.url, task.destination,
                                    status_code=error.status)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import requests
 
+from one._lib import confine
+
 RETRY_STATUS = frozenset({408, 429})
 """HTTP statuses worth retrying besides 5xx."""
 
@@ -89,20 +91,76 @@ class DownloadConnectionError(DownloadError, requests.ConnectionError, Connectio
     """
 
 
-class UnsafePath(DownloadError, ValueError):
-    """A path received from a server would land outside the destination folder."""
+class DownloadTimeout(DownloadConnectionError, TimeoutError):
+    """The server accepted the connection but did not answer in time, twice (one retry).
+
+    Also a built-in `TimeoutError`.
+    """
+
+
+class UnsafePath(DownloadError, confine.UnsafePath):
+    """A path received from a server would land outside the destination folder.
+
+    Also a `ValueError` and a `one._lib.confine.UnsafePath` (what local loads raise).
+
+    Attributes
+    ----------
+    value : str or None
+        The offending path, as received.
+    """
+
+    def __init__(self, message: str, url: str | None = None, path=None, value=None):
+        super().__init__(message, url, path)
+        self.root = self.path
+        self.value = value
+
+
+_CONNECT_TIMEOUTS = frozenset({'ConnectTimeoutError', 'ConnectTimeout'})
+_READ_TIMEOUTS = frozenset({'ReadTimeoutError', 'ReadTimeout'})
+
+
+def timeout_kind(error: BaseException | str) -> str | None:
+    """'connect' or 'read' when an exception (or one it wraps) is a timeout, else None.
+
+    Recognises urllib3's, requests' and botocore's timeout errors by class name (botocore is
+    not imported) and the built-in `TimeoutError` raised by a socket read.
+    """
+    chain, seen = [], set()
+    todo = [error] if isinstance(error, BaseException) else []
+    while todo:
+        ex = todo.pop(0)
+        if id(ex) in seen:
+            continue
+        seen.add(id(ex))
+        chain.append(ex)
+        for nxt in (getattr(ex, 'reason', None), *ex.args[:1], ex.__cause__, ex.__context__):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    names = [{cls.__name__ for cls in type(ex).__mro__} for ex in chain]
+    if any(n & _CONNECT_TIMEOUTS for n in names):
+        return 'connect'
+    if any(n & _READ_TIMEOUTS for n in names) or any(isinstance(ex, TimeoutError)
+                                                      for ex in chain):
+        return 'read'
+    return None
 
 
 class Transient(Exception):
-    """A failure worth retrying: network error, timeout, 408, 429, 5xx, cut transfer."""
+    """A failure worth retrying: network error, timeout, 408, 429, 5xx, cut transfer.
+
+    ``timeout`` is 'read' or 'connect' when the failure is a timeout (see `timeout_kind`);
+    ``retried`` is True when the transport already retried it itself (botocore).
+    """
 
     def __init__(self, error: BaseException | str, retry_after: float | None = None,
-                 status: int | None = None, restart: bool = False):
+                 status: int | None = None, restart: bool = False, retried: bool = False):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
         self.status = status
         self.restart = restart  # the partial file is unusable: start again from byte 0
+        self.timeout = timeout_kind(error)
+        self.retried = retried
 
 
 class RangeUnsatisfiable(Exception):

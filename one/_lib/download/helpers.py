@@ -81,7 +81,8 @@ def _http_task(url: str, target_dir, chunks, clobber: bool, username, password,
 def http_download_file(full_link_to_file: str, chunks: tuple[int, int] | None = None, *,
                        clobber: bool = False, silent: bool = False, username: str | None = None,
                        password: str | None = None, target_dir: str | os.PathLike = '',
-                       return_md5: bool = False, headers: Mapping[str, str] | None = None):
+                       return_md5: bool = False, headers: Mapping[str, str] | None = None,
+                       timeout: float | tuple[float, float] | None = None):
     """Download one file over HTTP(S) into a folder (ONE's ``http_download_file``).
 
     The file is written to a temporary file and moved into place only when complete; failed
@@ -107,6 +108,9 @@ def http_download_file(full_link_to_file: str, chunks: tuple[int, int] | None = 
         Also return the file's md5 hex digest.
     headers : dict, optional
         Extra request headers.
+    timeout : float or (float, float), optional
+        Read timeout, or (connect, read) timeouts, in seconds; by default ``ONE_HTTP_TIMEOUT``
+        or (10, 60).
 
     Returns
     -------
@@ -127,7 +131,7 @@ def http_download_file(full_link_to_file: str, chunks: tuple[int, int] | None = 
                       headers)
     try:
         (result,) = download_files([task], n_threads=1, progress=not silent, return_md5=True,
-                                   desc=task.destination.name)
+                                   desc=task.destination.name, timeout=timeout)
     except HTTPStatusError as ex:
         _logger.error('%s %s', ex.status_code, task.url)
         raise
@@ -144,6 +148,7 @@ def http_download_file_list(links_to_file_list: Sequence[str], **kwargs):
     **kwargs
         As `http_download_file`; ``target_dir`` may also be a list with one folder per link.
         ``n_threads`` (default `N_THREADS`) sets the number of parallel downloads.
+        ``timeout`` bounds the waits (see `http_download_file`).
 
     Returns
     -------
@@ -169,6 +174,7 @@ def http_download_file_list(links_to_file_list: Sequence[str], **kwargs):
     return_md5 = kwargs.pop('return_md5', False)
     silent = kwargs.pop('silent', False)
     n_threads = kwargs.pop('n_threads', None)
+    timeout = kwargs.pop('timeout', None)
     options = {k: kwargs.pop(k, None) for k in ('chunks', 'username', 'password', 'headers')}
     clobber = kwargs.pop('clobber', False)
     if kwargs:
@@ -182,7 +188,7 @@ def http_download_file_list(links_to_file_list: Sequence[str], **kwargs):
                                     options['headers']))
     results: list = [(None, None)] * len(links)
     done = download_files(tasks, n_threads=n_threads, progress=not silent and bool(tasks),
-                          return_md5=True)
+                          return_md5=True, timeout=timeout)
     for i, result in zip(index, done):
         results[i] = result
     if return_md5:

@@ -6,29 +6,32 @@ cannot leave the cache folder.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path, PurePath
 from urllib.parse import quote, unquote, urlsplit
 
+from one._lib.confine import UnsafePath as ConfineUnsafePath
+from one._lib.confine import confine
 from one._lib.download.errors import UnsafePath
 
-_DRIVE = re.compile(r'^[A-Za-z]:')
 
-
-def safe_join(root: str | os.PathLike, rel_path: str | os.PathLike) -> Path:
+def safe_join(root: str | os.PathLike, rel_path: str | os.PathLike,
+              resolve: bool = True) -> Path:
     """Join a relative path received from elsewhere to `root`, refusing any escape.
 
     The path is normalised first: back-slashes count as separators, empty and ``.`` parts are
-    dropped and ``a/..`` pairs cancel out.  Absolute paths, drive or UNC paths, paths that climb
-    above `root` and empty paths are refused.  Symbolic links are not resolved (a link inside
-    the cache is the user's choice).
+    dropped and ``a/..`` pairs cancel out.  Absolute paths, drive or UNC paths, NUL characters,
+    paths that climb above `root` and empty paths are refused, and so (with `resolve`) is a
+    path leaving `root` through a symbolic link.  The checks are those of
+    `one._lib.confine.confine`.
 
     Parameters
     ----------
     root : str, os.PathLike
-        The folder the result must stay inside.
+        The folder the result must stay in.
     rel_path : str, os.PathLike
         A relative path, e.g. a dataset's ``rel_path`` or an S3 key suffix.
+    resolve : bool
+        Also refuse a path that leads out of `root` through a symbolic link.
 
     Returns
     -------
@@ -38,7 +41,8 @@ def safe_join(root: str | os.PathLike, rel_path: str | os.PathLike) -> Path:
     Raises
     ------
     UnsafePath
-        The path is absolute, has a drive, climbs out of `root` or is empty.
+        The path is absolute, has a drive, climbs out of `root`, is empty, or leaves `root`
+        through a link.
 
     Examples
     --------
@@ -49,36 +53,10 @@ def safe_join(root: str | os.PathLike, rel_path: str | os.PathLike) -> Path:
     ...
     one._lib.download.UnsafePath: Refusing the path "../etc/passwd": it climbs out of "/data"
     """
-    if isinstance(rel_path, PurePath):
-        text = rel_path.as_posix()
-    else:
-        text = os.fspath(rel_path)
-    if isinstance(text, bytes):
-        text = os.fsdecode(text)
-    text = text.replace('\\', '/')
-    if '\x00' in text:
-        raise UnsafePath(f'Refusing the path {rel_path!r}: it contains a NUL character',
-                         path=root)
-    if text.startswith('/') or _DRIVE.match(text):
-        raise UnsafePath(f'Refusing the path "{rel_path}": it is absolute, not relative to '
-                         f'"{root}"', path=root)
-    parts: list[str] = []
-    for part in text.split('/'):
-        if part in ('', '.'):
-            continue
-        if part == '..':
-            if not parts:
-                raise UnsafePath(f'Refusing the path "{rel_path}": it climbs out of "{root}"',
-                                 path=root)
-            parts.pop()
-        elif _DRIVE.match(part):
-            raise UnsafePath(f'Refusing the path "{rel_path}": it contains a drive', path=root)
-        else:
-            parts.append(part)
-    if not parts:
-        raise UnsafePath(f'Refusing the path "{rel_path}": it names no file under "{root}"',
-                         path=root)
-    return Path(root).joinpath(*parts)
+    try:
+        return confine(root, rel_path, resolve=resolve)
+    except ConfineUnsafePath as ex:
+        raise UnsafePath(str(ex), path=root, value=ex.value) from None
 
 
 def url_to_local_path(url: str, cache_dir: str | os.PathLike, keep_uuid: bool = False) -> Path:
@@ -120,7 +98,8 @@ def url_to_local_path(url: str, cache_dir: str | os.PathLike, keep_uuid: bool = 
 
     path = unquote(urlsplit(quote_url(url)).path)
     # Normalise first, so that '..' parts can't smuggle the path out via get_alf_path
-    rel = safe_join('/', path.lstrip('/').replace('\\', '/')).as_posix().lstrip('/')
+    rel = safe_join('/', path.lstrip('/').replace('\\', '/'), resolve=False).as_posix()
+    rel = rel.lstrip('/')
     if 'aggregates/' in rel:
         rel = rel[rel.index('aggregates/'):]
     else:

@@ -1,4 +1,9 @@
-"""The S3 transport: ``get_object`` of one ``s3://bucket/key`` task (boto3 imported lazily)."""
+"""The S3 transport: ``get_object`` of one ``s3://bucket/key`` task (boto3 imported lazily).
+
+S3 clients made by one-next are configured by `s3_config`: the connect and read timeouts of
+`one._lib.http_timeouts` and at most `S3_ATTEMPTS` attempts per call, so that a read timeout is
+retried once (by botocore for a call, by the engine while streaming a body).
+"""
 from __future__ import annotations
 
 import http.client
@@ -19,23 +24,57 @@ from one._lib.download.errors import (
 )
 from one._lib.download.http_headers import content_range, window_size
 from one._lib.download.task import Body, DownloadTask, byte_window
+from one._lib.http_timeouts import resolve_timeout
+
+S3_ATTEMPTS = 2
+"""Attempts botocore makes per S3 call with `s3_config` (a timeout is retried once)."""
+
+
+def s3_config(timeout=None, **kwargs):
+    """A botocore ``Config`` with our timeouts and retries (botocore imported here).
+
+    Parameters
+    ----------
+    timeout : float or (float, float), optional
+        Read timeout, or (connect, read) timeouts, in seconds; see
+        `one._lib.http_timeouts.resolve_timeout` (``ONE_HTTP_TIMEOUT`` by default).
+    **kwargs
+        Other ``Config`` settings (e.g. ``signature_version``).
+
+    Returns
+    -------
+    botocore.config.Config
+    """
+    from botocore.config import Config
+
+    connect, read = resolve_timeout(timeout)
+    return Config(connect_timeout=connect, read_timeout=read,
+                  retries={'mode': 'standard', 'total_max_attempts': S3_ATTEMPTS}, **kwargs)
 
 
 class S3Transport:
-    """Opens ``s3://`` tasks with the task's client, or a default one shared by the batch."""
+    """Opens ``s3://`` tasks with the task's client, or a default one shared by the batch.
 
-    def __init__(self):
+    Parameters
+    ----------
+    timeout : float or (float, float), optional
+        The timeouts of the default client (tasks' own clients keep their configuration).
+    """
+
+    def __init__(self, timeout=None):
         self._default = None
+        self._timeout = timeout
         self._lock = threading.Lock()
 
-    def _client(self, task: DownloadTask):
+    def client(self, task: DownloadTask):
+        """The boto3 S3 client of a task."""
         s3 = task.s3
         if s3 is None:
             with self._lock:
                 if self._default is None:
                     import boto3
 
-                    self._default = boto3.client('s3')
+                    self._default = boto3.client('s3', config=s3_config(self._timeout))
                 return self._default
         client = getattr(getattr(s3, 'meta', None), 'client', None)
         return client if client is not None else s3
@@ -52,9 +91,9 @@ class S3Transport:
             if offset and validator:
                 kwargs['IfMatch'] = validator
         try:
-            response = self._client(task).get_object(**kwargs)
-        except Exception as ex:
-            raise self._error(task, ex) from ex
+            response = self.client(task).get_object(**kwargs)
+        except Exception as ex:  # botocore retried the call as its configuration says
+            raise self._error(task, ex, retried=True) from ex
         crange = content_range(response.get('ContentRange'))
         if crange is not None and crange[0] is not None:
             start = crange[0] - first
@@ -72,7 +111,7 @@ class S3Transport:
             raise self._error(task, ex) from ex
 
     @staticmethod
-    def _error(task: DownloadTask, ex: Exception) -> Exception:
+    def _error(task: DownloadTask, ex: Exception, retried: bool = False) -> Exception:
         """Sort a boto3/botocore error into retryable (`Transient`) or final."""
         from botocore import exceptions as bex
 
@@ -97,9 +136,7 @@ class S3Transport:
         transient = (bex.ConnectionError, bex.HTTPClientError, bex.IncompleteReadError,
                      getattr(bex, 'ResponseStreamingError', bex.HTTPClientError), OSError,
                      http.client.HTTPException)
-        if isinstance(ex, transient):
-            return Transient(ex)
-        if isinstance(ex, urllib3.exceptions.HTTPError):
-            return Transient(ex)
+        if isinstance(ex, (*transient, urllib3.exceptions.HTTPError)):
+            return Transient(ex, retried=retried)
         return DownloadError(f'Could not download {task.url} to {task.destination}: '
                              f'{describe(ex)}', task.url, task.destination)
