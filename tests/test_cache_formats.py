@@ -156,6 +156,8 @@ def test_older_layouts_answer_as_todays_tables(layout, data_root, tables, modern
     assert str(loaded['datasets']['file_size'].dtype) == 'UInt64'
     assert 'projects' in loaded['sessions'].columns
     assert len(loaded['datasets']) == len(tables[1])
+    assert isinstance(loaded['datasets'].index[0][0], uuid.UUID)  # ONE-api's shape
+    assert isinstance(loaded['sessions'].index[0], uuid.UUID)
 
     one = One(cache_dir=data_root, tables_dir=tmp_path)
     assert len(one.list_datasets(one.search()[0])) > 0  # not the silent empty listing
