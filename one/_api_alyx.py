@@ -80,6 +80,8 @@ class OneAlyx(One):
         deadline).  ``timeout`` also bounds the waits of HTTP and S3 downloads.
     """
 
+    _records_loads_in_folder = True  # its folder is a download cache (see one._lock)
+
     def __init__(self, username=None, password=None, base_url=None, cache_dir=None,
                  mode='remote', wildcards=True, tables_dir=None, lock=None, **kwargs):
         from one._lib.http_errors import AlyxConnectionError

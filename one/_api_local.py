@@ -29,6 +29,7 @@ import one.params
 from one import util
 from one._confined_paths import Confinement, dataset_file
 from one._lib.uuid_index import key_for
+from one._lib.values import known as _known
 from one._lib.verified import VerifiedFiles
 from one._load_messages import (
     check_data_folder,
@@ -113,7 +114,7 @@ class One(ConversionMixin, LockMixin):
         Where the cache tables are, if not in `cache_dir`.
     lock : str, pathlib.Path, optional
         A lock file (see `save_lock`): loading a dataset it does not list, or another version
-        of one it lists, raises `one._lock.DatasetNotLocked`.
+        of one it lists, raises `one.alf.exceptions.DatasetNotLocked`.
 
     Examples
     --------
@@ -821,11 +822,11 @@ class One(ConversionMixin, LockMixin):
             stale = exists != datasets['exists'].to_numpy(dtype=bool, na_value=False)
             if stale.any():
                 self._set_exists([ids[i] for i in np.flatnonzero(stale)], exists[stale])
+        self._after_load(datasets, ids, session_paths, files)  # may refuse (lock)
         if self.record_loaded:
             loaded = np.array([ids[i] for i in np.flatnonzero(exists)], dtype=object)
             previous = self._tables.get('_loaded_datasets', np.array([], dtype=object))
             self._tables['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
-        self._after_load(datasets, ids, session_paths, files)
         return files
 
     def _as_records(self, datasets) -> pd.DataFrame:
@@ -1375,18 +1376,6 @@ def _default_revisions(datasets: pd.DataFrame) -> np.ndarray:
     if 'default_revision' not in datasets.columns:
         raise alferr.ALFError('No default revisions specified')
     return datasets['default_revision'].to_numpy(dtype=bool, na_value=False)
-
-
-def _known(value):
-    """The value, or None when it is missing or empty (NA, NaN, None, '', 0)."""
-    if value is None or isinstance(value, str) and not value:
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value or None
 
 
 def _alf_parts_only(parts: dict) -> dict:

@@ -90,6 +90,8 @@ class OneRelease(One):
     ... # doctest: +SKIP
     """
 
+    _records_loads_in_folder = True  # its folder is a download cache (see one._lock)
+
     def __init__(self, base_url=None, cache_dir=None, mode='remote', wildcards=True,
                  tables_dir=None, profile=None, cache_expiry=None, lock=None, timeout=None,
                  **kwargs):
@@ -349,10 +351,10 @@ class OneRelease(One):
 def _configured_alyx(url: str) -> bool:
     """Whether `url` is the URL of a database set up in ONE's parameters."""
     try:
-        clients = one.params._read_map().get('CLIENT_MAP') or {}
+        clients = one.params.client_map()
     except Exception:  # noqa: BLE001 - unreadable parameters: not configured
         return False
-    return one.params._key_from_url(url) in clients
+    return one.params.client_key(url) in clients
 
 
 def find_release(base_url=None, cache_dir=None, tables_dir=None, username=None, password=None,

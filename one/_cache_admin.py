@@ -3,10 +3,13 @@
 The logic behind ``one cache ls|du|verify|prune|clear-rest``, free of printing:
 
 * `Inventory`: the datasets the cache tables list (with their file paths) and the files on disk,
-  sorted into dataset files, partial downloads (``.<name>.part`` of the download engine),
-  files in session folders that no table lists, the REST response cache and the folder's own
-  files (tables, records, lock files);
-* `verify`: re-hash files against the tables (or a lock file) and report bad and missing ones;
+  sorted into dataset files, files the folder's load record knows but the tables do not list
+  (loaded from a database whose records were not saved), partial downloads (``.<name>.part`` of
+  the download engine), other files in session folders, the REST response cache and the
+  folder's own files (tables, records, lock files);
+* `verify` / `repair`: re-hash files against the tables (or a lock file) and report bad and
+  missing ones; download them again;
+* `locked_files`: the files of a lock file's datasets, found without the tables;
 * `prune_plan` / `remove`: choose and remove files, only inside the data folder.
 
 What "missing" means depends on the folder.  A folder that is the data folder of a database
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -27,12 +31,17 @@ import pandas as pd
 
 from one._lib.access_log import RECORD_NAME as ACCESS_RECORD
 from one._lib.access_log import AccessLog
+from one._lib.download.part import is_idle, is_partial_name, remove_if_idle
+from one._lib.values import known
 
-__all__ = ['Inventory', 'DiskFile', 'Problem', 'verify', 'prune_plan', 'remove',
-           'partial_in_use', 'database_of', 'parse_age', 'parse_size']
+__all__ = ['Inventory', 'DiskFile', 'Problem', 'verify', 'repair', 'locked_files',
+           'prune_plan', 'remove', 'database_of', 'parse_age', 'parse_size', 'human_size',
+           'UNLISTED_GRACE']
 
-_PART_SUFFIX = '.part'
 _REST_FOLDER = '.rest'
+UNLISTED_GRACE = 3600.0
+"""Seconds during which a new file no table lists is kept by ``prune --unlisted``: a download
+running now records its files in the load record only when its batch ends."""
 
 
 @dataclass
@@ -64,6 +73,14 @@ class Problem:
             return f'missing  {self.path}'
         return f'bad {self.kind:<4} {self.path}: expected {self.expected}, found {self.actual}'
 
+    def as_dict(self) -> dict:
+        return {'path': self.path, 'problem': self.kind, 'expected': _plain(self.expected),
+                'found': _plain(self.actual), 'id': self.id, 'eid': self.eid}
+
+
+def _plain(value):
+    return value.item() if hasattr(value, 'item') else value
+
 
 @dataclass
 class Inventory:
@@ -79,14 +96,19 @@ class Inventory:
     datasets: pd.DataFrame = field(default=None)
     """One row per listed dataset: eid, id, session_path, rel_path, path, file_size, hash,
     exists (as in the tables), on_disk (bool) and size_on_disk."""
+    load_record: dict = field(default_factory=dict)
+    """The folder's load record: path -> when it was last loaded (unix time)."""
     dataset_files: dict = field(default_factory=dict)
     """path on disk -> DiskFile of the files that are listed datasets."""
     by_dataset: dict = field(default_factory=dict)
     """listed path (session folder/rel_path) -> DiskFile of its file on disk."""
+    loaded: list = field(default_factory=list)
+    """Files in session folders the tables do not list but the load record knows: datasets
+    loaded from a database whose records were not saved (DiskFile)."""
     partial: list = field(default_factory=list)
     """Partial downloads (DiskFile)."""
     unlisted: list = field(default_factory=list)
-    """Files in session folders that no table lists (DiskFile)."""
+    """Other files in session folders: no table lists them, no load was recorded (DiskFile)."""
     rest: list = field(default_factory=list)
     """The REST response cache (DiskFile)."""
     own: list = field(default_factory=list)
@@ -95,16 +117,25 @@ class Inventory:
     """Anything else (outside session folders, hidden files)."""
 
     @classmethod
-    def of(cls, root: str | os.PathLike) -> Inventory:
-        """Read the tables of `root` and walk its files.
+    def of(cls, root: str | os.PathLike, tables: dict | None = None) -> Inventory:
+        """Walk the files of `root` and sort them with its cache tables.
+
+        Parameters
+        ----------
+        root : str, os.PathLike
+            The data folder.
+        tables : dict, optional
+            Its 'sessions' and 'datasets' tables already loaded (e.g. a `One`'s ``_cache``);
+            read from the folder when None.
 
         Raises
         ------
         FileNotFoundError
-            The folder has no cache tables (``datasets.pqt``).
+            No tables were given and the folder has none (``datasets.pqt``).
         """
         inventory = cls(Path(root))
-        inventory.datasets = _listed_datasets(inventory.root)
+        inventory.datasets = _listed_datasets(inventory.root, tables)
+        inventory.load_record = AccessLog(inventory.root).last_loaded()
         inventory._walk()
         return inventory
 
@@ -116,16 +147,13 @@ class Inventory:
             rel_folder = '' if rel_folder == '.' else rel_folder.replace(os.sep, '/')
             in_session = _in_session(rel_folder)
             for name in files:
-                full = os.path.join(folder, name)
-                try:
-                    st = os.lstat(full)
-                except FileNotFoundError:
+                item = _disk_file(os.path.join(folder, name),
+                                  f'{rel_folder}/{name}' if rel_folder else name)
+                if item is None:
                     continue
-                rel = f'{rel_folder}/{name}' if rel_folder else name
-                item = DiskFile(rel, st.st_size, st.st_atime, st.st_mtime)
                 if rel_folder.split('/', 1)[0] == _REST_FOLDER:
                     self.rest.append(item)
-                elif name.startswith('.') and name.endswith(_PART_SUFFIX):
+                elif is_partial_name(name):
                     self.partial.append(item)
                 elif not rel_folder or name.endswith('.lock') or name == ACCESS_RECORD:
                     self.own.append(item)
@@ -140,7 +168,7 @@ class Inventory:
         paths = self.datasets['path'].to_numpy()
         for item, row in zip(candidates, rows):
             if row < 0 or on_disk[row]:
-                self.unlisted.append(item)
+                (self.loaded if item.path in self.load_record else self.unlisted).append(item)
                 continue
             on_disk[row], size_on_disk[row] = True, item.size
             self.by_dataset[paths[row]] = item
@@ -161,26 +189,34 @@ class Inventory:
         found = lookup.get_indexer(rel_paths)
         rows = np.where(found >= 0, positions[np.maximum(found, 0)], -1)
         ids = table['id'].to_numpy()
-        for i in np.flatnonzero(rows < 0):
-            plain = remove_uuid_string(PurePosixPath(rel_paths[i])).as_posix()
-            if plain == rel_paths[i]:
-                continue
-            at = lookup.get_indexer([plain])[0]
-            if at >= 0 and PurePosixPath(rel_paths[i]).stem.endswith(ids[positions[at]]):
-                rows[i] = positions[at]
+        unknown = np.flatnonzero(rows < 0)
+        plain = [remove_uuid_string(PurePosixPath(rel_paths[i])).as_posix() for i in unknown]
+        at = lookup.get_indexer(plain) if plain else np.empty(0, dtype=np.int64)
+        for i, name, j in zip(unknown, plain, at):
+            if j >= 0 and name != rel_paths[i] and \
+                    PurePosixPath(rel_paths[i]).stem.endswith(ids[positions[j]]):
+                rows[i] = positions[j]
         return rows
 
     def recorded(self) -> set[str]:
         """The listed paths of the datasets the folder's load record says were loaded."""
-        rows = self._rows_of(list(AccessLog(self.root).last_loaded()))
+        rows = self._rows_of(list(self.load_record))
         return set(self.datasets['path'].to_numpy()[rows[rows >= 0]])
 
+    def gone(self) -> list[str]:
+        """Paths the load record knows whose file is no longer in the folder (deleted)."""
+        present = {f.path for group in (self.dataset_files.values(), self.loaded,
+                                        self.unlisted, self.other) for f in group}
+        return sorted(p for p in self.load_record if p not in present and
+                      not os.path.lexists(self.root / p))
+
     def last_used(self) -> dict[str, float]:
-        """When each dataset file on disk was last used: the latest of the folder's load
-        record, the file's access time and its modification time (the download)."""
-        recorded = AccessLog(self.root).last_loaded()
-        return {p: max(recorded.get(p, 0.0), f.atime, f.mtime)
-                for p, f in self.dataset_files.items()}
+        """When each dataset file on disk (listed, or known to the load record) was last used:
+        the latest of the folder's load record, the file's access time and its modification
+        time (the download)."""
+        recorded = self.load_record
+        return {f.path: max(recorded.get(f.path, 0.0), f.atime, f.mtime)
+                for f in [*self.dataset_files.values(), *self.loaded]}
 
     def sessions(self) -> pd.DataFrame:
         """One row per session with files on disk: eid, session_path, datasets on disk,
@@ -193,6 +229,18 @@ class Inventory:
             drop=True)
 
 
+def _disk_file(full: str, rel: str) -> DiskFile | None:
+    """The file at `full`; a link counts as the file it points to (a dangling link as itself)."""
+    try:
+        st = os.stat(full)
+    except FileNotFoundError:
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            return None
+    return DiskFile(rel, st.st_size, st.st_atime, st.st_mtime)
+
+
 def _in_session(rel_folder: str) -> bool:
     parts = rel_folder.split('/')
     return any(parts[i].isdigit() and _is_date(parts[i - 1]) for i in range(1, len(parts)))
@@ -203,14 +251,16 @@ def _is_date(text: str) -> bool:
         text.replace('-', '').isdigit()
 
 
-def _listed_datasets(root: Path) -> pd.DataFrame:
+def _listed_datasets(root: Path, tables: dict | None = None) -> pd.DataFrame:
     """The datasets of the folder's cache tables, with the path of each file."""
-    from one.alf.cache import _load_tables as load_tables  # ids as strings: no UUID objects
+    if tables is None:
+        from one.alf.cache import _load_tables as load_tables  # string ids: no UUIDs
+
+        if not (root / 'datasets.pqt').exists():
+            raise FileNotFoundError(f'no cache tables in {root}')
+        tables = load_tables(root)
     from one.converters import session_record2path
 
-    if not (root / 'datasets.pqt').exists():
-        raise FileNotFoundError(f'no cache tables in {root}')
-    tables = load_tables(root)
     sessions, datasets = tables['sessions'], tables['datasets']
     session_paths = {str(eid): session_record2path(row).as_posix()
                      for eid, row in zip(sessions.index, sessions.to_dict('records'))}
@@ -241,7 +291,7 @@ def _listed_datasets(root: Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# verify
+# verify and repair
 # --------------------------------------------------------------------------------------------
 def _md5_keeping_atime(path) -> str:
     """The md5 of a file, leaving its access time as it was (checking is not using)."""
@@ -290,14 +340,14 @@ def verify(root: Path, expected: pd.DataFrame, files: dict,
     for i, row in zip(np.flatnonzero(present),
                       expected[present].itertuples(index=False)):
         found = files[row.path]
-        size = _known_int(row.file_size)
-        if size is not None and found.size != size:
-            problems[i] = Problem(found.path, 'size', size, found.size, row.id, row.eid)
+        size = known(row.file_size)
+        if size is not None and found.size != int(size):
+            problems[i] = Problem(found.path, 'size', int(size), found.size, row.id, row.eid)
             continue
-        digest = _known_str(row.hash)
+        digest = known(row.hash)
         if digest:
             to_hash.append(root / found.path)
-            positions.append((i, found.path, digest.lower(), row.id, row.eid))
+            positions.append((i, found.path, str(digest).lower(), row.id, row.eid))
             sizes.append(found.size)
     digests = hash_files(to_hash, sizes=sizes, progress=progress,
                          hasher=_md5_keeping_atime) if to_hash else []
@@ -307,45 +357,67 @@ def verify(root: Path, expected: pd.DataFrame, files: dict,
     return sorted(problems.values(), key=lambda p: p.path), len(to_hash)
 
 
-def _known_int(value) -> int | None:
-    if value is None or (not isinstance(value, (int, np.integer)) and pd.isna(value)):
-        return None
-    return int(value)
+def locked_files(root: Path, lock) -> dict[str, DiskFile]:
+    """The files on disk of a lock file's datasets (path -> DiskFile), without the tables.
+
+    A dataset's file is ``<root>/<session folder>/<rel_path>``, or the same name with the
+    dataset UUID in it (data folders with UUID file names).
+    """
+    found = {}
+    for dataset in lock.datasets.values():
+        path = dataset.path
+        item = _disk_file(str(root / path), path.as_posix())
+        if item is None:
+            with_uuid = path.with_name(f'{path.stem}.{dataset.id}{path.suffix}')
+            item = _disk_file(str(root / with_uuid), with_uuid.as_posix())
+        if item is not None:
+            found[path.as_posix()] = item
+    return found
 
 
-def _known_str(value) -> str | None:
-    if value is None or (not isinstance(value, str) and pd.isna(value)) or value == '':
-        return None
-    return str(value)
+def lock_table(lock) -> pd.DataFrame:
+    """The datasets of a lock file as the rows `verify` and `repair` take."""
+    columns = ['eid', 'id', 'path', 'session_path', 'rel_path', 'file_size', 'hash']
+    return pd.DataFrame([
+        {'eid': d.eid, 'id': d.id, 'path': d.path.as_posix(), 'session_path': d.session_path,
+         'rel_path': d.rel_path, 'file_size': d.file_size, 'hash': d.hash}
+        for d in lock.datasets.values()], columns=columns)
+
+
+def repair(one, rows: pd.DataFrame) -> list:
+    """Download datasets again (missing or bad files) through a database's `OneAlyx`.
+
+    The records go through the instance's file check, the path of every load: a present file
+    of the right size and md5 is kept, anything else is downloaded in one batch, and the
+    instance's lock (if any) is applied first.
+
+    Parameters
+    ----------
+    one : one.api.OneAlyx
+        An instance on the data folder.
+    rows : pandas.DataFrame
+        Datasets with eid, id, rel_path, session_path, file_size and hash.
+
+    Returns
+    -------
+    list
+        The file of each dataset (None where the download failed).
+    """
+    records = pd.DataFrame(
+        {'rel_path': rows['rel_path'].astype(str).to_numpy(),
+         'file_size': rows['file_size'].to_numpy(), 'hash': rows['hash'].to_numpy(),
+         'session_path': rows['session_path'].to_numpy()},
+        index=pd.MultiIndex.from_arrays([rows['eid'].to_numpy(), rows['id'].to_numpy()],
+                                        names=['eid', 'id']))
+    return one._check_filesystem(records, update_exists=False, check_hash=True)
 
 
 # --------------------------------------------------------------------------------------------
 # prune
 # --------------------------------------------------------------------------------------------
-def partial_in_use(path: Path) -> bool:
-    """True if a download is writing this partial file now (it holds the file's lock)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: the filelock file beside it
-        return path.with_name(path.name[:-len(_PART_SUFFIX)] + '.lock').exists()
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # closing releases the lock
-    return False
-
-
 def prune_plan(inventory: Inventory, older_than: float | None = None,
-               max_size: int | None = None, download_cache: bool = True,
-               now: float | None = None) -> dict[str, list[DiskFile]]:
+               max_size: int | None = None, unlisted: bool = False,
+               download_cache: bool = True, now: float | None = None) -> dict[str, list]:
     """Choose what ``one cache prune`` removes.
 
     Parameters
@@ -357,32 +429,40 @@ def prune_plan(inventory: Inventory, older_than: float | None = None,
     max_size : int, optional
         Remove the least recently used dataset files until the dataset files total at most
         this many bytes.
+    unlisted : bool
+        Also remove files in session folders that no table lists and the load record does not
+        know, unless modified in the last `UNLISTED_GRACE` seconds.
     download_cache : bool
         The folder is a database's download cache.  Otherwise its files may be the only copy:
-        files no table lists are kept, and `older_than` / `max_size` are refused.
+        `unlisted`, `older_than` and `max_size` are refused.
     now : float, optional
         The current time (unix).
 
     Returns
     -------
     dict
-        ``{'partial': [...], 'unlisted': [...], 'datasets': [...]}`` of DiskFile.
+        ``{'partial': [...], 'unlisted': [...], 'datasets': [...]}`` of DiskFile (partial
+        downloads no download holds; unlisted files; least recently used dataset files), and
+        ``'forget'``: the paths the load record knows whose file is gone.
 
     Raises
     ------
     ValueError
-        `older_than` or `max_size` for a folder that is not a download cache.
+        `unlisted`, `older_than` or `max_size` for a folder that is not a download cache.
     """
-    if (older_than is not None or max_size is not None) and not download_cache:
+    if (unlisted or older_than is not None or max_size is not None) and not download_cache:
         raise ValueError(f'{inventory.root} is not the data folder of a database: its files '
-                         'may be the only copy, so --older-than and --max-size are refused')
+                         'may be the only copy, so --unlisted, --older-than and --max-size are '
+                         'refused')
     now = time.time() if now is None else now
-    partial = [f for f in inventory.partial if not partial_in_use(inventory.root / f.path)]
-    unlisted = list(inventory.unlisted) if download_cache else []
+    partial = [f for f in inventory.partial if is_idle(inventory.root / f.path)]
+    extra = [f for f in inventory.unlisted if now - f.mtime > UNLISTED_GRACE] if unlisted \
+        else []
     chosen: dict[str, DiskFile] = {}
     if older_than is not None or max_size is not None:
         used = inventory.last_used()
-        order = sorted(inventory.dataset_files.values(), key=lambda f: (used[f.path], f.path))
+        candidates = [*inventory.dataset_files.values(), *inventory.loaded]
+        order = sorted(candidates, key=lambda f: (used[f.path], f.path))
         if older_than is not None:
             for f in order:
                 if now - used[f.path] > older_than:
@@ -396,15 +476,17 @@ def prune_plan(inventory: Inventory, older_than: float | None = None,
                     chosen[f.path] = f
                     total -= f.size
     datasets = sorted(chosen.values(), key=lambda f: f.path)
-    return {'partial': partial, 'unlisted': unlisted, 'datasets': datasets}
+    return {'partial': partial, 'unlisted': extra, 'datasets': datasets,
+            'forget': inventory.gone()}
 
 
 def remove(root: Path, files: list[DiskFile], empty_folders: bool = True) -> list[str]:
     """Remove files of the data folder (and the folders left empty); return what was removed.
 
     Each path must lie inside `root` (its folder is resolved, so a link to a folder elsewhere
-    is refused; a link file itself is removed, never its target).  Partial downloads a download
-    holds at that moment are skipped.
+    is refused; a link file itself is removed, never its target).  A partial download is
+    removed under its lock (`one._lib.download.part.remove_if_idle`), so never while a
+    download writes or resumes it.
 
     Raises
     ------
@@ -412,18 +494,21 @@ def remove(root: Path, files: list[DiskFile], empty_folders: bool = True) -> lis
         A path is outside the data folder.
     """
     root_real = Path(os.path.realpath(root))
+    for f in files:
+        parent = Path(os.path.realpath((root / f.path).parent))
+        if parent != root_real and root_real not in parent.parents:
+            raise ValueError(f'refusing to remove {root / f.path}: it is not inside {root}')
     removed, folders = [], set()
     for f in files:
         path = root / f.path
-        parent = Path(os.path.realpath(path.parent))
-        if parent != root_real and root_real not in parent.parents:
-            raise ValueError(f'refusing to remove {path}: it is not inside {root}')
-        if path.name.endswith(_PART_SUFFIX) and partial_in_use(path):
-            continue
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            continue
+        if is_partial_name(path.name):
+            if not remove_if_idle(path):
+                continue
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
         removed.append(f.path)
         if empty_folders:
             folders.add(path.parent)
@@ -445,7 +530,7 @@ def database_of(folder: Path) -> str | None:
     import one.params
 
     try:
-        clients = (one.params._read_map().get('CLIENT_MAP') or {})
+        clients = one.params.client_map()
     except Exception:  # noqa: BLE001 - unreadable parameters: no database
         return None
     for key, client_folder in clients.items():
@@ -464,9 +549,18 @@ def _same(a, b) -> bool:
         return False
 
 
-_UNITS = {'': 1, 'b': 1, 'k': 1024, 'kb': 1024, 'm': 1024 ** 2, 'mb': 1024 ** 2,
+_SIZES = {'': 1, 'b': 1, 'k': 1024, 'kb': 1024, 'm': 1024 ** 2, 'mb': 1024 ** 2,
           'g': 1024 ** 3, 'gb': 1024 ** 3, 't': 1024 ** 4, 'tb': 1024 ** 4}
-_AGES = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
+_AGES = {'': 86400, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
+
+
+def _quantity(text: str, units: dict, what: str, examples: str) -> float:
+    """A number with an optional unit, times the unit's factor."""
+    match = re.fullmatch(r'\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*', str(text))
+    unit = match.group(2).lower().replace('ib', 'b') if match else None
+    if not match or unit not in units:
+        raise ValueError(f'not {what}: {text!r} ({examples})')
+    return float(match.group(1)) * units[unit]
 
 
 def parse_size(text: str) -> int:
@@ -477,13 +571,7 @@ def parse_size(text: str) -> int:
     ValueError
         Not a size.
     """
-    import re
-
-    match = re.fullmatch(r'\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*', str(text))
-    unit = match.group(2).lower().replace('ib', 'b') if match else None
-    if not match or unit not in _UNITS:
-        raise ValueError(f'not a size: {text!r} (e.g. 500M, 20G, 1.5T)')
-    return int(float(match.group(1)) * _UNITS[unit])
+    return int(_quantity(text, _SIZES, 'a size', 'e.g. 500M, 20G, 1.5T'))
 
 
 def parse_age(text: str) -> float:
@@ -494,12 +582,7 @@ def parse_age(text: str) -> float:
     ValueError
         Not an age.
     """
-    import re
-
-    match = re.fullmatch(r'\s*([0-9]*\.?[0-9]+)\s*([smhdw]?)\s*', str(text))
-    if not match:
-        raise ValueError(f'not an age: {text!r} (e.g. 30d, 12h, 2w; a plain number is days)')
-    return float(match.group(1)) * _AGES[match.group(2) or 'd']
+    return _quantity(text, _AGES, 'an age', 'e.g. 30d, 12h, 2w; a plain number is days')
 
 
 def human_size(n: float) -> str:

@@ -1,10 +1,12 @@
 """Lock files: exactly which datasets an analysis loaded, to load (or fetch) exactly those again.
 
-With ``one.record_loaded = True``, every dataset a load method returns is recorded (its session,
-id, relative path, revision, size and md5); `LockMixin.save_lock` writes them to a lock file.
-``One(..., lock=FILE)`` then refuses to load any dataset that is not in the file, or whose
-recorded version differs (another revision, another id, another md5), with a
-`DatasetNotLocked` error naming it.  ``one cache verify --lock FILE`` checks the files.
+With ``one.record_loaded = True``, the ids of the datasets a load method returns are recorded
+(as ONE-api does, for ``save_loaded_ids``); `LockMixin.save_lock` writes them to a lock file
+with their session, relative path, revision, size and md5 (from the cache tables, or from the
+file when the tables do not know).  ``One(..., lock=FILE)`` then refuses to load any dataset
+that is not in the file, or whose version differs (another revision, another id, another size
+or md5 in the tables or on disk), with a `one.alf.exceptions.DatasetNotLocked` error naming it.
+``one cache verify --lock FILE`` checks the files.
 
 The file is JSON that reads and diffs well: one session and one dataset per line, sorted by
 session folder and relative path::
@@ -12,7 +14,8 @@ session folder and relative path::
     {
       "one_lock": 1,
       "created": "2025-01-31T10:12:03",
-      "one_version": "3.0.0",
+      "one_version": "3.6.1",
+      "one_next_version": "0.2.0",
       "database": "https://openalyx.internationalbrainlab.org",
       "sessions": {
         "1fd389ac-...": "testlab/Subjects/ZFM-01935/2024-03-14/001"
@@ -23,20 +26,24 @@ session folder and relative path::
       ]
     }
 
-The checks happen in ``One._check_filesystem`` (every load method goes through it) before
-anything is downloaded; the recording happens there too, after the files are found.
+The checks happen in ``One._check_filesystem`` (every load method goes through it): the records
+before anything is downloaded, the files (size, and md5 through the folder's verification
+record, so an unchanged file is hashed once) once they are found.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
 
-from one.alf.exceptions import ALFError
+from one._lib.values import known
+from one.alf.exceptions import DatasetNotLocked
 from one.alf.path import rel_path_parts
 
 __all__ = ['LOCK_FORMAT', 'DatasetNotLocked', 'LockedDataset', 'LockFile', 'LockMixin',
@@ -45,14 +52,7 @@ __all__ = ['LOCK_FORMAT', 'DatasetNotLocked', 'LockedDataset', 'LockFile', 'Lock
 LOCK_FORMAT = 1
 """The version of the lock file format (the ``one_lock`` key)."""
 
-_FIELDS = ('eid', 'id', 'rel_path', 'revision', 'file_size', 'hash')
-
-
-class DatasetNotLocked(ALFError):
-    """A load asked for a dataset (or a version of it) that the lock file does not list."""
-
-    explanation = ('The dataset is not in the lock file this ONE instance was created with, '
-                   'or the lock lists another version of it.')
+_logger = logging.getLogger('one.api')
 
 
 @dataclass(frozen=True)
@@ -119,13 +119,14 @@ class LockFile:
         Parameters
         ----------
         records : pandas.DataFrame
-            Dataset records (``rel_path``, optionally ``hash``).
+            Dataset records (``rel_path``, optionally ``hash`` and ``file_size``).
         ids : list of str
             The dataset id of each record.
         session_paths : list
             The session folder of each record (None when unknown).
         """
         hashes = records['hash'] if 'hash' in records.columns else None
+        sizes = records['file_size'] if 'file_size' in records.columns else None
         for i, (dataset_id, rel_path) in enumerate(zip(ids, records['rel_path'])):
             session = '' if session_paths[i] is None else PurePosixPath(session_paths[i])
             where = PurePosixPath(session, str(rel_path)).as_posix()
@@ -137,12 +138,47 @@ class LockFile:
                 raise DatasetNotLocked(
                     f'Dataset {where} ({dataset_id}) is locked as {locked.path.as_posix()} in '
                     f'{self._name}: its relative path has changed since the lock was made')
-            table_hash = _known_str(hashes.iloc[i]) if hashes is not None else None
-            if locked.hash and table_hash and table_hash.lower() != locked.hash:
+            table_hash = known(hashes.iloc[i]) if hashes is not None else None
+            if locked.hash and table_hash and str(table_hash).lower() != locked.hash:
                 raise DatasetNotLocked(
                     f'Dataset {where} ({dataset_id}) has md5 {table_hash} in the cache tables '
                     f'but {locked.hash} in {self._name}: the file has changed since the lock '
                     'was made')
+            table_size = known(sizes.iloc[i]) if sizes is not None else None
+            if locked.file_size and table_size and int(table_size) != locked.file_size:
+                raise DatasetNotLocked(
+                    f'Dataset {where} ({dataset_id}) has {int(table_size)} bytes in the cache '
+                    f'tables but {locked.file_size} in {self._name}: the file has changed since '
+                    'the lock was made')
+
+    def check_files(self, ids: list, files: list, md5) -> None:
+        """Raise `DatasetNotLocked` unless each file found is the locked one (size and md5).
+
+        Parameters
+        ----------
+        ids : list of str
+            The dataset id of each file.
+        files : list of pathlib.Path or None
+            The files (None: not found, not checked).
+        md5 : callable
+            Returns the md5 of a file given its path and stat result (e.g. the memoised
+            `one._lib.verified.VerifiedFiles.md5`).
+        """
+        for dataset_id, file in zip(ids, files):
+            locked = self.datasets.get(str(dataset_id))
+            if file is None or locked is None:
+                continue
+            stat = os.stat(file)
+            if locked.file_size is not None and stat.st_size != locked.file_size:
+                raise DatasetNotLocked(
+                    f'Dataset {locked.path.as_posix()} ({dataset_id}): the file {file} has '
+                    f'{stat.st_size} bytes but {self._name} locks {locked.file_size}: it has '
+                    'changed since the lock was made')
+            if locked.hash and md5(file, stat) != locked.hash:
+                raise DatasetNotLocked(
+                    f'Dataset {locked.path.as_posix()} ({dataset_id}): the file {file} does not '
+                    f'have the md5 {locked.hash} that {self._name} locks: it has changed since '
+                    'the lock was made')
 
     @property
     def _name(self) -> str:
@@ -167,16 +203,9 @@ def _name_of(rel_path: str) -> str:
     return PurePosixPath(rel_path).name
 
 
-def _known_str(value) -> str | None:
-    if value is None or (not isinstance(value, str) and pd.isna(value)) or value == '':
-        return None
-    return str(value)
-
-
-def _known_int(value) -> int | None:
-    if value is None or (not isinstance(value, (int, str)) and pd.isna(value)):
-        return None
-    return int(value)
+def _int_or_none(value) -> int | None:
+    value = known(value)
+    return None if value is None else int(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,8 +254,8 @@ def read_lock(path: str | os.PathLike) -> LockFile:
         datasets.append(LockedDataset(
             eid=eid, id=str(line['id']).lower(), session_path=str(sessions[eid]),
             rel_path=str(line['rel_path']), revision=str(line.get('revision') or ''),
-            file_size=_known_int(line.get('file_size')),
-            hash=(_known_str(line.get('hash')) or '').lower() or None))
+            file_size=_int_or_none(line.get('file_size')),
+            hash=str(known(line.get('hash')) or '').lower() or None))
     return LockFile(datasets, path=path, database=data.get('database'))
 
 
@@ -247,14 +276,15 @@ def write_lock(path: str | os.PathLike, datasets, database: str | None = None) -
     pathlib.Path
         The file written.
     """
-    from one import __version__
+    from one import __distribution_version__, __version__
     from one._lib.files import write_bytes_atomic
 
     datasets = sorted(datasets, key=lambda d: (d.session_path, d.rel_path, d.id))
     sessions = dict(sorted({d.eid: d.session_path for d in datasets}.items(),
                            key=lambda kv: (kv[1], kv[0])))
     header = {'one_lock': LOCK_FORMAT, 'created': datetime.now().isoformat(timespec='seconds'),
-              'one_version': __version__, 'database': database}
+              'one_version': __version__, 'one_next_version': __distribution_version__,
+              'database': database}
     lines = ['{']
     lines += [f'  {json.dumps(k)}: {json.dumps(v)},' for k, v in header.items()]
     lines.append('  "sessions": {')
@@ -277,8 +307,12 @@ class LockMixin:
     lock: LockFile | None = None
     """The lock loads must follow (``One(..., lock=FILE)``), or None."""
 
+    _records_loads_in_folder = False
+    """Whether loads are recorded in the folder's load record (`one._lib.access_log`): True for
+    classes that download (the folder is then a download cache); a folder of one's own files
+    is left untouched."""
+
     def _init_lock(self, lock) -> None:
-        self._locked_loaded: dict[str, LockedDataset] = {}
         if lock is None or isinstance(lock, LockFile):
             self.lock = lock
         else:
@@ -287,53 +321,70 @@ class LockMixin:
     def _check_lock(self, records: pd.DataFrame, ids: list, session_paths: list) -> None:
         """Refuse datasets outside the lock (called before any file is looked for)."""
         if self.lock is not None:
-            self.lock.check(records, ids, session_paths)
+            try:
+                self.lock.check(records, ids, session_paths)
+            except DatasetNotLocked as ex:
+                _logger.warning('%s', ex.message)  # seen even where a script catches it
+                raise
 
     def _after_load(self, records: pd.DataFrame, ids: list, session_paths: list,
                     files: list) -> None:
-        """Record the files found: in the load record of a download cache (an instance that
-        downloads; a folder of one's own files is left untouched), and for `save_lock`."""
+        """Check the files found against the lock, then record them in the load record of a
+        download cache."""
+        if self.lock is not None:
+            try:
+                self.lock.check_files(ids, files, self._verified_files().md5)
+            except DatasetNotLocked as ex:
+                _logger.warning('%s', ex.message)
+                raise
         present = [f for f in files if f is not None]
-        if present and self._downloads():
+        if present and self._records_loads_in_folder:
             from one._lib.access_log import AccessLog
 
             log = self.__dict__.get('_access_log')
             if log is None or log.root != Path(self.cache_dir):
                 log = self._access_log = AccessLog(self.cache_dir)
             log.touch(present)
-        self._record_loads(records, ids, session_paths, files)
 
-    def _downloads(self) -> bool:
-        """True for an instance that downloads files (its folder is a download cache)."""
-        from one._api_local import One
-
-        return type(self)._download_datasets is not One._download_datasets
-
-    def _record_loads(self, records: pd.DataFrame, ids: list, session_paths: list,
-                      files: list) -> None:
-        """Remember the datasets found on disk (when `record_loaded`) for `save_lock`."""
-        if not getattr(self, 'record_loaded', False):
-            return
-        recorded = self.__dict__.setdefault('_locked_loaded', {})
+    def _locked_datasets(self, ids) -> tuple[list[LockedDataset], list[str]]:
+        """The lock entries of dataset ids, from the cache tables (and the files, for a size or
+        md5 the tables do not know); also the ids left out (not in the tables, or no file)."""
+        codes = self._dataset_codes()
+        ids = [str(x) for x in ids]
+        rows, which = codes.id_rows(ids)
+        records = codes.table.iloc[rows]
+        eids = [str(codes.eids[c]) for c in codes.eid_codes[rows]]
+        session_paths = self._session_paths(eids)
+        root = Path(self.cache_dir)
         sizes = records['file_size'] if 'file_size' in records.columns else None
         hashes = records['hash'] if 'hash' in records.columns else None
-        eids = (records.index.get_level_values('eid') if 'eid' in records.index.names
-                else self._eids_of_datasets(ids))
-        for i, file in enumerate(files):
-            if file is None or session_paths[i] is None:
+        locked = {}
+        for i, (eid, rel_path) in enumerate(zip(eids, records['rel_path'])):
+            dataset_id, session_path = ids[which[i]], session_paths.get(eid)
+            if session_path is None:
                 continue
-            rel_path = str(records['rel_path'].iloc[i])
-            size = _known_int(sizes.iloc[i]) if sizes is not None else None
-            digest = _known_str(hashes.iloc[i]) if hashes is not None else None
-            if size is None:
-                size = os.stat(file).st_size
-            if digest is None:  # the tables don't know: lock what was loaded
-                digest = self._verified_files().md5(file)
-            recorded[ids[i]] = LockedDataset(
-                eid=str(eids[i]).lower(), id=ids[i],
-                session_path=PurePosixPath(session_paths[i]).as_posix(), rel_path=rel_path,
+            session_path, rel_path = PurePosixPath(session_path).as_posix(), str(rel_path)
+            size = _int_or_none(sizes.iloc[i]) if sizes is not None else None
+            digest = known(hashes.iloc[i]) if hashes is not None else None
+            if size is None or digest is None:  # the tables don't know: lock what is on disk
+                file = self._file_of(root, session_path, rel_path, dataset_id)
+                try:
+                    stat = os.stat(file)
+                except OSError:
+                    continue
+                size = stat.st_size if size is None else size
+                digest = digest or self._verified_files().md5(file, stat)
+            locked[dataset_id] = LockedDataset(
+                eid=eid.lower(), id=dataset_id, session_path=session_path, rel_path=rel_path,
                 revision=rel_path_parts(rel_path, assert_valid=False)[1] or '',
-                file_size=size, hash=digest.lower())
+                file_size=size, hash=str(digest).lower())
+        return list(locked.values()), [x for x in dict.fromkeys(ids) if x not in locked]
+
+    def _file_of(self, root: Path, session_path: str, rel_path: str, dataset_id: str) -> Path:
+        from one.alf.path import ALFPath
+
+        file = ALFPath(root, session_path, rel_path)
+        return file.with_uuid(dataset_id) if getattr(self, 'uuid_filenames', False) else file
 
     def save_lock(self, path: str | os.PathLike, clear: bool = False) -> Path | None:
         """Write a lock file of the datasets loaded since `record_loaded` was set.
@@ -341,19 +392,26 @@ class LockMixin:
         The file lists each dataset's session, id, relative path, revision, size and md5, one
         per line.  ``One(..., lock=path)`` (or ``ONE(..., lock=path)``) then loads exactly
         these versions and refuses anything else; ``one cache verify --lock path`` checks the
-        files.
+        files.  The datasets are those `save_loaded_ids` saves; their details come from the
+        cache tables, and a size or md5 the tables do not know from the file on disk.
 
         Parameters
         ----------
         path : str, os.PathLike
             The lock file to write (e.g. ``'analysis.lock.json'``).
         clear : bool
-            Forget the recorded datasets afterwards.
+            Forget the recorded datasets afterwards (as ``save_loaded_ids(clear_list=True)``).
 
         Returns
         -------
         pathlib.Path
             The file written (None, with a warning, when nothing was recorded).
+
+        Warns
+        -----
+        UserWarning
+            Nothing was recorded, or some recorded datasets are no longer in the cache tables
+            (or their files are gone) and are left out of the lock.
 
         Examples
         --------
@@ -363,13 +421,19 @@ class LockMixin:
         """
         import warnings
 
-        recorded = self.__dict__.get('_locked_loaded') or {}
-        if not recorded:
+        loaded = self._tables.get('_loaded_datasets')
+        if loaded is None or len(loaded) == 0:
             warnings.warn('No datasets loaded; set "record_loaded" to True before loading')
             return None
+        locked, left_out = self._locked_datasets(loaded)
+        if left_out:
+            warnings.warn(f'{len(left_out)} loaded datasets are no longer in the cache tables '
+                          f'(or their files are gone) and are not in the lock: '
+                          f'{", ".join(left_out[:5])}{" ..." if len(left_out) > 5 else ""}')
+        if not locked:
+            return None
         alyx = getattr(self, '_web_client', None)
-        written = write_lock(path, recorded.values(),
-                             database=getattr(alyx, 'base_url', None))
+        written = write_lock(path, locked, database=getattr(alyx, 'base_url', None))
         if clear:
-            recorded.clear()
+            self._tables['_loaded_datasets'] = np.array([], dtype=object)
         return written

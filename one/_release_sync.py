@@ -99,9 +99,9 @@ def default_release_dir(url: str) -> Path:
     """
     url = normalise_url(url)
     if url.startswith('s3://'):
-        key = 's3_' + one.params._key_from_url(url[5:])
+        key = 's3_' + one.params.client_key(url[5:])
     else:
-        key = one.params._key_from_url(url)
+        key = one.params.client_key(url)
     key = re.sub(r'[^\w.-]', '_', key).strip('.') or 'release'
     return Path(one.params.CACHE_DIR_DEFAULT) / key
 

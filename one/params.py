@@ -12,7 +12,7 @@ environment variable:
   (mode 0600; a file that others may read, e.g. written by ONE-api, is tightened when read);
 * ``.remote`` - the parameters of the remote download clients (`one.remote.base`).
 
-The client key of a database is derived from its URL (`_key_from_url`), e.g.
+The client key of a database is derived from its URL (`client_key`), e.g.
 ``openalyx.internationalbrainlab.org`` or ``127.0.0.1_8000``.  Files are JSON indented by 4
 spaces, written atomically under an inter-process lock (``.params.lock``).  Parameters are
 returned as immutable named tuples (`IBLParams`) with ``set(key, value)`` (a modified copy) and
@@ -20,8 +20,9 @@ returned as immutable named tuples (`IBLParams`) with ``set(key, value)`` (a mod
 
 Moved once, on first use (see `one._params_moves`): parameters that earlier one-next releases
 kept in the platform's configuration folder (e.g. ``~/.config/one``), merged into ``~/.one``;
-and the REST cache of old ONE-api versions (``~/.one/.rest/<client key>/<scheme>``), moved to
-``<data folder>/.rest``.
+and the REST cache of old ONE-api versions (``~/.one/.rest/<host>/<scheme>``; the folder named by
+the client key is looked for too), moved to ``<data folder>/.rest``.  Both are checked once per
+process.
 
 Environment variables read by a silent `setup` (arguments take precedence):
 ``ONE_ALYX_URL``, ``ONE_ALYX_LOGIN``, ``ONE_HTTP_DATA_SERVER``, ``ONE_HTTP_DATA_SERVER_LOGIN``,
@@ -46,8 +47,8 @@ from one._lib.json_files import read_json_dict, write_json_dict
 from one._lib.locks import file_lock
 
 __all__ = ['default', 'setup', 'get', 'get_default_client', 'save', 'get_cache_dir',
-           'get_params_dir', 'check_cache_conflict', 'delete_params', 'CACHE_DIR_DEFAULT',
-           'IBLParams']
+           'get_params_dir', 'check_cache_conflict', 'delete_params', 'client_map', 'client_key',
+           'normalize_url', 'CACHE_DIR_DEFAULT', 'IBLParams']
 
 _PAR_ID_STR = 'one'
 _CLIENT_ID_STR = 'caches'
@@ -86,6 +87,11 @@ class IBLParams:
     def as_dict(self) -> dict:
         """Return the parameters as a plain dict."""
         return dict(zip(self._keys, self))
+
+    @staticmethod
+    def from_dict(d: dict | None) -> IBLParams | None:
+        """Make a parameter object from a dict (None for an empty or missing dict)."""
+        return _to_params(d)
 
     def __repr__(self) -> str:
         shown = {k: ('*****' if k in _SECRET_KEYS and v else
@@ -149,19 +155,9 @@ def _params_file(name: str) -> Path:
     return get_params_dir() / f'.{name}'
 
 
-def _read_json(path: Path, private: bool = False) -> dict | None:
-    """The dict of a parameter file (None if missing or unreadable; see `read_json_dict`)."""
-    return read_json_dict(path, private=private)
-
-
-def _write_json(path: Path, data: dict, private: bool = True) -> None:
-    """Write `data` to `path` atomically; `private` files are readable by their owner only."""
-    write_json_dict(path, data, private=private)
-
-
 def _read_client(key: str) -> dict | None:
     """The stored parameters of a database client (None if it has none)."""
-    return _read_json(_params_file(key), private=True)
+    return read_json_dict(_params_file(key), private=True)
 
 
 @contextlib.contextmanager
@@ -173,28 +169,89 @@ def _locked():
         yield
 
 
+_CHECKED_MOVES: set = set()  # the one-time moves looked for in this process (see below)
+
+
 def _move_old_settings() -> None:
     """Move the parameters an earlier one-next kept in the platform's configuration folder.
 
     Only without ``$ONE_PARAMS_DIR`` (earlier versions honoured it too, so its files are
-    already there).  Once moved, the old files are deleted: this runs once.
+    already there).  Once moved, the old files are deleted: this runs once, and each process
+    looks for them once.
     """
     if os.environ.get('ONE_PARAMS_DIR'):
         return
-    old_dir = _params_moves.old_one_next_dir()
-    if not _params_moves.has_old_settings(old_dir):
+    old_dir, new_dir = _params_moves.old_one_next_dir(), get_params_dir()
+    checked = ('settings', str(old_dir), str(new_dir))
+    if checked in _CHECKED_MOVES:
         return
-    try:
-        with _locked():
-            _params_moves.move_old_settings(old_dir, get_params_dir())
-    except OSError as ex:  # e.g. a read-only home: use what is in the parameter folder
-        warnings.warn(f'Could not move the parameters in {old_dir} to {get_params_dir()}: {ex}')
+    if _params_moves.has_old_settings(old_dir):
+        try:
+            with _locked():
+                _params_moves.move_old_settings(old_dir, new_dir)
+        except OSError as ex:  # e.g. a read-only home: use what is in the parameter folder
+            warnings.warn(f'Could not move the parameters in {old_dir} to {new_dir}: {ex}')
+            return  # tried again next time
+    _CHECKED_MOVES.add(checked)
 
 
 def _read_map() -> dict:
     """The client map ({} when no client has been set up)."""
     _move_old_settings()
-    return _read_json(_params_file(_CLIENT_ID_STR)) or {}
+    return read_json_dict(_params_file(_CLIENT_ID_STR)) or {}
+
+
+def client_map() -> dict[str, str]:
+    """The configured databases: client key -> data folder ({} when none is set up).
+
+    Examples
+    --------
+    >>> client_map()  # doctest: +SKIP
+    {'openalyx.internationalbrainlab.org': '/home/me/Downloads/ONE/openalyx...'}
+    """
+    return dict(_read_map().get('CLIENT_MAP') or {})
+
+
+def client_key(url: str) -> str:
+    """The client key of a database URL: the name of its parameter file (``.<key>``) and of
+    its default data folder.
+
+    Examples
+    --------
+    >>> client_key('https://openalyx.internationalbrainlab.org/')
+    'openalyx.internationalbrainlab.org'
+    >>> client_key('http://127.0.0.1:8000')
+    '127.0.0.1_8000'
+    """
+    return _key_from_url(url)
+
+
+def normalize_url(url: str, name: str = 'ALYX_URL') -> str:
+    """A URL as it is stored: ``https://`` added when it has no scheme, no trailing ``/``.
+
+    Parameters
+    ----------
+    url : str
+        The URL (e.g. ``'alyx.example.org/'``).
+    name : str
+        The parameter it is for, named in the error.
+
+    Returns
+    -------
+    str
+        The URL.
+
+    Raises
+    ------
+    ValueError
+        Not an http(s) URL.
+
+    Examples
+    --------
+    >>> normalize_url('alyx.example.org/')
+    'https://alyx.example.org'
+    """
+    return _validate_url(name, url)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,7 +334,7 @@ def _yes(prompt: str) -> bool:
 # --------------------------------------------------------------------------------------------
 def setup(client: str | None = None, silent: bool = False, make_default: bool | None = None,
           username: str | None = None, cache_dir: str | os.PathLike | None = None,
-          **kwargs) -> IBLParams:
+          keep: tuple[str, ...] = (), **kwargs) -> IBLParams:
     """Set up (or change) the parameters of a database client.
 
     Parameters
@@ -295,6 +352,11 @@ def setup(client: str | None = None, silent: bool = False, make_default: bool | 
         The Alyx login name (``ALYX_LOGIN``).
     cache_dir : str, os.PathLike, optional
         The data folder; by default the stored one or ``<CACHE_DIR_DEFAULT>/<client key>``.
+    keep : tuple of str
+        Stored values to carry over unless a new value is given (as an argument, an
+        environment variable or an answer), e.g. ``('TOKEN', 'ALYX_PWD')``; they are read
+        under the lock of the parameter folder, in the same update as the new values, so a
+        login saved meanwhile by another process is not lost.
     **kwargs
         Other parameter values by name (case-insensitive), e.g.
         ``HTTP_DATA_SERVER='https://data.org'``, ``http_data_server_pwd='…'``.
@@ -341,6 +403,9 @@ def setup(client: str | None = None, silent: bool = False, make_default: bool | 
     par.update({k: v for k, v in overrides.items() if k != 'ALYX_URL'})
     if username:
         par['ALYX_LOGIN'] = username
+    given = {*overrides, *(['ALYX_LOGIN'] if username else [])}
+    if silent:
+        given.update(k for k in _DEFAULTS if _env(k) is not None)
 
     if silent:
         folder = cache_dir or _env('CACHE_DIR') or _client_map_entry(cache_map, key) or \
@@ -356,16 +421,19 @@ def setup(client: str | None = None, silent: bool = False, make_default: bool | 
             answer = _ask(f'Param {k}, current value is ["{par.get(k)}"]:')
             if answer:
                 par[k] = _validate_url(k, answer) if k in _URL_KEYS else answer
+                given.add(k)
         if 'HTTP_DATA_SERVER_PWD' not in overrides:
             pwd = getpass(f'Enter the FlatIron HTTP password for '
                           f'{par.get("HTTP_DATA_SERVER_LOGIN")} (leave empty to keep current): ')
             if pwd:
                 par['HTTP_DATA_SERVER_PWD'] = pwd
+                given.add('HTTP_DATA_SERVER_PWD')
         if 'ALYX_PWD' in stored and 'ALYX_PWD' not in overrides:
             pwd = getpass(f'Enter the Alyx password for {par.get("ALYX_LOGIN")} '
                           '(leave empty to keep current):')
             if pwd:
                 par['ALYX_PWD'] = pwd
+                given.add('ALYX_PWD')
         default_folder = cache_dir or _client_map_entry(cache_map, key) or \
             Path(CACHE_DIR_DEFAULT, key)
         while True:
@@ -394,12 +462,15 @@ def setup(client: str | None = None, silent: bool = False, make_default: bool | 
         on_disk = _read_client(key) or {}
         if not silent and on_disk.get('TOKEN'):
             par['TOKEN'] = on_disk['TOKEN']  # an interactive set-up keeps the logins
-        _write_json(_params_file(key), par)
-        cache_map = _read_json(_params_file(_CLIENT_ID_STR)) or {}  # the lock is held
+        for k in keep:
+            if k not in given and on_disk.get(k) is not None:
+                par[k] = on_disk[k]
+        write_json_dict(_params_file(key), par, private=True)
+        cache_map = read_json_dict(_params_file(_CLIENT_ID_STR)) or {}  # the lock is held
         cache_map.setdefault('CLIENT_MAP', {})[key] = str(folder)
         if make_default or not cache_map.get('DEFAULT'):
             cache_map['DEFAULT'] = key
-        _write_json(_params_file(_CLIENT_ID_STR), cache_map, private=False)
+        write_json_dict(_params_file(_CLIENT_ID_STR), cache_map, private=False)
     if not silent:
         print(f'ONE Parameter files location: {get_params_dir()}')
     return _to_params(cache_map)
@@ -457,13 +528,30 @@ def _patch_params(par: IBLParams) -> IBLParams:
         save(par, url)
     cache_dir = getattr(par, 'CACHE_DIR', None)
     if url and cache_dir:
-        params_dir, key = get_params_dir(), _key_from_url(url)
-        scheme = urlsplit(url).scheme or 'https'
-        if (params_dir / '.rest' / key / scheme).is_dir():
-            # a lock that cannot be taken: not moved now, tried again next time
-            with contextlib.suppress(OSError), _locked():
-                _params_moves.move_rest_cache(params_dir, key, scheme, Path(cache_dir))
+        _move_old_rest_cache(url, Path(cache_dir))
     return par
+
+
+def _move_old_rest_cache(url: str, cache_dir: Path) -> None:
+    """Move the REST cache old ONE-api versions kept in ``<params dir>/.rest/<host>/<scheme>``
+    (or under the client key, which differs for URLs with a port or a path) to the data
+    folder; looked for once per process."""
+    params_dir = get_params_dir()
+    checked = ('rest', str(params_dir), url, str(cache_dir))
+    if checked in _CHECKED_MOVES:
+        return
+    parts = urlsplit(url)
+    scheme = parts.scheme or 'https'
+    names = dict.fromkeys(n for n in (parts.hostname, parts.netloc.lower(), _key_from_url(url))
+                          if n)
+    found = [n for n in names if (params_dir / '.rest' / n / scheme).is_dir()]
+    try:
+        for name in found:
+            with _locked():
+                _params_moves.move_rest_cache(params_dir, name, scheme, cache_dir)
+    except OSError:  # a lock that cannot be taken: not moved now, tried again next time
+        return
+    _CHECKED_MOVES.add(checked)
 
 
 def get_default_client(include_schema: bool = True) -> str | None:
@@ -491,7 +579,7 @@ def save(par, client: str) -> None:
     data = _as_dict(par)
     data.pop('CACHE_DIR', None)
     with _locked():
-        _write_json(_params_file(_key_from_url(client)), data)
+        write_json_dict(_params_file(_key_from_url(client)), data, private=True)
 
 
 def _store_token(client: str, username: str, token: str | None) -> None:
@@ -502,7 +590,7 @@ def _store_token(client: str, username: str, token: str | None) -> None:
     """
     path = _params_file(_key_from_url(client))
     with _locked():
-        data = _read_json(path, private=True) or {**_DEFAULTS, 'ALYX_URL': client}
+        data = read_json_dict(path, private=True) or {**_DEFAULTS, 'ALYX_URL': client}
         tokens = dict(data.get('TOKEN') or {})
         if token is None:
             if username not in tokens:
@@ -515,7 +603,7 @@ def _store_token(client: str, username: str, token: str | None) -> None:
         else:
             data.pop('TOKEN', None)
         data.pop('CACHE_DIR', None)
-        _write_json(path, data)
+        write_json_dict(path, data, private=True)
 
 
 def get_cache_dir(client: str | None = None) -> Path:
@@ -573,16 +661,16 @@ def delete_params(base_url: str | None = None) -> None:
                 path.unlink()
             else:
                 warnings.warn(f'No parameters found for {base_url} ({path})')
-            cache_map = _read_json(_params_file(_CLIENT_ID_STR)) or {}
+            cache_map = read_json_dict(_params_file(_CLIENT_ID_STR)) or {}
             if key in (cache_map.get('CLIENT_MAP') or {}):
                 del cache_map['CLIENT_MAP'][key]
                 if cache_map.get('DEFAULT') == key:
                     cache_map['DEFAULT'] = next(iter(cache_map['CLIENT_MAP']), None)
-                _write_json(_params_file(_CLIENT_ID_STR), cache_map, private=False)
+                write_json_dict(_params_file(_CLIENT_ID_STR), cache_map, private=False)
         return
     if not folder.exists():
         return
-    cache_map = _read_json(_params_file(_CLIENT_ID_STR)) or {}
+    cache_map = read_json_dict(_params_file(_CLIENT_ID_STR)) or {}
     names = {f'.{_CLIENT_ID_STR}', '.remote', _LOCK_NAME,
              *(f'.{k}' for k in cache_map.get('CLIENT_MAP') or {})}
     for name in names:

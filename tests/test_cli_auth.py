@@ -57,12 +57,13 @@ def test_setup_from_environment(tmp_path):
         (par.ALYX_LOGIN, par.HTTP_DATA_SERVER, par.CACHE_DIR)
     # Options win over the environment
     result = run('setup', '--username', 'dave', env=env)
+    assert result.returncode == 0, result.stderr
     assert _params('http://127.0.0.1:11').ALYX_LOGIN == 'dave'
 
 
 def test_setup_never_prompts_off_a_terminal(env, tmp_path):
-    # No option, no variable, stdin not a terminal: the public database with its defaults,
-    # at once (a prompt would wait for ever: the timeout would fail the test)
+    # No option, no variable, stdin not a terminal (/dev/null): the public database with its
+    # defaults, and no prompt in the output (a prompt reading /dev/null would fail at once)
     result = run('setup', env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert 'openalyx.internationalbrainlab.org' in result.stdout
@@ -111,7 +112,7 @@ def test_login_with_password_on_stdin_then_logout(configured, env):
     assert result.stdout.strip() == f'logged in to {server.url} as {USERNAME} (token saved)'
     assert server.count('POST', '/auth-token') == 1
     assert _token(server.url) == server.token
-    mode = os.stat(one.params.get_params_dir() / f'.{one.params._key_from_url(server.url)}')
+    mode = os.stat(one.params.get_params_dir() / f'.{one.params.client_key(server.url)}')
     assert mode.st_mode & 0o077 == 0  # the token file is private
     # The saved token is used by the library: no password, no new login
     from one.api import OneAlyx
@@ -165,3 +166,24 @@ def test_login_on_a_terminal_does_not_echo_the_password(configured, env):
     assert 'logged in to' in shown
     assert PASSWORD not in shown
     assert _token(configured.url) == configured.token
+
+
+def test_setup_keeps_logins_and_stored_passwords(configured, env):
+    """One update under the parameter lock: tokens, a hand-added ALYX_PWD and the data server
+    password survive a set-up that changes another value."""
+    server = configured
+    assert run('login', '--password-stdin', env=env, stdin=PASSWORD).returncode == 0
+    par = _params(server.url)
+    one.params.save(par.set('ALYX_PWD', 'by-hand').set('HTTP_DATA_SERVER_PWD', 's3cret'),
+                    server.url)
+    result = run('setup', '--base-url', server.url, '--username', 'someone-else', env=env)
+    assert result.returncode == 0, result.stderr
+    par = _params(server.url)
+    assert par.ALYX_LOGIN == 'someone-else'
+    assert par.ALYX_PWD == 'by-hand' and par.HTTP_DATA_SERVER_PWD == 's3cret'
+    assert _token(server.url) == server.token
+    # A value given in the environment replaces the stored one
+    result = run('setup', '--base-url', server.url, env={**env, 'ONE_HTTP_DATA_SERVER_PWD': 'n3w'})
+    assert result.returncode == 0, result.stderr
+    assert _params(server.url).HTTP_DATA_SERVER_PWD == 'n3w'
+    assert _params(server.url).ALYX_PWD == 'by-hand'

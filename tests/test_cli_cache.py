@@ -17,6 +17,7 @@ from one.api import ONE, OneAlyx
 from one.synthetic import make_dataset_folder
 
 EID = '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33'
+EID_12 = 'c25ba874-0eb1-4921-b6e3-976877429206'  # 2024-03-12, not loaded by the fixture
 SESSION = 'testlab/Subjects/ZFM-01935/2024-03-14/001'
 SERVED = Path(__file__).parent / 'fixtures' / 'alyx' / 'files'
 
@@ -181,6 +182,10 @@ def _flock(path: Path):
     return fd
 
 
+def _listed(result) -> set:
+    return {line.split()[2] for line in result.stdout.splitlines()}
+
+
 def test_prune_removes_only_what_it_listed(cache, tmp_path):
     env, data = cache['env'], cache['data']
     alf = data / SESSION / 'alf'
@@ -194,30 +199,86 @@ def test_prune_removes_only_what_it_listed(cache, tmp_path):
     outside.write_text('not in the cache')
     link = alf / 'link.to.txt'
     link.symlink_to(outside)
+    new = alf / 'new.analysis.txt'  # in no table, but just written: a download may be running
+    new.write_text('new')
     top = data / 'README.txt'  # outside session folders: never pruned
     top.write_text('keep')
+    old = time.time() - 2 * 3600
+    for path in (extra, outside):
+        os.utime(path, (old, old))
     fd = _flock(busy_part)  # a download is writing this one
     try:
         before = snapshot(data)
+        # By default only partial downloads (and only those no download holds)
         dry = run('cache', 'prune', '--dry-run', env=env)
         assert dry.returncode == 0, dry.stderr
+        assert _listed(dry) == {f'{SESSION}/alf/{free_part.name}'}, dry.stdout
+        assert 'keeping 3 files that no table lists' in dry.stderr and '--unlisted' in \
+            dry.stderr
+        # Files no table lists only on request, and not those changed in the last hour
+        dry = run('cache', 'prune', '--unlisted', '--dry-run', env=env)
+        assert dry.returncode == 0, dry.stderr
         assert snapshot(data) == before  # nothing removed
-        listed = {line.split()[2] for line in dry.stdout.splitlines()}
         expected = {f'{SESSION}/alf/{p.name}' for p in (free_part, extra, link)}
-        assert listed == expected, dry.stdout
+        assert _listed(dry) == expected, dry.stdout
         assert 'would remove 3 files' in dry.stderr
+        assert 'keeping 1 file no table lists, changed in the last 1 h' in dry.stderr
 
-        real = run('cache', 'prune', env=env)  # not on a terminal: no question
+        # Not on a terminal, without --yes: refused, nothing removed
+        refused = run('cache', 'prune', '--unlisted', env=env)
+        assert refused.returncode == 2 and 'add --yes' in refused.stderr
+        assert snapshot(data) == before
+        real = run('cache', 'prune', '--unlisted', '--yes', env=env)
         assert real.returncode == 0, real.stderr
         assert real.stdout == dry.stdout
         after = snapshot(data)
         assert set(before) - set(after) == expected  # exactly what was listed
-        assert busy_part.exists() and top.exists() and outside.read_text() == \
-            'not in the cache'
+        assert busy_part.exists() and top.exists() and new.exists()
+        assert outside.read_text() == 'not in the cache'
     finally:
         os.close(fd)
-    assert run('cache', 'prune', '--dry-run', env=env).stdout.split()[2:3] == \
-        [f'{SESSION}/alf/{busy_part.name}']  # free now
+    assert _listed(run('cache', 'prune', '--dry-run', env=env)) == \
+        {f'{SESSION}/alf/{busy_part.name}'}  # free now
+
+
+def test_prune_keeps_files_loaded_but_not_in_the_saved_tables(cache):
+    """A remote load without save_cache: the file is in no table on disk, but the load record
+    knows it, so no prune removes it (SAVE_ON_DELETE is off, as in ONE-api)."""
+    env, data, one = cache['env'], cache['data'], cache['one']
+    file = one.load_dataset(EID_12, '_ibl_trials.choice.npy', collection='alf',
+                            revision='2024-06-01', download_only=True)
+    rel = file.relative_to(data).as_posix()
+    assert rel.startswith('testlab/Subjects/ZFM-01935/2024-03-12/001/')
+    assert rel in AccessLog(data).last_loaded()
+    old = time.time() - 2 * 3600
+    os.utime(file, (old, old))  # older than the grace period: the record alone protects it
+    for flags in ([], ['--unlisted']):
+        result = run('cache', 'prune', *flags, '--yes', env=env)
+        assert result.returncode == 0, result.stderr
+        assert rel not in result.stdout and file.exists()
+    assert 'keeping 1 file loaded from the database but not in the saved tables' in \
+        result.stderr
+    usage = json.loads(run('cache', 'du', '--json', env=env).stdout)
+    assert usage['loaded, not in the tables'] == {'files': 1, 'bytes': file.stat().st_size}
+    # ... but it is a dataset for the least-recently-used rules
+    dry = run('cache', 'prune', '--max-size', '0', '--dry-run', env=env)
+    assert rel in _listed(dry) and f'{SESSION}/alf/_ibl_wheel.position.npy' in _listed(dry)
+
+
+def test_prune_forgets_files_deleted_by_hand(cache):
+    env, data = cache['env'], cache['data']
+    deleted = data / SESSION / 'alf' / '_ibl_trials.goCue_times.npy'
+    deleted.unlink()
+    rel = deleted.relative_to(data).as_posix()
+    verify = run('cache', 'verify', env=env)
+    assert verify.returncode == 1 and f'missing  {rel}' in verify.stdout
+    dry = run('cache', 'prune', '--dry-run', env=env)
+    assert dry.returncode == 0 and rel in dry.stderr and 'forget 1' in dry.stderr
+    assert rel in AccessLog(data).last_loaded()
+    real = run('cache', 'prune', '--yes', env=env)
+    assert real.returncode == 0 and 'forgot 1 file' in real.stderr, real.stderr
+    assert rel not in AccessLog(data).last_loaded()
+    assert run('cache', 'verify', env=env).returncode == 0  # no longer "missing"
 
 
 def test_prune_least_recently_used(cache):
@@ -238,7 +299,7 @@ def test_prune_least_recently_used(cache):
 
     sizes = [f.stat().st_size for f in files]
     limit = sum(sizes) - sizes[1] - sizes[2]  # the two least recently used must go
-    result = run('cache', 'prune', '--max-size', str(limit), env=env)
+    result = run('cache', 'prune', '--max-size', str(limit), '--yes', env=env)
     assert result.returncode == 0, result.stderr
     removed = [line.split()[2] for line in result.stdout.splitlines()]
     assert removed == sorted(rel[1:3])
@@ -272,11 +333,13 @@ def test_prune_in_a_folder_indexed_from_its_files(tmp_path):
     np.save(new, np.arange(3))
     part = session / 'alf' / '.old.data.npy.part'
     part.write_bytes(b'x')
-    result = run('cache', 'prune', '-C', root, env=env)
+    result = run('cache', 'prune', '-C', root, '--yes', env=env)
     assert result.returncode == 0
     assert not part.exists() and new.exists()  # may be new data: kept
     assert 'keeping' in result.stderr and 'one index' in result.stderr
     refused = run('cache', 'prune', '-C', root, '--older-than', '1d', env=env)
+    assert refused.returncode == 2 and 'may be the only copy' in refused.stderr
+    refused = run('cache', 'prune', '-C', root, '--unlisted', '--dry-run', env=env)
     assert refused.returncode == 2 and 'may be the only copy' in refused.stderr
 
 
@@ -287,7 +350,10 @@ def test_clear_rest(cache):
     dry = run('cache', 'clear-rest', '--dry-run', env=env)
     assert dry.returncode == 0 and f'{count} cached REST responses' in dry.stderr
     assert len(list((data / '.rest').iterdir())) == count
-    real = run('cache', 'clear-rest', env=env)
+    refused = run('cache', 'clear-rest', env=env)  # not on a terminal, no --yes
+    assert refused.returncode == 2 and 'add --yes' in refused.stderr
+    assert len(list((data / '.rest').iterdir())) == count
+    real = run('cache', 'clear-rest', '--yes', env=env)
     assert real.returncode == 0 and f'removed {count} files' in real.stderr
     assert not list((data / '.rest').iterdir())
     assert (data / 'datasets.pqt').exists()
@@ -307,3 +373,71 @@ def test_remove_refuses_paths_outside_the_folder(tmp_path):
     with pytest.raises(ValueError, match='not inside'):
         remove(root, [DiskFile('../elsewhere/x.npy', 1, 0, 0)])
     assert (elsewhere / 'x.npy').exists()
+
+
+def test_verify_lock_checks_files_the_tables_no_longer_list(cache):
+    from one.alf.cache import load_tables, save_tables
+
+    env, data, lock = cache['env'], cache['data'], cache['lock']
+    tables = load_tables(data)
+    datasets = tables['datasets']
+    keep = ~datasets['rel_path'].astype(str).eq('alf/_ibl_wheel.position.npy').to_numpy()
+    tables['datasets'] = datasets[keep]  # the tables were refreshed: the row is gone
+    save_tables(tables, data, clobber=True)
+    position = data / SESSION / 'alf' / '_ibl_wheel.position.npy'
+    assert position.exists()
+
+    ok = run('cache', 'verify', '--lock', lock, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr  # present and as locked: not "missing"
+    good = position.read_bytes()
+    position.write_bytes(good[:-8])
+    bad = run('cache', 'verify', '--lock', lock, '--json', env=env)
+    assert bad.returncode == 1
+    report = json.loads(bad.stdout)
+    assert [(p['path'], p['problem']) for p in report['problems']] == \
+        [(f'{SESSION}/alf/_ibl_wheel.position.npy', 'size')]
+    assert report['problems'][0]['found'] == len(good) - 8
+    assert report['checked'] == len(json.loads(lock.read_text())['datasets'])
+
+    # No tables at all: the lock names every file
+    for name in ('datasets.pqt', 'sessions.pqt'):
+        (data / name).rename(data / f'{name}.aside')
+    position.write_bytes(good)
+    assert run('cache', 'verify', '--lock', lock, env=env).returncode == 0
+    assert run('cache', 'verify', '--lock', lock, '2024-03-14_1_ZFM-01935',
+               env=env).returncode == 0
+    other = run('cache', 'verify', '--lock', lock, 'ZFM-01935/2024-03-12/001', env=env)
+    assert other.returncode == 1 and 'session not in the lock file' in other.stderr
+    position.unlink()
+    missing = run('cache', 'verify', '--lock', lock, 'ZFM-01935/2024-03-14/1', env=env)
+    assert missing.returncode == 1
+    assert missing.stdout == f'missing  {SESSION}/alf/_ibl_wheel.position.npy\n'
+    fixed = run('cache', 'verify', '--lock', lock, '--repair', env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert position.read_bytes() == good
+
+
+def test_sessions_are_named_as_for_the_other_commands(cache):
+    env, data = cache['env'], cache['data']
+    by_eid = run('cache', 'ls', EID, '--json', env=env)
+    assert by_eid.returncode == 0, by_eid.stderr
+    for name in ('2024-03-14_1_ZFM-01935', str(data / SESSION), 'ZFM-01935/2024-03-14/001',
+                 f'{SESSION}/alf'):
+        result = run('cache', 'ls', name, '--json', env=env)
+        assert result.returncode == 0, (name, result.stderr)
+        assert result.stdout == by_eid.stdout
+    assert run('cache', 'verify', '2024-03-14_1_ZFM-01935', env=env).returncode == 0
+
+
+def test_verify_json(cache):
+    env, data = cache['env'], cache['data']
+    ok = run('cache', 'verify', '--json', env=env)
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report['problems'] == [] and report['checked'] > 0 and report['folder'] == str(data)
+    (data / SESSION / 'alf' / '_ibl_trials.goCue_times.npy').unlink()
+    bad = run('cache', 'verify', '--json', '--repair', env=env)
+    assert bad.returncode == 0, bad.stderr
+    report = json.loads(bad.stdout)  # only JSON on stdout
+    assert [p['problem'] for p in report['problems']] == ['missing']
+    assert report['repaired'] == 1 and report['still'] == []

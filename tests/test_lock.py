@@ -203,3 +203,74 @@ def test_access_log(folder):
     with open(folder / RECORD_NAME, 'a') as f:
         f.write('["cortexlab/Subjects/KS00')
     assert AccessLog(folder).last_loaded() == {wheel[1]: 1000.0}
+
+
+@pytest.fixture
+def unhashed(tmp_path):
+    """A folder indexed without md5 (``one index`` without ``--hash``): the usual case."""
+    root = tmp_path / 'plain'
+    make_session(root, subject='KS003', date='2024-02-01', lab='cortexlab', probes=())
+    make_parquet_db(root, hash_files=False)
+    return root
+
+
+def test_a_changed_file_is_refused_when_the_tables_have_no_md5(unhashed, tmp_path):
+    one = One(unhashed)
+    assert one._cache['datasets']['hash'].isna().all() or \
+        not one._cache['datasets']['hash'].astype(bool).any()
+    one.record_loaded = True
+    eid = _eid(one, 'KS003')
+    position = one.load_dataset(eid, '_ibl_wheel.position.npy')
+    choice = one.load_dataset(eid, '_ibl_trials.choice.npy')
+    lock_path = one.save_lock(tmp_path / 'a.lock.json')
+    locked = {d['rel_path']: d for d in json.loads(lock_path.read_text())['datasets']}
+    file = one.eid2path(eid) / 'alf' / '_ibl_wheel.position.npy'
+    assert locked['alf/_ibl_wheel.position.npy']['file_size'] == file.stat().st_size
+    assert len(locked['alf/_ibl_wheel.position.npy']['hash']) == 32  # hashed from the file
+
+    # Other content, another size: the tables know no size either, the lock does
+    np.save(file, np.r_[position, np.zeros(5)])
+    under_lock = One(unhashed, lock=lock_path)
+    with pytest.raises(DatasetNotLocked, match=r'_ibl_wheel.position.npy.*bytes but'):
+        under_lock.load_dataset(eid, '_ibl_wheel.position.npy')
+    # Same size, other bytes: the md5 differs
+    choice_file = one.eid2path(eid) / 'alf' / '_ibl_trials.choice.npy'
+    np.save(choice_file, -choice)
+    assert choice_file.stat().st_size == locked['alf/_ibl_trials.choice.npy']['file_size']
+    with pytest.raises(DatasetNotLocked, match=r'_ibl_trials.choice.npy.*does not have the md5'):
+        under_lock.load_dataset(eid, '_ibl_trials.choice.npy')
+    with pytest.raises(DatasetNotLocked):  # download_only does not get round it
+        under_lock.load_dataset(eid, '_ibl_trials.choice.npy', download_only=True)
+    # Put back: loads again
+    np.save(choice_file, choice)
+    np.testing.assert_array_equal(under_lock.load_dataset(eid, '_ibl_trials.choice.npy'),
+                                  choice)
+
+
+def test_a_table_size_other_than_the_lock_is_refused(unhashed, tmp_path):
+    one = One(unhashed)
+    one.record_loaded = True
+    eid = _eid(one, 'KS003')
+    one.load_dataset(eid, '_ibl_wheel.position.npy')
+    lock_path = one.save_lock(tmp_path / 'a.lock.json')
+    text = lock_path.read_text()
+    size = json.loads(text)['datasets'][0]['file_size']
+    lock_path.write_text(text.replace(f'"file_size": {size}', f'"file_size": {size + 1}'))
+    with pytest.raises(DatasetNotLocked, match=f'{size} bytes in the cache tables but '
+                                               f'{size + 1}'):
+        One(unhashed, lock=lock_path).load_dataset(eid, '_ibl_wheel.position.npy')
+
+
+def test_lock_refusal_is_a_not_found_error(folder, tmp_path):
+    from one.alf.exceptions import ALFObjectNotFound
+    from one.alf.exceptions import DatasetNotLocked as PublicDatasetNotLocked
+
+    assert PublicDatasetNotLocked is DatasetNotLocked
+    assert issubclass(DatasetNotLocked, ALFObjectNotFound)
+    one = One(folder)
+    one.record_loaded = True
+    eid = _eid(one, 'KS002')
+    one.load_dataset(eid, '_ibl_wheel.position.npy')
+    locked = One(folder, lock=one.save_lock(tmp_path / 'a.lock.json'))
+    with pytest.raises(ALFObjectNotFound, match='is not in the lock file'):
+        locked.load_dataset(eid, '_ibl_wheel.timestamps.npy')

@@ -533,3 +533,41 @@ def test_unreadable_params_file_is_reported(no_prompt):
         warnings.simplefilter('always')
         assert params.get_default_client() is None
     assert any('unreadable parameter file' in str(w.message) for w in caught)
+
+
+def test_setup_keep_carries_stored_values_over_in_the_same_update(no_prompt):
+    params.setup(URL, silent=True, username='ann')
+    params._store_token(URL, 'ann', 'T0K')  # e.g. another process logging in meanwhile
+    params.save(params.get(URL).set('ALYX_PWD', 'pw'), URL)
+    params.setup(URL, silent=True, username='bea', keep=('TOKEN', 'ALYX_PWD'))
+    par = params.get(URL)
+    assert (par.ALYX_LOGIN, par.TOKEN, par.ALYX_PWD) == ('bea', {'ann': {'token': 'T0K'}}, 'pw')
+    params.setup(URL, silent=True, keep=('TOKEN',), ALYX_PWD='given')  # given: replaced
+    assert params.get(URL).ALYX_PWD == 'given'
+    params.setup(URL, silent=True)  # a silent set-up without keep resets to the standard keys
+    assert getattr(params.get(URL), 'TOKEN', None) is None
+
+
+def test_public_helpers(tmp_path):
+    assert params.client_key('http://127.0.0.1:8000/') == '127.0.0.1_8000'
+    assert params.normalize_url('alyx.example.org/') == 'https://alyx.example.org'
+    with pytest.raises(ValueError, match='ALYX_URL must be valid HTTP URL'):
+        params.normalize_url('ftp://x')
+    assert params.client_map() == {}
+    params.setup('https://a.example.org', silent=True, cache_dir=tmp_path / 'a')
+    assert params.client_map() == {'a.example.org': str(tmp_path / 'a')}
+    par = params.IBLParams.from_dict({'A': 1})
+    assert isinstance(par, params.IBLParams) and par.A == 1
+    assert params.IBLParams.from_dict({}) is None
+
+
+def test_old_rest_cache_under_the_host_name_is_moved(no_prompt, home_one, tmp_path):
+    """ONE-api's old REST cache folder is named by the host (ONE-SPEC 10.1), which is not the
+    client key for a URL with a port: both names are looked for."""
+    url = 'http://127.0.0.1:8000'
+    params.setup(url, silent=True, cache_dir=tmp_path / 'data')
+    (home_one / '.rest' / '127.0.0.1' / 'http').mkdir(parents=True)
+    (home_one / '.rest' / '127.0.0.1' / 'http' / 'abc').write_text('cached')
+    params.get(url)
+    assert (tmp_path / 'data' / '.rest' / 'abc').read_text() == 'cached'
+    assert not (home_one / '.rest' / '127.0.0.1').exists()

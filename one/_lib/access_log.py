@@ -1,11 +1,11 @@
 """A record of when the files of a data folder were last loaded.
 
-The record is an append-only log of JSON lines in the data folder (``.one_access.jsonl``),
-each ``[<path relative to the folder>, <unix time>]``; the latest line of a path wins.  Appends
-of one short write to a file opened with O_APPEND are atomic, so several processes can record at
-once; a line cut short by a crash is skipped.  A process writes a path at most once an hour, so
-a loop of loads costs one write.  The log is compacted (rewritten atomically, under a lock) when
-it grows well beyond the number of paths it describes, and `AccessLog.forget` drops paths (files
+The record is a log of JSON lines in the data folder (``.one_access.jsonl``, see
+`one._lib.jsonl_log`: several processes can record at once), each
+``[<path relative to the folder>, <unix time>]``; the latest line of a path wins.  A process
+writes a path at most once an hour, so a loop of loads costs one write.  The log is compacted
+when it grows well beyond the number of paths it describes (checked when its size has doubled
+since the last check, so appends do not re-read it), and `AccessLog.forget` drops paths (files
 that were deleted).
 
 Why a record and not only the files' access times: many file systems are mounted ``noatime``
@@ -15,19 +15,18 @@ time and the modification time (the download), so files loaded by other programs
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
 from pathlib import Path
 
-from one._lib.files import write_bytes_atomic
-from one._lib.locks import file_lock
+from one._lib.jsonl_log import JsonLinesLog
 
 __all__ = ['RECORD_NAME', 'AccessLog']
 
 RECORD_NAME = '.one_access.jsonl'
 _REWRITE_AFTER = 3600.0  # seconds before this process records the same path again
+_COMPACT_FROM = 200_000  # bytes: smaller logs are never compacted
+_SLACK_LINES = 1000  # compacted when it has this many lines more than twice its paths
 _WRITTEN: dict[str, float] = {}  # what this process recorded (absolute path), and when
 
 
@@ -42,7 +41,9 @@ class AccessLog:
 
     def __init__(self, root):
         self.root = Path(root)
-        self.path = self.root / RECORD_NAME
+        self.log = JsonLinesLog(self.root / RECORD_NAME)
+        self.path = self.log.path
+        self._checked_size = _COMPACT_FROM // 2  # the log's size when last checked
 
     def _key(self, file) -> str | None:
         try:
@@ -62,45 +63,29 @@ class AccessLog:
             if when is None and now - last < _REWRITE_AFTER:
                 continue
             keys.append(key)
-        if not keys:
-            return
-        data = ''.join(json.dumps([k, round(now, 1)]) + '\n' for k in keys).encode()
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-        except OSError:
-            return  # a read-only folder: loading still works, it is just not recorded
+        if not keys or not self.log.append([k, round(now, 1)] for k in keys):
+            return  # nothing new, or a read-only folder: loading still works, unrecorded
         for key in keys:
             _WRITTEN[f'{self.root}/{key}'] = now
-        with contextlib.suppress(OSError):
-            if self.path.stat().st_size > 200_000:
-                entries, lines = self._read()
-                if lines > 2 * len(entries) + 1000:
-                    self._rewrite(lambda e: e)
-
-    def _read(self) -> tuple[dict[str, float], int]:
-        entries, lines = {}, 0
-        try:
-            with open(self.path, encoding='utf-8') as f:
-                for line in f:
-                    lines += 1
-                    try:
-                        key, when = json.loads(line)
-                        when = float(when)
-                    except (ValueError, TypeError):
-                        continue  # a line cut short by a crash
-                    if when > entries.get(key, 0.0):
-                        entries[key] = when
-        except FileNotFoundError:
-            pass
-        return entries, lines
+        size = self.log.size()
+        if size >= 2 * self._checked_size:  # re-read only when the log has doubled
+            entries = self.last_loaded()
+            if self.log.lines_read > 2 * len(entries) + _SLACK_LINES:
+                self._rewrite(lambda e: e)
+            self._checked_size = max(self.log.size(), _COMPACT_FROM // 2)
 
     def last_loaded(self) -> dict[str, float]:
         """The last recorded load of each path (relative, POSIX) as a unix time."""
-        return self._read()[0]
+        entries: dict[str, float] = {}
+        for entry in self.log.read():
+            try:
+                key, when = entry
+                when = float(when)
+            except (ValueError, TypeError):
+                continue
+            if when > entries.get(key, 0.0):
+                entries[key] = when
+        return entries
 
     def last_used(self, rel_path: str, stat: os.stat_result, recorded: dict | None = None):
         """The latest of the recorded load, the access time and the modification time."""
@@ -114,8 +99,13 @@ class AccessLog:
             self._rewrite(lambda e: {k: v for k, v in e.items() if k not in gone})
 
     def _rewrite(self, change) -> None:
-        with contextlib.suppress(OSError), file_lock(self.path.with_name(RECORD_NAME + '.lock'),
-                                                     timeout=30):
-            entries = change(self._read()[0])
-            body = ''.join(json.dumps([k, v]) + '\n' for k, v in sorted(entries.items()))
-            write_bytes_atomic(self.path, body.encode(), fsync=False)
+        """Rewrite the log as one line per path (its latest load), after `change`."""
+        def latest(entries):
+            merged: dict[str, float] = {}
+            for entry in entries:
+                if len(entry) == 2 and isinstance(entry[1], (int, float)) and \
+                        entry[1] > merged.get(entry[0], 0.0):
+                    merged[entry[0]] = entry[1]
+            return [[k, v] for k, v in sorted(change(merged).items())]
+
+        self.log.rewrite(latest)

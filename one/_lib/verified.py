@@ -1,20 +1,17 @@
 """A record of files whose md5 was verified, so that unchanged files are not hashed again.
 
-The record is an append-only log of JSON lines beside the cache tables.  Each line holds a
-file's path (relative to the data folder), size, modification time and md5.  Appends of a
-single short line to a file opened with O_APPEND are atomic on POSIX and Windows, so several
-processes can record at once without losing or corrupting lines; a line cut short by a crash is
-skipped when read.  The log is compacted (rewritten atomically) when it grows well beyond the
-number of files it describes.
+The record is a log of JSON lines beside the cache tables (`one._lib.jsonl_log`: appends from
+several processes at once are safe, a line cut short by a crash is skipped).  Each line holds a
+file's path (relative to the data folder), size, modification time and md5.  The log is
+compacted when it grows well beyond the number of files it describes.
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 from pathlib import Path
 
-from one._lib.files import md5, write_bytes_atomic
+from one._lib.files import md5
+from one._lib.jsonl_log import JsonLinesLog
 
 __all__ = ['VerifiedFiles']
 
@@ -34,24 +31,23 @@ class VerifiedFiles:
 
     def __init__(self, root, record_dir=None):
         self.root = Path(root)
-        self.path = Path(record_dir or root) / RECORD_NAME
+        self.log = JsonLinesLog(Path(record_dir or root) / RECORD_NAME)
         self._entries: dict | None = None
         self._lines = 0
 
+    @property
+    def path(self) -> Path:
+        """The record file."""
+        return self.log.path
+
     def _load(self) -> dict:
         if self._entries is None:
-            self._entries, self._lines = {}, 0
-            try:
-                with open(self.path, encoding='utf-8') as f:
-                    for line in f:
-                        self._lines += 1
-                        try:
-                            rel, size, mtime, digest = json.loads(line)
-                        except (ValueError, TypeError):
-                            continue  # a line cut short by a crash
-                        self._entries[rel] = (size, mtime, digest)
-            except FileNotFoundError:
-                pass
+            self._entries = {}
+            for entry in self.log.read():
+                if len(entry) == 4:
+                    rel, size, mtime, digest = entry
+                    self._entries[rel] = (size, mtime, digest)
+            self._lines = self.log.lines_read
         return self._entries
 
     def _key(self, file: Path) -> str:
@@ -118,36 +114,30 @@ class VerifiedFiles:
         for file, size, mtime_ns, digest in records:
             key = self._key(file)
             entries[key] = (int(size), int(mtime_ns), digest)
-            lines.append(json.dumps([key, int(size), int(mtime_ns), digest]) + '\n')
+            lines.append([key, int(size), int(mtime_ns), digest])
         if lines:
-            self._write_lines(''.join(lines).encode(), len(lines))
+            self._write(lines)
 
     def _append(self, key: str, size: int, mtime_ns: int, digest: str) -> None:
         self._entries[key] = (size, mtime_ns, digest)
-        self._write_lines((json.dumps([key, size, mtime_ns, digest]) + '\n').encode(), 1)
+        self._write([[key, size, mtime_ns, digest]])
 
-    def _write_lines(self, data: bytes, n_lines: int) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-        except OSError:
+    def _write(self, entries: list) -> None:
+        if not self.log.append(entries):
             return  # a read-only folder: verification still works, it is just not remembered
-        self._lines += n_lines
+        self._lines += len(entries)
         if self._lines > 1000 and self._lines > 2 * len(self._entries):
             self._compact()
 
     def _compact(self) -> None:
-        entries = self._entries
-        self._entries = None
-        self._load()  # take in what other processes appended
-        entries = {**entries, **self._entries}
-        body = ''.join(json.dumps([k, *v]) + '\n' for k, v in entries.items()).encode()
-        with contextlib.suppress(OSError):
-            write_bytes_atomic(self.path, body)
-        self._entries, self._lines = entries, len(entries)
+        mine = self._entries
+
+        def merged(entries):  # what other processes appended, then what this one knows
+            latest = {e[0]: e[1:] for e in entries if len(e) == 4}
+            latest.update({k: list(v) for k, v in mine.items()})
+            return [[k, *v] for k, v in latest.items()]
+
+        written = self.log.rewrite(merged)
+        if written is not None:
+            self._entries = {e[0]: tuple(e[1:]) for e in written}
+            self._lines = len(written)

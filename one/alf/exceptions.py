@@ -19,7 +19,7 @@ __all__ = [
     'ALFMultipleRevisionsFound',
     'ALFInvalid',
     'ALFWarning',
-]
+]  # ONE-api's names; DatasetNotLocked (lock files) is one-next's
 
 
 _NAMES = re.compile(r'^(\S+|"[^"]*"(, "[^"]*")*)$')  # 'name' or '"a", "b"': not a sentence
@@ -106,6 +106,19 @@ class ALFInvalid(ALFError, ValueError):
     """A file name or path does not follow the ALF specification."""
 
     explanation = 'not a valid ALF name or path (see one.alf.spec.describe)'
+
+
+class DatasetNotLocked(ALFObjectNotFound):
+    """A load asked for a dataset, or a version of it, that the instance's lock file does not
+    list (``One(..., lock=FILE)``).
+
+    It is an `ALFObjectNotFound`: under a lock, datasets outside it are not there for this
+    instance, so a script that skips sessions without some data skips the same sessions as
+    the run that made the lock.  Catch `DatasetNotLocked` first to tell the two apart.
+    """
+
+    explanation = ('The dataset is not in the lock file this ONE instance was created with, '
+                   'or the lock lists another version of it.')
 
 
 class ALFWarning(Warning):

@@ -22,6 +22,7 @@ _SETUP_FIELDS = (
      'HTTP data server user name (empty for none)'),
     ('cache_dir', 'CACHE_DIR', 'ONE_CACHE_DIR', 'Data folder'),
 )
+_KEPT = ('TOKEN', 'ALYX_PWD', 'HTTP_DATA_SERVER_PWD')  # stored values a set-up carries over
 
 
 def _interactive(args: argparse.Namespace) -> bool:
@@ -34,17 +35,10 @@ def _ask(label: str, current) -> str | None:
     return answer or None
 
 
-def _known_clients() -> dict:
-    """The configured databases: client key -> data folder."""
-    import one.params
-
-    return dict(one.params._read_map().get('CLIENT_MAP') or {})
-
-
 def _is_configured(url: str) -> bool:
     import one.params
 
-    return one.params._key_from_url(url) in _known_clients()
+    return one.params.client_key(url) in one.params.client_map()
 
 
 def _stored(url: str) -> dict:
@@ -83,14 +77,14 @@ def cmd_setup(args: argparse.Namespace) -> int:
     url = values['base_url'] or one.params.get_default_client() or \
         one.params.default().ALYX_URL
     try:
-        url = one.params._validate_url('ALYX_URL', url)
+        url = one.params.normalize_url(url)
     except ValueError as e:
         raise UsageError(f'{e}: {url!r}') from e
     stored = _stored(url)
     defaults = {**one.params.default().as_dict(), **stored}
     if interactive:
         suggested = {**defaults, 'CACHE_DIR': stored.get('CACHE_DIR') or os.path.join(
-            one.params.CACHE_DIR_DEFAULT, one.params._key_from_url(url))}
+            one.params.CACHE_DIR_DEFAULT, one.params.client_key(url))}
         for attr, key, _env, label in _SETUP_FIELDS[1:]:
             if values[attr] is None:
                 values[attr] = _ask(label, suggested.get(key))
@@ -103,16 +97,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
         extra['HTTP_DATA_SERVER'] = values['data_server']
     if values['data_server_login']:
         extra['HTTP_DATA_SERVER_LOGIN'] = values['data_server_login']
-    if stored.get('HTTP_DATA_SERVER_PWD') and not os.environ.get('ONE_HTTP_DATA_SERVER_PWD'):
-        extra['HTTP_DATA_SERVER_PWD'] = stored['HTTP_DATA_SERVER_PWD']
-    try:
+    try:  # one update: logins and stored passwords are kept (a set-up logs nobody out)
         one.params.setup(url, silent=True, make_default=True if args.default else None,
-                         username=values['username'], cache_dir=values['cache_dir'], **extra)
+                         username=values['username'], cache_dir=values['cache_dir'],
+                         keep=_KEPT, **extra)
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from e
-    if stored.get('TOKEN'):  # a set-up does not log anyone out
-        par = one.params.get(url, silent=True)
-        one.params.save(par.set('TOKEN', stored['TOKEN']), url)
     par = one.params.get(url, silent=True)
     default = one.params.get_default_client()
     print(f'{"updated" if stored else "set up"} {par.ALYX_URL}'

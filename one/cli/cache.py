@@ -1,15 +1,17 @@
 """``one cache ...``: what a data folder holds, checking its files, and cleaning it up.
 
-    one cache ls [EID...] [--datasets]      sessions (or dataset files) present, with sizes
+    one cache ls [SESSION...] [--datasets]  sessions (or dataset files) present, with sizes
     one cache du                            bytes used: datasets, partial downloads, REST cache...
-    one cache verify [EID...] [--lock FILE] [--repair]
-    one cache prune [--dry-run] [--older-than AGE] [--max-size SIZE] [--yes]
+    one cache verify [SESSION...] [--lock FILE] [--repair] [--json]
+    one cache prune [--unlisted] [--older-than AGE] [--max-size SIZE] [--dry-run] [--yes]
     one cache clear-rest [--dry-run] [--yes]
 
 The folder is ``-C DIR``, else ``$ONE_CACHE_DIR``, else the default database's data folder,
-else the current folder; it must hold cache tables.  Destructive commands list what they
-remove, ask for confirmation on a terminal (``--yes`` skips it) and only remove files inside
-the folder.
+else the current folder; it must hold cache tables (``verify --lock`` excepted).  Sessions are
+named as for the other commands (UUID, ``subject/date/number``, ``date_number_subject``, a
+path).  Destructive commands list what they remove, ask for confirmation on a terminal and
+only remove files inside the folder; off a terminal they need ``--yes`` (or ``--dry-run``) and
+otherwise stop with exit code 2, removing nothing.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from one.cli._common import NotFound, UsageError, print_json, print_table
+from one.cli._common import NotFound, UsageError, print_json, print_table, session_eid
 
 
 def _folder(args: argparse.Namespace) -> Path:
@@ -36,39 +38,75 @@ def _folder(args: argparse.Namespace) -> Path:
     return folder
 
 
+def _open(folder: Path):
+    """A local One on the folder's tables (None when it has none)."""
+    if not (folder / 'datasets.pqt').exists():
+        return None
+    from one.api import One
+
+    return One(cache_dir=folder, mode='local')
+
+
 def _inventory(args: argparse.Namespace):
+    """The folder's inventory and a local One on its tables."""
     from one._cache_admin import Inventory
 
     folder = _folder(args)
-    try:
-        return Inventory.of(folder)
-    except FileNotFoundError:
+    one = _open(folder)
+    if one is None:
         raise UsageError(f'no cache tables in {folder} (datasets.pqt): not a ONE data folder; '
-                         'name one with -C DIR') from None
+                         'name one with -C DIR')
+    return Inventory.of(folder, tables=one._tables), one
 
 
-def _select_sessions(inventory, names: list[str]):
+def _eids(one, names: list[str]) -> set[str]:
+    """The session ids named (UUID, subject/date/number, reference or path)."""
+    return {str(session_eid(one, name)) for name in names}
+
+
+def _select_sessions(one, inventory, names: list[str]):
     """The dataset rows of the sessions named (all when none)."""
     table = inventory.datasets
-    if not names:
-        return table
+    return table[table['eid'].isin(_eids(one, names))] if names else table
+
+
+def _session_triple(text: str):
+    """(subject, date, number) of a session named by a reference or a path (None if neither)."""
+    from one.alf.path import session_path_parts
+    from one.converters import ConversionMixin
+
+    if ConversionMixin.is_exp_ref(text):
+        ref = ConversionMixin.ref2dict(text)
+        return ref['subject'], str(ref['date']), int(ref['sequence'])
+    parts = session_path_parts(str(text), as_dict=True, assert_valid=False)
+    if not parts['subject']:
+        return None
+    return parts['subject'], parts['date'], int(parts['number'])
+
+
+def _lock_eids(folder: Path, lock, names: list[str]) -> set[str]:
+    """The locked sessions named: through the folder's tables when it has them, else (or for a
+    session the tables no longer list) by the lock's own session folders."""
+    import uuid
+
+    one = _open(folder)
+    triples = {eid: _session_triple(path) for eid, path in lock.sessions.items()}
     wanted = set()
-    paths = table['session_path'].drop_duplicates()
-    eids = set(table['eid'])
     for name in names:
-        key = name.strip().lower()
-        if key in eids:
-            wanted.add(key)
-            continue
-        parts = name.strip('/').split('/')
-        if parts and parts[-1].isdigit():
-            parts[-1] = parts[-1].zfill(3)
-        suffix = '/'.join(parts)
-        matches = [p for p in paths if p == suffix or p.endswith('/' + suffix)]
-        if not matches:
-            raise NotFound(f'session not found in the cache tables: {name}')
-        wanted |= set(table.loc[table['session_path'].isin(matches), 'eid'])
-    return table[table['eid'].isin(wanted)]
+        eid = None
+        try:
+            eid = str(uuid.UUID(name.strip()))
+        except ValueError:
+            if one is not None:
+                found = one.to_eid(name)
+                eid = str(found) if found else None
+        if eid is None:
+            triple = _session_triple(name)
+            eid = next((e for e, t in triples.items() if triple and t == triple), None)
+        if eid is None or eid not in lock.sessions:
+            raise NotFound(f'session not in the lock file: {name}')
+        wanted.add(eid)
+    return wanted
 
 
 def _files(n: int) -> str:
@@ -81,17 +119,20 @@ def _size(n) -> str:
     return human_size(n)
 
 
-def _confirm(args: argparse.Namespace, question: str) -> bool:
-    """Ask on a terminal unless --yes; off a terminal, go ahead (the list was printed)."""
-    if getattr(args, 'yes', False) or not sys.stdin.isatty():
+def _confirm(args: argparse.Namespace, question: str, action: str) -> bool:
+    """--yes: go ahead; on a terminal: ask; otherwise stop (exit 2), nothing removed."""
+    if getattr(args, 'yes', False):
         return True
+    if not sys.stdin.isatty():
+        raise UsageError(f'not on a terminal: nothing removed; add --yes to {action} '
+                         '(or --dry-run to list only)')
     return input(f'{question} [y/N] ').strip().lower() in ('y', 'yes')
 
 
 # --------------------------------------------------------------------------------------------
 def cmd_ls(args: argparse.Namespace) -> int:
-    inventory = _inventory(args)
-    selected = _select_sessions(inventory, args.eid)
+    inventory, one = _inventory(args)
+    selected = _select_sessions(one, inventory, args.eid)
     if args.datasets:
         used = inventory.last_used()
         present = selected[selected['on_disk']]
@@ -129,8 +170,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_du(args: argparse.Namespace) -> int:
-    inventory = _inventory(args)
+    inventory, _ = _inventory(args)
     groups = [('datasets', list(inventory.dataset_files.values())),
+              ('loaded, not in the tables', inventory.loaded),
               ('partial downloads', inventory.partial),
               ('unlisted files', inventory.unlisted),
               ('REST cache', inventory.rest),
@@ -151,90 +193,115 @@ def cmd_du(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from one._cache_admin import database_of, lock_table, locked_files, verify
 
-    from one._cache_admin import database_of, verify
-
-    inventory = _inventory(args)
-    folder = inventory.root
     lock = None
-    if args.lock:
+    if args.lock:  # the lock names every file: the tables are not needed
         from one._lock import read_lock
 
         try:
             lock = read_lock(args.lock)
         except (OSError, ValueError) as e:
             raise UsageError(str(e)) from e
-        expected = pd.DataFrame([
-            {'eid': d.eid, 'id': d.id, 'path': d.path.as_posix(), 'session_path':
-             d.session_path, 'rel_path': d.rel_path, 'file_size': d.file_size, 'hash': d.hash}
-            for d in lock.datasets.values()],
-            columns=['eid', 'id', 'path', 'session_path', 'rel_path', 'file_size', 'hash'])
+        folder = _folder(args)
+        expected = lock_table(lock)
         if args.eid:
-            eids = set(_select_sessions(inventory, args.eid)['eid'])
-            expected = expected[expected['eid'].isin(eids)]
+            expected = expected[expected['eid'].isin(_lock_eids(folder, lock, args.eid))]
+        files = locked_files(folder, lock)
     else:
-        expected = _select_sessions(inventory, args.eid)
-    database = args.base_url or (lock.database if lock is not None else None) or \
-        database_of(folder)
-    if args.repair and not database:
-        raise UsageError(f'cannot repair: {folder} is not the data folder of a configured '
-                         'database; name one with --base-url URL')
-    if lock is None:
+        inventory, one = _inventory(args)
+        folder = inventory.root
+        expected = _select_sessions(one, inventory, args.eid)
         if database_of(folder) or args.base_url:  # a download cache: what it was seen holding
             held = inventory.recorded()
             expected = expected[expected['on_disk'] | expected['path'].isin(held)]
         else:  # a folder indexed from its files: all of them
             expected = expected[expected['on_disk'] | expected['exists']]
-    problems, hashed = verify(folder, expected, inventory.by_dataset, progress=None)
-    for problem in problems:
-        print(problem.describe())
-    summary = (f'{len(expected)} datasets checked ({hashed} hashed): '
-               f'{sum(p.kind == "missing" for p in problems)} missing, '
-               f'{sum(p.kind != "missing" for p in problems)} bad')
-    print(summary, file=sys.stderr)
-    if not problems or not args.repair:
-        return 1 if problems else 0
-    return _repair(folder, database, expected, problems)
+        files = inventory.by_dataset
+    database = args.base_url or (lock.database if lock is not None else None) or \
+        database_of(folder)
+    if args.repair and not database:
+        raise UsageError(f'cannot repair: {folder} is not the data folder of a configured '
+                         'database; name one with --base-url URL')
+    problems, hashed = verify(folder, expected, files, progress=None)
+    report = {'folder': str(folder), 'checked': len(expected), 'hashed': hashed,
+              'problems': [p.as_dict() for p in problems]}
+    if not args.json:
+        for problem in problems:
+            print(problem.describe())
+    print(f'{len(expected)} datasets checked ({hashed} hashed): '
+          f'{sum(p.kind == "missing" for p in problems)} missing, '
+          f'{sum(p.kind != "missing" for p in problems)} bad', file=sys.stderr)
+    if problems and args.repair:
+        still = _repair(folder, database, expected, problems, lock, quiet=args.json)
+        report['repaired'] = len(problems) - len(still)
+        report['still'] = [p.as_dict() for p in still]
+        problems = still
+    if args.json:
+        print_json(report)
+    return 1 if problems else 0
 
 
-def _repair(folder: Path, database: str, expected, problems) -> int:
-    """Download the problem datasets again through OneAlyx, then check them."""
-    import pandas as pd
-
-    from one._cache_admin import Inventory, verify
+def _repair(folder: Path, database: str, expected, problems, lock, quiet: bool) -> list:
+    """Download the problem datasets again through OneAlyx, then check them again."""
+    from one._cache_admin import Inventory, locked_files, repair, verify
     from one.api import OneAlyx
 
-    ids = {p.id for p in problems}
-    rows = expected[expected['id'].isin(ids)]
-    records = pd.DataFrame(
-        {'rel_path': rows['rel_path'].astype(str).to_numpy(),
-         'file_size': rows['file_size'].to_numpy(), 'hash': rows['hash'].to_numpy(),
-         'session_path': rows['session_path'].to_numpy()},
-        index=pd.MultiIndex.from_arrays([rows['eid'].to_numpy(), rows['id'].to_numpy()],
-                                        names=['eid', 'id']))
-    print(f'downloading {len(records)} datasets from {database} ...', file=sys.stderr)
-    one = OneAlyx(base_url=database, cache_dir=folder, mode='remote', silent=True)
-    files = one._download_datasets(records, update_cache=False)
-    after, _ = verify(folder, rows, Inventory.of(folder).by_dataset, progress=None)
-    fixed = len(rows) - len(after)
-    for problem in after:
+    rows = expected[expected['id'].isin({p.id for p in problems})]
+    print(f'downloading {len(rows)} datasets from {database} ...', file=sys.stderr)
+    one = OneAlyx(base_url=database, cache_dir=folder, mode='remote', silent=True, lock=lock)
+    files = repair(one, rows)
+    if lock is not None:
+        found = locked_files(folder, lock)
+    else:
+        found = Inventory.of(folder, tables=_open(folder)._tables).by_dataset
+    after, _ = verify(folder, rows, found, progress=None)
+    for problem in after if not quiet else ():
         print(f'still {problem.describe()}')
-    print(f'repaired {fixed} of {len(rows)} datasets'
-          f'{"" if all(files) else f"; {sum(f is None for f in files)} downloads failed"}',
-          file=sys.stderr)
-    return 1 if after else 0
+    failed = sum(f is None for f in files)
+    print(f'repaired {len(rows) - len(after)} of {len(rows)} datasets'
+          f'{f"; {failed} downloads failed" if failed else ""}', file=sys.stderr)
+    return after
 
 
-def _print_plan(plan: dict, root: Path) -> tuple[list, int]:
-    files = [f for kind in ('partial', 'unlisted', 'datasets') for f in plan[kind]]
+def _print_plan(plan: dict) -> tuple[list, int]:
     labels = {'partial': 'partial download', 'unlisted': 'not in the tables',
               'datasets': 'least recently used'}
-    for kind in ('partial', 'unlisted', 'datasets'):
+    files = [f for kind in labels for f in plan[kind]]
+    for kind, label in labels.items():
         for f in plan[kind]:
-            print(f'{_size(f.size):>10}  {f.path}  ({labels[kind]})')
-    total = sum(f.size for f in files)
-    return files, total
+            print(f'{_size(f.size):>10}  {f.path}  ({label})')
+    if plan['forget']:
+        print(f'the load record forgets {_files(len(plan["forget"]))} deleted since loaded:',
+              file=sys.stderr)
+        for path in plan['forget']:
+            print(f'  {path}', file=sys.stderr)
+    return files, sum(f.size for f in files)
+
+
+def _explain_kept(inventory, plan: dict, args, download_cache: bool) -> None:
+    """Say which files prune keeps that one might expect it to remove."""
+    from one._cache_admin import UNLISTED_GRACE
+
+    folder = inventory.root
+    if not download_cache:
+        if inventory.unlisted or inventory.loaded:
+            print(f'keeping {_files(len(inventory.unlisted) + len(inventory.loaded))} no table '
+                  f'lists: {folder} is not the data folder of a database, they may be new '
+                  'data (run "one index")', file=sys.stderr)
+        return
+    if not args.unlisted and inventory.unlisted:
+        print(f'keeping {_files(len(inventory.unlisted))} that no table lists and ONE did not '
+              'load (add --unlisted to remove them)', file=sys.stderr)
+    if args.unlisted:
+        recent = len(inventory.unlisted) - len(plan['unlisted'])
+        if recent:
+            print(f'keeping {_files(recent)} no table lists, changed in the last '
+                  f'{UNLISTED_GRACE / 3600:g} h (a download may be writing them)',
+                  file=sys.stderr)
+        if inventory.loaded:
+            print(f'keeping {_files(len(inventory.loaded))} loaded from the database but not '
+                  'in the saved tables (the load record knows them)', file=sys.stderr)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -245,33 +312,35 @@ def cmd_prune(args: argparse.Namespace) -> int:
         max_size = parse_size(args.max_size) if args.max_size is not None else None
     except ValueError as e:
         raise UsageError(str(e)) from e
-    inventory = _inventory(args)
+    inventory, _ = _inventory(args)
     folder = inventory.root
     download_cache = bool(database_of(folder))
     try:
         plan = prune_plan(inventory, older_than=older_than, max_size=max_size,
-                          download_cache=download_cache)
+                          unlisted=args.unlisted, download_cache=download_cache)
     except ValueError as e:
         raise UsageError(str(e)) from e
-    if not download_cache and inventory.unlisted:
-        print(f'keeping {len(inventory.unlisted)} files no table lists: {folder} is not the '
-              'data folder of a database, they may be new data (run "one index")',
-              file=sys.stderr)
-    files, total = _print_plan(plan, folder)
-    if not files:
+    _explain_kept(inventory, plan, args, download_cache)
+    files, total = _print_plan(plan)
+    if not files and not plan['forget']:
         print('nothing to remove', file=sys.stderr)
         return 0
+    what = f'{_files(len(files))} ({_size(total)})'
     if args.dry_run:
-        print(f'would remove {_files(len(files))}, {_size(total)} (dry run)', file=sys.stderr)
+        print(f'would remove {what}' + (f' and forget {len(plan["forget"])}' if plan['forget']
+                                        else '') + ' (dry run)', file=sys.stderr)
         return 0
-    if not _confirm(args, f'Remove these {_files(len(files))} ({_size(total)})?'):
+    forget = f'forget the {_files(len(plan["forget"]))} deleted since loaded'
+    question = f'Remove these {what}?' if files else f'{forget[0].upper()}{forget[1:]}?'
+    if not _confirm(args, question, f'remove these {what}' if files else forget):
         print('nothing removed', file=sys.stderr)
         return 1
     removed = remove(folder, files)
-    AccessLog(folder).forget(removed)
+    AccessLog(folder).forget([*removed, *plan['forget']])
     gone = set(removed)
-    print(f'removed {_files(len(removed))}, {_size(sum(f.size for f in files if f.path in gone))}',
-          file=sys.stderr)
+    print(f'removed {_files(len(removed))}, {_size(sum(f.size for f in files if f.path in gone))}'
+          + (f'; forgot {_files(len(plan["forget"]))} deleted since loaded' if plan['forget']
+             else ''), file=sys.stderr)
     return 0
 
 
@@ -292,7 +361,8 @@ def cmd_clear_rest(args: argparse.Namespace) -> int:
     if args.dry_run:
         print('nothing removed (dry run)', file=sys.stderr)
         return 0
-    if not _confirm(args, f'Remove the {len(files)} cached REST responses?'):
+    if not _confirm(args, f'Remove the {len(files)} cached REST responses?',
+                    f'remove the {len(files)} cached REST responses'):
         print('nothing removed', file=sys.stderr)
         return 1
     removed = remove(root, files, empty_folders=False)
@@ -315,6 +385,11 @@ def add_commands(commands, parents: dict) -> None:
     folder.add_argument('-C', '--cache-dir', metavar='DIR',
                         help='the data folder (default: $ONE_CACHE_DIR, the default '
                              "database's folder, the current folder)")
+    destructive = argparse.ArgumentParser(add_help=False)
+    destructive.add_argument('--dry-run', action='store_true', help='list, remove nothing')
+    destructive.add_argument('-y', '--yes', action='store_true',
+                             help='do not ask for confirmation (needed off a terminal)')
+    sessions_help = 'only these sessions (UUID, subject/date/number, date_number_subject, path)'
     cache = commands.add_parser(
         'cache', help='inspect, check and clean up a data folder',
         description='Inspect, check and clean up a ONE data folder.')
@@ -326,14 +401,14 @@ def add_commands(commands, parents: dict) -> None:
         description='List the sessions with files in the folder (datasets present/listed, '
                     'bytes), or with --datasets each dataset file with its size and when it '
                     'was last used.')
-    ls.add_argument('eid', nargs='*', help='only these sessions (UUID or subject/date/number)')
+    ls.add_argument('eid', nargs='*', metavar='SESSION', help=sessions_help)
     ls.add_argument('--datasets', action='store_true', help='list the dataset files')
     ls.set_defaults(run=cmd_ls)
 
     du = actions.add_parser(
         'du', parents=[common, folder, output], help='space used',
-        description='Bytes used by dataset files, partial downloads, files no table lists, '
-                    'the REST cache and the tables.')
+        description='Bytes used by dataset files, files loaded but not in the saved tables, '
+                    'partial downloads, files no table lists, the REST cache and the tables.')
     du.set_defaults(run=cmd_du)
 
     verify = actions.add_parser(
@@ -341,10 +416,12 @@ def add_commands(commands, parents: dict) -> None:
         description='Check the size and md5 of the dataset files against the cache tables (or '
                     'a lock file) and report bad and missing files; exit 1 if there are any. '
                     "In a database's data folder a file is missing when it was loaded before "
-                    'and is gone; in a folder indexed from its own files, when the tables list '
-                    'it.  --repair downloads bad and missing files again.')
-    verify.add_argument('eid', nargs='*', help='only these sessions (UUID or '
-                                               'subject/date/number)')
+                    'and is gone (run "one cache prune" to forget files deleted on purpose); '
+                    'in a folder indexed from its own files, when the tables list it.  With '
+                    '--lock the files the lock names are checked against it, whether the '
+                    'tables list them or not (no tables needed).  --repair downloads bad and '
+                    'missing files again.  --json prints the problems as JSON.')
+    verify.add_argument('eid', nargs='*', metavar='SESSION', help=sessions_help)
     verify.add_argument('--lock', metavar='FILE', help='check the datasets of this lock file')
     verify.add_argument('--repair', action='store_true',
                         help='download bad and missing files again')
@@ -354,24 +431,28 @@ def add_commands(commands, parents: dict) -> None:
     verify.set_defaults(run=cmd_verify)
 
     prune = actions.add_parser(
-        'prune', parents=[common, folder], help='remove partial downloads and unneeded files',
-        description='Remove partial downloads that no download is writing, files in session '
-                    'folders that no table lists (only in a database\'s data folder), and with '
-                    '--older-than / --max-size the least recently used dataset files.  '
-                    '"Used" is the latest of: the last load recorded by ONE, the file\'s access '
-                    'time and its download.  Lists what it removes; asks on a terminal.')
-    prune.add_argument('--dry-run', action='store_true', help='list, remove nothing')
+        'prune', parents=[common, folder, destructive],
+        help='remove partial downloads and unneeded files',
+        description='Remove partial downloads that no download is writing, and forget files '
+                    'deleted by hand from the load record.  In a database\'s data folder '
+                    'also, on request: with --unlisted the files in session folders that no '
+                    'table lists and ONE did not load (never those the load record knows, nor '
+                    'files changed in the last hour); with --older-than / --max-size the least '
+                    'recently used dataset files.  "Used" is the latest of: the last load '
+                    'recorded by ONE, the file\'s access time and its download.  Lists what it '
+                    'removes; asks on a terminal; off a terminal needs --yes.')
+    prune.add_argument('--unlisted', action='store_true',
+                       help='also remove files no table lists that ONE did not load')
     prune.add_argument('--older-than', metavar='AGE',
                        help='remove dataset files not used for AGE (e.g. 30d, 12h, 2w)')
     prune.add_argument('--max-size', metavar='SIZE',
                        help='remove the least recently used dataset files until they take at '
                             'most SIZE (e.g. 50G)')
-    prune.add_argument('-y', '--yes', action='store_true', help='do not ask for confirmation')
     prune.set_defaults(run=cmd_prune)
 
     clear = actions.add_parser(
-        'clear-rest', parents=[common, folder], help='empty the REST response cache',
-        description='Remove the cached REST responses (<folder>/.rest).')
-    clear.add_argument('--dry-run', action='store_true', help='count, remove nothing')
-    clear.add_argument('-y', '--yes', action='store_true', help='do not ask for confirmation')
+        'clear-rest', parents=[common, folder, destructive],
+        help='empty the REST response cache',
+        description='Remove the cached REST responses (<folder>/.rest).  Asks on a terminal; '
+                    'off a terminal needs --yes.')
     clear.set_defaults(run=cmd_clear_rest)

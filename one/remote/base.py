@@ -50,9 +50,9 @@ def _to_params(value: Any) -> Any:
     """A dict as an `IBLParams` (None if empty) whose dict values are Bunches; others as is."""
     if not isinstance(value, dict):
         return value
-    from one.params import _to_params as params_from_dict
+    from one.params import IBLParams
 
-    return params_from_dict({k: _to_bunch(v) for k, v in value.items()})
+    return IBLParams.from_dict({k: _to_bunch(v) for k, v in value.items()})
 
 
 def load_client_params(client_key: str | None = None, assert_present: bool = True):

@@ -1,7 +1,9 @@
 """The locked partial file of one download (``.<name>.part`` beside the destination).
 
 The partial file is hidden (leading dot) because ``name.ext.part`` would otherwise be a valid
-ALF dataset name and could be picked up by a folder scan.
+ALF dataset name and could be picked up by a folder scan.  `remove_if_idle` is how anyone else
+(``one cache prune``) removes a partial file: under its lock, so never while a download writes
+or resumes it.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import errno
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 
 from one._lib.download.paths import hidden
@@ -23,6 +26,9 @@ _logger = logging.getLogger(__name__)
 
 _PART_SUFFIX = '.part'
 _LOCK_SUFFIX = '.lock'
+STALE_AFTER = 6 * 3600.0
+"""Seconds without a write after which a partial file that cannot be locked (a private-name
+file, or a file system without locks) is taken as abandoned."""
 _NO_LOCK_ERRNOS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
                              getattr(errno, 'ENOTSUP', errno.EOPNOTSUPP)})
 
@@ -142,3 +148,97 @@ class Part:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Removing partial files left by downloads (cache housekeeping)
+# --------------------------------------------------------------------------------------------
+def is_partial_name(name: str) -> bool:
+    """True for the name of a download's partial file (``.<name>.part``)."""
+    return name.startswith('.') and name.endswith(_PART_SUFFIX) and len(name) > 6
+
+
+def _is_private_name(name: str) -> bool:
+    """``.<name>.<8 hex digits>.part``: the private partial file of a download without locks."""
+    head, _, tail = name[:-len(_PART_SUFFIX)].rpartition('.')
+    return len(head) > 1 and len(tail) == 8 and all(c in '0123456789abcdef' for c in tail)
+
+
+def is_idle(path, stale_after: float = STALE_AFTER) -> bool:
+    """True if no download is writing the partial file `path` now (see `remove_if_idle`)."""
+    return _if_idle(Path(path), stale_after, lambda p: True)
+
+
+def remove_if_idle(path, stale_after: float = STALE_AFTER) -> bool:
+    """Remove the partial file `path` unless a download is writing it.
+
+    The file's lock is taken without waiting and held while the file is unlinked, and the name
+    must still be the locked file, so a download that resumes it at that moment either finds
+    it gone (and starts again) or keeps it.  A partial file that cannot be locked (a private
+    name, or a file system without locks) is removed only when it has not been written for
+    `stale_after` seconds.
+
+    Returns
+    -------
+    bool
+        True if the file was removed.
+    """
+    return _if_idle(Path(path), stale_after, _unlink_if_there)
+
+
+def _unlink_if_there(path: Path) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _if_stale(path: Path, stale_after: float, action) -> bool:
+    try:
+        stat = os.lstat(path)
+    except OSError:
+        return False
+    return time.time() - stat.st_mtime >= stale_after and action(path)
+
+
+def _if_idle(path: Path, stale_after: float, action) -> bool:
+    """Run ``action(path)`` holding the partial file's lock if no download holds it."""
+    if fcntl is None:  # pragma: no cover - Windows: the filelock file beside it
+        import filelock
+
+        lock = filelock.FileLock(str(path.with_name(path.name[:-len(_PART_SUFFIX)] +
+                                                    _LOCK_SUFFIX)))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return False
+        try:
+            return action(path)
+        finally:
+            lock.release()
+    if _is_private_name(path.name):
+        return _if_stale(path, stale_after, action)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
+    except OSError:
+        return False  # gone, or a link (not a download's file)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a download holds it
+        except OSError as ex:
+            if ex.errno in _NO_LOCK_ERRNOS:
+                return _if_stale(path, stale_after, action)
+            return False
+        held = os.fstat(fd)
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
+            return False  # replaced since it was opened: leave the new one alone
+        return action(path)
+    finally:
+        os.close(fd)  # releases the lock, after the unlink
