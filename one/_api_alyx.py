@@ -8,6 +8,7 @@ when the local ones have expired.  Public import path: `one.api`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import re
@@ -85,9 +86,12 @@ class OneAlyx(One):
     def __init__(self, username=None, password=None, base_url=None, cache_dir=None,
                  mode='remote', wildcards=True, tables_dir=None, lock=None, **kwargs):
         from one._lib.http_errors import AlyxConnectionError
+        from one._remote_sessions import SessionMemo
         from one.webclient import AlyxClient
         _check_mode(mode)  # before connecting
         self._data_urls = {}
+        self._dataset_records = {}  # dataset records from batched listings, by dataset id
+        self._sessions_read = SessionMemo()
         try:
             self._web_client = AlyxClient(username=username, password=password,
                                           base_url=base_url, cache_dir=cache_dir, **kwargs)
@@ -225,6 +229,10 @@ class OneAlyx(One):
     def _remote(self, query_type) -> bool:
         return (query_type or self.mode) == 'remote' and not self.offline
 
+    def _reset_cache(self) -> None:
+        super()._reset_cache()
+        self._sessions_read.clear()  # the datasets merged from Alyx went with the tables
+
     # ---- search ---------------------------------------------------------------------------
 
     @_falls_back_to_local_tables
@@ -254,8 +262,11 @@ class OneAlyx(One):
 
         In remote mode the terms are REST filters (case-insensitive partial matches, see
         `search_terms`): `laboratory` becomes ``lab``, `date_range` ``'YYYY-MM-DD,YYYY-MM-DD'``
-        and `dataset` a django filter on the session's dataset names.  Otherwise see
-        `One.search`.
+        and `dataset` a django filter on the session's dataset names.  `dataset` may also be a
+        list of partial names, all of which a session must hold: Alyx is asked for the
+        sessions holding the first, and the datasets of those sessions are listed in a few
+        batched queries (and merged into the tables, so that loading from them needs no
+        further request) to check the others.  Otherwise see `One.search`.
 
         Returns
         -------
@@ -267,9 +278,18 @@ class OneAlyx(One):
         if not self._remote(query_type):
             return super().search(details=details, query_type=query_type, **kwargs)
         from one._remote_api import add_date, search_params
-        params = search_params(kwargs, self.search_terms(query_type='remote'))
+        terms = self.search_terms(query_type='remote')
+        kwargs, more_names, max_qc = _split_dataset_terms(kwargs, terms)
+        params = search_params(kwargs, terms)
         ses = self.alyx.rest(self._search_endpoint, 'list', **params)
         self._merge_search_results(ses)
+        if more_names:  # the other names, on the sessions' datasets listed in batches
+            from one._remote_batch import holding_all
+            records = list(ses)
+            eids = [str(r.get('id') or r['url'][-36:]) for r in records]
+            self._fetch_datasets_of(eids)
+            keep = holding_all(self._dataset_codes(), eids, more_names, max_qc)
+            ses = [r for r, hit in zip(records, keep) if hit]
         eids = util.LazyId(ses)
         if not details:
             return eids
@@ -298,22 +318,127 @@ class OneAlyx(One):
         records = [r for r in session_records if r]
         if not records:
             return None
+        self._sessions_read.add_summaries(records)
         sessions = pd.DataFrame([ses2records(r)[0] for r in records])
         sessions.index.name = 'id'
         return self._update_cache_from_records(sessions=sessions)
 
     # ---- remote session records -------------------------------------------------------------
 
-    def _fetch_session(self, eid) -> pd.DataFrame:
-        """Read a session from Alyx, merge it into the tables; return its datasets."""
+    def _fetch_session(self, eid) -> dict:
+        """Read a session from Alyx and merge it into the tables; return its record."""
         from one.converters import ses2records
+        self._look_up_s3_meanwhile()
+        asked = self._sessions_read.now()
         record = self.alyx.rest('sessions', 'read', id=str(eid))
         for d in record.get('data_dataset_session_related') or []:
             if d.get('data_url') and d.get('id'):
                 self._data_urls[str(d['id'])] = d['data_url']
         session, datasets = ses2records(record)
-        self._update_cache_from_records(sessions=session, datasets=datasets.copy())
-        return datasets
+        self._update_cache_from_records(sessions=session, datasets=datasets)
+        self._sessions_read.add_record(str(session.name), record, when=asked)
+        return record
+
+    def _look_up_s3_meanwhile(self) -> None:
+        """Ask Alyx for the database's S3 repository in the background, once per instance:
+        the first download needs it, and its round trip then overlaps a session read instead
+        of delaying the download."""
+        if self.__dict__.get('_s3_repository') is not None or '_s3_pending' in self.__dict__:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='one-s3-lookup')
+        self._s3_pending = pool.submit(_find_s3_repository, self.alyx)
+        pool.shutdown(wait=False)
+
+    def _session_record(self, eid) -> dict:
+        """The Alyx record of a session: read once, reused while the REST cache keeps it."""
+        from one._remote_sessions import reuse_lifetime
+        record = self._sessions_read.record(str(eid), reuse_lifetime(self.alyx))
+        return record if record is not None else self._fetch_session(eid)
+
+    def _ensure_session(self, eid) -> None:
+        """Make sure the session's datasets read from Alyx are in the tables (no request when
+        they were read, or listed in a batch, within the REST cache expiry)."""
+        from one._remote_sessions import reuse_lifetime
+        if not self._sessions_read.has_datasets(str(eid), reuse_lifetime(self.alyx)):
+            self._fetch_session(eid)
+
+    def _fetch_datasets_of(self, eids: list[str]) -> list[str]:
+        """Merge the dataset records of many sessions into the tables in a few batched queries
+        (`one._remote_batch`); sessions read within the REST cache expiry are skipped.
+
+        Returns
+        -------
+        list of str
+            The sessions Alyx does not know.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from one._remote_batch import (
+            dataset_ids,
+            dataset_table,
+            fetch_dataset_records,
+            fetch_session_records,
+        )
+        from one._remote_sessions import reuse_lifetime
+        stale = self._sessions_read.stale(list(dict.fromkeys(eids)), reuse_lifetime(self.alyx))
+        if not stale:
+            return []
+        paths = self._session_paths(stale)
+        unknown = [e for e in stale if paths.get(e) is None]
+        asked = self._sessions_read.now()
+        self.alyx.rest_schemes  # noqa: B018 - read once, before the concurrent queries
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix='one-rest') as pool:
+            sessions = pool.submit(fetch_session_records, self.alyx, unknown) if unknown \
+                else None
+            records = fetch_dataset_records(self.alyx, stale, self._datasets_per_session())
+            sessions = sessions.result() if sessions is not None else []
+        self._update_sessions_table(sessions)
+        known = set(stale) - set(unknown)
+        known.update(str(r.get('id') or r.get('url', '')[-36:]) for r in sessions)
+        for record in records:
+            _, dset_id = dataset_ids(record)
+            data_url = next((f['data_url'] for f in record.get('file_records') or []
+                             if f.get('exists') and f.get('data_url')), None)
+            if dset_id and data_url:
+                self._data_urls[dset_id] = data_url
+                self._dataset_records[dset_id] = record  # its file records, for S3
+        datasets = dataset_table(records)
+        if not datasets.empty:
+            self._update_cache_from_records(datasets=datasets)
+        self._sessions_read.add_datasets([e for e in stale if e in known], when=asked)
+        return [e for e in stale if e not in known]
+
+    def _fetch_summaries(self, eids: list[str]) -> None:
+        """Ask Alyx for the list records of the sessions not read lately, in batches."""
+        from one._remote_batch import fetch_session_records
+        from one._remote_sessions import reuse_lifetime
+        lifetime = reuse_lifetime(self.alyx)
+        wanted = [e for e in dict.fromkeys(eids) if self._sessions_read.summary(e, lifetime)
+                  is None]
+        if wanted:
+            self._update_sessions_table(fetch_session_records(self.alyx, wanted))
+
+    def _datasets_per_session(self) -> float | None:
+        """The mean number of datasets of the sessions in the tables (None when empty)."""
+        codes = self._dataset_codes()
+        n_sessions = len(codes.eids) if codes.n_rows else 0
+        return codes.n_rows / n_sessions if n_sessions else None
+
+    def _prefetch_remote(self, eids: list[str]) -> None:
+        """In remote mode, list the datasets of the sessions in batched queries."""
+        from one._lib.http_errors import AlyxConnectionError
+        if not self._remote(None):
+            return
+        try:
+            unknown = self._fetch_datasets_of(eids)
+        except AlyxConnectionError as ex:
+            self._go_offline(ex)
+            return
+        if unknown:
+            shown = ', '.join(unknown[:5]) + (', ...' if len(unknown) > 5 else '')
+            warnings.warn(f'{len(unknown)} session(s) not found on {self.alyx.base_url}: '
+                          f'{shown}', alferr.ALFWarning, stacklevel=3)
 
     @_falls_back_to_local_tables
     @util.refresh
@@ -322,13 +447,21 @@ class OneAlyx(One):
                       default_revisions_only=False, keep_eid_index=False):
         """List the datasets of a session; in remote mode the session is read from Alyx.
 
-        The session's records are merged into the cache tables first, then the listing is
-        that of `One.list_datasets` (see there for the parameters).
+        The session's records are merged into the cache tables first (a session read within
+        the REST cache expiry is not read again), then the listing is that of
+        `One.list_datasets` (see there for the parameters).  With a list of sessions, their
+        datasets are listed in a few batched queries and a list of listings is returned, one
+        per session.
         """
-        if eid is not None and self._remote(query_type):
+        from one.converters import _is_listlike
+        if _is_listlike(eid):  # many sessions: their datasets in batched queries
+            eid = self.to_eid(list(eid))
+            if self._remote(query_type):
+                self._prefetch_remote([str(e) for e in eid if e])
+        elif eid is not None and self._remote(query_type):
             eid = self.to_eid(eid)
             if eid:
-                self._fetch_session(eid)
+                self._ensure_session(eid)
         elif eid is None and self._remote(query_type):
             warnings.warn('Unable to list all remote datasets')
         return super().list_datasets(
@@ -342,17 +475,27 @@ class OneAlyx(One):
     def get_details(self, eid, full: bool = False, query_type=None):
         """Return a session's details; in remote mode from Alyx.
 
+        A session read from Alyx (or found by a search) within the REST cache expiry is not
+        asked for again.  With a list of sessions, a list of details is returned; their
+        summaries (without `full`) are asked for in batched queries.
+
         Returns
         -------
         dict
             (remote) With `full`, the Alyx session record; otherwise its subject, start_time,
             number, lab, projects, url, task_protocol, local_path and date.
         """
+        if isinstance(eid, list):
+            if self._remote(query_type) and not full:
+                self._fetch_summaries([str(e) for e in eid if e])
+            return [self.get_details(e, full=full, query_type=query_type) for e in eid]
         if not self._remote(query_type):
             return super().get_details(eid, full=full)
-        record = self.alyx.rest('sessions', 'read', id=str(eid))
         if full:
-            return record
+            return copy.deepcopy(self._session_record(eid))
+        from one._remote_sessions import reuse_lifetime
+        record = self._sessions_read.summary(str(eid), reuse_lifetime(self.alyx)) or \
+            self._session_record(eid)
         fields = ('subject', 'start_time', 'number', 'lab', 'projects', 'url', 'task_protocol')
         out = {k: v for k, v in record.items() if k in fields}
         out['projects'] = ','.join(ensure_list(out.get('projects') or []))
@@ -388,6 +531,10 @@ class OneAlyx(One):
             path = super().eid2path(eid)
             if path or self._offline_for(query_type):
                 return path
+        from one._remote_sessions import reuse_lifetime
+        summary = self._sessions_read.summary(str(eid), reuse_lifetime(self.alyx))
+        if summary is not None:
+            return session_folder(self.cache_dir, _session_path_fields(summary), eid)
         records = list(self.alyx.rest('sessions', 'list', django=f'pk,{eid}'))
         if not records:
             return None
@@ -499,12 +646,19 @@ class OneAlyx(One):
     def eid2pid(self, eid, query_type=None, details=False) -> tuple:
         """Return the probe insertion UUIDs and labels of a session (and the records).
 
-        Requires the Alyx database.
+        When the session's record was read from Alyx within the REST cache expiry (e.g. by
+        `list_datasets` or a load), its ``probe_insertion`` records are used and no request is
+        made; otherwise the insertions endpoint is asked.  Requires the Alyx database.
         """
         self._require_remote('Converting probe IDs')
         if not eid:
             return (None,) * (3 if details else 2)
-        records = list(self.alyx.rest('insertions', 'list', session=str(eid)))
+        from one._remote_sessions import reuse_lifetime
+        session = self._sessions_read.record(str(eid), reuse_lifetime(self.alyx))
+        if session is not None and isinstance(session.get('probe_insertion'), list):
+            records = copy.deepcopy(session['probe_insertion'])  # the insertion records
+        else:
+            records = list(self.alyx.rest('insertions', 'list', session=str(eid)))
         pids = [UUID(str(x['id'])) for x in records]
         labels = [x['name'] for x in records]
         return (pids, labels, records) if details else (pids, labels)
@@ -731,7 +885,7 @@ class OneAlyx(One):
         from one._lib.http_errors import AlyxConnectionError
         if self._remote(query_type):
             try:
-                self._fetch_session(eid)
+                self._ensure_session(eid)
             except AlyxConnectionError as ex:
                 self._go_offline(ex)
         return super()._load_candidates(eid, query_type)
@@ -753,7 +907,7 @@ class OneAlyx(One):
         """Load all objects of a collection (see `One.load_collection`); in remote mode the
         session's datasets are read from Alyx first."""
         if self._remote(query_type):
-            self._fetch_session(eid)
+            self._ensure_session(eid)
         return super().load_collection(
             eid, collection, object=object, revision=revision, query_type=query_type,
             download_only=download_only, check_hash=check_hash, **kwargs)
@@ -784,8 +938,21 @@ class OneAlyx(One):
         -------
         list of one.alf.path.ALFPath or None
             One entry per dataset, in order.
+
+        Raises
+        ------
+        one._lib.download.DownloadTimeout
+            The data server accepted requests but did not answer within the read timeout,
+            twice; the message names the files' URLs and the limit.  The other files are kept.
         """
-        from one._lib.download import ChecksumMismatch, SizeMismatch, UnsafePath, download_files
+        from one._lib.download import (
+            ChecksumMismatch,
+            DownloadTimeout,
+            SizeMismatch,
+            UnsafePath,
+            download_failure,
+            download_files,
+        )
         from one._remote_api import download_task, tag_mismatched_file_record, uuid_url_path
         from one._remote_s3 import not_on_aws_reason
         dsets = self._as_records(dsets)
@@ -810,17 +977,17 @@ class OneAlyx(One):
         login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
         auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None
         root = Path(self.cache_dir)
+        rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
         tasks, positions = [], []
         for i in pending:
             dset_id, session_path = ids[i], session_paths[i]
-            rel_path = dsets['rel_path'].iloc[i]
+            rel_path = rel_paths[i]
             if session_path is None or not isinstance(rel_path, str):
                 _logger.error('Cannot download dataset %s: unknown session path', dset_id)
                 continue
             url = self._data_urls.get(dset_id) or self.alyx.rel_path2url(
                 uuid_url_path(PurePosixPath(str(session_path), rel_path).as_posix(), dset_id))
-            size = _known(dsets['file_size'].iloc[i]) if 'file_size' in dsets else None
-            md5 = _known(dsets['hash'].iloc[i]) if 'hash' in dsets else None
+            size, md5 = _known(sizes[i]), _known(hashes[i])
             try:
                 task = download_task(url, root, session_path, rel_path, size, md5, auth,
                                      uuid_name=dset_id if keep_uuid else None)
@@ -838,6 +1005,9 @@ class OneAlyx(One):
             _logger.error('%s', outcome)
             if isinstance(outcome, (ChecksumMismatch, SizeMismatch)):
                 tag_mismatched_file_record(self.alyx, ids[i])  # the server's file stays bad
+        timed_out = download_failure(outcomes, (DownloadTimeout,))
+        if timed_out is not None:  # a hung server: say so, naming the files and the limit
+            raise timed_out
         return out
 
     def _download_aws(self, dsets, update_exists=True, keep_uuid=None, **_) -> list:
@@ -845,8 +1015,10 @@ class OneAlyx(One):
 
         The bucket and its credentials come from the Alyx data repository 'aws_cortexlab'
         (`one.remote.aws.get_s3_from_alyx`; anonymous for a public bucket).  The datasets'
-        Alyx records (100 ids per query) give each one's S3 file record: the first existing
-        one in a repository whose name starts with 'aws'.  The object key is its repository
+        Alyx records (those listed in batches by `prefetch` or `list_datasets`, else 100 ids
+        per query) give each one's S3 file record: the first existing one in a repository
+        whose name starts with 'aws'.  When the known records show no file on S3, neither the
+        bucket nor anything else is asked for.  The object key is its repository
         path and relative path, with the dataset UUID before the extension; a record whose
         path is not a plain relative path ending with the dataset's ``rel_path`` is refused.
         The files are downloaded in parallel, verified against the size and md5 of the records
@@ -877,7 +1049,6 @@ class OneAlyx(One):
             repository names no bucket) or a connection error.
         """
         from one._lib.download import UnsafePath
-        from one._lib.http_errors import AlyxNotFound
         from one._remote_api import local_destination
         from one._remote_s3 import (
             BadS3Record,
@@ -889,7 +1060,6 @@ class OneAlyx(One):
             s3_key,
             s3_task,
         )
-        from one.remote import aws
         if not isinstance(dsets, (pd.DataFrame, pd.Series)):
             rows = list(dsets)
             if rows and all(isinstance(x, pd.Series) for x in rows):
@@ -903,28 +1073,39 @@ class OneAlyx(One):
         if dsets.empty:
             return []
         keep_uuid = self.uuid_filenames if keep_uuid is None else keep_uuid
-        repository = self.__dict__.get('_s3_repository')
-        if repository is None:
-            try:
-                repository = aws.get_s3_from_alyx(self.alyx)
-            except (AlyxNotFound, KeyError) as ex:
-                repository = ex  # the database has no S3 bucket: don't ask again
-            self._s3_repository = repository
-        if isinstance(repository, Exception):
-            raise repository
-        s3, bucket = repository
         ids = [str(x) for x in dsets.index.get_level_values('id')]
+        # Records listed in batches tell which datasets have a file on S3: when none does,
+        # the bucket is not needed (and not asked for)
+        known = self.__dict__.get('_dataset_records') or {}
+        records = {i: known[i] for i in ids if i in known}
+        if len(records) < len(ids) or any(aws_file_record(r) for r in records.values()):
+            repository = self.__dict__.get('_s3_repository')
+            if repository is None:
+                pending = self.__dict__.pop('_s3_pending', None)
+                repository = pending.result() if pending is not None else \
+                    _find_s3_repository(self.alyx)
+                self._s3_repository = repository
+            if isinstance(repository, Exception):
+                raise repository
+            s3, bucket = repository
+            missing = [i for i in ids if i not in records]
+            if missing:
+                records.update(dataset_records(self.alyx, missing))
+        else:
+            if update_exists:
+                mark_not_on_aws(self._tables, ids)
+            return [None] * len(ids)
         if 'eid' in dsets.index.names:
             eids = [str(x) for x in dsets.index.get_level_values('eid')]
         else:
             eids = self._eids_of_datasets(ids)
         paths = self._session_paths([e for e in eids if e])
-        records = dataset_records(self.alyx, ids)
         root = Path(self.cache_dir)
         tasks, positions, not_on_s3 = [], [], []
+        rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
         for i, (dset_id, eid) in enumerate(zip(ids, eids)):
             session_path = paths.get(eid) if eid else None
-            rel_path = dsets['rel_path'].iloc[i]
+            rel_path = rel_paths[i]
             if session_path is None or not isinstance(rel_path, str):
                 continue  # the HTTP download reports it
             record = records.get(dset_id) or {}
@@ -943,8 +1124,7 @@ class OneAlyx(One):
                 continue
             except UnsafePath:
                 continue  # a bad relative path in the cache table: refused by HTTP too
-            size = _known(dsets['file_size'].iloc[i]) if 'file_size' in dsets else None
-            md5 = _known(dsets['hash'].iloc[i]) if 'hash' in dsets else None
+            size, md5 = _known(sizes[i]), _known(hashes[i])
             tasks.append(s3_task(bucket, key, destination, size or _known(record.get('file_size')),
                                  md5 or _known(record.get('hash')), s3))
             positions.append(i)
@@ -971,6 +1151,38 @@ class OneAlyx(One):
         """Download one dataset (a record); return its path or None."""
         files = self._download_datasets(self._as_records(dset), **kwargs)
         return files[0] if files else None
+
+
+def _find_s3_repository(alyx):
+    """(S3 resource, bucket) of the database's AWS data repository, or the exception saying
+    it has none (AlyxNotFound, KeyError: not asked again); other errors are raised."""
+    from one._lib.http_errors import AlyxNotFound
+    from one.remote import aws
+    try:
+        return aws.get_s3_from_alyx(alyx)
+    except (AlyxNotFound, KeyError) as ex:
+        return ex
+
+
+def _columns(frame: pd.DataFrame, *names: str) -> list[list]:
+    """Columns of a table as lists (a column it lacks: all None), for loops over rows."""
+    return [frame[n].tolist() if n in frame.columns else [None] * len(frame) for n in names]
+
+
+def _split_dataset_terms(kwargs: dict, terms) -> tuple[dict, list, int]:
+    """A list given as the remote `dataset` search term: its first name for Alyx, the others
+    (and the QC level of `dataset_qc_lte`) to check on the listed datasets."""
+    from one._query import qc_code
+    from one.converters import _is_listlike
+    key = next((k for k in kwargs if util.autocomplete(k, terms) == 'dataset'), None)
+    if key is None or not _is_listlike(kwargs[key]):
+        return kwargs, [], 0
+    names = [str(x) for x in kwargs[key]]
+    if not names:
+        raise ValueError('The "dataset" search term is an empty list')
+    qc_key = next((k for k in kwargs if util.autocomplete(k, terms) == 'dataset_qc_lte'), None)
+    max_qc = qc_code(kwargs[qc_key] if qc_key else QC.CRITICAL)
+    return {**kwargs, key: names[0]}, names[1:], max_qc
 
 
 def _session_path_fields(record: dict) -> dict:

@@ -574,8 +574,9 @@ class One(ConversionMixin, LockMixin):
 
         Parameters
         ----------
-        eid : str, UUID, pathlib.Path, dict, optional
-            The session; all sessions when None.
+        eid : str, UUID, pathlib.Path, dict, list, optional
+            The session; all sessions when None; a list of sessions gives a list of listings
+            (one per session, in order).
         filename : str, list, dict
             File name pattern(s), or a dict of ALF parts.
         collection : str, list
@@ -610,6 +611,12 @@ class One(ConversionMixin, LockMixin):
         filters = dict(filename=filename, collection=collection, revision=revision, qc=qc,
                        ignore_qc_not_set=ignore_qc_not_set,
                        default_revisions_only=default_revisions_only)
+        from one.converters import _is_listlike
+        if _is_listlike(eid):  # one listing per session
+            return [self.list_datasets(e, details=details, query_type='local',
+                                       keep_eid_index=keep_eid_index, **filters)
+                    if e else self._empty_listing(details, keep_eid_index)
+                    for e in self.to_eid(list(eid))]
         if not eid:
             codes = self._dataset_codes()
             if not details and not default_revisions_only:
@@ -637,14 +644,18 @@ class One(ConversionMixin, LockMixin):
             return sorted(rel_paths[rel_codes[mask]])
         datasets = self._filtered_datasets(eid, **filters) if eid else None
         if datasets is None or datasets.empty:
-            if details:
-                empty = user_frame(self._tables['datasets'].iloc[0:0].copy())
-                return empty if keep_eid_index else empty.droplevel('eid')
-            return []
+            return self._empty_listing(details, keep_eid_index)
         if not details:
             return sorted(datasets['rel_path'].astype(object))
         datasets = user_frame(datasets.copy())
         return datasets if keep_eid_index else datasets.droplevel('eid')
+
+    def _empty_listing(self, details: bool, keep_eid_index: bool):
+        """What `list_datasets` gives for a session without (matching) datasets."""
+        if not details:
+            return []
+        empty = user_frame(self._tables['datasets'].iloc[0:0].copy())
+        return empty if keep_eid_index else empty.droplevel('eid')
 
     @util.refresh
     def list_collections(self, eid=None, filename=None, collection=None, revision=None,
@@ -781,8 +792,8 @@ class One(ConversionMixin, LockMixin):
         guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
         eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
             else None
-        sizes = datasets['file_size'] if 'file_size' in datasets.columns else None
-        hashes = datasets['hash'] if 'hash' in datasets.columns else None
+        sizes = datasets['file_size'].tolist() if 'file_size' in datasets.columns else None
+        hashes = datasets['hash'].tolist() if 'hash' in datasets.columns else None
         verified = self._verified_files() if check_hash else None
         files, to_download = [], []
         for i, (session_path, rel_path) in enumerate(zip(session_paths,
@@ -799,8 +810,8 @@ class One(ConversionMixin, LockMixin):
                 files.append(None)
                 to_download.append(i)
                 continue
-            expected_size = _known(sizes.iloc[i]) if sizes is not None else None
-            expected_hash = _known(hashes.iloc[i]) if hashes is not None else None
+            expected_size = _known(sizes[i]) if sizes is not None else None
+            expected_hash = _known(hashes[i]) if hashes is not None else None
             where = PurePosixPath(session_path, rel_path)
             if expected_size and stat.st_size != int(expected_size):
                 _logger.warning('local file size mismatch on dataset: %s', where)
@@ -1335,6 +1346,102 @@ class One(ConversionMixin, LockMixin):
         objects = sorted({p[3] or '' for _, p in present})
         return Bunch({obj: alfio.load_object([f for f, p in present if p[3] == obj], **kwargs)
                       for obj in objects})
+
+    @util.refresh
+    def prefetch(self, eids, datasets=None, collection=None, revision=None,
+                 download_only=True):
+        """Make sure the files of many sessions are here: find them all at once, fetch what is
+        missing in one batch.
+
+        The matching datasets of every session are resolved together (a `OneAlyx` in remote
+        mode lists the datasets of the sessions in a few batched queries instead of one
+        request per session), then the files that are missing, or differ from the tables in
+        size or md5, are downloaded in one parallel batch with one progress bar (a plain `One`
+        has nothing to download from: it reports them).  Afterwards `load_object`,
+        `load_dataset`, `load_datasets` and `list_datasets` on these sessions make no request
+        (within the REST cache expiry, 5 minutes by default).
+
+        Parameters
+        ----------
+        eids : list
+            The sessions (UUIDs, UUID strings, paths, experiment references, records, or the
+            result of `search`); a single one is accepted too.
+        datasets : str, dict, list, optional
+            What to fetch: ALF object names ('trials': all its attributes, as `load_object`),
+            file names as `load_dataset` takes them ('_ibl_trials.choice' or
+            '_ibl_trials.choice.npy', wildcards allowed), dicts of ALF parts, or a list of
+            these (any may match).  None: every dataset of the sessions.
+        collection : str, list, optional
+            Collection pattern(s), e.g. 'alf' or 'alf/probe*'.
+        revision : str, optional
+            Fetch the latest revision up to this one; the default revision when None (what
+            the loads pick).
+        download_only : bool
+            True: return the file paths.  False: also load the files and return their
+            contents (all of them in memory: mind the size).
+
+        Returns
+        -------
+        dict
+            One entry per session, keyed by `uuid.UUID` in the order given: the list of local
+            files (`one.alf.path.ALFPath`, sorted by relative path) of its matching datasets
+            (an empty list when none matches); with ``download_only=False`` a dict of relative
+            path -> loaded content instead.  Datasets whose file could not be found or
+            downloaded are left out (and logged).
+
+        Raises
+        ------
+        ValueError
+            A session identifier is malformed, or names no known session.
+
+        Examples
+        --------
+        >>> eids = one.search(subject='KS023', dataset='trials')          # doctest: +SKIP
+        >>> files = one.prefetch(eids, 'trials')                          # doctest: +SKIP
+        >>> trials = [one.load_object(eid, 'trials') for eid in eids]     # doctest: +SKIP
+        """
+        from one._prefetch import select_datasets
+        eids = self._prefetch_eids(eids)
+        self._prefetch_remote(eids)
+        codes = self._dataset_codes()
+        fail = qc_code(QC.FAIL)
+        rows = [r[codes.qc[r] <= fail] for r in (codes.rows_of(e) for e in eids)]
+        candidates = codes.table.iloc[np.concatenate(rows) if rows else []]
+        chosen = select_datasets(candidates, datasets, collection, revision, self.wildcards)
+        files = self._check_filesystem(chosen, offline=self._offline_for(None)) \
+            if len(chosen) else []
+        found: dict[str, list] = {e: [] for e in eids}
+        rel_paths = chosen['rel_path'].astype(object).tolist()
+        for (eid, _), rel_path, file in zip(chosen.index, rel_paths, files):
+            if file is not None:
+                found[str(eid)].append((rel_path, file))  # the table's ids: str or UUID
+        missing = len(chosen) - sum(len(v) for v in found.values())
+        if missing:
+            _logger.warning('%d of %d datasets of %d sessions are not available',
+                            missing, len(chosen), len(eids))
+        out = {}
+        for eid in eids:
+            pairs = sorted(found[eid])
+            if download_only:
+                out[UUID(eid)] = [file for _, file in pairs]
+            else:
+                out[UUID(eid)] = {rel: alfio.load_file_content(file) for rel, file in pairs}
+        return out
+
+    def _prefetch_eids(self, eids) -> list[str]:
+        """Session UUID strings of `prefetch`'s argument, unique, in order."""
+        from one.converters import _is_listlike
+        given = list(eids) if _is_listlike(eids) else [eids]
+        out = []
+        for eid in given:
+            uuid_ = self.to_eid(eid)
+            if uuid_ is None:
+                raise ValueError(f'No session found for {eid!r}')
+            out.append(str(uuid_))
+        return list(dict.fromkeys(out))
+
+    def _prefetch_remote(self, eids: list[str]) -> None:
+        """Bring the sessions' dataset records into the tables (a plain One has none to get)."""
 
     @staticmethod
     def setup(cache_dir=None, silent=False, **kwargs):

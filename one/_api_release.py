@@ -18,6 +18,7 @@ from pathlib import Path
 
 import one.params
 from one._api_local import One, _check_mode, _known
+from one._confined_paths import Confinement, dataset_file
 from one._lib.http_timeouts import resolve_timeout
 from one._lib.release_info import (
     INFO_NAME,
@@ -29,7 +30,13 @@ from one._lib.release_info import (
     remote_file_path,
 )
 from one._lib.release_remote import ReleaseSource, is_release_url, normalise_url
-from one._release_sync import ReleaseState, default_release_dir, local_info, sync_tables
+from one._release_sync import (
+    ReleaseState,
+    check_folder,
+    default_release_dir,
+    local_info,
+    sync_tables,
+)
 from one.alf.path import ALFPath
 
 __all__ = ['OneRelease', 'DEFAULT_EXPIRY']
@@ -113,15 +120,14 @@ class OneRelease(One):
         self._source = ReleaseSource(base_url, profile=profile, timeout=timeout)
         self._files = None  # the source of the dataset files, when elsewhere
         self._info: ReleaseInfo | None = None
+        self._loaded_tables = None  # the tables' state when this instance loaded them
         self.base_url = self._source.url
         self.cache_dir = Path(cache_dir) if cache_dir else default_release_dir(self.base_url)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tables_dir = Path(tables_dir) if tables_dir else self.cache_dir
         if not folder:
             state = ReleaseState.read(tables_dir)
-        if state is not None and state.url != self.base_url:
-            raise ReleaseError(f'{tables_dir} holds the copy of the release {state.url}, not '
-                               f'of {self.base_url}: choose another cache_dir')
+        check_folder(tables_dir, state, self.base_url)
         if isinstance(cache_expiry, (int, float)):
             cache_expiry = timedelta(seconds=cache_expiry)
         expiry = cache_expiry if cache_expiry is not None else DEFAULT_EXPIRY
@@ -135,8 +141,10 @@ class OneRelease(One):
         elif mode == 'local' and not have_tables:
             raise ReleaseError(f'No local copy of the release {self.base_url} in {tables_dir}: '
                                'open it once without mode="local"')
+        state = ReleaseState.read(tables_dir)  # what the tables loaded now are
         super().__init__(cache_dir=self.cache_dir, mode=self.mode, wildcards=wildcards,
                          tables_dir=tables_dir, lock=lock)
+        self._loaded_tables = state.tables if state is not None else None
         self.cache_expiry = expiry
 
     def __repr__(self) -> str:
@@ -157,34 +165,39 @@ class OneRelease(One):
     # ---- the tables -------------------------------------------------------------------------
 
     def _sync(self, tables_dir=None, force=False, answer=None, have_tables=True,
-              strict=False) -> bool:
-        """Revalidate the local tables; return whether they changed on disk.
+              strict=False) -> None:
+        """Revalidate the local tables (at most once per `cache_expiry` unless asked).
 
         When there are local tables, a host that cannot be reached or serves no release any
-        more switches to 'local' mode, and (unless `strict`) a release whose tables cannot be
-        downloaded intact is reported and the local tables kept until the next check; both are
-        logged as errors.
+        more, and (unless `strict`) a release whose tables cannot be downloaded intact, are
+        logged as errors; the local tables are used until the next check, after the expiry.
         """
         tables_dir = Path(tables_dir or self._tables_dir)
         try:
-            changed, info = sync_tables(self._source, tables_dir, force=force, answer=answer)
+            _, info = sync_tables(self._source, tables_dir, force=force, answer=answer)
         except (ReleaseUnreachable, NotARelease) as ex:
             if not have_tables:
                 raise
-            _logger.error('%s: the release cannot be read (%s); carrying on in local mode '
-                          'from the tables downloaded before', type(ex).__name__, ex)
-            self.mode = 'local'
-            return False
+            _logger.error('%s: the release cannot be read (%s); carrying on with the tables '
+                          'downloaded before until the next check, after the cache expiry',
+                          type(ex).__name__, ex)
+            self._checked = time.time()
+            return
         except ReleaseError as ex:
             if strict or not have_tables:
                 raise
             _logger.error('%s; carrying on with the tables downloaded before', ex)
             self._checked = time.time()  # not again before the expiry
-            return False
+            return
         self._info = info
         self._files = None
         self._checked = time.time()
-        return changed
+
+    def _tables_changed(self) -> bool:
+        """Whether the local tables differ from those this instance loaded (e.g. updated by
+        another instance or process sharing the cache folder)."""
+        state = ReleaseState.read(self._tables_dir)
+        return state is not None and state.tables != self._loaded_tables
 
     def refresh_cache(self, mode='auto'):
         """Revalidate the release's tables if the mode asks for it; reload them if changed.
@@ -196,6 +209,7 @@ class OneRelease(One):
             'refresh' always does (a conditional GET of ``cache_info.json``); 'local' never.
             Tables that cannot be downloaded intact raise `one.release.ReleaseError` in
             'refresh' mode; otherwise the error is logged and the current tables kept.
+            Tables updated in the cache folder by another instance or process are loaded too.
 
         Returns
         -------
@@ -207,8 +221,10 @@ class OneRelease(One):
         due = mode == 'refresh' or (
             mode in ('auto', 'remote')
             and time.time() - self._checked >= self.cache_expiry.total_seconds())
-        if due and not self.offline and self._sync(strict=mode == 'refresh'):
-            One.load_cache(self)
+        if due and not self.offline:
+            self._sync(strict=mode == 'refresh')
+            if self._tables_changed():
+                self.load_cache()
         return One.refresh_cache(self, 'local')
 
     def load_cache(self, tables_dir=None, clobber=False, **kwargs):
@@ -221,7 +237,12 @@ class OneRelease(One):
         """
         if clobber and not self.offline:
             self._sync(tables_dir, strict=True)
-        return One.load_cache(self, tables_dir)
+        # the state first: tables replaced meanwhile are then seen as changed next time
+        state = ReleaseState.read(tables_dir or self._tables_dir)
+        loaded = One.load_cache(self, tables_dir)
+        self._loaded_tables = state.tables if state is not None else None
+        self._info = self._files = None
+        return loaded
 
     # ---- the files --------------------------------------------------------------------------
 
@@ -238,63 +259,50 @@ class OneRelease(One):
                                          timeout=self._source.timeout))
         return self._files
 
-    def _check_filesystem(self, datasets, offline=None, update_exists=True, check_hash=True):
-        """As `One._check_filesystem`, refusing datasets whose path in the tables is not a
-        plain relative path (they are never looked for on disk nor downloaded)."""
-        from one._lib.download import UnsafePath
-        datasets = self._as_records(datasets)
-        if datasets.empty:
-            return []
-        ids = [str(x) for x in datasets.index.get_level_values('id')]
-        session_paths = self._dataset_session_paths(datasets, ids)
-        safe = []
-        for i, (session_path, rel_path) in enumerate(zip(session_paths, datasets['rel_path'])):
-            if session_path is None:
-                safe.append(i)  # unknown session: neither found nor downloaded
-                continue
-            try:
-                remote_file_path(str(session_path), rel_path, ids[i], 'path')
-                safe.append(i)
-            except UnsafePath as ex:
-                _logger.error('%s', ex)
-        if len(safe) == len(ids):
-            return super()._check_filesystem(datasets, offline=offline,
-                                             update_exists=update_exists, check_hash=check_hash)
-        files = [None] * len(ids)
-        if safe:
-            found = super()._check_filesystem(datasets.iloc[safe], offline=offline,
-                                              update_exists=update_exists,
-                                              check_hash=check_hash)
-            for i, file in zip(safe, found):
-                files[i] = file
-        return files
-
-    def _download_datasets(self, dsets, update_cache=True, **kwargs) -> list:
+    def _download_datasets(self, dsets, update_cache=True, cache_dir=None, **kwargs) -> list:
         """Download dataset files of the release into the cache folder.
 
         Each file's URL is the release's files URL, the session path and the relative path
         (with the dataset UUID in the name in the 'uuid' layout); it is downloaded by the
         engine, verified against the size and md5 of the table, into
-        ``cache_dir/<session path>/<rel_path>``.  A path that is not a plain relative path is
-        refused.  Files that cannot be downloaded give None (logged).
+        ``cache_dir/<session path>/<rel_path>``.  Paths are confined to the cache folder as a
+        local `One` confines them.
+
+        Parameters
+        ----------
+        dsets : pandas.DataFrame, pandas.Series, list of dict
+            Dataset records.
+        update_cache : bool
+            Unused (the tables of a release are not changed).
+        cache_dir : str, pathlib.Path, optional
+            Where to download (default: `cache_dir`).
 
         Returns
         -------
         list of one.alf.path.ALFPath or None
-            One entry per dataset, in order.
+            One entry per dataset, in order; None for a dataset of an unknown session, or
+            whose download failed otherwise than below (logged).
 
         Raises
         ------
+        one._lib.confine.UnsafePath
+            A dataset's session folder or ``rel_path`` leads outside the cache folder (the
+            message names the dataset and the value); nothing is downloaded.
         one._lib.download.ChecksumMismatch, one._lib.download.SizeMismatch
             A file on the host differs from the release's tables (also when downloaded again);
             its message names the file.  Nothing bad is kept.
+        one._lib.download.DownloadConnectionError
+            The host could not be reached, or did not answer within the read timeout
+            (`one._lib.download.DownloadTimeout`, naming every file that timed out and the
+            limit).  The files that did arrive are kept.
         """
         from one._lib.download import (
             ChecksumMismatch,
+            DownloadConnectionError,
+            DownloadTimeout,
             SizeMismatch,
-            UnsafePath,
+            download_failure,
             download_files,
-            safe_join,
         )
         dsets = self._as_records(dsets)
         out = [None] * len(dsets)
@@ -307,7 +315,9 @@ class OneRelease(One):
             return out
         files_url, source = base
         layout = self.release_info.layout
+        guard = Confinement(cache_dir or self.cache_dir)
         ids = [str(x) for x in dsets.index.get_level_values('id')]
+        eids = dsets.index.get_level_values('eid') if 'eid' in dsets.index.names else None
         session_paths = self._dataset_session_paths(dsets, ids)
         sizes = dsets['file_size'] if 'file_size' in dsets.columns else None
         hashes = dsets['hash'] if 'hash' in dsets.columns else None
@@ -316,35 +326,31 @@ class OneRelease(One):
             if session_path is None or not isinstance(rel_path, str):
                 _logger.error('Cannot download dataset %s: unknown session', ids[i])
                 continue
-            try:
-                remote = remote_file_path(str(session_path), rel_path, ids[i], layout)
-                local = remote_file_path(str(session_path), rel_path, ids[i],
-                                         'uuid' if self.uuid_filenames else 'path')
-                destination = safe_join(self.cache_dir, local)
-            except UnsafePath as ex:
-                _logger.error('%s', ex)
-                continue
+            destination = dataset_file(guard, session_path, rel_path, ids[i],
+                                       self.uuid_filenames,
+                                       eids[i] if eids is not None else None)
+            remote = remote_file_path(session_path, rel_path, ids[i], layout)
             size = _known(sizes.iloc[i]) if sizes is not None else None
             md5 = _known(hashes.iloc[i]) if hashes is not None else None
             tasks.append(source.task(f'{files_url}/{remote}', destination, size, md5))
             positions.append(i)
         outcomes = download_files(tasks, return_errors=True,
                                   timeout=self._source.timeout) if tasks else []
-        damaged = None
         for i, outcome in zip(positions, outcomes):
             if isinstance(outcome, Exception):
                 _logger.error('%s', outcome)
-                if isinstance(outcome, (ChecksumMismatch, SizeMismatch)) and damaged is None:
-                    damaged = outcome
             elif outcome is not None:
                 out[i] = ALFPath(outcome)
-        if damaged is not None:
-            raise damaged
+        failure = download_failure(outcomes, (ChecksumMismatch, SizeMismatch, DownloadTimeout,
+                                              DownloadConnectionError))
+        if failure is not None:
+            raise failure
         return out
 
     def _download_dataset(self, dset, cache_dir=None, **kwargs):
-        """Download one dataset (a record); return its path or None."""
-        files = self._download_datasets(dset, **kwargs)
+        """Download one dataset (a record) into `cache_dir` (default: `cache_dir`); return its
+        path or None."""
+        files = self._download_datasets(dset, cache_dir=cache_dir, **kwargs)
         return files[0] if files else None
 
 
@@ -358,13 +364,14 @@ def _configured_alyx(url: str) -> bool:
 
 
 def find_release(base_url=None, cache_dir=None, tables_dir=None, username=None, password=None,
-                 **_) -> tuple[bool, object]:
+                 mode='remote', **_) -> tuple[bool, object]:
     """Whether the arguments of `one.api.ONE` name a data release, cheaply.
 
     A folder already holding the copy of a release is one (no request).  Otherwise an
     ``s3://`` URL is; an ``http(s)://`` URL is one when it serves a valid ``cache_info.json``
-    (one GET, whose answer is handed to `OneRelease`), unless a login is given or the URL is a
-    database set up in ONE's parameters (then it is Alyx, with no request).
+    (one GET, whose answer is handed to `OneRelease`), unless a login is given, the URL is a
+    database set up in ONE's parameters, or `mode` is 'local' (then it is a release only when
+    its default cache folder holds a copy; no request is made).
 
     Returns
     -------
@@ -391,6 +398,8 @@ def find_release(base_url=None, cache_dir=None, tables_dir=None, username=None, 
         return False, None
     if not folder and ReleaseState.read(default_release_dir(url)) is not None:
         return True, None
+    if mode == 'local':
+        return False, None
     probe = (5.0, 20.0)  # short waits for a guess, never longer than ONE_HTTP_TIMEOUT's
     source = ReleaseSource(url, timeout=tuple(map(min, probe, resolve_timeout())), retries=0)
     try:

@@ -12,10 +12,48 @@ import os
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 
-from one._lib.confine import Confinement, UnsafePath, relative_parts
-from one.alf.path import ALFPath, add_uuid_string
+import numpy as np
+import pandas as pd
 
-__all__ = ['UnsafePath', 'Confinement', 'session_folder', 'dataset_file']
+from one._lib.confine import Confinement, UnsafePath, relative_parts
+from one.alf.path import ALFPath, PurePosixALFPath, add_uuid_string
+
+__all__ = ['UnsafePath', 'Confinement', 'session_relative_path', 'session_folder',
+           'dataset_file']
+
+
+def _date_str(value) -> str:
+    """'YYYY-MM-DD' from a date, datetime, Timestamp, numpy datetime64 or ISO string."""
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    if hasattr(value, 'strftime'):
+        return value.strftime('%Y-%m-%d')
+    return str(value)[:10]
+
+
+def _number_str(value) -> str:
+    """A session number zero-padded to 3 digits ('1', 1, 1.0 and '001' all give '001')."""
+    if isinstance(value, str):
+        return value.zfill(3)
+    return str(int(value)).zfill(3)
+
+
+def session_relative_path(record: Mapping) -> PurePosixALFPath:
+    """The session folder of a record, ``lab/Subjects/subject/date/NNN`` (pure text, unchecked:
+    see `session_folder`); ``lab/Subjects`` is left out when the lab is empty.
+
+    Examples
+    --------
+    >>> session_relative_path({'subject': 'ALK01', 'date': '2020-01-01', 'number': 1}).as_posix()
+    'ALK01/2020-01-01/001'
+    """
+    lab = record.get('lab')
+    day = record.get('date')
+    if day is None or (not isinstance(day, str) and pd.isna(day)):
+        day = record['start_time']
+    parts = ([lab, 'Subjects'] if isinstance(lab, str) and lab else [])
+    parts += [record['subject'], _date_str(day), _number_str(record['number'])]
+    return PurePosixALFPath(*parts)
 
 
 def session_folder(root: str | os.PathLike | Confinement, record: Mapping,
@@ -41,10 +79,8 @@ def session_folder(root: str | os.PathLike | Confinement, record: Mapping,
     one._lib.confine.UnsafePath
         The record's fields make a folder outside `root`.
     """
-    from one.converters import session_record2path
-
     guard = root if isinstance(root, Confinement) else Confinement(root)
-    relative = session_record2path(record).as_posix()
+    relative = session_relative_path(record).as_posix()
     what = f'session {eid}' if eid is not None else 'session'
     return ALFPath(guard(relative, what=f'{what} (its folder from lab, subject, date, number)'))
 

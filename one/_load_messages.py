@@ -123,15 +123,22 @@ def matching_collections(datasets: pd.DataFrame, dataset, collection, revision,
     return sorted({p[0] or '' for p in _parts(matching['rel_path'].astype(object))})
 
 
+def several_collections_message(what: str, eid, collections: list, cli: bool = False) -> str:
+    """What is in several collections, which, and how to choose one: with the `collection`
+    argument, or the command line's ``--collection`` option (`cli`)."""
+    shown = ', '.join(c or '(session root)' for c in collections)
+    first = collections[0]
+    how = (f'with --collection, e.g. --collection {first or repr("")}' if cli
+           else f'as the collection, e.g. collection="{first}"')
+    return f'{what} of session {eid} is in several collections: {shown}; choose one {how}'
+
+
 def several_collections_error(what: str, eid, collections: list):
     """ALFMultipleCollectionsFound listing the collections (also as its ``collections``) and
     saying how to choose."""
     from one.alf.exceptions import ALFMultipleCollectionsFound
 
-    shown = ', '.join(c or '(session root)' for c in collections)
-    error = ALFMultipleCollectionsFound(
-        f'{what} of session {eid} is in several collections: {shown}; choose one as the '
-        f'collection, e.g. collection="{collections[0]}"')
+    error = ALFMultipleCollectionsFound(several_collections_message(what, eid, collections))
     error.collections = list(collections)
     return error
 

@@ -81,29 +81,51 @@ class ReleaseState:
         return True
 
 
-def release_url_of(folder) -> str | None:
-    """The URL of the release whose copy is in `folder` (None if it holds none)."""
-    state = ReleaseState.read(folder) if folder else None
-    return state.url if state else None
-
-
 def default_release_dir(url: str) -> Path:
     """The default cache folder of a release: ``<ONE downloads folder>/<key of the URL>``.
+
+    The key is readable (host and path) and ends with a short hash of the whole URL, so that
+    URLs the readable part cannot tell apart (``/a_b`` and ``/a/b``, http and https) get
+    folders of their own.
 
     Examples
     --------
     >>> default_release_dir('https://data.example.org/rel/v1').name
-    'data.example.org_rel_v1'
+    'data.example.org_rel_v1_440a7cd1'
     >>> default_release_dir('s3://bucket/caches/v1').name
-    's3_bucket_caches_v1'
+    's3_bucket_caches_v1_72ee5b89'
     """
+    import hashlib
+
     url = normalise_url(url)
     if url.startswith('s3://'):
         key = 's3_' + one.params.client_key(url[5:])
     else:
         key = one.params.client_key(url)
     key = re.sub(r'[^\w.-]', '_', key).strip('.') or 'release'
-    return Path(one.params.CACHE_DIR_DEFAULT) / key
+    digest = hashlib.sha1(url.encode()).hexdigest()[:8]
+    return Path(one.params.CACHE_DIR_DEFAULT) / f'{key}_{digest}'
+
+
+def check_folder(folder, state: ReleaseState | None, url: str) -> None:
+    """Refuse a tables folder that holds anything but the copy of the release `url`.
+
+    Raises
+    ------
+    ReleaseError
+        `folder` holds the copy of another release, or cache tables that are not the copy of
+        a release (e.g. a data folder indexed by ``one index``: they would be overwritten).
+    """
+    if state is not None:
+        if state.url != url:
+            raise ReleaseError(f'{folder} holds the copy of the release {state.url}, not '
+                               f'of {url}: choose another cache_dir')
+        return
+    tables = sorted(p.name for p in Path(folder).glob('*.pqt')) if folder else []
+    if tables:
+        raise ReleaseError(f'{folder} holds cache tables ({", ".join(tables)}) that are not a '
+                           f'copy of the release {url}; they would be replaced: choose another '
+                           'cache_dir')
 
 
 def local_info(folder) -> ReleaseInfo | None:
@@ -145,15 +167,13 @@ def sync_tables(source: ReleaseSource, tables_dir, force: bool = False,
         The URL serves no valid release.
     ReleaseError
         A table could not be downloaded or stayed different from its md5 or size (nothing was
-        replaced).
+        replaced), or `tables_dir` holds anything but a copy of this release (`check_folder`).
     """
     tables_dir = Path(tables_dir)
     tables_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(tables_dir / LOCK_NAME, timeout=600):
         state = ReleaseState.read(tables_dir)
-        if state is not None and state.url != source.url:
-            raise ReleaseError(f'{tables_dir} holds the copy of the release {state.url}, not '
-                               f'of {source.url}: choose another cache_dir')
+        check_folder(tables_dir, state, source.url)
         state = state or ReleaseState(source.url)
         current = local_info(tables_dir)
         usable = current is not None and state.intact(tables_dir, current.tables)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import warnings
 from datetime import datetime
-from pathlib import PurePosixPath
 
 import requests
 
 from one import util
 from one._lib.download import DownloadTask, UnsafePath
 from one._lib.http_errors import AlyxError
+from one.alf.path import uuid_in_name
 
 _logger = logging.getLogger('one.api')
 
@@ -74,10 +74,7 @@ def add_date(records):
     return records
 
 
-def uuid_url_path(rel_path: str, dataset_id: str) -> str:
-    """Insert a dataset UUID before the extension of a relative path (as on the data server)."""
-    path = PurePosixPath(rel_path)
-    return str(path.with_name(f'{path.stem}.{dataset_id}{path.suffix}'))
+uuid_url_path = uuid_in_name  # a dataset UUID before the extension, as on the data server
 
 
 def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, auth,

@@ -57,7 +57,7 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
         warnings.warn('"offline" param will be removed; use mode="local"', FutureWarning)
         mode = 'local'
     from one._api_release import find_release, open_release
-    is_release, answer = find_release(**kwargs)
+    is_release, answer = find_release(mode=mode, **kwargs)
     if is_release:
         return open_release(mode=mode, wildcards=wildcards, answer=answer, **kwargs)
     if any(x in kwargs for x in ('base_url', 'username', 'password')) or \

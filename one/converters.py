@@ -25,7 +25,14 @@ from uuid import UUID
 import numpy as np
 import pandas as pd
 
-from one._confined_paths import Confinement, dataset_file, session_folder
+from one._confined_paths import (
+    Confinement,
+    _date_str,
+    _number_str,
+    dataset_file,
+    session_folder,
+    session_relative_path,
+)
 from one._lib.uuid_index import key_for, with_uuid_levels
 from one.alf.cache import DATASETS_COLUMNS, EMPTY_DATASETS_FRAME
 from one.alf.path import (
@@ -152,22 +159,6 @@ def _to_uuid(value) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def _date_str(value) -> str:
-    """'YYYY-MM-DD' from a date, datetime, Timestamp, numpy datetime64 or ISO string."""
-    if isinstance(value, np.datetime64):
-        value = pd.Timestamp(value)
-    if hasattr(value, 'strftime'):
-        return value.strftime('%Y-%m-%d')
-    return str(value)[:10]
-
-
-def _number_str(value) -> str:
-    """A session number zero-padded to 3 digits ('1', 1, 1.0 and '001' all give '001')."""
-    if isinstance(value, str):
-        return value.zfill(3)
-    return str(int(value)).zfill(3)
-
-
 def _alf_path_from_url(url: str) -> PurePosixALFPath:
     """The ALF part of a file URL (everything from the lab or subject folder), UUID removed.
 
@@ -214,13 +205,7 @@ def session_record2path(session: Mapping | pd.Series,
     >>> session_record2path({'subject': 'ALK01', 'date': '2020-01-01', 'number': 1}).as_posix()
     'ALK01/2020-01-01/001'
     """
-    lab = session.get('lab')
-    day = session.get('date')
-    if day is None or (not isinstance(day, str) and pd.isna(day)):
-        day = session['start_time']
-    parts = ([lab, 'Subjects'] if isinstance(lab, str) and lab else [])
-    parts += [session['subject'], _date_str(day), _number_str(session['number'])]
-    rel_path = PurePosixALFPath(*parts)
+    rel_path = session_relative_path(session)
     if not root_dir:
         return rel_path
     return ensure_alf_path(root_dir).joinpath(rel_path)
@@ -540,7 +525,16 @@ class ConversionMixin:
             f'Duplicate eid {eid} in the sessions table'
         record = {k: sessions[k].iat[position]
                   for k in ('lab', 'subject', 'date', 'number', 'start_time') if k in sessions}
-        return session_folder(self.cache_dir, record, eid)
+        return session_folder(self._path_guard(), record, eid)
+
+    def _path_guard(self) -> Confinement:
+        """The confinement of the paths `eid2path` and `record2path` return: one per cache
+        folder, reused, so that the folders it resolved are not resolved again (these methods
+        open nothing; the loads check the files they open with a confinement of their own)."""
+        guard = self.__dict__.get('_paths_confinement')
+        if guard is None or guard.root != Path(self.cache_dir):
+            guard = self.__dict__['_paths_confinement'] = Confinement(self.cache_dir)
+        return guard
 
     @recurse
     def path2eid(self, path_obj: _PathLike) -> UUID | list | None:
@@ -775,7 +769,7 @@ class ConversionMixin:
         session_path = self.eid2path(eid)
         if session_path is None:
             raise ValueError(f'Failed to determine session path for eid "{eid}"')
-        return dataset_file(Confinement(self.cache_dir),
+        return dataset_file(self._path_guard(),
                             session_path.relative_to(self.cache_dir).as_posix(),
                             dataset['rel_path'], _to_uuid(dataset_id),
                             getattr(self, 'uuid_filenames', False), eid)

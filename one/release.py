@@ -6,7 +6,7 @@ them and says how the files are addressed (see `one._lib.release_info`); optiona
 of the tables.  Copy the folder as it is to the host; users open it with one line::
 
     one release /data/mylab --tag 2025_Q1            # the publisher (or make_release)
-    aws s3 sync /data/mylab s3://mybucket/mylab      # or rsync to a web server
+    aws s3 sync /data/mylab s3://mybucket/mylab --exclude '.*' --exclude '*/.*'
 
     from one.api import ONE
     one = ONE(base_url='https://data.example.org/mylab')   # a user: search, list, load
@@ -50,6 +50,7 @@ from one._lib.release_info import (
 )
 from one._lib.validate import validate_tree
 from one._lib.verified import VerifiedFiles
+from one.alf.cache import ID_NAMESPACE, LOCK_NAME, QC_TYPE
 from one.alf.exceptions import ALFInvalid, ALFWarning
 
 __all__ = ['make_release', 'describe_release', 'export_files', 'read_release_info',
@@ -57,11 +58,6 @@ __all__ = ['make_release', 'describe_release', 'export_files', 'read_release_inf
 
 _MAX_LISTED = 50  # invalid names shown in an error message
 _TABLES = ('sessions', 'datasets')
-
-
-def _lock_name() -> str:
-    from one.alf.cache import LOCK_NAME
-    return LOCK_NAME
 
 
 def read_release_info(folder) -> ReleaseInfo:
@@ -108,12 +104,13 @@ def _refuse(folder: Path, problems: list) -> ALFInvalid:
 
 def _skipped_mask(tree: folder_index.Tree, folder: Path, problems: list) -> np.ndarray:
     """Per dataset of `tree`: is it at or below an invalid path?"""
-    bad = [str(folder / p.path) for p in problems]
-    if not bad:
+    if not problems:
         return np.zeros(len(tree.paths), dtype=bool)
-    bad_set = set(bad)
-    prefixes = tuple(b + os.sep for b in bad)
-    return np.array([p in bad_set or p.startswith(prefixes) for p in tree.paths], dtype=bool)
+    import pandas as pd
+
+    bad = [str(folder / p.path) for p in problems]
+    paths = pd.Series(tree.paths, dtype=object)
+    return (paths.isin(bad) | paths.str.startswith(tuple(b + os.sep for b in bad))).to_numpy()
 
 
 def _hashes(folder: Path, paths: list, sizes: list, mtimes: list, progress) -> list:
@@ -137,28 +134,27 @@ def _hashes(folder: Path, paths: list, sizes: list, mtimes: list, progress) -> l
     return hashes
 
 
-def _write_table(path: Path, df, metadata: dict) -> bool:
-    """Write a table atomically unless the file already holds the same data (then its date
-    of creation is kept too); return whether it was written."""
-    import pyarrow.parquet as pq
+def _write_table(path: Path, df, metadata: dict, known: TableInfo | None) -> TableInfo:
+    """Write a table atomically unless the file already holds the same table (its date of
+    creation is then kept too); return its entry in ``cache_info.json``.
 
-    new = _files.temp_name(path)
-    try:
-        parquet.save(new, df, metadata)
-        if path.exists():
-            try:
-                same = pq.read_table(new).equals(pq.read_table(path))
-            except Exception:  # noqa: BLE001 - an unreadable old table is replaced
-                same = False
-            if same:
-                return False
-        os.replace(new, path)
-        return True
-    finally:
-        new.unlink(missing_ok=True)
-
-
-def _table_info(name: str, path: Path, nrecs: int) -> TableInfo:
+    The old table is not read back: when the previous ``cache_info.json`` describes the file
+    on disk (`known`: same size, same number of rows), the new table is written aside with
+    the old file's metadata, and is the same table when its md5 is the one `known` gives.
+    """
+    name, nrecs = path.stem, len(df)
+    if known is not None and known.md5 and known.file == path.name and known.nrecs == nrecs \
+            and path.is_file() and path.stat().st_size == known.size:
+        trial = _files.temp_name(path)
+        try:
+            parquet.save(trial, df, parquet.read_metadata(path), fsync=False)
+            if _files.md5(trial) == known.md5:
+                return known
+        except Exception:  # noqa: BLE001 - an unreadable old table is replaced
+            pass
+        finally:
+            trial.unlink(missing_ok=True)
+    parquet.save(path, df, metadata)
     return TableInfo(name, path.name, _files.md5(path), path.stat().st_size, nrecs)
 
 
@@ -261,20 +257,17 @@ def make_release(folder, tag: str | None = None, archive: bool = False,
     if problems:
         warnings.warn(f'{len(problems)} file(s) or folder(s) of {folder} break the ALF layout '
                       'and are left out of the release', ALFWarning)
-    keep = ~_skipped_mask(tree, folder, problems)
-    paths = [p for p, k in zip(tree.paths, keep) if k]
-    sizes = [s for s, k in zip(tree.sizes, keep) if k]
-    mtimes = [m for m, k in zip(tree.mtimes, keep) if k]
-    tree.rel_paths = [r for r, k in zip(tree.rel_paths, keep) if k]
-    tree.ses_index = [s for s, k in zip(tree.ses_index, keep) if k]
-    tree.paths, tree.sizes, tree.mtimes = paths, sizes, mtimes
+    if tree.links_out:
+        warnings.warn(f'{len(tree.links_out)} symbolic link(s) of {folder} lead outside it and '
+                      f'are left out of the release, e.g. {tree.links_out[0]}', ALFWarning)
+    tree.keep(~_skipped_mask(tree, folder, problems))
 
-    from one.alf.cache import ID_NAMESPACE, QC_TYPE
     keys = [folder_index.session_key(*s[1:]) for s in tree.sessions]
     session_ids = uuids.uuid3_strings(keys, ID_NAMESPACE)
-    eids = [session_ids[i] for i in tree.ses_index]
+    eids = np.asarray(session_ids, dtype=object)[np.asarray(tree.ses_index, dtype=np.intp)]
+    eids = eids.tolist()
     dataset_ids = folder_index.dataset_ids(eids, tree.rel_paths, ID_NAMESPACE)
-    hashes = _hashes(folder, paths, sizes, mtimes, progress)
+    hashes = _hashes(folder, tree.paths, tree.sizes, tree.mtimes, progress)
     sessions = folder_index.sessions_frame(tree, session_ids).set_index('id').sort_index()
     datasets = folder_index.datasets_frame(tree, eids, dataset_ids, hashes, QC_TYPE)
     datasets['default_revision'] = folder_index.latest_revisions(eids, tree.rel_paths)
@@ -282,12 +275,15 @@ def make_release(folder, tag: str | None = None, archive: bool = False,
 
     now = datetime.datetime.now().isoformat(sep=' ', timespec='minutes')
     metadata = {'date_created': now, 'origin': origin}
-    with file_lock(out_dir / _lock_name(), timeout=600):
-        for name, df in zip(_TABLES, (sessions, datasets)):
-            _write_table(out_dir / f'{name}.pqt', df, metadata)
+    with file_lock(out_dir / LOCK_NAME, timeout=600):
+        previous = _previous_info(out_dir)
+        tables = [_write_table(out_dir / f'{name}.pqt', df, metadata,
+                               previous.tables.get(name) if previous else None)
+                  for name, df in zip(_TABLES, (sessions, datasets))]
         counts = {'sessions': len(sessions), 'datasets': len(datasets),
-                  'bytes': int(sum(sizes))}
-        return _describe(out_dir, tag, archive, origin, layout, files_url, counts, now)
+                  'bytes': int(np.sum(np.asarray(tree.sizes, dtype=np.uint64)))}
+        return _describe(out_dir, tag, archive, origin, layout, files_url, counts, now,
+                         previous, tables)
 
 
 def describe_release(out_dir, tag: str | None = None, archive: bool = False,
@@ -321,7 +317,7 @@ def describe_release(out_dir, tag: str | None = None, archive: bool = False,
         if not (out_dir / f'{name}.pqt').is_file():
             raise FileNotFoundError(f'No {name}.pqt in {out_dir}')
     now = datetime.datetime.now().isoformat(sep=' ', timespec='minutes')
-    with file_lock(out_dir / _lock_name(), timeout=600):
+    with file_lock(out_dir / LOCK_NAME, timeout=600):
         return _describe(out_dir, tag, archive, origin, layout, files_url, None, now)
 
 
@@ -338,19 +334,30 @@ def _counts(out_dir: Path) -> dict:
     return counts
 
 
-def _describe(out_dir: Path, tag, archive: bool, origin, layout: str, files_url: str,
-              counts: dict | None, now: str) -> ReleaseInfo:
-    """Write cache_info.json (and cache.zip) for the tables of `out_dir` (under its lock)."""
-    info_path = out_dir / INFO_NAME
+def _previous_info(out_dir: Path) -> ReleaseInfo | None:
     try:
-        previous = read_release_info(out_dir)
+        return read_release_info(out_dir)
     except (OSError, ReleaseError):
-        previous = None
-    counts = counts or _counts(out_dir)
+        return None
+
+
+def _describe(out_dir: Path, tag, archive: bool, origin, layout: str, files_url: str,
+              counts: dict | None, now: str, previous: ReleaseInfo | None = None,
+              tables: list[TableInfo] | None = None) -> ReleaseInfo:
+    """Write cache_info.json (and cache.zip) for the tables of `out_dir` (under its lock).
+
+    `tables` are the entries of the tables when known (else the files are hashed), `previous`
+    the ``cache_info.json`` read before they were written.
+    """
     import pyarrow.parquet as pq
-    tables = [_table_info(name, out_dir / f'{name}.pqt',
-                          pq.ParquetFile(out_dir / f'{name}.pqt').metadata.num_rows)
-              for name in _TABLES]
+
+    info_path = out_dir / INFO_NAME
+    if tables is None:
+        previous = _previous_info(out_dir)
+        tables = [TableInfo(name, f'{name}.pqt', _files.md5(path), path.stat().st_size,
+                            pq.ParquetFile(path).metadata.num_rows)
+                  for name, path in ((n, out_dir / f'{n}.pqt') for n in _TABLES)]
+    counts = counts or _counts(out_dir)
     same_tables = previous is not None and previous.date_created and \
         all(t.name in previous.tables and previous.tables[t.name].md5 == t.md5 for t in tables)
     date_created = previous.date_created if same_tables else now
@@ -395,7 +402,8 @@ def export_files(folder, destination, layout: str = 'uuid', tables_dir=None,
     Returns
     -------
     int
-        The number of files written (files already there with the same size are kept).
+        The number of files written (files already there with the same size and modification
+        time, or links to the same file, are kept).
     """
     from one.alf.cache import _load_tables as load_tables  # ids as strings: no UUID objects
     from one.converters import session_record2path
@@ -412,7 +420,7 @@ def export_files(folder, destination, layout: str = 'uuid', tables_dir=None,
         session_path = session_paths[eid]
         source = folder / remote_file_path(session_path, rel_path, dataset_id, 'path')
         target = destination / remote_file_path(session_path, rel_path, dataset_id, layout)
-        if target.exists() and target.stat().st_size == source.stat().st_size:
+        if _same_file(source, target):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
@@ -424,3 +432,14 @@ def export_files(folder, destination, layout: str = 'uuid', tables_dir=None,
             shutil.copy2(source, target)
         written += 1
     return written
+
+
+def _same_file(source: Path, target: Path) -> bool:
+    """Whether `target` is a link to `source`, or a copy of it made since its last change
+    (same size and modification time: `shutil.copy2` keeps it)."""
+    try:
+        src, dst = source.stat(), target.stat()
+    except FileNotFoundError:
+        return False
+    return (src.st_dev, src.st_ino) == (dst.st_dev, dst.st_ino) or \
+        (src.st_size, src.st_mtime_ns) == (dst.st_size, dst.st_mtime_ns)

@@ -41,7 +41,6 @@ from urllib.error import HTTPError  # one.webclient.HTTPError, as in ONE-api
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 import one
 import one.params
@@ -77,7 +76,7 @@ from one._lib.http_timeouts import DEFAULT_TIMEOUT, resolve_timeout  # noqa: F40
 from one._lib.pagination import MAX_PAGE_LIMIT
 from one._lib.pagination import PaginatedResponse as _PaginatedResponse
 from one._lib.rest_cache import RestCache, cache_key
-from one._lib.rest_retry import RetryPolicy, resolve_deadline
+from one._lib.rest_retry import RetryPolicy, make_session, resolve_deadline
 from one._lib.rest_schema import (
     RestScheme,
     RestSchemeCoreApi,
@@ -194,16 +193,7 @@ def _verb(reqfunction) -> str:
     return name.lower()
 
 
-def _make_session() -> requests.Session:
-    """The client's `requests.Session`: its connections are kept alive between requests.
-
-    urllib3 retries nothing: `one._lib.rest_retry.RetryPolicy` decides what is sent again.
-    """
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=0, pool_maxsize=16)
-    session.mount('http://', adapter)
-    session.mount('https://', adapter)
-    return session
+_make_session = make_session  # the client's session (one/_lib/rest_retry.py)
 
 
 class AlyxClient:

@@ -20,7 +20,9 @@ server behaves like the real one where tests need it:
   POST; unknown records give a 404 like Django's, unknown endpoints an HTML 404 page, and a
   request that was not recorded a 501 naming it;
 * data files (``/<lab>/Subjects/...``, the recorded ``data_url``s) are served from
-  `files_dir` (by default ``tests/fixtures/alyx/files``), with byte ranges and no login.
+  `files_dir` (by default ``tests/fixtures/alyx/files``), with byte ranges and no login;
+* with a generated `database` (``tests/alyx_synthetic.py``: many sessions with real files),
+  the sessions, datasets and insertions endpoints and the data files come from it instead.
 
 Faults for tests: `fail` (answer some requests with an error status, e.g. 500 then success),
 `delay` (slow answers), `expire_tokens` (the next request with the old token gets 403 "Invalid
@@ -188,19 +190,23 @@ class AlyxTestServer:
         Records per page of list answers when the query has no ``limit`` (Alyx: 250).
     legacy_schema : bool
         Answer 404 at ``/api/schema`` and serve a coreapi document at ``/docs`` instead.
+    database : alyx_synthetic.SyntheticAlyx, optional
+        Generated records answering the sessions, datasets and insertions endpoints (instead
+        of the recorded ones), and their data files.
     """
 
     username = USERNAME
     password = PASSWORD
 
     def __init__(self, fixtures_dir=FIXTURES, files_dir=None, page_size: int = 250,
-                 legacy_schema: bool = False):
+                 legacy_schema: bool = False, database=None):
         self.fixtures_dir = str(fixtures_dir)
         if files_dir is None and (Path(fixtures_dir) / 'files').is_dir():
             files_dir = Path(fixtures_dir) / 'files'
         self.files_dir = Path(files_dir) if files_dir else None
         self.page_size = page_size
         self.legacy_schema = legacy_schema
+        self.database = database
         self.requests: list[LoggedRequest] = []
         self.max_limit: int | None = None  # largest page size granted (None: any)
         self.throttled = 0  # requests answered 429 by `throttle`
@@ -441,6 +447,10 @@ class AlyxTestServer:
                     if page is not None:
                         return page
                 return Response(body, status=status, content_type=ctype, headers=headers)
+        if self.database is not None and method in ('GET', 'HEAD'):
+            file = self.database.file(path)
+            if file is not None:
+                return self._serve_file(request, file)
         if self.files_dir is not None and method in ('GET', 'HEAD'):
             file = self._data_file(path)
             if file is not None:
@@ -497,6 +507,10 @@ class AlyxTestServer:
                 return self._not_found_record(parts)
             if path in self._records and not query:
                 return self._respond_json(self._records[path])
+            if self.database is not None:
+                answer = self._database_answer(path, qdict)
+                if answer is not None:
+                    return answer
             page = self._page(path, qdict)
             if page is not None:
                 return page
@@ -578,9 +592,25 @@ class AlyxTestServer:
             return None
         return self._paginate(path, query, self._json(rec))
 
-    def _paginate(self, path: str, query: dict, full) -> Response | None:
+    def _database_answer(self, path: str, query: dict) -> Response | None:
+        """The answer of the generated database (`database`), or None if not its endpoint."""
+        base = {k: v for k, v in query.items() if k not in ('limit', 'offset')}
+        answer = self.database.answer(path, base)
+        if answer is None:
+            return None
+        status, data = answer
+        if status == 200 and isinstance(data, list):
+            full = {'count': len(data), 'next': None, 'previous': None, 'results': data}
+            return self._paginate(path, query, full, rewrite=True)
+        if isinstance(data, str):
+            return Response(data, status=status, content_type='text/plain')
+        return Response(self._rewrite(json.dumps(data).encode(), 'json'), status=status,
+                        content_type='application/json')
+
+    def _paginate(self, path: str, query: dict, full, rewrite: bool = False) -> Response | None:
         """The page asked for by `query` (limit, offset) of a complete list answer, or None
-        when `full` is not one."""
+        when `full` is not one (with `rewrite`, the recorded hosts in the records are replaced
+        by this server's URL)."""
         base = {k: v for k, v in query.items() if k not in ('limit', 'offset')}
         if not (isinstance(full, dict) and set(full) == {'count', 'next', 'previous', 'results'}
                 and full['count'] == len(full['results'])):
@@ -616,12 +646,16 @@ class AlyxTestServer:
                 q['offset'] = [str(new_offset)]
             return f'{self.url}{path}?{urlencode(sorted(q.items()), doseq=True)}'
 
-        return self._respond_json({
+        page = {
             'count': count,
             'next': link(offset + limit) if offset + limit < count else None,
             'previous': None if offset <= 0 else link(max(offset - limit, 0)),
             'results': records[start:start + limit],
-        })
+        }
+        if not rewrite:
+            return self._respond_json(page)
+        return Response(self._rewrite(json.dumps(page).encode(), 'json'),
+                        content_type='application/json')
 
     def _not_found_record(self, parts: list) -> Response:
         if parts[0] in ('sessions', 'datasets', 'insertions', 'files') and not re.fullmatch(

@@ -18,6 +18,7 @@ from uuid import UUID
 import numpy as np
 import pandas as pd
 import pytest
+from data_folders import indexed_folder
 
 import one._api_local as api_local
 from one import __version__
@@ -32,10 +33,7 @@ SUBJECTS = ['KS001', 'SWC_003', 'ZFM-002']
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('one_data')
-    make_dataset_folder(root, n_subjects=3, n_sessions=4, seed=0)
-    make_parquet_db(root, hash_files=True)
-    return root
+    return indexed_folder(tmp_path_factory.mktemp('one_data'), n_subjects=3, n_sessions=4)
 
 
 @pytest.fixture

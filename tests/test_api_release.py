@@ -14,15 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from data_folders import publish
 from static_server import StaticServer
 
 from one import params as one_params
 from one._api_release import find_release
 from one._lib import parquet
-from one._lib.download import ChecksumMismatch, SizeMismatch
+from one._lib.confine import UnsafePath
+from one._lib.download import ChecksumMismatch, DownloadConnectionError, SizeMismatch
+from one.alf.cache import make_parquet_db
 from one.alf.exceptions import ALFObjectNotFound
 from one.api import ONE, One, OneAlyx, OneRelease
-from one.release import NotARelease, ReleaseError, export_files, make_release
+from one.release import NotARelease, ReleaseError, export_files
 from one.synthetic import make_dataset_folder, make_session
 
 BUCKET = 'release-bucket'
@@ -35,10 +38,7 @@ def _publish(folder, **kwargs):
     previous version."""
     path = Path(kwargs.get('out_dir') or folder) / 'cache_info.json'
     previous = path.stat().st_mtime if path.exists() else 0
-    kwargs.setdefault('skip_invalid', True)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        info = make_release(folder, **kwargs)
+    info = publish(folder, **kwargs)
     stamp = max(time.time() - 60, previous + 2)
     os.utime(path, (stamp, stamp))
     return info
@@ -49,8 +49,6 @@ def source(tmp_path):
     """A published synthetic folder of 6 sessions (a plain `One` reads it as well)."""
     root = tmp_path / 'source'
     make_dataset_folder(root, n_subjects=2, n_sessions=3)
-    for path in root.rglob('_ibl_experiment.description'):
-        path.unlink()
     _publish(root, tag='v1')
     return root
 
@@ -122,17 +120,21 @@ class S3Host:
             list(pool.map(lambda kp: self.s3.put_object(Bucket=BUCKET, Key=kp[0],
                                                         Body=kp[1].read_bytes()), todo))
 
-    def fetched(self) -> list:
+    def gets(self) -> list:
+        """(path below the prefix, request headers) of each GET served."""
         text = requests.get(f'{self.moto_url}/moto-api/recorder/download-recording',
                             timeout=10).text
-        paths = []
+        seen = []
         for line in filter(None, text.splitlines()):
             entry = json.loads(line)
             if entry['method'] == 'GET' and '/moto-api/' not in entry['url']:
                 path = requests.utils.unquote(entry['url'].split('://', 1)[1].split('/', 1)[1])
                 path = path.split('?')[0]
-                paths.append(path.removeprefix(f'{BUCKET}/{self.prefix}/'))
-        return paths
+                seen.append((path.removeprefix(f'{BUCKET}/{self.prefix}/'), entry['headers']))
+        return seen
+
+    def fetched(self) -> list:
+        return [path for path, _ in self.gets()]
 
     def clear(self):
         requests.post(f'{self.moto_url}/moto-api/recorder/reset-recording', timeout=10)
@@ -268,18 +270,62 @@ def test_revalidation_is_conditional(http_host):
 def test_s3_revalidation_uses_etag(s3env, source):
     host = S3Host(source, s3env)
     one = OneRelease(host.url, mode='refresh')
-    host.clear()
-    one.search()
-    assert host.fetched() == ['cache_info.json']  # answered 304: no table
     state = json.loads((Path(one.cache_dir) / '.one_release.json').read_text())
     assert state['etag']
+    host.clear()
+    one.search()
+    (path, headers), = host.gets()  # a conditional GET (answered 304: no table)
+    assert path == 'cache_info.json' and headers.get('If-None-Match') == state['etag']
+
+
+def test_instance_sees_tables_updated_by_another(host, source, tmp_path):
+    """Two instances (or processes) on one cache folder: when the second has downloaded a new
+    version, the host answers the first's revalidation 304, and the first loads the tables
+    now on disk all the same."""
+    first = OneRelease(host.url, cache_dir=tmp_path / 'shared')
+    second = OneRelease(host.url, cache_dir=tmp_path / 'shared')
+    before = first.search()
+    new = make_session(source, 'KS001', '2024-03-01', 1, lab='cortexlab', probes=())
+    _publish(source, tag='v2')
+    host.sync()
+    second.refresh_cache('refresh')
+    assert len(second.search()) == len(before) + 1
+    host.clear()
+    first.refresh_cache('refresh')
+    assert not [p for p in host.fetched() if p.endswith('.pqt')]  # nothing new to download
+    assert len(first.search()) == len(before) + 1 and first.release_info.tag == 'v2'
+    new_eid = first.path2eid(Path(first.cache_dir) / new.relative_to(source))
+    assert first.load_object(new_eid, 'trials')['choice'].size
+    # 'auto' mode too, once its check is due
+    third = OneRelease(host.url, cache_dir=tmp_path / 'shared', mode='auto')
+    _publish(source, tag='v3')
+    host.sync()
+    second.refresh_cache('refresh')
+    third.cache_expiry = pd.Timedelta(0).to_pytimedelta()
+    third.search()
+    assert third.release_info.tag == 'v3'
+
+
+def test_data_folder_with_its_own_tables_is_refused(http_host, tmp_path):
+    """A folder indexed by `one index` (or holding a database's tables) is not a release's
+    copy: opening a release into it would replace its tables.  Refused; nothing changes."""
+    data = tmp_path / 'mydata'
+    make_dataset_folder(data, n_subjects=1, n_sessions=2)
+    make_parquet_db(data)
+    before = {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()}
+    for kwargs in ({}, {'mode': 'local'}, {'tables_dir': data}):
+        with pytest.raises(ReleaseError, match='cache tables .* not a copy of the release'):
+            OneRelease(http_host.url, **{'cache_dir': data, **kwargs})
+    with pytest.raises(ReleaseError, match='choose another cache_dir'):
+        ONE(base_url=http_host.url, cache_dir=data)
+    assert {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()} == before
+    assert http_host.fetched() == ['cache_info.json']  # the probe of ONE only
 
 
 def test_republished_release_seen_after_refresh(host, source):
     one = ONE(base_url=host.url)
     before = one.search()
     new = make_session(source, 'KS001', '2024-03-01', 1, lab='cortexlab', probes=())
-    (new / '_ibl_experiment.description').unlink()
     _publish(source, tag='v2')
     host.sync()
     host.clear()
@@ -369,6 +415,55 @@ def test_tampered_table_refused(http_host, source, caplog):
     assert 'datasets table' in caplog.text and 'tables downloaded before' in caplog.text
 
 
+def test_table_tampered_without_changing_its_size_refused(http_host, source):
+    """Only the md5 can tell: the bytes of datasets.pqt changed on the host, not its size."""
+    one = OneRelease(http_host.url)
+    before = (Path(one.cache_dir) / 'datasets.pqt').read_bytes()
+    make_session(source, 'KS001', '2024-03-01', 1, lab='cortexlab', probes=())
+    _publish(source)
+    table = bytearray((source / 'datasets.pqt').read_bytes())
+    middle = len(table) // 2
+    table[middle:middle + 8] = bytes(255 - b for b in table[middle:middle + 8])
+    (source / 'datasets.pqt').write_bytes(bytes(table))
+    with pytest.raises(ReleaseError, match='datasets table.*md5'):
+        one.refresh_cache('refresh')
+    assert (Path(one.cache_dir) / 'datasets.pqt').read_bytes() == before
+
+
+def test_local_mode_makes_no_request(http_host, tmp_path):
+    """ONE(base_url=URL, mode='local'): no request, whether or not a copy is on disk."""
+    assert find_release(base_url=http_host.url, mode='local') == (False, None)
+    assert http_host.server.requests == []
+    one = OneRelease(http_host.url)  # a copy in the default folder
+    ONE.cache_clear()
+    http_host.clear()
+    offline = ONE(base_url=http_host.url, mode='local')
+    assert isinstance(offline, OneRelease) and offline.cache_dir == one.cache_dir
+    assert offline.search() == one.search()
+    assert http_host.server.requests == []
+
+
+def test_default_folders_of_releases_differ(tmp_path):
+    from one._release_sync import default_release_dir
+    urls = ('https://h.org/a_b', 'https://h.org/a/b', 'http://h.org/a/b', 's3://h.org/a/b')
+    folders = [default_release_dir(url) for url in urls]
+    assert len(set(folders)) == len(urls)
+    assert all(f.parent == Path(one_params.CACHE_DIR_DEFAULT) for f in folders)
+    assert default_release_dir('https://h.org/a/b/') == folders[1]  # the same release
+
+
+def test_import_loads_no_network_library():
+    """`import one.api` stays cheap: requests, urllib3, boto3 and the download engine are
+    imported when a request is made."""
+    import subprocess
+    import sys
+    code = ('import sys, one.api; print(sorted(m for m in ("requests", "urllib3", "boto3", '
+            '"one._lib.download") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[1]).stdout
+    assert out.strip() == '[]'
+
+
 def test_offline_after_download(http_host, source, caplog):
     one = ONE(base_url=http_host.url)
     local = One(cache_dir=source)
@@ -387,11 +482,17 @@ def test_offline_after_download(http_host, source, caplog):
     ONE.cache_clear()
     again = ONE(cache_dir=cache_dir)
     assert isinstance(again, OneRelease) and again.base_url == http_host.url
-    # online mode with the host gone: an error is logged, the local copy is used
+    # online mode with the host gone: an error is logged, the local copy is used; the
+    # instance stays online (the host is tried again after the expiry), and a load that
+    # needs the host says it cannot be reached
     with caplog.at_level(logging.ERROR, logger='one.api'):
         gone = OneRelease(cache_dir=cache_dir, cache_expiry=0)
-    assert gone.mode == 'local' and 'cannot be read' in caplog.text
+    gone.cache_expiry = pd.Timedelta(hours=1).to_pytimedelta()
+    assert gone.mode == 'remote' and not gone.offline
+    assert 'cannot be read' in caplog.text and 'Connection refused' in caplog.text
     _assert_same_object(gone.load_object(eid, 'trials'), trials)
+    with pytest.raises(DownloadConnectionError, match=http_host.url):
+        gone.load_object(eid, 'wheel')
 
 
 def test_lock_file(http_host, source, tmp_path):
@@ -471,9 +572,10 @@ def test_uuid_layout(kind, request, source, tmp_path):
         served.close()
 
 
-def test_hostile_paths_in_tables_refused(http_host, source, tmp_path, caplog):
+def test_hostile_paths_in_tables_refused(http_host, source, tmp_path):
     """A release whose tables name files outside the session folders: never requested from
-    the host, never read from or written to outside the cache folder."""
+    the host, never read from or written to outside the cache folder (every kind of hostile
+    path and every load: tests/test_confine.py)."""
     datasets, meta = parquet.load(source / 'datasets.pqt')
     datasets = datasets.reset_index()
     row = datasets.index[0]
@@ -494,9 +596,8 @@ def test_hostile_paths_in_tables_refused(http_host, source, tmp_path, caplog):
     (source / 'cache_info.json').write_text(json.dumps(info))
     one = OneRelease(http_host.url, cache_dir=cache_dir)
     http_host.clear()
-    with caplog.at_level(logging.ERROR, logger='one.api'), pytest.raises(ALFObjectNotFound):
-        one.load_dataset_from_id(dataset_id)
-    assert 'Refusing the release path' in caplog.text and '".." part' in caplog.text
+    with pytest.raises(UnsafePath, match=f'Refusing dataset {dataset_id}.*climbs out'):
+        one.load_dataset_from_id(dataset_id)  # as a local One on these tables
     assert http_host.fetched() == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ['cache', 'source', 'victim.npy']
     # the other datasets of that session load as usual
@@ -508,7 +609,7 @@ def test_hostile_table_file_in_description(http_host, source, tmp_path):
     info = json.loads((source / 'cache_info.json').read_text())
     info['tables']['datasets']['file'] = '../../../etc/passwd'
     (source / 'cache_info.json').write_text(json.dumps(info))
-    with pytest.raises(NotARelease, match='".." part'):
+    with pytest.raises(NotARelease, match='climbs out'):
         OneRelease(http_host.url, cache_dir=tmp_path / 'cache')
     assert http_host.fetched() == ['cache_info.json']
     assert not (tmp_path / 'cache' / 'datasets.pqt').exists()
@@ -580,8 +681,10 @@ def test_s3_profile(s3env, source, monkeypatch, tmp_path):
         monkeypatch.delenv(key)
     monkeypatch.setenv('AWS_SHARED_CREDENTIALS_FILE', str(credentials))
     monkeypatch.setenv('AWS_EC2_METADATA_DISABLED', 'true')
-    with pytest.raises(NotARelease):  # anonymous: the private bucket refuses
-        OneRelease(host.url, cache_dir=tmp_path / 'anonymous')
+    with pytest.raises(ReleaseError, match='anonymous request was refused.*pass profile='):
+        OneRelease(host.url, cache_dir=tmp_path / 'anonymous')  # the private bucket refuses
+    with pytest.raises(ReleaseError, match=r'profile \(nobody\) could not be found; name a'):
+        OneRelease(host.url, profile='nobody', cache_dir=tmp_path / 'nobody')
     one = OneRelease(host.url, profile='lab', cache_dir=tmp_path / 'signed')
     assert len(one.search()) == 6
 
@@ -616,17 +719,20 @@ def test_etag_revalidation(httpserver):
     assert weak.etag is None  # a weak ETag promises no identical bytes: not used
 
 
-def test_last_modified_too_recent_is_not_trusted(httpserver):
-    """A Last-Modified within a second or two of the server's clock could hide a second change
-    in the same second: it is not used for the next conditional GET."""
-    import email.utils
+@pytest.mark.parametrize('date, trusted', [('12:00:00', False), ('12:00:01', False),
+                                           ('12:00:02', True), ('13:00:00', True)])
+def test_last_modified_too_recent_is_not_trusted(date, trusted):
+    """A Last-Modified within a second or two of the server's clock (its Date header) could
+    hide a second change in the same second: it is not used for the next conditional GET.
+    (A raw server sends exactly these headers: the dates are fixed, whatever the time.)"""
+    from raw_server import RawServer, http_answer
 
     from one._lib.release_remote import ReleaseSource
-    now = email.utils.formatdate(usegmt=True)  # the file changed just now
-    httpserver.expect_request('/cache_info.json').respond_with_data(
-        b'{}', headers={'Last-Modified': now})
-    answer = ReleaseSource(httpserver.url_for('/')).fetch(httpserver.url_for('/cache_info.json'))
-    assert answer.last_modified == now and not answer.fresh_validators
+    modified = 'Mon, 01 Jan 2024 12:00:00 GMT'
+    headers = {'Last-Modified': modified, 'Date': f'Mon, 01 Jan 2024 {date} GMT'}
+    with RawServer(default=http_answer(200, b'{}', headers=headers)) as server:
+        answer = ReleaseSource(server.url).fetch(f'{server.url}/cache_info.json')
+    assert answer.last_modified == modified and answer.fresh_validators is trusted
 
 
 def test_host_errors(httpserver):

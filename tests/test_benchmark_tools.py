@@ -191,3 +191,41 @@ def test_bench_table_formatting():
             'memory': {'peak_mb': 100., 'kept_mb': 90.}, 'n_datasets': 1000}
     text = bench_one.format_table({10_000: fake})
     assert 'start-up' in text and 'ValueError' in text and '600.0' in text
+
+
+def test_round_trip_counting():
+    proxy = _module('latency_proxy')
+    assert proxy.sequential_round_trips([]) == 0
+    # three in flight together, then two in a row
+    intervals = [(0, 1), (0.1, 1.1), (0.2, 0.9), (1.2, 2), (2.5, 3)]
+    assert proxy.sequential_round_trips(intervals) == 3
+    assert proxy.max_in_flight(intervals) == 3
+    assert proxy.max_in_flight([(0, 1), (1, 2)]) == 1
+
+
+def test_latency_proxy(alyx_server):
+    import requests
+    proxy_module = _module('latency_proxy')
+    with proxy_module.LatencyProxy(alyx_server.url, delay=0.01) as proxy:
+        session = requests.Session()
+        token = session.post(f'{proxy.url}/auth-token', data={
+            'username': alyx_server.username, 'password': alyx_server.password}).json()['token']
+        session.headers['Authorization'] = f'Token {token}'
+        record = session.get(f'{proxy.url}/sessions/1fd389ac-a2f2-4f4c-a047-7a3b59c50f33').json()
+        # Links in answers point at the proxy, so later requests go through it too
+        assert record['url'].startswith(proxy.url)
+        data_url = record['data_dataset_session_related'][0]['data_url']
+        assert data_url.startswith(proxy.url)
+        r = session.get(data_url)
+        assert r.status_code == 200 and len(r.content) == \
+            record['data_dataset_session_related'][0]['file_size']
+        stats = proxy.stats()
+        assert (stats['rest'], stats['data']) == (2, 1)
+        assert stats['sequential'] == 3 and stats['connections'] == 1  # kept alive
+        assert [r.path.split('?')[0] for r in proxy.requests()][:1] == ['/auth-token']
+        # Another process reads and resets the counts over HTTP
+        assert requests.get(f'{proxy.url}/_proxy/stats').json()['rest'] == 2
+        requests.post(f'{proxy.url}/_proxy/reset')
+        assert proxy.stats()['rest'] == 0
+    # The server saw each proxied request once
+    assert alyx_server.count('GET') == 2

@@ -1393,6 +1393,29 @@ def test_remove_missing_datasets_tables_arg_and_keep_sessions(tmp_path):
     assert (tmp_path / 'KS002/2024-02-01/001/alf/_ibl_trials.intervals.npy').exists()
 
 
+def test_make_parquet_db_skips_links_leading_outside(tmp_path):
+    """Loads refuse files reached through a link leading outside the data folder
+    (one/_lib/confine.py): indexing does not list them either, and counts them."""
+    from one._lib.folder_index import Tree
+    tmp_path = tmp_path.resolve()
+    root = tmp_path / 'root'
+    _touch(root, 'KS002/2024-02-01/001/alf/a.b.npy')
+    _touch(root, 'elsewhere/alf/e.f.npy')
+    shared = _touch(tmp_path, 'shared/alf/c.d.npy')
+    os.symlink(shared.parent, root / 'KS002/2024-02-01/001/linked')  # a folder out
+    os.symlink(shared, root / 'KS002/2024-02-01/001/alf/c.d.npy')  # a file out
+    os.symlink(tmp_path / 'shared', root / 'KS003')  # a folder of sessions out
+    os.symlink(root / 'elsewhere/alf', root / 'KS002/2024-02-01/001/inside')  # kept
+    _touch(tmp_path, 'shared/2024-01-01/001/alf/g.h.npy')
+    tree = Tree(root)
+    assert sorted(tree.links_out) == ['KS002/2024-02-01/001/alf/c.d.npy',
+                                      'KS002/2024-02-01/001/linked', 'KS003']
+    make_parquet_db(root)
+    datasets = load_tables(root).datasets
+    assert sorted(datasets['rel_path']) == ['alf/a.b.npy', 'inside/e.f.npy']
+    assert len(load_tables(root).sessions) == 1
+
+
 def test_remove_missing_datasets_never_deletes_through_links(tmp_path):
     tmp_path = tmp_path.resolve()  # paths are returned resolved
     _touch(tmp_path, 'root/KS002/2024-02-01/001/alf/a.b.npy')
@@ -1400,7 +1423,7 @@ def test_remove_missing_datasets_never_deletes_through_links(tmp_path):
     os.symlink(shared.parent, tmp_path / 'root/KS002/2024-02-01/001/linked')
     make_parquet_db(tmp_path / 'root', hash_ids=True)
     cache = load_tables(tmp_path / 'root')
-    assert 'linked/c.d.npy' in set(cache.datasets['rel_path'])
+    assert 'linked/c.d.npy' not in set(cache.datasets['rel_path'])  # a link leading out
     tables = {'sessions': cache.sessions, 'datasets': cache.datasets.iloc[:0]}
     removed = remove_missing_datasets(tmp_path / 'root', tables=tables, dry=False)
     assert removed == [tmp_path / 'root/KS002/2024-02-01/001/alf/a.b.npy']

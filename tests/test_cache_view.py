@@ -340,3 +340,13 @@ def test_load_cache_hands_out_new_tables(data_root, mode):
     assert one._cache is not old and one.search(subject='changed') == []
     assert isinstance(one._cache.sessions.index[0], UUID)
     assert eid in one.search(subject='KS001')
+
+
+def test_prefetch_after_the_first_read(one):
+    """Internal code working over several sessions on the handed-out tables (UUID ids)."""
+    eids = one.search(subject='KS001')[:2]
+    before = one.prefetch(eids, 'trials', download_only=True)
+    one._cache  # noqa: B018
+    after = one.prefetch(eids, 'trials', download_only=True)
+    assert after == before and all(len(files) for files in after.values())
+    assert set(after) == set(eids)

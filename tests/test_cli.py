@@ -230,15 +230,28 @@ def test_index_explains_the_layout_it_expects(indexed, tmp_path):
     assert 'looks like a subject folder (it holds 2024-01-1' in subject.stderr
     assert f'index the data root above it, e.g. {root}' in subject.stderr
     assert not list(root.rglob('*.pqt'))  # nothing written for a wrong folder
-    # the right folder: indexed, and the files skipped are counted
+    # the right folder: indexed, and the files skipped are counted (not the experiment
+    # descriptions, which one validate accepts too)
+    assert list(root.rglob('_ibl_experiment.description'))
     (session / 'alf' / 'notes.txt').write_text('x')
     result = run('index', root)
     assert result.returncode == 0, result.stderr
     line = _one_line(result.stderr)
-    n_descriptions = len(list(root.rglob('_ibl_experiment.description')))
-    assert line.startswith(f'skipped {n_descriptions + 1} files of the sessions that are not '
-                           'named as ALF datasets, e.g. ')
-    assert line.endswith(f'(to list them all: one validate {root})')
+    assert line == ('skipped 1 files of the sessions that are not named as ALF datasets, e.g. '
+                    'cortexlab/Subjects/KS001/2024-01-15/001/alf/notes.txt (to list them all: '
+                    f'one validate {root})')
+    # links leading outside the folder are not followed (loads would refuse them), and counted
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'extra.data.npy').write_bytes(b'x')
+    (session / 'linked').symlink_to(outside, target_is_directory=True)
+    (session / 'alf' / 'extra.times.npy').symlink_to(outside / 'extra.data.npy')
+    result = run('index', root)
+    assert result.returncode == 0, result.stderr
+    assert ('skipped 2 symbolic links leading outside '
+            f'{root}, e.g. cortexlab/Subjects/KS001/2024-01-15/001/') in result.stderr
+    listed = run('list', '-C', root, SESSION)
+    assert 'extra' not in listed.stdout and 'linked' not in listed.stdout
 
 
 def test_validate_accepts_what_one_writes(indexed):

@@ -305,10 +305,9 @@ CALLS = ('load_object', 'load_object_download_only', 'load_dataset', 'load_datas
 UNFILTERED = ('load_dataset_rel_path', 'load_dataset_from_id', 'record2path')
 
 
-@pytest.mark.parametrize('case', CASES)
-def test_hostile_tables_are_refused_by_every_load(tmp_path, detectors, case):
-    one, eid, dataset_id, rel_path, detector = _case(tmp_path, detectors, case)
-    calls = _load_calls(one, eid, dataset_id, rel_path)
+def _assert_refused(calls: dict, case: str, eid, dataset_id, rel_path, tmp_path) -> None:
+    """Every call raises UnsafePath naming the dataset, the session and the offending value
+    (or, for a name no ALF filter can select, is not found)."""
     assert set(calls) == set(CALLS)
     for name, call in calls.items():
         if case in ('drive letter', 'NUL') and name not in UNFILTERED:
@@ -327,6 +326,38 @@ def test_hostile_tables_are_refused_by_every_load(tmp_path, detectors, case):
             assert '"../2020-01-01/001"' in message or f'"{tmp_path}' in message
         else:  # the offending value is named
             assert repr(rel_path)[1:-1] in message or rel_path in message, (name, message)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_hostile_tables_are_refused_by_every_load(tmp_path, detectors, case):
+    one, eid, dataset_id, rel_path, detector = _case(tmp_path, detectors, case)
+    _assert_refused(_load_calls(one, eid, dataset_id, rel_path), case, eid, dataset_id,
+                    rel_path, tmp_path)
+    assert not detector.opened.is_set(), f'{case}: a file outside the cache was opened'
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_hostile_release_tables_are_refused_by_every_load(tmp_path, detectors, case):
+    """The same tables published as a release and opened by URL (`OneRelease`): the same
+    errors as a local `One`, nothing read outside the cache, nothing requested from the host
+    but the release's description and tables."""
+    from static_server import StaticServer
+
+    from one.api import OneRelease
+    from one.release import describe_release
+
+    _, eid, dataset_id, rel_path, detector = _case(tmp_path, detectors, case)
+    site = tmp_path / 'site'  # the host serves the hostile tables; the cache keeps its files
+    site.mkdir()
+    for name in ('sessions.pqt', 'datasets.pqt'):
+        (tmp_path / 'cache' / name).rename(site / name)
+    (tmp_path / 'cache' / 'cache_info.json').unlink(missing_ok=True)
+    describe_release(site)
+    with StaticServer(site) as server:
+        release = OneRelease(server.url, cache_dir=tmp_path / 'cache')
+        _assert_refused(_load_calls(release, eid, dataset_id, rel_path), case, eid,
+                        dataset_id, rel_path, tmp_path)
+        assert sorted(server.paths()) == ['/cache_info.json', '/datasets.pqt', '/sessions.pqt']
     assert not detector.opened.is_set(), f'{case}: a file outside the cache was opened'
 
 

@@ -6,22 +6,18 @@ import warnings
 
 import pandas as pd
 import pytest
+from data_folders import indexed_folder
 
 from one._load_messages import not_found_message
 from one.alf import exceptions as alferr
-from one.alf.cache import make_parquet_db
 from one.api import ONE, One
-from one.synthetic import make_dataset_folder
 
 SESSION = 'cortexlab/Subjects/KS001/2024-01-15/001'  # has probes 00 and 01
 
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('messages_data')
-    make_dataset_folder(root, n_subjects=2, n_sessions=2, seed=0)
-    make_parquet_db(root, hash_files=True)
-    return root
+    return indexed_folder(tmp_path_factory.mktemp('messages_data'), n_subjects=2, n_sessions=2)
 
 
 @pytest.fixture

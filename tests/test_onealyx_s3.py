@@ -128,6 +128,11 @@ def _trial_ids(one) -> list:
     return [str(x) for x in table.index[table['rel_path'].str.startswith('alf/_ibl_trials.')]]
 
 
+def _uuid(eid: str):
+    from uuid import UUID
+    return UUID(eid)
+
+
 def _expected(dataset_id: str) -> np.ndarray:
     return np.load(next((FIXTURES / 'files' / SESSION).rglob(f'*.{dataset_id}.*')))
 
@@ -419,3 +424,31 @@ def test_records_fixture_layout():
     body = _dataset_list()
     http, aws = body['results'][0]['file_records']
     assert set(http) == set(aws) and aws['data_repository'].startswith('aws')
+
+
+def test_prefetch_from_s3(one, alyx_server):
+    """The records of a batched listing name the S3 files: no query per download."""
+    one.mode = 'remote'
+    alyx_server.clear_log()
+    files = one.prefetch(EID, 'trials')[_uuid(EID)]
+    assert len(files) == len(_trial_ids(one)) and all(f.exists() for f in files)
+    assert _http_files(alyx_server) == set()  # all from S3
+    queries = [parse_qs(r.query) for r in alyx_server.requests if r.path == '/datasets']
+    assert len(queries) == 1 and queries[0]['django'][0].startswith('session__in,')
+    assert alyx_server.count('GET', '/data-repository/aws_cortexlab') == 1
+    alyx_server.clear_log()
+    trials = one.load_object(EID, 'trials')
+    np.testing.assert_array_equal(trials['choice'], _expected(CHOICE))
+    assert alyx_server.requests == []
+
+
+def test_prefetch_without_files_on_s3(one, alyx_server, monkeypatch):
+    """When the listed records show no file on S3, the bucket is not even asked for."""
+    body = json.loads((FIXTURES / 'datasets_list_session.json').read_text())
+    alyx_server.add_response('GET', '/datasets', body)
+    one.mode = 'remote'
+    alyx_server.clear_log()
+    files = one.prefetch(EID, 'trials')[_uuid(EID)]
+    assert len(files) == len(_trial_ids(one))
+    assert _http_files(alyx_server) == set(_trial_ids(one))
+    assert alyx_server.count('GET', '/data-repository/aws_cortexlab') == 0

@@ -4,15 +4,15 @@ import hashlib
 import json
 import os
 import time
-import warnings
 import zipfile
 
 import pandas as pd
 import pytest
+from data_folders import publish
 
 import one.release as release
 from one._lib import files as lib_files
-from one._lib.download import UnsafePath
+from one._lib.confine import UnsafePath
 from one._lib.release_info import (
     FORMAT,
     FORMAT_VERSION,
@@ -33,18 +33,14 @@ def _md5(path) -> str:
 
 @pytest.fixture
 def folder(tmp_path):
-    """A synthetic data folder of 4 sessions, without its non-ALF files."""
+    """A synthetic data folder of 4 sessions."""
     root = tmp_path / 'data'
     make_dataset_folder(root, n_subjects=2, n_sessions=2)
-    for path in root.rglob('_ibl_experiment.description'):
-        path.unlink()
     return root
 
 
 def _publish(folder, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')  # no warning for a valid folder
-        return release.make_release(folder, **kwargs)
+    return publish(folder, strict=True, **kwargs)  # no warning for a valid folder
 
 
 def test_make_release_writes_tables_and_description(folder):
@@ -141,15 +137,34 @@ def test_republishing_rehashes_only_changed_files(folder, monkeypatch):
     changed.write_bytes(bytes(data))
     os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
     new = make_session(folder, 'KS001', '2024-03-01', 1, lab='cortexlab', probes=())
-    (new / '_ibl_experiment.description').unlink()
     hashed.clear()
     info = _publish(folder)
-    new_files = [p for p in new.rglob('*') if p.is_file()]
+    new_files = [p for p in new.rglob('*') if p.is_file() and p.suffix != '.description']
     assert sorted(map(str, hashed)) == sorted(map(str, [changed, *new_files]))
     assert info.counts['sessions'] == 5
     datasets = load_tables(folder)['datasets']
     assert _md5(changed) in set(datasets['hash'])
     assert (folder / 'cache_info.json').read_bytes() != before[folder / 'cache_info.json'][1]
+
+
+def test_changed_file_rewrites_only_the_datasets_table(folder):
+    """Same number of rows, other content (a file's md5): the datasets table is rewritten,
+    the sessions table kept as it is (its date of creation too)."""
+    _publish(folder)
+    sessions = (folder / 'sessions.pqt').stat().st_mtime_ns, (folder / 'sessions.pqt').read_bytes()
+    datasets = (folder / 'datasets.pqt').read_bytes()
+    changed = next(folder.rglob('_ibl_wheel.position.npy'))
+    data = bytearray(changed.read_bytes())
+    data[-1] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
+    info = _publish(folder)
+    assert ((folder / 'sessions.pqt').stat().st_mtime_ns,
+            (folder / 'sessions.pqt').read_bytes()) == sessions
+    assert (folder / 'datasets.pqt').read_bytes() != datasets
+    assert _md5(changed) in set(load_tables(folder)['datasets']['hash'])
+    assert info.tables['datasets'].md5 == _md5(folder / 'datasets.pqt')
+    assert info.tables['sessions'].md5 == _md5(folder / 'sessions.pqt')
 
 
 def test_tag_change_rewrites_only_the_description(folder):
@@ -193,6 +208,18 @@ def test_uuid_layout_export(folder, tmp_path):
     exported = site / 'data' / session_path / f'{stem}.{dataset_id}.{ext}'
     assert _md5(exported) == row['hash']
     assert release.export_files(folder, site / 'data', tables_dir=site / 'caches' / 'v1') == 0
+    # a copy (not a link) of a file changed since, with the same size, is written again
+    source = folder / session_path / row['rel_path']
+    assert release.export_files(folder, site / 'copy', tables_dir=site / 'caches' / 'v1',
+                                link=False) == n
+    copied = site / 'copy' / session_path / f'{stem}.{dataset_id}.{ext}'
+    data = bytearray(source.read_bytes())
+    data[-1] ^= 0xFF
+    source.write_bytes(bytes(data))
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
+    assert release.export_files(folder, site / 'copy', tables_dir=site / 'caches' / 'v1',
+                                link=False) == 1
+    assert copied.read_bytes() == bytes(data)
 
 
 def test_describe_existing_tables(folder, tmp_path):
@@ -244,7 +271,7 @@ def test_parse_info_reads_alyx_cache_info():
     (_info(format='other'), 'format "other"'),
     (_info(format_version=99), 'please upgrade'),
     (_info(tables={'sessions': {}}), 'no datasets table'),
-    (_info(tables={'sessions': {}, 'datasets': {'file': '../../etc/passwd'}}), '".." part'),
+    (_info(tables={'sessions': {}, 'datasets': {'file': '../../etc/passwd'}}), 'climbs out'),
     (_info(tables={'sessions': {}, 'datasets': {'file': '/etc/passwd'}}), 'absolute'),
     (_info(tables={'sessions': {}, 'datasets': {}, '../x': {}}), 'invalid table name'),
     (_info(tables={'sessions': {}, 'datasets': {'md5': 'abc'}}), 'not an md5'),
@@ -260,15 +287,23 @@ def test_parse_info_refuses(raw, problem):
         parse_info(raw, 'http://host/cache_info.json')
 
 
-@pytest.mark.parametrize('path', [
-    '', '/abs/x.npy', 'a/../../x.npy', 'a/./b.npy', 'a//b.npy', 'a\\b.npy', 'C:/x.npy',
-    'a/C:x/b.npy', 'a/\x00.npy', '..',
+@pytest.mark.parametrize('path, refused_for_datasets', [
+    ('', True), ('/abs/x.npy', True), ('a/../../x.npy', True), ('C:/x.npy', True),
+    ('a/C:x/b.npy', True), ('a/\x00.npy', True), ('..', True),
+    # not plain: refused as file names of cache_info.json; as a dataset's rel_path, read as a
+    # local One reads it
+    ('a/./b.npy', False), ('a//b.npy', False), ('a\\b.npy', False), ('a/../b.npy', False),
 ])
-def test_release_path_refuses(path):
+def test_release_path_refuses(path, refused_for_datasets):
     with pytest.raises(UnsafePath):
         release_path(path)
-    with pytest.raises(UnsafePath):
-        remote_file_path('lab/Subjects/s/2024-01-01/001', path or '..', 'x', 'path')
+    session = 'lab/Subjects/s/2024-01-01/001'
+    if refused_for_datasets:
+        with pytest.raises(UnsafePath, match='Refusing dataset x'):
+            remote_file_path(session, path, 'x', 'path')
+    else:
+        assert remote_file_path(session, path, 'x', 'path') == f'{session}/' + \
+            ('b.npy' if path == 'a/../b.npy' else 'a/b.npy')
 
 
 def test_remote_file_path_layouts():
@@ -279,8 +314,7 @@ def test_remote_file_path_layouts():
     assert remote_file_path(session, 'alf/_ibl_trials.choice.npy', dataset_id, 'uuid') == \
         f'{session}/alf/_ibl_trials.choice.{dataset_id}.npy'
     with pytest.raises(UnsafePath):
-        remote_file_path('lab/Subjects/../../x/2024-01-15/001', 'alf/a.b.npy', dataset_id,
-                         'path')
+        remote_file_path('lab/../../x/2024-01-15/001', 'alf/a.b.npy', dataset_id, 'path')
 
 
 def test_urls():

@@ -6,7 +6,6 @@ The hung server is real: a TCP server on 127.0.0.1 that accepts connections and 
 timeout gets a connection error, not a timeout, and these tests fail instead of blocking.
 S3 is boto3 pointed at that server (``AWS_ENDPOINT_URL``): moto cannot hang.
 """
-import logging
 import re
 
 import pytest
@@ -17,7 +16,6 @@ import one.params
 import one.webclient as wc
 from one._lib.download import DownloadTask, DownloadTimeout, download_files, s3_config
 from one._lib.http_timeouts import DEFAULT_TIMEOUT, resolve_timeout
-from one.alf.exceptions import ALFObjectNotFound
 from one.api import ONE, OneAlyx
 from one.remote import aws
 
@@ -121,24 +119,60 @@ def test_http_download_from_a_hung_server(hung, tmp_path, monkeypatch):
     assert not (tmp_path / 'x.npy').exists()
 
 
-def test_load_from_a_hung_data_server(alyx_server, tmp_path, caplog):
-    """The data server accepts the request and sends nothing: the load gives up after two
-    attempts of the instance's read timeout, and the error names the file's URL and the
-    limit.  (The replay server holds the answer back for 30 s; without a read timeout the file
-    would arrive and the load succeed.)"""
+def test_load_from_a_hung_data_server(alyx_server, hung, tmp_path, monkeypatch):
+    """The data server accepts the request and sends nothing (the raw server, silent): the load
+    gives up after two attempts of the instance's read timeout and raises the timeout, naming
+    the file's URL and the limit, not 'not found'."""
+    monkeypatch.setenv('ONE_HTTP_DATA_SERVER', hung.url)
     ONE.cache_clear()
     one = ONE(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
               cache_dir=tmp_path, silent=True, timeout=0.5)
     try:
-        one.list_datasets(EID)
-        alyx_server.delay(CHOICE_URL, 30, times=None)
-        with caplog.at_level(logging.ERROR), pytest.raises(ALFObjectNotFound):
+        # the session's record, its files' data_url on the hung server
+        record = one.alyx.rest('sessions', 'read', id=EID, no_cache=True)
+        for dataset in record['data_dataset_session_related']:
+            if dataset.get('data_url'):
+                dataset['data_url'] = dataset['data_url'].replace(alyx_server.url, hung.url)
+        alyx_server.add_response('GET', f'/sessions/{EID}', record)
+        one.alyx.clear_rest_cache()
+        with pytest.raises(DownloadTimeout) as info:
             one.load_dataset(EID, '_ibl_trials.choice.npy')
     finally:
         ONE.cache_clear()
-    assert alyx_server.count('GET', CHOICE_URL) == 2
-    assert f'{alyx_server.url}{CHOICE_URL}' in caplog.text
-    assert re.search(r'nothing within 0.5 s \(read timeout\), twice', caplog.text)
+    message = str(info.value)
+    assert f'{hung.url}{CHOICE_URL}' in message and 'within 0.5 s' in message, message
+    assert _requests(hung) == [f'GET {CHOICE_URL} HTTP/1.1'] * 2  # retried once
+
+
+def test_load_from_a_hung_release_host(hung, tmp_path):
+    """A release whose files are on a server that never answers: the load raises the timeout;
+    when several files time out, the error names them all (and the limit)."""
+    from static_server import StaticServer
+
+    from one.api import OneRelease
+    from one.release import make_release
+    from one.synthetic import make_session
+
+    folder = tmp_path / 'release'
+    make_session(folder, 'KS001', '2024-01-15', 1, lab='cortexlab', probes=())
+    make_release(folder, files_url=hung.url)  # the files on the hung server
+    with StaticServer(folder) as host:
+        one = OneRelease(host.url, cache_dir=tmp_path / 'cache', timeout=0.5)
+        eid = one.search()[0]
+        with pytest.raises(DownloadTimeout) as info:
+            one.load_dataset(eid, '_ibl_wheel.position.npy')
+        assert re.search(rf'{hung.url}/\S+/alf/_ibl_wheel.position.npy', str(info.value))
+        assert 'within 0.5 s' in str(info.value)
+        hung.requests.clear()
+        with pytest.raises(DownloadTimeout) as info:
+            one.load_object(eid, 'wheel')
+    wheel = [r for r in one.list_datasets(eid) if r.startswith('alf/_ibl_wheel.')]
+    assert len(wheel) >= 2
+    message = str(info.value)
+    assert all(name in message for name in wheel), message
+    assert f'{len(wheel)} files timed out' in message and 'within 0.5 s' in message
+    assert len(_requests(hung)) == 2 * len(wheel)
+    assert not list((tmp_path / 'cache').rglob('*.npy'))
 
 
 # --- S3 -----------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Finding the sessions and ALF datasets of a folder, and building table frames from them.
 
-`Tree` walks a folder once (following symlinked folders that do not loop); `sessions_frame`
+`Tree` walks a folder once (following symlinked folders that do not loop, and no link that
+leads outside the folder: loads would refuse them, see `one._lib.confine`); `sessions_frame`
 and `datasets_frame` turn what it found into the columns of the cache tables, and
 `latest_revisions` marks each dataset's latest revision.  Ids are chosen by the caller
 (`one.alf.cache.make_parquet_db`), e.g. with `dataset_ids`.
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from one._lib.uuids import uuid3_strings
-from one._lib.validate import is_one_file
+from one._lib.validate import is_known_session_file, is_one_file
 from one.alf import spec
 from one.alf.exceptions import ALFWarning
 
@@ -55,10 +56,14 @@ class Tree:
         modification time (ns).
     skipped : list of str
         The files in session folders that are not ALF datasets (paths below the root).
+    links_out : list of str
+        The symbolic links (to files or folders) not followed because they lead outside the
+        root (paths below the root): ONE reads nothing outside its data folder.
     """
 
     def __init__(self, root: Path):
         self.root = root
+        self._real_root = os.path.realpath(root)
         self.sessions: list[tuple] = []
         self.ses_index: list[int] = []
         self.rel_paths: list[str] = []
@@ -66,9 +71,19 @@ class Tree:
         self.sizes: list[int] = []
         self.mtimes: list[int] = []
         self.skipped: list[str] = []
+        self.links_out: list[str] = []
         self._keys: dict = {}
         self._valid: dict = {}
         self._walk()
+
+    def keep(self, mask) -> None:
+        """Keep only the datasets where the boolean array `mask` is True."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.all():
+            return
+        for name in ('ses_index', 'rel_paths', 'paths', 'sizes', 'mtimes'):
+            values = np.asarray(getattr(self, name), dtype=object)[mask]
+            setattr(self, name, values.tolist())
 
     @staticmethod
     def _follow_link(path: str, top: str, visited: set) -> bool:
@@ -84,6 +99,13 @@ class Tree:
             return False
         visited.add(target)
         return True
+
+    def _leads_out(self, path: str) -> bool:
+        """Whether the symbolic link `path` leads outside the root (or nowhere)."""
+        real = os.path.realpath(path)
+        root = self._real_root
+        return not (real == root or real.startswith(root.rstrip(os.sep) + os.sep)) \
+            or not os.path.exists(real)
 
     @staticmethod
     def _scandir(path: str) -> list:
@@ -110,8 +132,12 @@ class Tree:
                 try:
                     if not entry.is_dir():
                         continue
-                    if entry.is_symlink() and not self._follow_link(entry.path, top, visited):
-                        continue
+                    if entry.is_symlink():
+                        if self._leads_out(entry.path):
+                            self.links_out.append(rel + entry.name)
+                            continue
+                        if not self._follow_link(entry.path, top, visited):
+                            continue
                 except OSError:
                     continue
                 rel_dir = rel + entry.name
@@ -148,6 +174,10 @@ class Tree:
             folder, prefix = stack.pop()
             for entry in self._scandir(folder):
                 try:
+                    if entry.is_symlink() and self._leads_out(entry.path):
+                        self.links_out.append(f'{rel}/{prefix}{entry.name}' if rel
+                                              else prefix + entry.name)
+                        continue
                     if entry.is_dir():
                         if not entry.is_symlink() or self._follow_link(entry.path, top,
                                                                         visited):
@@ -160,7 +190,8 @@ class Tree:
                     if valid is None:
                         valid = valid_cache[rel_path] = rel_path_re.match(rel_path) is not None
                     if not valid:
-                        if not (entry.name.startswith('.') or is_one_file(entry.name)):
+                        if not (entry.name.startswith('.') or is_one_file(entry.name)
+                                or (not prefix and is_known_session_file(entry.name))):
                             self.skipped.append(f'{rel}/{rel_path}' if rel else rel_path)
                         continue
                     st = entry.stat()

@@ -28,18 +28,19 @@ folders are: relative to the folder of ``cache_info.json`` (``"."``, ``"../../da
 absolute (``https://...``, ``s3://bucket/prefix``).  Table ``file`` names are relative to the
 folder of ``cache_info.json`` too.
 
-Nothing here does I/O; paths received from a release are checked by `release_path` before
-they are used for a URL or a local file.
+Nothing here does I/O.  Paths received from a release are checked before they are used for a
+URL or a local file: a dataset's as a local `One` checks it (`one._lib.confine.relative_parts`),
+the file names of ``cache_info.json`` more strictly (`release_path`).
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
-from one._lib.download.errors import UnsafePath
+from one._lib.confine import UnsafePath, relative_parts
 from one.alf.exceptions import ALFError
+from one.alf.path import uuid_in_name
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'INFO_NAME', 'ARCHIVE_NAME', 'LAYOUTS', 'ReleaseError',
            'NotARelease', 'ReleaseUnreachable', 'TableInfo', 'ReleaseInfo', 'parse_info',
@@ -59,7 +60,6 @@ LAYOUTS = ('path', 'uuid')
 
 _TABLE_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
 _MD5 = re.compile(r'^[0-9a-f]{32}$')
-_DRIVE = re.compile(r'^[A-Za-z]:')
 _ABSOLUTE_URL = re.compile(r'^(https?|s3)://', re.IGNORECASE)
 _REQUIRED_TABLES = ('sessions', 'datasets')
 
@@ -120,15 +120,16 @@ class ReleaseInfo:
 
 
 def release_path(text, what: str = 'path') -> str:
-    """Check a relative path read from a release and return it (POSIX separators).
+    """Check a file name of a release's ``cache_info.json`` and return it.
 
-    Stricter than `one._lib.download.safe_join`: a path from a release's tables must be plain,
-    so that it names the same file on the host and in the cache folder.
+    What `one._lib.confine.relative_parts` refuses (absolute, drive, NUL, climbing out), and
+    also any path that is not plain (an empty, ``.`` or ``..`` part, a back-slash), so that it
+    names the same file on every host.
 
     Parameters
     ----------
     text : str
-        E.g. a session path joined with a dataset's ``rel_path``.
+        E.g. the ``file`` of a table.
     what : str
         What the path is, for the error message.
 
@@ -139,41 +140,33 @@ def release_path(text, what: str = 'path') -> str:
 
     Raises
     ------
-    UnsafePath
-        Not a string, empty, absolute, with a drive, a back-slash or a NUL character, or with
-        an empty, ``.`` or ``..`` part.
+    one._lib.confine.UnsafePath
+        Not a plain relative path (the message says why).
 
     Examples
     --------
-    >>> release_path('lab/Subjects/KS001/2024-01-15/001/alf/trials.table.pqt')
-    'lab/Subjects/KS001/2024-01-15/001/alf/trials.table.pqt'
-    >>> release_path('KS001/../../etc/passwd')  # doctest: +IGNORE_EXCEPTION_DETAIL
+    >>> release_path('datasets.pqt')
+    'datasets.pqt'
+    >>> release_path('../../etc/passwd')  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
     ...
-    one._lib.download.errors.UnsafePath: Refusing the release path "KS001/../../etc/passwd"...
+    one._lib.confine.UnsafePath: Refusing the release path: "../../etc/passwd" climbs out...
     """
     if not isinstance(text, str) or not text:
-        raise UnsafePath(f'Refusing the release {what} {text!r}: not a relative path')
-    reason = None
-    if '\x00' in text:
-        reason = 'it contains a NUL character'
-    elif '\\' in text:
-        reason = 'it contains a back-slash'
-    elif text.startswith('/') or _DRIVE.match(text):
-        reason = 'it is absolute'
-    else:
-        parts = text.split('/')
-        if any(p in ('', '.', '..') for p in parts):
-            reason = 'it has an empty, "." or ".." part'
-        elif any(_DRIVE.match(p) for p in parts):
-            reason = 'it contains a drive'
-    if reason:
-        raise UnsafePath(f'Refusing the release {what} "{text}": {reason}')
+        raise UnsafePath(f'Refusing the release {what} {text!r}: not a relative path',
+                         value=text)
+    relative_parts(text, what=f'the release {what}')
+    if '\\' in text or any(p in ('', '.', '..') for p in text.split('/')):
+        raise UnsafePath(f'Refusing the release {what} "{text}": not a plain relative path '
+                         '(an empty, "." or ".." part, or a back-slash)', value=text)
     return text
 
 
 def remote_file_path(session_path: str, rel_path: str, dataset_id: str, layout: str) -> str:
     """Where a dataset file is below the release's files URL.
+
+    The session path and ``rel_path`` are checked each on its own, as a local `One` checks them
+    (`one._lib.confine.relative_parts`), and normalised (``alf/./a.b.npy`` is ``alf/a.b.npy``).
 
     Parameters
     ----------
@@ -182,27 +175,27 @@ def remote_file_path(session_path: str, rel_path: str, dataset_id: str, layout: 
     rel_path : str
         The dataset's path relative to the session (``collection/#revision#/name``).
     dataset_id : str
-        The dataset UUID (used by the 'uuid' layout).
+        The dataset UUID (used by the 'uuid' layout, and named in errors).
     layout : {'path', 'uuid'}
         See the module docstring.
 
     Returns
     -------
     str
-        The checked relative path, e.g. ``lab/Subjects/KS001/2024-01-15/001/alf/a.b.npy`` or
+        The relative path, e.g. ``lab/Subjects/KS001/2024-01-15/001/alf/a.b.npy`` or
         ``lab/.../alf/a.b.<uuid>.npy``.
 
     Raises
     ------
-    UnsafePath
-        The path is not a plain relative path (see `release_path`).
+    one._lib.confine.UnsafePath
+        A value is absolute, has a drive or a NUL, or climbs out of its folder; the message
+        names the dataset and the value.
     """
-    path = release_path(f'{session_path}/{rel_path}' if session_path else rel_path,
-                        f'path of dataset {dataset_id}')
-    if layout == 'uuid':
-        name = PurePosixPath(path)
-        path = str(name.with_name(f'{name.stem}.{dataset_id}{name.suffix}'))
-    return path
+    what = f'dataset {dataset_id}'
+    parts = relative_parts(session_path, what=f'{what} (session folder)', allow_empty=True)
+    parts += relative_parts(rel_path, what=f'{what} (rel_path)')
+    path = '/'.join(parts)
+    return uuid_in_name(path, str(dataset_id)) if layout == 'uuid' else path
 
 
 def _error(where: str, problem: str) -> NotARelease:

@@ -3,9 +3,10 @@
 `ReleaseSource` knows the release's base URL.  It fetches small files (``cache_info.json``)
 itself, conditionally (``If-None-Match`` / ``If-Modified-Since``), and hands everything else
 to the download engine as `one._lib.download.DownloadTask` objects (verified, resumable,
-parallel).  An S3 bucket is read with the usual boto3 credentials (environment, profile...);
-when there are none, anonymously (a public bucket).  boto3 and requests are imported when first
-needed.
+parallel).  HTTP requests follow the REST client's retry policy (`one._lib.rest_retry`); an S3
+bucket is read with the usual boto3 credentials (environment, profile...) and, when there are
+none, anonymously (a public bucket), with the clients' configuration of `one.remote.aws`.
+boto3, requests and the download engine are imported when first needed.
 """
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from one._lib.download.paths import quote_url
-from one._lib.download.s3_transport import s3_config
-from one._lib.download.task import DownloadTask
 from one._lib.http_timeouts import resolve_timeout
 from one._lib.release_info import (
     INFO_NAME,
@@ -100,17 +98,6 @@ def resolve_url(base: str, ref: str) -> str:
     return f'{scheme}://{host}' + ''.join('/' + p for p in parts)
 
 
-def _http_time(value) -> datetime | None:
-    """An HTTP date as an aware datetime (UTC when it gives no zone), None if unreadable."""
-    try:
-        stamp = email.utils.parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError, IndexError):
-        return None
-    if stamp is not None and stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
-    return stamp
-
-
 @dataclass
 class Answer:
     """The answer to a (conditional) GET of a small file.
@@ -142,7 +129,10 @@ class ReleaseSource:
         Read timeout, or (connect, read) timeouts, in seconds of HTTP and S3 requests; by
         default ``ONE_HTTP_TIMEOUT`` or (10, 60) (`one._lib.http_timeouts`).
     retries : int
-        Retries of a small file's GET after a connection error, a timeout or HTTP 429/5xx.
+        Retries of a small file's GET whose connection could not be opened.  Other failures
+        are retried as the REST client's queries are (`one._lib.rest_retry`: a read timeout
+        once; 429, 502, 503, 504 and resets within ``ONE_REST_DEADLINE``); with 0, nothing is
+        retried.
     """
 
     def __init__(self, url: str, profile: str | None = None, timeout=None,
@@ -152,6 +142,7 @@ class ReleaseSource:
         self.profile = profile
         self.timeout = resolve_timeout(timeout)
         self.retries = retries
+        self.signed = None  # whether S3 requests are signed (known once the client is made)
         self._s3 = None
         self._session = None
         self._lock = threading.Lock()
@@ -177,11 +168,12 @@ class ReleaseSource:
         Raises
         ------
         NotARelease
-            The file does not exist (HTTP 404, 403, 410; S3 NoSuchKey, AccessDenied).
+            The file does not exist (HTTP 401, 403, 404, 410; S3 NoSuchKey, NoSuchBucket).
         ReleaseUnreachable
-            The host could not be reached.
+            The host could not be reached, or did not answer in time.
         ReleaseError
-            Any other failure.
+            Any other failure, e.g. an S3 bucket refusing access (the message says whether
+            the request was signed and what to do).
         """
         scheme = url.partition('://')[0].lower()
         if scheme == 's3':
@@ -189,36 +181,37 @@ class ReleaseSource:
         return self._fetch_http(url, etag, last_modified)
 
     def _http(self):
+        from one._lib.rest_retry import make_session
+
         with self._lock:
             if self._session is None:
-                import requests
-                from urllib3.util.retry import Retry
-
-                session = requests.Session()
-                n = self.retries
-                retry = Retry(total=n, connect=n, read=min(n, 1), backoff_factor=0.2,
-                              status_forcelist=(429, 500, 502, 503, 504),
-                              allowed_methods=('GET',), raise_on_status=False)
-                adapter = requests.adapters.HTTPAdapter(max_retries=retry)
-                session.mount('http://', adapter)
-                session.mount('https://', adapter)
-                self._session = session
+                self._session = make_session()
             return self._session
 
     def _fetch_http(self, url: str, etag, last_modified) -> Answer:
         import requests
+
+        from one._lib.download.http_headers import http_date
+        from one._lib.download.paths import quote_url
+        from one._lib.http_errors import AlyxConnectionError, AlyxError, AlyxTimeout
+        from one._lib.rest_retry import RetryPolicy, resolve_deadline
 
         headers = {'Accept-Encoding': 'identity'}
         if etag:
             headers['If-None-Match'] = etag
         elif last_modified:
             headers['If-Modified-Since'] = last_modified
+        session = self._http()
+        policy = RetryPolicy(deadline=resolve_deadline() if self.retries else 0.0,
+                             connect_retries=self.retries)
         try:
-            r = self._http().get(quote_url(url), headers=headers, timeout=self.timeout)
-        except (requests.ConnectionError, requests.Timeout) as ex:
-            raise ReleaseUnreachable(f'Could not reach {url}: {ex}') from ex
-        except requests.RequestException as ex:
-            raise ReleaseError(f'Could not read {url}: {ex}') from ex
+            r = policy.send(lambda: session.get(quote_url(url), headers=headers,
+                                                timeout=self.timeout),
+                            'GET', url, INFO_NAME, self.timeout)
+        except (AlyxConnectionError, AlyxTimeout) as ex:
+            raise ReleaseUnreachable(f'Could not reach {url}: {_reason(ex, url)}') from ex
+        except (AlyxError, requests.RequestException) as ex:
+            raise ReleaseError(f'Could not read {url}: {_reason(ex, url)}') from ex
         if r.status_code == 304:
             return Answer(url, 304, etag=etag, last_modified=last_modified)
         if r.status_code in (401, 403, 404, 410):
@@ -231,8 +224,8 @@ class ReleaseSource:
         modified = r.headers.get('Last-Modified')
         fresh = True
         if not new_etag and modified:
-            stamp, now = _http_time(modified), _http_time(r.headers.get('Date'))
-            now = now or datetime.now(timezone.utc)
+            stamp = http_date(modified)
+            now = http_date(r.headers.get('Date')) or datetime.now(timezone.utc)
             fresh = stamp is not None and (now - stamp).total_seconds() >= 2
         return Answer(url, 200, r.content, new_etag, modified, fresh)
 
@@ -240,40 +233,65 @@ class ReleaseSource:
 
     @property
     def s3(self):
-        """The boto3 S3 client (credentials from boto3's chain, or anonymous without any)."""
+        """The boto3 S3 client (credentials from `profile` or boto3's chain, or anonymous
+        without any), with the timeouts of `one.remote.aws`'s clients.
+
+        Raises
+        ------
+        ReleaseError
+            The AWS profile does not exist.
+        """
         with self._lock:
             if self._s3 is None:
                 import boto3
-                from botocore import UNSIGNED
-                from botocore.config import Config
+                from botocore.exceptions import ProfileNotFound
 
-                session = boto3.Session(profile_name=self.profile) if self.profile \
-                    else boto3.Session()
-                config = s3_config(self.timeout)  # timeouts, a call tried twice
-                if session.get_credentials() is None:
-                    config = config.merge(Config(signature_version=UNSIGNED))
-                self._s3 = session.client('s3', config=config)
+                from one.remote.aws import _config
+                try:
+                    session = boto3.Session(profile_name=self.profile) if self.profile \
+                        else boto3.Session()
+                    signed = bool(self.profile) or session.get_credentials() is not None
+                except ProfileNotFound as ex:
+                    raise ReleaseError(f'Cannot read the release {self.url}: {ex}; name a '
+                                       'profile of your AWS configuration, or none for the '
+                                       'default credentials') from None
+                self._s3 = session.client('s3', config=_config(not signed, self.timeout))
+                self.signed = signed
             return self._s3
+
+    def _access_denied(self, url: str, code) -> ReleaseError:
+        if not self.signed:
+            return ReleaseError(f'{url}: an anonymous request was refused ({code}); the bucket '
+                                'is not public: pass profile= or configure AWS credentials')
+        who = f'the AWS profile "{self.profile}"' if self.profile else \
+            "boto3's default AWS credentials"
+        return ReleaseError(f'{url}: a request signed with {who} was refused ({code}); check '
+                            'those credentials, or pass another profile=')
 
     def _fetch_s3(self, url: str, etag, last_modified) -> Answer:
         from botocore import exceptions as bex
+
+        from one._lib.download.http_headers import http_date
 
         bucket, _, key = url.partition('://')[2].partition('/')
         kwargs = {'Bucket': bucket, 'Key': key}
         if etag:
             kwargs['IfNoneMatch'] = etag
-        elif last_modified and _http_time(last_modified):
-            kwargs['IfModifiedSince'] = _http_time(last_modified)
+        elif http_date(last_modified):
+            kwargs['IfModifiedSince'] = http_date(last_modified)
+        client = self.s3
         try:
-            response = self.s3.get_object(**kwargs)
+            response = client.get_object(**kwargs)
             body = response['Body'].read()
         except bex.ClientError as ex:
             status = (ex.response.get('ResponseMetadata') or {}).get('HTTPStatusCode')
             code = str((ex.response.get('Error') or {}).get('Code', ''))
             if status == 304 or code == '304':
                 return Answer(url, 304, etag=etag, last_modified=last_modified)
-            if status in (403, 404) or code in ('NoSuchKey', 'NoSuchBucket', 'AccessDenied'):
+            if status == 404 or code in ('NoSuchKey', 'NoSuchBucket'):
                 raise NotARelease(f'No release at {url}: {code or status}') from ex
+            if status in (401, 403) or code in _DENIED:
+                raise self._access_denied(url, code or status) from ex
             raise ReleaseError(f'Could not read {url}: {code} (HTTP {status})') from ex
         except (bex.EndpointConnectionError, bex.ConnectTimeoutError,
                 bex.ReadTimeoutError, bex.ConnectionClosedError) as ex:
@@ -287,8 +305,11 @@ class ReleaseSource:
 
     # ---- large files ----------------------------------------------------------------------
 
-    def task(self, url: str, destination, size=None, md5=None) -> DownloadTask:
-        """A download task of the engine for a file of the release."""
+    def task(self, url: str, destination, size=None, md5=None):
+        """A download task of the engine (`one._lib.download.DownloadTask`) for a file of the
+        release."""
+        from one._lib.download.task import DownloadTask
+
         if url.partition('://')[0].lower() == 's3':
             return DownloadTask(url, destination, size=size, md5=md5, s3=self.s3)
         return DownloadTask(url, destination, size=size, md5=md5)
@@ -298,3 +319,14 @@ class ReleaseSource:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+
+_DENIED = ('AccessDenied', 'AllAccessDisabled', 'InvalidAccessKeyId', 'ExpiredToken',
+           'InvalidToken', 'SignatureDoesNotMatch')
+
+
+def _reason(error: BaseException, url: str) -> str:
+    """The first sentence of a connection error's message, without the URL (said already) nor
+    the REST client's advice about Alyx databases."""
+    text = str(error).split('\n')[0].replace(f' ({url})', '').replace(f'{url}; ', '')
+    return text.split('. Check your internet connection')[0].rstrip('.')

@@ -42,7 +42,7 @@ from one._lib.http_errors import (
 from one._lib.http_timeouts import ENV_TIMEOUT
 
 __all__ = ['ENV_DEADLINE', 'DEFAULT_DEADLINE', 'MAX_RETRY_AFTER', 'BACKOFF', 'MAX_BACKOFF',
-           'RETRY_STATUSES', 'SAFE_METHODS', 'resolve_deadline', 'RetryPolicy']
+           'RETRY_STATUSES', 'SAFE_METHODS', 'resolve_deadline', 'make_session', 'RetryPolicy']
 
 _logger = logging.getLogger('one.webclient')
 
@@ -89,6 +89,18 @@ def resolve_deadline(deadline: float | None = None) -> float:
     if not (seconds >= 0) or isinstance(value, bool):
         raise ValueError(f'{what} must be a number of seconds >= 0, not {value!r}')
     return seconds
+
+
+def make_session() -> requests.Session:
+    """A `requests.Session` keeping its connections alive between requests, for `RetryPolicy`.
+
+    urllib3 retries nothing: `RetryPolicy` decides what is sent again.
+    """
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=16)
+    session.mount('http://', adapter)
+    session.mount('https://', adapter)
+    return session
 
 
 def _connection_not_opened(ex: requests.RequestException) -> bool:

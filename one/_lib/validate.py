@@ -9,7 +9,7 @@ from pathlib import Path
 from one.alf import spec
 from one.alf.path import _isdatetime
 
-__all__ = ['Problem', 'ValidationReport', 'validate_tree', 'is_one_file']
+__all__ = ['Problem', 'ValidationReport', 'validate_tree', 'is_one_file', 'is_known_session_file']
 
 # Files that ONE writes in a tables folder (the data folder, a tag's folder, a session folder
 # indexed on its own).  Hidden files (.ONE.lock, .one_verified.jsonl, partial downloads,
@@ -84,6 +84,12 @@ def is_one_file(name: str) -> bool:
         or name.endswith(_LOCK_SUFFIXES)
 
 
+def is_known_session_file(name: str) -> bool:
+    """Whether a file at the top of a session folder is a known session file that is not an
+    ALF dataset: the experiment description (``_ibl_experiment.description``)."""
+    return _SESSION_FILES.match(name) is not None
+
+
 def _file_reason(name: str) -> str:
     if name.count('.') < 2:
         return 'not an ALF dataset name: expected object.attribute.extension'
@@ -136,14 +142,7 @@ def validate_tree(root: str | os.PathLike) -> ValidationReport:
             session = relative
             report.sessions += 1
         if session is None and relative[:1] == (_AGGREGATES,):
-            for name in sorted(filenames):
-                if name.startswith('.') or is_one_file(name):
-                    continue
-                if spec.is_valid(name):
-                    report.datasets += 1
-                else:
-                    report.problems.append(Problem('file', '/'.join((*relative, name)),
-                                                   _file_reason(name)))
+            _check_files(report, relative, filenames, session_root=False)
             continue
         if session is None:
             if any(is_one_file(name) for name in filenames):
@@ -158,16 +157,7 @@ def validate_tree(root: str | os.PathLike) -> ValidationReport:
             report.problems.append(Problem('folder', '/'.join(relative), reason))
             dirnames[:] = []  # everything below is invalid for the same reason
             continue
-        for name in sorted(filenames):
-            if name.startswith('.') or is_one_file(name):
-                continue
-            if not below and _SESSION_FILES.match(name):
-                continue
-            if spec.is_valid(name):
-                report.datasets += 1
-            else:
-                report.problems.append(Problem('file', '/'.join((*relative, name)),
-                                               _file_reason(name)))
+        _check_files(report, relative, filenames, session_root=not below)
 
     above_sessions = {s[:k] for s in session_roots for k in range(len(s))}
     above_sessions |= {t[:k] for t in tables_folders for k in range(len(t) + 1)}
@@ -190,6 +180,21 @@ def validate_tree(root: str | os.PathLike) -> ValidationReport:
                 'file', '/'.join((*relative, name)), 'file outside any session folder'))
     report.problems.sort(key=lambda p: p.path)
     return report
+
+
+def _check_files(report: ValidationReport, relative: tuple, filenames: list,
+                 session_root: bool) -> None:
+    """Count the ALF datasets among the files of a folder; report the others (hidden files,
+    ONE's own files and, at the top of a session, known session files aside)."""
+    for name in sorted(filenames):
+        if name.startswith('.') or is_one_file(name) or \
+                (session_root and is_known_session_file(name)):
+            continue
+        if spec.is_valid(name):
+            report.datasets += 1
+        else:
+            report.problems.append(Problem('file', '/'.join((*relative, name)),
+                                           _file_reason(name)))
 
 
 def _is_session(parts: tuple) -> bool:

@@ -873,7 +873,7 @@ def _make_datasets_df(root_dir, hash_files: bool = False) -> pd.DataFrame:
 
 
 def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: bool = False,
-                    lab: str | None = None) -> tuple[Path, Path]:
+                    lab: str | None = None, *, _tree=None) -> tuple[Path, Path]:
     """Index a folder of ALF sessions into ``sessions.pqt`` and ``datasets.pqt``.
 
     Sessions are folders ending in ``(lab/Subjects/)subject/date/number`` (relative to
@@ -922,7 +922,7 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
     root_dir = Path(root_dir).resolve()
     out_dir = Path(out_dir or root_dir)
     assert out_dir.exists(), f'{out_dir} does not exist'
-    tree = folder_index.Tree(root_dir)
+    tree = _tree or folder_index.Tree(root_dir)  # (the walk `one index` made already)
     if not tree.sessions:
         warnings.warn('No sessions found', RuntimeWarning)
     if not tree.rel_paths:

@@ -281,6 +281,19 @@ def add_uuid_string(file_path, uuid):
     return file_path.parent / f'{".".join(name_parts)}.{uuid}{file_path.suffix}'
 
 
+def uuid_in_name(path: str, uuid: str) -> str:
+    """A POSIX path with a dataset UUID inserted before the extension of its file name, as
+    data servers name files (``alf/a.b.npy`` -> ``alf/a.b.<uuid>.npy``); pure text, unchecked.
+
+    Examples
+    --------
+    >>> uuid_in_name('alf/#2020-01-01#/a.b.npy', 'u')
+    'alf/#2020-01-01#/a.b.u.npy'
+    """
+    path = pathlib.PurePosixPath(path)
+    return str(path.with_name(f'{path.stem}.{uuid}{path.suffix}'))
+
+
 def remove_uuid_string(file_path):
     """Remove a dataset UUID from before the extension, if there is one."""
     if isinstance(file_path, str):

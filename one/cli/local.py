@@ -50,13 +50,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise UsageError(f'not a folder: {folder}')
-    found = Tree(folder.absolute())  # the walk make_parquet_db makes: refuse before writing
+    found = Tree(folder.resolve())  # walked once: refuse a wrong folder before writing
     if not found.sessions:
         raise NotFound(_no_session_message(folder))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # empty folders are reported below
         sessions_file, datasets_file = make_parquet_db(
-            folder, hash_files=args.hash, lab=args.lab, hash_ids=True)
+            folder, hash_files=args.hash, lab=args.lab, hash_ids=True, _tree=found)
     import pyarrow.parquet as pq  # the row counts are in the files' footers
 
     n_sessions, n_datasets = (pq.ParquetFile(f).metadata.num_rows
@@ -67,6 +67,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f'skipped {len(found.skipped)} files of the sessions that are not named as ALF '
               f'datasets, e.g. {found.skipped[0]} (to list them all: one validate {folder})',
               file=sys.stderr)
+    if found.links_out:
+        print(f'skipped {len(found.links_out)} symbolic links leading outside {folder}, e.g. '
+              f'{found.links_out[0]}: ONE reads no data outside its folder (move the data in, '
+              'or index the folder they lead to)', file=sys.stderr)
     return 0 if n_sessions else 1
 
 
@@ -168,6 +172,7 @@ def _describe(value) -> tuple[str, str]:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from one._load_messages import several_collections_message
     from one.alf.exceptions import ALFMultipleCollectionsFound, ALFWarning
 
     one = open_one(args)
@@ -182,11 +187,8 @@ def cmd_load(args: argparse.Namespace) -> int:
             collections = getattr(e, 'collections', None)
             if not collections:
                 raise
-            shown = ', '.join(c or '(session root)' for c in collections)
-            example = collections[0] or "''"
-            raise UsageError(
-                f'"{args.object}" of session {args.eid} is in several collections: {shown}; '
-                f'choose one with --collection, e.g. --collection {example}') from e
+            raise UsageError(several_collections_message(
+                f'"{args.object}"', args.eid, collections, cli=True)) from e
     rows = [{'attribute': k, 'shape': _describe(v)[0], 'dtype': _describe(v)[1]}
             for k, v in obj.items()]
     if args.json:
@@ -243,7 +245,8 @@ def add_commands(commands, parents: dict) -> None:
         'index', parents=[common],
         help='build the cache tables of a data folder',
         description='Index the ALF sessions below FOLDER into sessions.pqt and datasets.pqt. '
-                    + _LAYOUT + '.  Files that are not ALF datasets are skipped (and counted).')
+                    + _LAYOUT + '.  Files that are not ALF datasets, and symbolic links leading '
+                    'outside FOLDER, are skipped (and counted).')
     index.add_argument('folder', help='the data folder')
     index.add_argument('--hash', action='store_true', help='record the md5 of every file')
     index.add_argument('--lab', help='lab name for sessions without a lab folder')

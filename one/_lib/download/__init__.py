@@ -61,6 +61,7 @@ from one._lib.download.errors import (
     HTTPStatusError,
     SizeMismatch,
     UnsafePath,
+    download_failure,
 )
 from one._lib.download.helpers import (
     dataset_record_to_url,
@@ -77,5 +78,5 @@ __all__ = [
     'DownloadTask', 'download_files', 'safe_join', 'url_to_local_path', 'http_download_file',
     'http_download_file_list', 'file_record_to_url', 'dataset_record_to_url', 'DownloadError',
     'ChecksumMismatch', 'SizeMismatch', 'HTTPStatusError', 'DownloadConnectionError',
-    'UnsafePath', 'DownloadTimeout', 's3_config',
+    'UnsafePath', 'DownloadTimeout', 's3_config', 'download_failure',
 ]

@@ -1,20 +1,55 @@
-"""`download_files`: a batch of downloads in worker threads, one progress bar, the outcomes."""
+"""`download_files`: a batch of downloads in worker threads, one progress bar, the outcomes.
+
+The number of threads fits what is fetched (`one._lib.download.streams`: up to 32 for many tiny
+files, fewer for a few large ones) unless given, and no server gets more concurrent downloads
+than its bound (``ONE_HTTP_DL_MAX_PER_HOST``).
+"""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 from one._lib.download.connections import Worker
-from one._lib.download.defaults import BACKOFF, N_THREADS, RETRIES
+from one._lib.download.defaults import BACKOFF, RETRIES
 from one._lib.download.engine import Engine
 from one._lib.download.errors import Cancelled
 from one._lib.download.progress import NoProgress, Progress
+from one._lib.download.streams import choose_streams, max_per_host
 from one._lib.download.task import DownloadTask
 from one._lib.files import show_progress
 from one._lib.http_timeouts import resolve_timeout
 
 _logger = logging.getLogger(__name__)
+
+POOL_SIZE = 64
+"""Threads kept for downloads between batches (a batch wanting more starts its own)."""
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The download threads, started when first needed and reused by every batch (starting a
+    thread costs ~1 ms, more while others run)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix='one-download')
+        return _pool
+
+
+def _forget_executor() -> None:
+    """In a forked child, the parent's threads do not exist: start new ones when needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_forget_executor)
 
 
 def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
@@ -31,7 +66,10 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
     tasks : iterable of DownloadTask
         The files to download.
     n_threads : int, optional
-        Number of parallel downloads; default `N_THREADS` (``ONE_HTTP_DL_THREADS``, 4).
+        Number of parallel downloads.  By default ``ONE_HTTP_DL_THREADS`` when set, otherwise
+        chosen from the files (`one._lib.download.streams.choose_streams`: one per file, up to
+        32 for tiny files, 16 for small ones, 4 for large ones).  Whatever the number, a
+        server gets at most ``ONE_HTTP_DL_MAX_PER_HOST`` (32) concurrent downloads.
     progress : bool, optional
         Show one tqdm progress bar (bytes) for the whole batch.  By default shown only when
         stderr is a terminal.
@@ -97,9 +135,14 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
                              'are supported')
     if not tasks:
         return []
-    n_threads = N_THREADS if n_threads is None else int(n_threads)
+    if n_threads is None:
+        n_threads = choose_streams([t.size for t in tasks])
+    n_threads = int(n_threads)
     if n_threads < 1:
         raise ValueError(f'n_threads must be at least 1, not {n_threads}')
+    hosts = [_origin(t) for t in tasks]
+    per_host = max_per_host()
+    n_hosts = len(set(hosts))
     bar: NoProgress = NoProgress()
     if show_progress(progress):
         bar = Progress(sum(t.size for t in tasks if t.size is not None), desc)
@@ -109,15 +152,14 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
     results: list = [None] * len(tasks)
     errors: list = [None] * len(tasks)
     # Largest first, so that big files start early and small ones fill the gaps
-    order = iter(sorted(range(len(tasks)), key=lambda i: -(tasks[i].size or 0)))
-    order_lock = threading.Lock()
+    queue = _HostQueue(sorted(range(len(tasks)), key=lambda i: -(tasks[i].size or 0)), hosts,
+                       per_host)
 
     def work() -> None:
         worker = Worker()
         try:
             while not (cancel.is_set() or stop.is_set()):
-                with order_lock:
-                    i = next(order, None)
+                i = queue.next()
                 if i is None:
                     return
                 try:
@@ -126,15 +168,20 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
                     errors[i] = ex
                     if stop_on is not None and stop_on(ex):
                         stop.set()
+                finally:
+                    queue.done(i)
         except Cancelled:
             return
         finally:
             worker.close()
 
     try:
-        n_workers = min(n_threads, len(tasks))
+        n_workers = min(n_threads, len(tasks), per_host * n_hosts)
         if n_workers == 1:
             work()
+        elif n_workers <= POOL_SIZE:
+            for future in [_executor().submit(work) for _ in range(n_workers)]:
+                future.result()
         else:
             threads = [threading.Thread(target=work, daemon=True, name=f'one-download-{i}')
                        for i in range(n_workers)]
@@ -158,3 +205,40 @@ def download_files(tasks: Iterable[DownloadTask], n_threads: int | None = None,
     if return_md5:
         return [(error, None) if r is None else r for r, error in zip(results, errors)]
     return [error if r is None else r[0] for r, error in zip(results, errors)]
+
+
+def _origin(task: DownloadTask) -> str:
+    """The server of a task: ``scheme://host:port`` (S3: the bucket)."""
+    parts = urlsplit(task.url)
+    return f'{parts.scheme.lower()}://{(parts.netloc or "").lower()}'
+
+
+class _HostQueue:
+    """The tasks still to start, handed out in order to the threads, with at most `per_host`
+    under way per server at any time (a thread waits for a slot when only busy servers are
+    left)."""
+
+    def __init__(self, order: list[int], hosts: list[str], per_host: int):
+        self._pending = list(order)
+        self._hosts = hosts
+        self._per_host = per_host
+        self._busy: dict[str, int] = {}
+        self._changed = threading.Condition()
+
+    def next(self) -> int | None:
+        """The next task a thread may start, or None when there is none left."""
+        with self._changed:
+            while self._pending:
+                for k, i in enumerate(self._pending):
+                    host = self._hosts[i]
+                    if self._busy.get(host, 0) < self._per_host:
+                        del self._pending[k]
+                        self._busy[host] = self._busy.get(host, 0) + 1
+                        return i
+                self._changed.wait(0.5)
+            return None
+
+    def done(self, i: int) -> None:
+        with self._changed:
+            self._busy[self._hosts[i]] -= 1
+            self._changed.notify_all()

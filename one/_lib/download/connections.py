@@ -68,7 +68,7 @@ class Connections:
 class ConnectionCache:
     """Idle `Connections` kept between batches, so that connections are reused."""
 
-    def __init__(self, maxsize: int = 16):
+    def __init__(self, maxsize: int = 32):  # as many as the streams of a batch (streams.py)
         self._idle: list[Connections] = []
         self._lock = threading.Lock()
         self.maxsize = maxsize

@@ -115,6 +115,44 @@ class UnsafePath(DownloadError, confine.UnsafePath):
         self.value = value
 
 
+_LISTED = 10  # files named in the message of a batch's timeouts
+
+
+def download_failure(outcomes, kinds: tuple) -> DownloadError | None:
+    """The error that a load raises for the outcomes of a batch of downloads, or None.
+
+    Parameters
+    ----------
+    outcomes : list
+        Per file, its path or the exception that stopped it (`download_files` with
+        ``return_errors=True``).
+    kinds : tuple of type
+        The errors that stop a load, most important first.
+
+    Returns
+    -------
+    DownloadError or None
+        The first outcome of the first kind found.  Timeouts come as one `DownloadTimeout`
+        whose message also names the other files that timed out (the files that arrived are
+        kept).
+    """
+    errors = [x for x in outcomes if isinstance(x, BaseException)]
+    for kind in kinds:
+        found = [e for e in errors if isinstance(e, kind)]
+        if not found:
+            continue
+        first = found[0]
+        timeouts = [e for e in errors if isinstance(e, DownloadTimeout)]
+        if not isinstance(first, DownloadTimeout) or len(timeouts) == 1:
+            return first
+        others = [e.url or str(e.path) for e in timeouts[1:]]
+        listed = ', '.join(others[:_LISTED]) + \
+            (f' and {len(others) - _LISTED} more' if len(others) > _LISTED else '')
+        return DownloadTimeout(f'{first} [{len(timeouts)} files timed out; the others: '
+                               f'{listed}]', first.url, first.path)
+    return None
+
+
 _CONNECT_TIMEOUTS = frozenset({'ConnectTimeoutError', 'ConnectTimeout'})
 _READ_TIMEOUTS = frozenset({'ReadTimeoutError', 'ReadTimeout'})
 

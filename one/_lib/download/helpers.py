@@ -147,8 +147,9 @@ def http_download_file_list(links_to_file_list: Sequence[str], **kwargs):
         The URLs (empty entries give None).
     **kwargs
         As `http_download_file`; ``target_dir`` may also be a list with one folder per link.
-        ``n_threads`` (default `N_THREADS`) sets the number of parallel downloads.
-        ``timeout`` bounds the waits (see `http_download_file`).
+        ``n_threads`` sets the number of parallel downloads (default: ``ONE_HTTP_DL_THREADS``
+        when set, else fitted to the files, see `download_files`).  ``timeout`` bounds the
+        waits (see `http_download_file`).
 
     Returns
     -------

@@ -8,6 +8,18 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP date (``Date``, ``Last-Modified``...) as an aware datetime (UTC when it names no
+    zone); None when missing or unreadable."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delay in seconds or an HTTP date)."""
     if not value:
@@ -16,12 +28,9 @@ def retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    when = http_date(value)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 

@@ -1,0 +1,129 @@
+"""Tests of the number of concurrent downloads (one/_lib/download/streams.py and its use by
+`download_files`), against real HTTP servers on 127.0.0.1 that count requests in flight."""
+import http.server
+import socketserver
+import threading
+import time
+
+import pytest
+
+from one._lib.download import DownloadTask, download_files
+from one._lib.download.streams import (
+    LARGE_FILE,
+    MAX_STREAMS,
+    TINY_FILE,
+    choose_streams,
+    max_per_host,
+)
+
+
+class CountingServer:
+    """Serves `size` bytes at any path after `delay` seconds; records the most requests that
+    were in progress at once."""
+
+    def __init__(self, size: int = 100, delay: float = 0.15):
+        self.size, self.delay = size, delay
+        self.in_flight = self.peak = self.count = 0
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                with owner._lock:
+                    owner.in_flight += 1
+                    owner.count += 1
+                    owner.peak = max(owner.peak, owner.in_flight)
+                time.sleep(owner.delay)
+                with owner._lock:
+                    owner.in_flight -= 1
+                self.send_response(200)
+                self.send_header('Content-Length', str(owner.size))
+                self.end_headers()
+                self.wfile.write(b'x' * owner.size)
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self._server = Server(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self._server.server_address[1]}'
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def servers():
+    made = []
+
+    def make(**kwargs):
+        made.append(CountingServer(**kwargs))
+        return made[-1]
+    yield make
+    for server in made:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_stream_settings(monkeypatch):
+    monkeypatch.delenv('ONE_HTTP_DL_THREADS', raising=False)
+    monkeypatch.delenv('ONE_HTTP_DL_MAX_PER_HOST', raising=False)
+
+
+def _tasks(server, folder, n, size=100):
+    return [DownloadTask(f'{server.url}/f{i}.bin', folder / f'f{i}.bin', size=size)
+            for i in range(n)]
+
+
+def test_choose_streams(monkeypatch):
+    assert choose_streams([4096] * 2400) == MAX_STREAMS == 32
+    assert choose_streams([4096] * 3) == 3
+    assert choose_streams([TINY_FILE] * 100) == 16
+    assert choose_streams([LARGE_FILE] * 10) == 4
+    assert choose_streams([LARGE_FILE] * 2) == 2
+    assert choose_streams([LARGE_FILE] * 10 + [10] * 5) == 9
+    assert choose_streams([LARGE_FILE] * 10 + [TINY_FILE] * 20 + [10] * 40) == 32
+    assert choose_streams([None] * 20) == 20
+    assert choose_streams([]) == 1
+    monkeypatch.setenv('ONE_HTTP_DL_THREADS', '3')
+    assert choose_streams([4096] * 2400) == 3
+    monkeypatch.setenv('ONE_HTTP_DL_THREADS', 'many')
+    with pytest.raises(ValueError, match='ONE_HTTP_DL_THREADS'):
+        choose_streams([1])
+    assert max_per_host() == 32
+    monkeypatch.setenv('ONE_HTTP_DL_MAX_PER_HOST', '0')
+    with pytest.raises(ValueError, match='ONE_HTTP_DL_MAX_PER_HOST'):
+        max_per_host()
+
+
+def test_many_small_files_get_many_streams(servers, tmp_path):
+    server = servers()
+    paths = download_files(_tasks(server, tmp_path, 40))
+    assert all(p.stat().st_size == 100 for p in paths) and server.count == 40
+    assert server.peak > 4  # more than ONE's 4 threads; at most 32
+    assert server.peak <= MAX_STREAMS
+
+
+def test_threads_setting_and_per_host_bound(servers, tmp_path, monkeypatch):
+    server = servers()
+    monkeypatch.setenv('ONE_HTTP_DL_THREADS', '2')
+    download_files(_tasks(server, tmp_path / 'a', 8))
+    assert server.peak == 2
+    monkeypatch.delenv('ONE_HTTP_DL_THREADS')
+    server.peak = 0
+    download_files(_tasks(server, tmp_path / 'b', 8), n_threads=3)
+    assert server.peak == 3
+    # The bound per server applies to any number of threads; two servers get one each
+    monkeypatch.setenv('ONE_HTTP_DL_MAX_PER_HOST', '3')
+    other = servers()
+    server.peak = 0
+    tasks = _tasks(server, tmp_path / 'c', 9) + _tasks(other, tmp_path / 'd', 9)
+    paths = download_files(tasks, n_threads=10)
+    assert len(set(paths)) == 18 and all(p.exists() for p in paths)
+    assert server.peak == 3 and other.peak == 3
