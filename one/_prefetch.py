@@ -126,14 +126,8 @@ def resolve(one, eids, datasets=None, collection=None, revision=None
     codes = one._dataset_codes()
     fail = qc_code(QC.FAIL)
     rows = [r[codes.qc[r] <= fail] for r in (codes.rows_of(e) for e in eids)]
-    candidates = _datasets_table(one, codes).iloc[np.concatenate(rows) if rows else []]
+    candidates = codes.table.iloc[np.concatenate(rows) if rows else []]
     return eids, select_datasets(candidates, datasets, collection, revision, one.wildcards)
-
-
-def _datasets_table(one, codes) -> pd.DataFrame:
-    """The datasets table the coded view `codes` was made from."""
-    table = getattr(codes, 'table', None)  # kept by the view in later layouts of the tables
-    return one._cache['datasets'] if table is None else table
 
 
 def file_problems(one, datasets: pd.DataFrame, check_hash: bool = True

@@ -423,6 +423,11 @@ def test_plan_fetch_matches_prefetch(server, db, tmp_path):
     assert set(damaged.problems[3:]) == {None} and list(damaged.to_fetch) == [0, 1, 2]
     assert damaged.n_bytes == int(damaged.datasets['file_size'].iloc[:3].sum())
     assert data_requests(server) == [] and not gone.exists()
+    # The same once the tables are handed out in ONE-api's shape (UUID ids)
+    assert one._cache['datasets'].index.get_level_values('id')[0].__class__.__name__ == 'UUID'
+    handed_out = plan_fetch(one, eids, ['wheel', '_ibl_trials.choice'], collection='alf')
+    assert handed_out.problems == damaged.problems and handed_out.files == damaged.files
+    assert handed_out.eids == damaged.eids
     ONE.cache_clear()
 
 
