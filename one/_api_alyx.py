@@ -1093,7 +1093,8 @@ class OneAlyx(One):
                 records.update(dataset_records(self.alyx, missing))
         else:
             if update_exists:
-                mark_not_on_aws(self._tables, ids)
+                with self._tables_lock:
+                    mark_not_on_aws(self._tables, ids)
             return [None] * len(ids)
         if 'eid' in dsets.index.names:
             eids = [str(x) for x in dsets.index.get_level_values('eid')]
@@ -1144,7 +1145,8 @@ class OneAlyx(One):
             _logger.debug('S3 downloads stopped: %s', failure)
             self._s3_repository = None  # a new client next time
         if update_exists:
-            mark_not_on_aws(self._tables, not_on_s3)
+            with self._tables_lock:
+                mark_not_on_aws(self._tables, not_on_s3)
         return out
 
     def _download_dataset(self, dset, cache_dir=None, **kwargs):

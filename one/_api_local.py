@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -28,6 +29,7 @@ import one.alf.io as alfio
 import one.params
 from one import util
 from one._confined_paths import Confinement, dataset_file
+from one._lib import table_formats
 from one._lib.uuid_index import key_for
 from one._lib.values import known as _known
 from one._lib.verified import VerifiedFiles
@@ -49,13 +51,13 @@ from one._query import (
     user_frame,
 )
 from one.alf.cache import (
-    _load_tables,
     _merge_tables,
     default_cache,
     make_parquet_db,
+    read_tables,
     remove_table_files,
     save_tables,
-    to_user_shape,
+    user_shaped,
 )
 from one.alf.path import rel_path_parts
 from one.alf.spec import QC, to_alf
@@ -83,6 +85,42 @@ def _check_mode(mode) -> None:
     if not isinstance(mode, str) or mode not in _MODES:
         allowed = ', '.join(f'"{m}"' for m in _MODES)
         raise ValueError(f'Mode "{mode}" not recognized; expected one of {allowed}')
+
+
+class _TablesLock:
+    """The lock of a `One`'s tables and views: re-entrant, and pickled or copied as a new lock
+    (a copy of an instance has its own)."""
+
+    __slots__ = ('_lock',)
+
+    def __init__(self):
+        self._lock = threading.RLock()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    def __reduce__(self):
+        return type(self), ()
+
+
+def _standard_indexes(tables: dict) -> None:
+    """Give a handed-out sessions or datasets table that lost ONE's index (``reset_index()``, a
+    RangeIndex) that index again, from its id columns (`table_formats.standard_index`).
+
+    Raises
+    ------
+    one.alf.cache.TableFormatError
+        The table has no id columns to set it from.
+    """
+    for name in ('sessions', 'datasets'):
+        table = tables.get(name)
+        if isinstance(table, pd.DataFrame) and not table_formats.has_standard_index(table, name):
+            tables[name] = table_formats.standard_index(table, name, what=f"one._cache['{name}']")
+            _logger.warning(f"one._cache['{name}'] had the index {list(table.index.names)}: "
+                            f'indexed again by {list(tables[name].index.names)}')
 
 
 def _save_on_delete() -> bool:
@@ -140,6 +178,9 @@ class One(ConversionMixin, LockMixin):
         self._verified = None
         self._codes_key = self._codes = None
         self._handed_out = False
+        # held while the views are built or checked, the tables handed out, replaced or merged
+        # into, so that threads querying one instance see them whole
+        self._tables_lock = _TablesLock()
         self._init_lock(lock)
         self._reset_cache()
         if mode == 'remote' and self.offline:
@@ -175,7 +216,7 @@ class One(ConversionMixin, LockMixin):
         load, and `save_cache` saves them.
 
         Until first read, the tables hold ids as strings (cheaper to load); the first read
-        converts them in place (a second or so for a million datasets).
+        puts them in that shape (a second or so for a million datasets).
         """
         if not self._handed_out:
             self._hand_out()
@@ -183,38 +224,54 @@ class One(ConversionMixin, LockMixin):
 
     @_cache.setter
     def _cache(self, tables) -> None:
-        self._tables = tables
-        self._handed_out = True  # the user's tables, in whatever shape
-        self._codes_key = self._codes = None
+        with self._tables_lock:
+            self._tables = tables
+            self._handed_out = True  # the user's tables, in whatever shape
+            self._codes_key = self._codes = None
 
     def _hand_out(self) -> None:
-        """Give the tables ONE-api's shape, in place, and carry the views over to them.
+        """Give the tables ONE-api's shape and carry the views over to them.
 
+        Each table is replaced by a shallow copy in that shape (`user_shaped`), so that a
+        query running meanwhile in another thread keeps reading the tables it started with.
         The index levels keep their order (lower-case hex order is UUID order), so the
         integer codes of the views still hold; only the string values behind them change.
         """
-        tables = self._tables
-        codes = self._codes
-        datasets = tables.get('datasets')
-        to_user_shape(tables)
-        self._handed_out = True
-        if codes is None or not isinstance(datasets, pd.DataFrame) or \
-                codes[0].table is not datasets:
-            self._codes_key = self._codes = None
-            return
-        dataset_codes = codes[0].with_index(datasets)
-        dataset_codes.keep_parts(codes[0], ['rel', 'names0', 'names1', 'pairs'])
-        session_codes = codes[1]
-        if session_codes.table is tables.get('sessions'):
-            session_codes = SessionCodes(session_codes.table, previous=session_codes)
-        self._codes = (dataset_codes, session_codes)
-        self._codes_key = None
+        with self._tables_lock:
+            if self._handed_out:
+                return
+            tables = self._tables
+            codes = self._codes
+            before = {name: tables.get(name) for name in ('datasets', 'sessions')}
+            for name, table in list(tables.items()):
+                if not str(name).startswith('_') and isinstance(table, pd.DataFrame):
+                    tables[name] = user_shaped(table, copy=True)
+            self._handed_out = True
+            self._codes_key = None
+            datasets = tables.get('datasets')
+            if codes is None or not isinstance(datasets, pd.DataFrame) or \
+                    codes[0].table is not before['datasets']:
+                self._codes = None
+                return
+            dataset_codes = codes[0].with_index(datasets)
+            dataset_codes.keep_parts(codes[0], ['rel', 'names0', 'names1', 'pairs'])
+            session_codes = codes[1]
+            if session_codes.table is before['sessions']:
+                session_codes = SessionCodes(tables['sessions'], previous=session_codes)
+            self._codes = (dataset_codes, session_codes)
 
     def _reset_cache(self) -> None:
         """Replace the tables with empty ones (in the shape of strings ids, as loaded)."""
-        self._tables = default_cache()
-        self._tables['_meta']['expired'] = False
-        self._handed_out = False
+        tables = default_cache()
+        tables['_meta']['expired'] = False
+        self._set_tables(tables)
+
+    def _set_tables(self, tables) -> None:
+        """Run on new tables, as loaded (ids as strings, not handed out)."""
+        with self._tables_lock:
+            self._tables = tables
+            self._handed_out = False
+            self._codes_key = self._codes = None
 
     def _remove_table_files(self, tables=None) -> list:
         """Delete the cache table files (and cache_info.json); return the deleted paths."""
@@ -238,7 +295,7 @@ class One(ConversionMixin, LockMixin):
         """
         self._reset_cache()
         self._tables_dir = Path(tables_dir or self._tables_dir or self.cache_dir)
-        self._tables = _load_tables(self._tables_dir)
+        self._set_tables(read_tables(self._tables_dir))
         meta = self._tables['_meta']
         meta.setdefault('expired', False)
         if meta['loaded_time'] is None:
@@ -314,7 +371,9 @@ class One(ConversionMixin, LockMixin):
         datetime.datetime
             When the tables were updated, or None if nothing was given.
         """
-        return _merge_tables(self._tables, kwargs, strict=strict, as_uuid=self._handed_out)
+        with self._tables_lock:
+            return _merge_tables(self._tables, kwargs, strict=strict,
+                                 as_uuid=self._handed_out)
 
     def _views(self) -> tuple[DatasetCodes, SessionCodes]:
         """Integer-coded views of the tables, following every change of the tables.
@@ -323,28 +382,32 @@ class One(ConversionMixin, LockMixin):
         with a new table or a new ``modified_time``: the views are checked when those change.
         Once handed out, users may edit the tables in place at any time: the views are checked
         on every call (the parts derived from columns, by `ColumnWatch`: identities under
-        copy-on-write, a comparison of raw values otherwise).
+        copy-on-write, a comparison of raw values otherwise), and a table that lost ONE's
+        index (``reset_index()``) is given it again.
         """
-        tables = self._tables
-        datasets, sessions = tables['datasets'], tables['sessions']
-        key = (id(datasets), id(datasets.index), len(datasets), id(sessions),
-               id(sessions.index), len(sessions), (tables.get('_meta') or {}).get(
-                   'modified_time'))
-        codes = self._codes
-        if codes is not None and not self._handed_out and key == self._codes_key:
-            return codes
-        dataset_codes, session_codes = codes if codes is not None else (None, None)
-        if dataset_codes is not None and dataset_codes.follows(datasets):
-            dataset_codes.validate()
-        else:
-            dataset_codes = DatasetCodes(datasets, previous=dataset_codes)
-        if session_codes is not None and session_codes.follows(sessions):
-            session_codes.validate()
-        else:
-            session_codes = SessionCodes(sessions, previous=session_codes)
-        self._codes = (dataset_codes, session_codes)
-        self._codes_key = key  # holds the tables: their ids cannot be reused meanwhile
-        return self._codes
+        with self._tables_lock:
+            tables = self._tables
+            if self._handed_out:
+                _standard_indexes(tables)
+            datasets, sessions = tables['datasets'], tables['sessions']
+            key = (id(datasets), id(datasets.index), len(datasets), id(sessions),
+                   id(sessions.index), len(sessions), (tables.get('_meta') or {}).get(
+                       'modified_time'))
+            codes = self._codes
+            if codes is not None and not self._handed_out and key == self._codes_key:
+                return codes
+            dataset_codes, session_codes = codes if codes is not None else (None, None)
+            if dataset_codes is not None and dataset_codes.follows(datasets):
+                dataset_codes.validate()
+            else:
+                dataset_codes = DatasetCodes(datasets, previous=dataset_codes)
+            if session_codes is not None and session_codes.follows(sessions):
+                session_codes.validate()
+            else:
+                session_codes = SessionCodes(sessions, previous=session_codes)
+            self._codes = (dataset_codes, session_codes)
+            self._codes_key = key  # holds the tables: their ids cannot be reused meanwhile
+            return self._codes
 
     def _dataset_codes(self) -> DatasetCodes:
         return self._views()[0]
@@ -526,7 +589,7 @@ class One(ConversionMixin, LockMixin):
         one.alf.exceptions.ALFObjectNotFound
             The session is not in the cache tables.
         """
-        sessions = self._tables['sessions']
+        sessions = self._session_codes().table
         try:
             position = sessions.index.get_loc(key_for(sessions.index, eid))
         except (KeyError, TypeError):
@@ -882,19 +945,20 @@ class One(ConversionMixin, LockMixin):
 
     def _set_exists(self, ids: list, values: np.ndarray) -> None:
         """Write the `exists` state of some datasets into the cache table."""
-        codes = self._dataset_codes()
-        table = codes.table
-        positions, which = codes.id_rows(ids)
-        if positions.size == 0:
-            return
-        new = np.asarray(values, dtype=bool)[which]
-        column = table.columns.get_loc('exists')
-        try:
-            table.iloc[positions, column] = new
-        except ValueError:  # read-only arrays backed by parquet buffers
-            self._tables['datasets'] = table = table.copy()
-            table.iloc[positions, column] = new
-        self._tables['_meta']['modified_time'] = datetime.now()
+        with self._tables_lock:
+            codes = self._dataset_codes()
+            table = codes.table
+            positions, which = codes.id_rows(ids)
+            if positions.size == 0:
+                return
+            new = np.asarray(values, dtype=bool)[which]
+            column = table.columns.get_loc('exists')
+            try:
+                table.iloc[positions, column] = new
+            except ValueError:  # read-only arrays backed by parquet buffers
+                self._tables['datasets'] = table = table.copy()
+                table.iloc[positions, column] = new
+            self._tables['_meta']['modified_time'] = datetime.now()
 
     def _download_datasets(self, dsets, **kwargs) -> list:
         """Download datasets; a plain One has no remote, so nothing is downloaded."""

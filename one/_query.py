@@ -29,18 +29,25 @@ import pandas as pd
 import pyarrow as pa
 
 from one._lib.column_watch import ColumnWatch
-from one._lib.parquet import (
-    category_strings,
+from one._lib.string_arrays import (
     fixed_width_keys,
     index_strings,
     tagged_sorted_keys,
 )
-from one._lib.uuid_index import is_uuid_level, key_for, keys_for, uuid_level
+from one._lib.uuid_index import (
+    is_uuid_level,
+    key_for,
+    keys_for,
+    strings_of,
+    uuid_low_bits,
+    value_in_form,
+)
+from one.alf.cache import user_shaped
 from one.alf.spec import QC
 from one.util import _factorize as _codes
 
-__all__ = ['DatasetCodes', 'IdLookup', 'SessionCodes', 'to_uuid', 'with_uuid_index',
-           'user_frame', 'qc_code', 'qc_codes_of', 'path_codes_of']
+__all__ = ['DatasetCodes', 'IdLookup', 'SessionCodes', 'to_uuid', 'user_frame', 'qc_code',
+           'qc_codes_of', 'path_codes_of']
 
 _QC_ORDER = [q.name for q in sorted(QC)]  # NOT_SET, PASS, WARNING, FAIL, CRITICAL
 
@@ -57,48 +64,11 @@ def to_uuid(value) -> UUID | None:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def _uuid_level_or_as_is(level: pd.Index) -> pd.Index:
-    """A level's values as UUIDs: in bulk when canonical strings, else one by one (values
-    that are not UUIDs, e.g. the path ids of ``make_parquet_db(hash_ids=False)``, stay)."""
-    if len(level) == 0 or is_uuid_level(level):
-        return level
-    converted = uuid_level(level)
-    if converted is not level:
-        return converted
-    try:
-        return pd.Index([to_uuid(x) for x in level], dtype=object, name=level.name)
-    except (ValueError, TypeError, AttributeError):
-        return level
-
-
-def with_uuid_index(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return `frame` (not copied) with its index levels of id strings turned into UUIDs."""
-    index = frame.index
-    if isinstance(index, pd.RangeIndex) or len(index) == 0:
-        return frame
-    if isinstance(index, pd.MultiIndex):
-        index = index.remove_unused_levels()
-        levels = [_uuid_level_or_as_is(level) for level in index.levels]
-        if any(new is not old for new, old in zip(levels, index.levels)):
-            index = pd.MultiIndex(levels=levels, codes=index.codes, names=index.names,
-                                  verify_integrity=False)
-        frame.index = index
-    elif not is_uuid_level(index):
-        values = _uuid_level_or_as_is(pd.Index(index, dtype=object))
-        frame.index = pd.Index(values, dtype=object, name=index.name)
-    return frame
-
-
 def user_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return `frame` (not copied) as handed to users: UUID index levels (`with_uuid_index`)
-    and plain string columns where the cache holds categoricals (``rel_path``), so that the
-    rows can be edited and concatenated as ONE's tables."""
-    for i, dtype in enumerate(frame.dtypes):
-        if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered and \
-                (pd.api.types.is_object_dtype(dtype.categories.dtype)
-                 or pd.api.types.is_string_dtype(dtype.categories.dtype)):
-            frame.isetitem(i, category_strings(frame.iloc[:, i]).array)
-    return with_uuid_index(frame)
+    """Return `frame` (not copied) as handed to users: UUID index levels and plain string
+    columns where the cache holds categoricals (``rel_path``), so that the rows can be edited
+    and concatenated as ONE's tables (`one.alf.cache.user_shaped`)."""
+    return user_shaped(frame, copy=False)
 
 
 def qc_codes_of(qc: pd.Series) -> np.ndarray:
@@ -121,18 +91,15 @@ def path_codes_of(rel_paths: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 _LOW_BITS = (1 << 64) - 1
 
 
-def _uuid_keys(values) -> np.ndarray:
-    """64-bit keys of UUID objects: the low 64 bits of each (random in version 3 and 4)."""
-    return np.fromiter((u.int & _LOW_BITS for u in values), dtype=np.uint64, count=len(values))
-
-
 class IdLookup:
     """Row positions of ids in a table indexed by ``id`` or ``(eid, id)``: a search index.
 
-    Canonical UUID strings are found by binary search of their 64-bit keys
-    (`one._lib.parquet.fixed_width_keys`), UUID objects by binary search of their low 64 bits,
-    built in one sort of a million integers and confirmed on the values; other ids use pandas'
-    hash table of the id values.  Ids are looked up as strings or UUIDs alike.
+    Ids are found by binary search of 64-bit keys, built in one sort and confirmed on the
+    values: the keys of their canonical strings (`one._lib.string_arrays.fixed_width_keys`)
+    for a level of strings, or of UUIDs whose strings are known (the level made by the first
+    read of ``One._cache``, `one._lib.uuid_index.strings_of`); for other levels of UUIDs, their
+    low 64 bits, taken in bulk.  Other ids use pandas' hash table of the id values.  Ids are
+    looked up as strings (in any case) or UUIDs alike.
 
     Parameters
     ----------
@@ -150,15 +117,19 @@ class IdLookup:
             self.values = pd.Index(self.values)
         self._rows = self._rows_of_values(codes, len(self.values))
         self._bits = max(int(len(self.values)).bit_length(), 1)
-        self._uuids = is_uuid_level(self.values)
+        self._strings = None  # the canonical strings of the values, when keyed by them
+        self._uuids = False  # keyed by the low bits of UUID objects
         keys = None
-        if self._uuids:
-            if all(isinstance(x, UUID) for x in self.values):
-                keys = _uuid_keys(self.values)
-        else:
-            strings = index_strings(self.values) if len(self.values) else None
-            if strings is not None:
-                keys = fixed_width_keys(strings)
+        if len(self.values):
+            as_uuid = is_uuid_level(self.values)
+            strings = strings_of(self.values) if as_uuid else self.values
+            arrow = index_strings(strings) if strings is not None else None
+            keys = fixed_width_keys(arrow) if arrow is not None else None
+            if keys is not None:
+                self._strings = strings
+            elif as_uuid:
+                keys = uuid_low_bits(self.values)
+                self._uuids = keys is not None
         if keys is not None:
             keys = tagged_sorted_keys(keys, np.uint64((1 << self._bits) - 1))
         self._sorted = keys
@@ -189,24 +160,22 @@ class IdLookup:
                                                              dtype=object))
             return found
         if self._uuids:
-            ids = keys_for(self.values, ids)
+            values, ids = self.values, keys_for(self.values, ids)
             usable = [i for i, x in enumerate(ids) if isinstance(x, UUID)]
-            if not usable:
-                return found
-            query = _uuid_keys([ids[i] for i in usable])
+            query = np.array([ids[i].int & _LOW_BITS for i in usable], dtype=np.uint64)
         else:
-            ids = [str(x) if isinstance(x, UUID) else x if isinstance(x, str) else ''
-                   for x in ids]
-            usable = [i for i, x in enumerate(ids) if len(x) == 36 and x.isascii()]
-            if not usable:
-                return found
+            values, ids = self._strings, [value_in_form(x, False) for x in ids]
+            usable = [i for i, x in enumerate(ids)
+                      if isinstance(x, str) and len(x) == 36 and x.isascii()]
             query = fixed_width_keys(pa.array([ids[i] for i in usable], type=pa.string()))
+        if not usable:
+            return found
         mask = np.uint64((1 << self._bits) - 1)
         low = np.searchsorted(self._sorted, query & ~mask, side='left')
         high = np.searchsorted(self._sorted, query | mask, side='right')
         for i, lo, hi in zip(usable, low, high):
             for candidate in (self._sorted[lo:hi] & mask).astype(np.int64):
-                if self.values[candidate] == ids[i]:
+                if values[candidate] == ids[i]:
                     found[i] = candidate
                     break
         return found
@@ -278,8 +247,10 @@ class _TableViews:
             self._fresh.add(column)
             return True
         self._watches.pop(column, None)
-        for name in [n for n, (_, columns) in self._parts.items() if column in columns]:
-            del self._parts[name]
+        # other threads may add or drop parts meanwhile: a copy is iterated, parts popped
+        for name, (_, columns) in list(self._parts.items()):
+            if column in columns:
+                self._parts.pop(name, None)
         return False
 
     def _part(self, name: str, columns: tuple, compute):
@@ -287,11 +258,11 @@ class _TableViews:
         fresh = [self._column_fresh(c) for c in columns]  # checks every column (drops stale)
         if part is not None and all(fresh):
             return part[0]
-        value = compute()
-        for column in columns:
+        for column in columns:  # watched before reading: a change while computing is seen
             if column not in self._watches:
                 self._watches[column] = ColumnWatch(self.table, column)
                 self._fresh.add(column)
+        value = compute()
         self._parts[name] = (value, columns)
         return value
 
@@ -549,8 +520,8 @@ class SessionCodes(_TableViews):
     def column_codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Codes and distinct values of a string column (missing values as '')."""
         def compute():
-            values = self.table[column].astype(object).where(self.table[column].notna(), '')
-            codes, uniques = pd.factorize(values)
+            values = self.table[column].to_numpy(dtype=object)  # read once: nothing aligned
+            codes, uniques = pd.factorize(np.where(pd.isna(values), '', values))
             return np.asarray(codes), np.asarray(uniques, dtype=object)
         return self._part(f'column:{column}', (column,), compute)
 

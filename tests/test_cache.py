@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from one._lib import parquet, row_match, table_align, table_upsert, uuid_index
+from one._lib import parquet, row_match, string_arrays, table_align, table_upsert, uuid_index
 from one.alf import cache as alf_cache
 from one.alf.cache import (
     DATASETS_COLUMNS,
@@ -893,8 +893,9 @@ def test_rows_not_in_is_exact_when_keys_collide(monkeypatch):
         [index.get_level_values(0)[:3], _random_uuids(rng, 3)], names=['eid', 'id']))
     expected = ~index.isin(other)
     assert np.array_equal(row_match.rows_not_in(index, other), expected)
-    bytes_keys = parquet.bytes_keys
-    monkeypatch.setattr(parquet, 'bytes_keys', lambda fixed: bytes_keys(fixed) % np.uint64(3))
+    bytes_keys = string_arrays.bytes_keys
+    monkeypatch.setattr(string_arrays, 'bytes_keys',
+                        lambda fixed: bytes_keys(fixed) % np.uint64(3))
     assert np.array_equal(row_match.rows_not_in(index, other), expected)
     flat = pd.Index(index.get_level_values(1))
     assert np.array_equal(row_match.rows_not_in(flat, flat[::2]), ~flat.isin(flat[::2]))

@@ -21,7 +21,14 @@ import pytest
 from one_calls import answers, differences
 
 from one._lib import table_formats
-from one.alf.cache import TableFormatError, load_tables, make_parquet_db, patch_tables
+from one.alf.cache import (
+    TableFormatError,
+    load_tables,
+    make_parquet_db,
+    merge_tables,
+    patch_tables,
+    read_tables,
+)
 from one.api import One
 from one.synthetic import make_dataset_folder
 
@@ -138,8 +145,15 @@ def _no_qc_nor_default(sessions, datasets):
     return (ses, ['id']), (dsets, ['eid', 'id'])
 
 
+def _upper_case_ids(sessions, datasets):
+    """Ids written in upper case (ONE-api casts them with uuid.UUID, which ignores case)."""
+    upper = {'id': lambda x: x['id'].str.upper()}
+    return (sessions.assign(**upper), ['id']), \
+        (datasets.assign(eid=datasets['eid'].str.upper(), **upper), ['eid', 'id'])
+
+
 LAYOUTS = [_one1, _pair_columns, _pair_levels, _string_columns, _id_index_eid_column,
-           _no_qc_nor_default]
+           _no_qc_nor_default, _upper_case_ids]
 
 
 @pytest.mark.parametrize('layout', LAYOUTS, ids=lambda f: f.__name__.strip('_'))
@@ -172,6 +186,35 @@ def test_older_layouts_answer_as_todays_tables(layout, data_root, tables, modern
     else:
         got, expected = answers(one, data_root), modern
     assert not differences(expected, got)
+
+
+def test_upper_case_ids_answer_alike_before_and_after_the_first_read(data_root, tables,
+                                                                     modern, tmp_path):
+    (ses, ses_index), (dsets, dsets_index) = _upper_case_ids(*tables)
+    _write(tmp_path, 'sessions', ses, ses_index)
+    _write(tmp_path, 'datasets', dsets, dsets_index)
+    one = One(cache_dir=data_root, tables_dir=tmp_path)
+    index = one._tables['datasets'].index  # canonical strings, sorted
+    assert set(index) == set(zip(tables[1]['eid'], tables[1]['id']))
+    assert index.is_monotonic_increasing
+    eid = one.search()[0]
+    one._cache  # noqa: B018
+    assert not differences(modern, answers(one, data_root))
+    assert len(one._cache.datasets.loc[eid]) == int((tables[1]['eid'] == str(eid)).sum())
+    assert one._cache.sessions.loc[eid, 'subject'] == one.get_details(eid)['subject']
+
+
+def test_merged_records_with_upper_case_ids_update_rows(data_root):
+    """Records naming a row with upper-case ids update that row, in either form of table."""
+    for cache in (read_tables(data_root), load_tables(data_root)):
+        datasets = cache['datasets']
+        n, (eid, did) = len(datasets), datasets.index[3]
+        record = datasets.iloc[[3]].assign(qc='CRITICAL')
+        record.index = pd.MultiIndex.from_tuples([(str(eid).upper(), str(did).upper())],
+                                                 names=['eid', 'id'])
+        merge_tables(cache, datasets=record)
+        assert len(cache['datasets']) == n
+        assert cache['datasets'].loc[(eid, did), 'qc'] == 'CRITICAL'
 
 
 def test_one1_fixture_facts(data_root, tables, tmp_path):
@@ -232,6 +275,17 @@ def test_tables_not_understood_raise_naming_the_file(change, message, tables, tm
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
     with pytest.raises(TableFormatError, match=message):
         One(cache_dir=data_root, tables_dir=tmp_path)
+
+
+@pytest.mark.parametrize('content', [b'PAR1garbage', b'', b'not a table'])
+def test_a_damaged_file_raises_naming_it(content, data_root, tmp_path):
+    shutil.copy(data_root / 'sessions.pqt', tmp_path / 'sessions.pqt')
+    (tmp_path / 'datasets.pqt').write_bytes(content)
+    for call in (lambda: load_tables(tmp_path),
+                 lambda: One(cache_dir=data_root, tables_dir=tmp_path)):
+        with pytest.raises(TableFormatError, match='datasets.pqt cannot be read') as info:
+            call()
+        assert str(tmp_path / 'datasets.pqt') in str(info.value)
 
 
 def test_sessions_without_id_raise(tables, tmp_path):

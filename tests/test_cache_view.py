@@ -12,7 +12,11 @@ a column that something else references (copy-on-write); pandas 2.2 writes in pl
 which in pandas 3 also makes writes happen in place (the views then hold no reference).
 """
 import json
+import logging
 import shutil
+import sys
+import threading
+import time
 import uuid
 from uuid import UUID
 
@@ -24,7 +28,7 @@ from one_calls import answers, differences
 
 from one._lib import column_watch
 from one.alf import exceptions as alferr
-from one.alf.cache import load_tables, make_parquet_db, merge_tables
+from one.alf.cache import TableFormatError, load_tables, make_parquet_db, merge_tables
 from one.api import One
 from one.converters import datasets2records
 from one.synthetic import make_dataset_folder
@@ -225,6 +229,102 @@ def test_replacing_a_table(one):
         one.get_details(eid)
 
 
+def _order_free_answers(one) -> dict:
+    """Answers that do not depend on the order of the tables' rows."""
+    out = {}
+    for eid in one.search():
+        details = one.list_datasets(eid, details=True)
+        out[eid] = (one.list_datasets(eid), one.eid2path(eid), one.get_details(eid)['subject'],
+                    sorted(map(str, details.index)),
+                    sorted(one.load_dataset_from_id(did, download_only=True)
+                           for did in details.index))
+    out['searches'] = [one.search(subject=s) for s in ('KS001', 'ZFM', 'SWC_003')] + \
+        [one.search(dataset=d) for d in ('trials', 'wheel', 'spikes')]
+    return out
+
+
+@pytest.mark.parametrize('name', ['datasets', 'sessions'])
+def test_a_table_replaced_by_a_reordered_copy_of_the_same_length(one, name):
+    """Views are kept only for the same index object: a table of as many rows, in another
+    order, is a new table."""
+    before = _order_free_answers(one)
+    table = one._cache[name]
+    one._cache[name] = table.sort_index(ascending=False)
+    assert len(one._cache[name]) == len(table)
+    assert _order_free_answers(one) == before
+
+
+def test_two_session_ids_swapped_in_place(one, data_root):
+    """The session folders of ids are found again when the index changes, columns alike."""
+    a, b = _session(one), _session(one, 'SWC_003', '2024-01-17')
+    sessions = one._cache.sessions
+    paths = {eid: one.eid2path(eid) for eid in one.search()}
+    wheel = {e: one.load_dataset(e, '_ibl_wheel.position.npy', download_only=True)
+             for e in (a, b)}  # the session folders of loads are kept by the views
+    assert wheel[a].is_relative_to(paths[a])
+    ids = list(sessions.index)
+    i, j = ids.index(a), ids.index(b)
+    ids[i], ids[j] = ids[j], ids[i]
+    sessions.index = pd.Index(ids, dtype=object, name='id')
+    assert one.eid2path(a) == paths[b] and one.eid2path(b) == paths[a]
+    for eid, other in ((a, b), (b, a)):
+        assert one.load_dataset(eid, '_ibl_wheel.position.npy', download_only=True) == \
+            wheel[other]
+    assert one.get_details(a)['subject'] == 'SWC_003'
+    assert a in one.search(subject='SWC_003') and b not in one.search(subject='SWC_003')
+    assert {e: one.eid2path(e) for e in paths if e not in (a, b)} == \
+        {e: p for e, p in paths.items() if e not in (a, b)}
+
+
+def test_threads_querying_while_another_reads_the_cache(data_root):
+    """Queries of one instance in several threads, while another thread hands the tables out
+    (the first read of ``_cache``), answer as a single thread does, without errors."""
+    reference = One(cache_dir=data_root)
+    eid = _session(reference)
+    queries = {  # the first of each per instance builds a part of the views
+        'subject': lambda one: one.search(subject='KS'),
+        'lab': lambda one: one.search(laboratory='cortex'),
+        'dataset': lambda one: one.search(dataset='wheel'),
+        'listing': lambda one: one.list_datasets(eid),
+        'details': lambda one: one.get_details(eid)['subject'],
+    }
+    expected = {name: query(reference) for name, query in queries.items()}
+    wrong = []
+
+    def ask(one, start):
+        start.wait()
+        for name, query in queries.items():
+            try:
+                answer = query(one)
+            except Exception as ex:  # noqa: BLE001 (every error is a wrong answer)
+                wrong.append((name, repr(ex)))
+            else:
+                if answer != expected[name]:
+                    wrong.append((name, answer))
+
+    def read(one, start, delay):
+        start.wait()
+        time.sleep(delay)  # somewhere during the first queries
+        one._cache  # noqa: B018
+
+    rng = np.random.default_rng(0)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for _ in range(100):
+            one, start = One(cache_dir=data_root), threading.Barrier(4)
+            threads = [threading.Thread(target=ask, args=(one, start)) for _ in range(3)]
+            threads.append(threading.Thread(target=read, args=(one, start,
+                                                               rng.uniform(0, .002))))
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong, wrong[:5]
+
+
 def test_setting_the_whole_cache(one, data_root):
     eid = _session(one)
     tables = load_tables(data_root)
@@ -298,12 +398,52 @@ def test_loc_with_new_key_appends_like_pandas(one):
     datasets = one._cache.datasets
     row = datasets.loc[eid].iloc[0]
     new_id = uuid.uuid4()
+    n = len(datasets)
     datasets.loc[(eid, new_id), :] = row.to_numpy()
     table = one._cache.datasets  # .loc appended in place
-    assert len(table) == len(datasets) and (eid, new_id) in table.index
+    assert table is datasets and len(table) == n + 1 and (eid, new_id) in table.index
     rel_paths = one.list_datasets(eid)
     assert rel_paths.count(row['rel_path']) == 2  # the same path twice now
     assert one.list_datasets(eid, details=True).index.isin([new_id]).any()
+
+
+# ---- a table without ONE's index ----------------------------------------------------------------
+
+@pytest.mark.filterwarnings('ignore:The inplace keyword')  # deprecated in pandas 3.1
+def test_reset_index_in_place_is_indexed_again(one, own_root, caplog):
+    """After ``reset_index(inplace=True)`` the instance sets ONE's index again (from the id
+    columns) instead of answering nothing; saving works too."""
+    eid = _session(one)
+    before = _order_free_answers(one)
+    datasets = one._cache.datasets
+    datasets.reset_index(inplace=True)
+    one._cache.sessions.reset_index(inplace=True)
+    with caplog.at_level(logging.WARNING, logger='one.api'):
+        assert _order_free_answers(one) == before
+    assert "one._cache['datasets'] had the index [None]" in caplog.text
+    assert one._cache.datasets.index.names == ['eid', 'id']
+    assert len(one._cache.datasets.loc[eid]) == len(one.list_datasets(eid, qc='CRITICAL'))
+    # saving a table whose index was reset
+    one = One(cache_dir=own_root)
+    before = _order_free_answers(one)
+    one._cache.datasets.reset_index(inplace=True)
+    one.save_cache(force=True)
+    assert _order_free_answers(One(cache_dir=own_root)) == before
+
+
+def test_a_table_with_a_range_index_and_no_ids_raises(one, own_root):
+    eid = _session(one)
+    datasets = one._cache.datasets
+    one._cache['datasets'] = datasets.reset_index(drop=True)  # the ids are gone
+    for call in (lambda: one.search(dataset='trials'), lambda: one.list_datasets(eid)):
+        with pytest.raises(TableFormatError, match=r"one\._cache\['datasets'\].*eid"):
+            call()
+    one = One(cache_dir=own_root)
+    one._cache['sessions'] = one._cache.sessions.reset_index(drop=True)
+    with pytest.raises(TableFormatError, match="the sessions table.*'id'"):
+        one.save_cache(force=True)
+    assert One(cache_dir=own_root).search() == One(cache_dir=own_root).search()  # intact
+    assert len(One(cache_dir=own_root).search()) == 12
 
 
 # ---- saving -----------------------------------------------------------------------------------

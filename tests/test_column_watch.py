@@ -2,7 +2,8 @@
 
 The suite runs with pandas 3 (copy-on-write: the watch holds the column and compares
 identities) and pandas 2.2 (in-place writes: the watch compares a copy of the raw values); both
-mechanisms are also exercised in one run through `monkeypatch` of `copy_on_write`.
+mechanisms are also exercised in one run through `monkeypatch` of `copy_on_write`, and under
+pandas 2 with its option ``mode.copy_on_write`` set.
 """
 import gc
 
@@ -43,11 +44,20 @@ EDITS = {
 }
 
 
-@pytest.fixture(params=['pandas default', 'snapshot'])
+_PANDAS_2 = int(pd.__version__.split('.')[0]) < 3
+
+
+@pytest.fixture(params=['pandas default', 'snapshot'] +
+                (['pandas 2 copy-on-write'] if _PANDAS_2 else []))
 def mode(request, monkeypatch):
     if request.param == 'snapshot':  # as pandas 2 without copy-on-write, whatever the version
         monkeypatch.setattr(column_watch, 'copy_on_write', lambda: False)
-    return request.param
+    if request.param == 'pandas 2 copy-on-write':  # the option users may set in pandas 2
+        with pd.option_context('mode.copy_on_write', True):
+            assert column_watch.copy_on_write()
+            yield request.param
+        return
+    yield request.param
 
 
 @pytest.mark.parametrize('column', list(EDITS))

@@ -154,47 +154,6 @@ def test_loaded_frames_are_writable(tmp_path):
         assert loaded['number'].tolist() == [1, 7] and loaded['size'].tolist() == [9, 6]
 
 
-def test_fixed_width_keys():
-    values = [str(uuid.uuid4()) for _ in range(300)]
-    keys = parquet.fixed_width_keys(pa.array(values))
-    chunked = parquet.fixed_width_keys(pa.chunked_array([values[:100], values[100:]],
-                                                        type=pa.large_string()))
-    assert keys.dtype == np.uint64 and (keys == chunked).all()
-    assert len(set(keys.tolist())) == 300
-    # the same value gives the same key wherever it is
-    assert parquet.fixed_width_keys(pa.array(values[5:6]))[0] == keys[5]
-    assert parquet.fixed_width_keys(pa.array(values[:-1] + ['short'])) is None
-    assert parquet.fixed_width_keys(pa.array(values[:-1] + [None])) is None
-    assert parquet.fixed_width_keys(pa.array([1, 2])) is None
-    assert parquet.fixed_width_keys(pa.array([], pa.string())).size == 0
-
-
-def test_fixed_width_bytes_and_their_keys():
-    values = [str(uuid.uuid4()) for _ in range(300)]
-    array = pa.array(values)
-    fixed = parquet.fixed_width_bytes(array)
-    assert fixed.dtype == np.dtype('S36') and fixed.tolist() == [v.encode() for v in values]
-    chunked = parquet.fixed_width_bytes(pa.chunked_array([values[:100], values[100:]],
-                                                         type=pa.large_string()))
-    assert np.array_equal(chunked, fixed)
-    assert np.array_equal(parquet.fixed_width_bytes(array.slice(7, 20)), fixed[7:27])
-    assert (parquet.bytes_keys(fixed) == parquet.fixed_width_keys(array)).all()
-    assert (parquet.bytes_keys(fixed[::3]) == parquet.fixed_width_keys(array)[::3]).all()
-    assert parquet.bytes_keys(fixed[:0]).size == 0
-    assert parquet.fixed_width_bytes(pa.array(values[:-1] + ['short'])) is None
-    assert parquet.fixed_width_bytes(pa.array(values[:-1] + [None])) is None
-    assert parquet.fixed_width_bytes(pa.array([1, 2])) is None
-    assert parquet.fixed_width_bytes(pa.array([], pa.string())).size == 0
-
-
-@pytest.mark.parametrize('dtype', [object, 'str'])
-def test_index_strings(dtype):
-    index = pd.Index(['a', 'bc'], dtype=dtype)
-    strings = parquet.index_strings(index)
-    assert strings.to_pylist() == ['a', 'bc']
-    assert parquet.index_strings(pd.Index([1.5, 2.0])) is None
-
-
 def test_categorical_columns_load_and_save_as_strings(tmp_path):
     """Columns loaded as categoricals (sorted categories) are saved as the plain strings."""
     paths = ['b/x.npy', 'a/y.npy', 'c/z.npy']

@@ -85,3 +85,44 @@ def test_keys_in_the_form_of_a_level():
     assert uuid_index.keys_for(strings, [u, str(u)]) == [str(u), str(u)]
     index = pd.MultiIndex.from_arrays([uuids, uuids], names=['eid', 'id'])
     assert uuid_index.level_of(index, 'id').equals(index.levels[1])
+
+
+def test_in_form_of_upper_case_mixed_and_other_ids():
+    strings = _strings(600, 3)
+    upper = pd.Index([s.upper() for s in strings], name='id')
+    assert list(uuid_index.in_form(upper, False)) == strings  # canonical: lower case
+    assert list(uuid_index.in_form(upper, True)) == [uuid.UUID(s) for s in strings]
+    canonical = pd.Index(strings, name='id')
+    assert uuid_index.in_form(canonical, False) is canonical  # nothing to do
+    paths = pd.Index(['alf/_ibl_trials.choice.npy', 'RAW/X.bin', strings[0].upper()])
+    assert list(uuid_index.in_form(paths, False)) == [paths[0], paths[1], strings[0]]
+    assert list(uuid_index.in_form(paths, True)) == [paths[0], paths[1], uuid.UUID(strings[0])]
+    mixed = pd.Index([uuid.UUID(strings[0]), strings[1], None], dtype=object)
+    assert list(uuid_index.in_form(mixed, False)) == [strings[0], strings[1], None]
+    assert list(uuid_index.in_form(mixed, True)) == [uuid.UUID(strings[0]),
+                                                      uuid.UUID(strings[1]), None]
+    assert uuid_index.in_form(pd.RangeIndex(3), True).equals(pd.RangeIndex(3))
+
+
+def test_in_form_merges_two_forms_of_an_id_in_a_level():
+    """One id written in two cases (or as a UUID and a string) becomes one level value."""
+    a, b, c = _strings(3, 4)
+    index = pd.MultiIndex(levels=[pd.Index([a.upper(), a]), pd.Index([b, c])],
+                          codes=[[0, 1], [0, 1]], names=['eid', 'id'])
+    for as_uuid in (False, True):
+        out = uuid_index.in_form(index, as_uuid)
+        assert len(out.levels[0]) == 1 and out.levels[0].is_unique
+        expected = [(a, b), (a, c)]
+        assert [tuple(map(str, x)) for x in out] == expected and out.names == ['eid', 'id']
+
+
+def test_uuid_low_bits_and_canonical_ids():
+    values = uuid_index.uuid_level(pd.Index(_strings(700, 5)))
+    bits = uuid_index.uuid_low_bits(values)
+    assert bits.dtype == np.uint64
+    assert bits.tolist() == [u.int & ((1 << 64) - 1) for u in values]
+    assert uuid_index.uuid_low_bits(pd.Index([values[0], 'x'], dtype=object)) is None
+    u = values[0]
+    assert uuid_index.canonical_id(str(u).upper()) == str(u)
+    assert uuid_index.canonical_id('ALF/X.NPY') == 'ALF/X.NPY'
+    assert uuid_index.key_for(pd.Index([str(u)]), str(u).upper()) == str(u)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from one._lib import parquet
+from one._lib import string_arrays
 
 __all__ = ['rows_not_in']
 
@@ -30,8 +30,8 @@ def _index_bytes(index: pd.Index) -> list[tuple[pd.Index, np.ndarray, np.ndarray
         pairs = [(index, None)]
     levels = []
     for values, codes in pairs:
-        strings = parquet.index_strings(values)
-        fixed = None if strings is None else parquet.fixed_width_bytes(strings)
+        strings = string_arrays.index_strings(values)
+        fixed = None if strings is None else string_arrays.fixed_width_bytes(strings)
         if fixed is None:
             return None
         if codes is not None:
@@ -46,7 +46,7 @@ def _row_keys(levels: list) -> np.ndarray:
     """A 64-bit key per row of an `_index_bytes` index: equal rows have equal keys."""
     keys = None
     for _, fixed, codes in levels:
-        level_keys = parquet.bytes_keys(fixed)
+        level_keys = string_arrays.bytes_keys(fixed)
         if codes is not None:
             level_keys = level_keys[codes]
         keys = level_keys if keys is None else keys * _LEVEL_MULTIPLIER + level_keys
@@ -109,8 +109,8 @@ def rows_not_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
     # keys sorted with each row's position in their low bits: one sort per index, and the
     # matching runs over sorted queries (searching in random order is 30 times slower)
     mask = np.uint64((1 << max(n, m, 1).bit_length()) - 1)
-    ours = parquet.tagged_sorted_keys(_row_keys(a), mask)
-    theirs = parquet.tagged_sorted_keys(_row_keys(b), mask)
+    ours = string_arrays.tagged_sorted_keys(_row_keys(a), mask)
+    theirs = string_arrays.tagged_sorted_keys(_row_keys(b), mask)
     their_keys = theirs & ~mask
     query = ours & ~mask
     low = np.searchsorted(their_keys, query, side='left')

@@ -24,8 +24,8 @@ import pandas as pd
 
 from one._lib import uuids
 
-__all__ = ['TableFormatError', 'int_pair_strings', 'merge_int_pairs', 'standard_index',
-           'INDEX_KEY']
+__all__ = ['TableFormatError', 'int_pair_strings', 'merge_int_pairs', 'merge_int_pair_levels',
+           'standard_index', 'has_standard_index', 'INDEX_KEY']
 
 INDEX_KEY = re.compile('.?id')
 """Columns ONE makes the index of a table saved without one (searched in the name)."""
@@ -113,6 +113,36 @@ def merge_int_pairs(frame: pd.DataFrame, what: str = 'table') -> pd.DataFrame:
         frame = frame.drop(columns=[low, high])
         frame.insert(position, base, pd.array(strings, dtype=object))
     return frame
+
+
+def merge_int_pair_levels(frame: pd.DataFrame, what: str = 'table') -> pd.DataFrame:
+    """Replace the int64-pair id levels of a frame's index (``<x>_0``, ``<x>_1``) by UUID string
+    levels ``<x>``, in place of ``<x>_0``; other levels and the columns are kept.
+
+    A frame without such levels is returned as is, else a shallow copy with a new index.
+
+    Raises
+    ------
+    TableFormatError
+        As `merge_int_pairs`.
+    """
+    names = [n for n in frame.index.names if n is not None]
+    if len(names) != frame.index.nlevels or not _pairs(names):
+        return frame
+    levels = merge_int_pairs(frame.index.to_frame(index=False), what)
+    frame = frame.copy(deep=False)
+    if levels.shape[1] == 1:
+        frame.index = pd.Index(levels.iloc[:, 0], name=levels.columns[0])
+    else:
+        frame.index = pd.MultiIndex.from_frame(levels)
+    return frame
+
+
+def has_standard_index(frame: pd.DataFrame, name: str) -> bool:
+    """True when a sessions or datasets table has ONE's index (``id``; ``eid``, ``id``), or the
+    table is of another kind."""
+    wanted = _INDEX_OF.get(name)
+    return wanted is None or list(frame.index.names) == wanted
 
 
 def _is_standard(frame: pd.DataFrame, name: str) -> bool:

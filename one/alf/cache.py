@@ -14,15 +14,17 @@ datasets : MultiIndex ``(eid, id)``; columns rel_path, file_size (nullable UInt6
 
 Identifiers
 -----------
-On disk ids are canonical lower-case UUID strings (the layout ONE-api reads and writes; older
-layouts are read too, see `patch_tables`).  `load_tables` returns ONE-api's shape: ids as
-`uuid.UUID` objects, every string column plain strings.  Building a million UUID objects is
-the dearest part of loading, so `One` runs on the same tables loaded by the private
-`_load_tables`, ids kept as strings and the datasets ``rel_path`` as a `pandas.Categorical`
-(a million rows hold a few thousand distinct paths: it loads faster and takes a tenth of the
-memory), until ``one._cache`` is first read; then `to_user_shape` converts them in place (the
-UUIDs made in bulk from the strings' bytes, see `one._lib.uuid_index`).  `merge_tables` keeps
-a table's id form whatever form the records give, and `save_tables` accepts both.
+On disk ids are canonical lower-case UUID strings (the layout ONE-api reads and writes).
+Tables written in older layouts (int64-pair ids, ids as columns) get ONE's index as they are
+read, by `one._lib.table_formats.standard_index`; ids written in upper case are made canonical
+(ONE-api, casting them with `uuid.UUID`, ignores case).  `load_tables` returns ONE-api's
+shape: ids as `uuid.UUID` objects, every string column plain strings.  Building a million UUID
+objects is the dearest part of loading, so `One` runs on the same tables as `read_tables`
+gives them, ids kept as strings and the datasets ``rel_path`` as a `pandas.Categorical` (a
+million rows hold a few thousand distinct paths: it loads faster and takes a tenth of the
+memory), until ``one._cache`` is first read; then `to_user_shape` converts them (the UUIDs
+made in bulk from the strings' bytes, see `one._lib.uuid_index`).  `merge_tables` keeps a
+table's id form whatever form the records give, and `save_tables` accepts both.
 String columns are ``object`` under pandas 2 and ``str`` under pandas 3.
 
 Saving
@@ -45,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from one._lib import files as _files
 from one._lib import (
@@ -233,9 +236,10 @@ def cast_index_object(df: pd.DataFrame, dtype=uuid.UUID) -> pd.DataFrame:
 def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
     """Convert legacy int64-pair id levels (``<x>_0``, ``<x>_1``) to UUID str levels ``<x>``.
 
-    Legacy tables stored each UUID as two int64 columns holding the UUID's 16 bytes
-    (little-endian).  When the index has at least two levels and one of them ends with ``_0``,
-    each pair is replaced by a single str level named ``<x>``; other levels are kept in order.
+    Legacy tables stored each UUID as two int64 holding the UUID's 16 bytes (little-endian).
+    When the index has at least two levels and one of them ends with ``_0``, each pair is
+    replaced by a single str level named ``<x>``; other levels are kept in order (see
+    `one._lib.table_formats.merge_int_pair_levels`).
 
     Parameters
     ----------
@@ -250,28 +254,7 @@ def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
     names = list(table.index.names)
     if table.index.nlevels < 2 or not any(str(n).endswith('_0') for n in names):
         return table
-    arrays, new_names, done = [], [], set()
-    for i, name in enumerate(names):
-        name = str(name)
-        if name in done:
-            continue
-        if name.endswith('_0') and (pair := name[:-2] + '_1') in names:
-            low = table.index.get_level_values(i).to_numpy(dtype=np.int64)
-            high = table.index.get_level_values(names.index(pair)).to_numpy(dtype=np.int64)
-            arrays.append(pd.Index(table_formats.int_pair_strings(low, high), dtype=object))
-            new_names.append(name[:-2])
-            done.update((name, pair))
-        elif name.endswith('_1') and name[:-2] + '_0' in names:
-            continue
-        else:
-            arrays.append(table.index.get_level_values(i))
-            new_names.append(name)
-    table = table.copy(deep=False)
-    if len(arrays) == 1:
-        table.index = pd.Index(arrays[0], name=new_names[0])
-    else:
-        table.index = pd.MultiIndex.from_arrays(arrays, names=new_names)
-    return table
+    return table_formats.merge_int_pair_levels(table)
 
 
 def patch_tables(table: pd.DataFrame, min_api_version=None, name: str | None = None
@@ -346,23 +329,59 @@ def _normalise(table: pd.DataFrame, name: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
-    """Load one table file; (None, meta) when the file is not a valid table."""
-    df, meta, is_sorted = parquet.load_table(path, categorical=_CATEGORICAL.get(name, ()))
+    """Load one table file; (None, meta) when the file has no table metadata.
+
+    Raises
+    ------
+    TableFormatError
+        The file cannot be read as a parquet table, or the table has no id to index it by.
+    """
+    try:
+        df, meta, is_sorted = parquet.load_table(path, categorical=_CATEGORICAL.get(name, ()))
+    except (pa.ArrowException, ValueError) as ex:  # damaged, or not parquet at all
+        raise TableFormatError(f'{path} cannot be read as a cache table (damaged or not a '
+                               f'parquet file: {ex}); delete it, or build the tables again') \
+            from ex
     if 'date_created' not in meta:
         _logger.warning(f'{path} does not appear to be a valid table. Skipping')
         return None, meta
     df = table_formats.standard_index(df, name, what=str(path))
     df = patch_tables(df, meta.get('min_api_version'), name)
     df = _normalise(df, name)
+    index = uuid_index.in_form(df.index, as_uuid=False)  # ids in upper case: canonical
+    if index is not df.index:
+        df.index, is_sorted = index, False
     if not is_sorted and not df.index.is_monotonic_increasing:
         df = df.sort_index()
     meta['origin'] = _origin_set(meta.get('origin')) or {'unknown'}
     return df, meta
 
 
-def _load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> Bunch:
-    """`load_tables` without the conversion to ONE-api's shape: ids stay canonical strings,
-    the datasets ``rel_path`` categorical (what `One` runs on until ``_cache`` is read)."""
+def read_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> Bunch:
+    """The cache tables of a folder as `One` runs on them: `load_tables` without the conversion
+    to ONE-api's shape.
+
+    Ids stay canonical strings and the datasets ``rel_path`` a `pandas.Categorical`: cheaper to
+    load (no UUID objects).  This is one-next's entry point for its own readers of a folder's
+    tables (`One`, the command line, releases); it is not part of ONE-api.
+
+    Parameters
+    ----------
+    tables_dir : str, os.PathLike
+        The folder holding the tables.
+    glob_pattern : str
+        Which files to load.
+
+    Returns
+    -------
+    Bunch
+        As `load_tables`.
+
+    Raises
+    ------
+    one.alf.cache.TableFormatError
+        As `load_tables`.
+    """
     cache = default_cache()
     meta = cache['_meta']
     tables_dir = Path(tables_dir)
@@ -387,9 +406,10 @@ def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> B
     """Load the cache tables of a folder, in ONE-api's shape.
 
     Every file matching `glob_pattern` is loaded as a table named after the file stem.  Files
-    without ``date_created`` metadata are skipped with a warning.  Tables in older layouts get
-    ONE's index (``id``; ``eid``, ``id``), whether their ids were saved as index levels or
-    columns, as int64 pairs or strings (see `patch_tables`); ``qc`` is cast to `QC_TYPE`;
+    without ``date_created`` metadata are skipped with a logged warning (as ONE-api).  Tables
+    in older layouts get ONE's index (``id``; ``eid``, ``id``), whether their ids were saved as
+    index levels or columns, as int64 pairs or strings, in any case (see
+    `one._lib.table_formats.standard_index` and `patch_tables`); ``qc`` is cast to `QC_TYPE`;
     tables are sorted by index.  Ids are `uuid.UUID` objects (levels of other values stay as
     they are) and every string column holds plain strings (see `to_user_shape`).
 
@@ -410,11 +430,15 @@ def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> B
     Raises
     ------
     one.alf.cache.TableFormatError
-        A table cannot be understood: no id to index it by (``KeyError('Failed to set
-        index ...')``, as ONE-api), a datasets table without the session of each row or
-        without ``rel_path``, a malformed int64 id pair.  The message names the file.
+        A table cannot be understood: a file that cannot be read as parquet, no id to index
+        it by (``KeyError('Failed to set index ...')``, as ONE-api), a datasets table without
+        the session of each row or without ``rel_path``, a malformed int64 id pair.  The
+        message names the file.
     """
-    return to_user_shape(_load_tables(tables_dir, glob_pattern))
+    return to_user_shape(read_tables(tables_dir, glob_pattern))
+
+
+_load_tables = read_tables  # the name before read_tables (still imported by work in flight)
 
 
 def to_user_shape(cache: dict) -> dict:
@@ -422,7 +446,8 @@ def to_user_shape(cache: dict) -> dict:
 
     Index levels of canonical UUID strings become levels of `uuid.UUID` objects (built in bulk;
     a MultiIndex keeps its codes) and categorical string columns (the datasets ``rel_path``
-    as loaded) become plain string columns.  Tables already in that shape are left alone.
+    as loaded) become plain string columns (see `user_shaped`).  Tables already in that shape
+    are left alone.
 
     Parameters
     ----------
@@ -435,17 +460,42 @@ def to_user_shape(cache: dict) -> dict:
         `cache` itself.
     """
     for name, table in cache.items():
-        if str(name).startswith('_') or not isinstance(table, pd.DataFrame):
-            continue
-        index = uuid_index.with_uuid_levels(table.index)
-        if index is not table.index:
-            table.index = index
-        for i, dtype in enumerate(table.dtypes):
-            if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered and \
-                    (pd.api.types.is_object_dtype(dtype.categories.dtype)
-                     or pd.api.types.is_string_dtype(dtype.categories.dtype)):
-                table.isetitem(i, parquet.category_strings(table.iloc[:, i]).array)
+        if not str(name).startswith('_') and isinstance(table, pd.DataFrame):
+            user_shaped(table, copy=False)
     return cache
+
+
+def user_shaped(table: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
+    """A table in ONE-api's shape: ids as `uuid.UUID` objects, plain string columns.
+
+    Index levels of id strings become UUIDs (`one._lib.uuid_index.in_form`) and unordered
+    categorical string columns (``rel_path`` as `read_tables` loads it) plain strings.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A cache table, or rows of one.
+    copy : bool
+        If True, `table` is left as it is and a shallow copy is changed (when anything
+        changes); if False, `table` itself is changed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table in ONE-api's shape.
+    """
+    index = uuid_index.in_form(table.index, as_uuid=True)
+    strings = [i for i, dtype in enumerate(table.dtypes)
+               if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered and
+               (pd.api.types.is_object_dtype(dtype.categories.dtype)
+                or pd.api.types.is_string_dtype(dtype.categories.dtype))]
+    if copy and (strings or index is not table.index):
+        table = table.copy(deep=False)
+    if index is not table.index:
+        table.index = index
+    for i in strings:
+        table.isetitem(i, parquet.category_strings(table.iloc[:, i]).array)
+    return table
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,63 +510,6 @@ def _index_form(index: pd.Index) -> bool | None:
         if len(level):
             return uuid_index.is_uuid_level(level)
     return None
-
-
-def _to_uuid_or_str(value):
-    """A UUID string (in any case) as a UUID; other values as they are."""
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _to_str(value):
-    return str(value) if isinstance(value, uuid.UUID) else value
-
-
-def _level_in_form(level: pd.Index, as_uuid: bool) -> pd.Index | None:
-    """A level of ids in bulk: canonical strings to UUIDs (or back); None when its values are
-    of mixed or other kinds and must be converted one by one."""
-    if len(level) == 0:
-        return level
-    kinds = set(map(type, level))
-    if as_uuid:
-        if kinds == {uuid.UUID}:
-            return level
-        converted = uuid_index.uuid_level(level) if kinds == {str} else level
-        return converted if converted is not level else None
-    if kinds == {uuid.UUID}:
-        return uuid_index.string_level(level)
-    return level if uuid.UUID not in kinds else None
-
-
-def _in_form(records: pd.DataFrame, as_uuid: bool) -> pd.DataFrame:
-    """Records whose index levels of ids are UUID objects (`as_uuid`) or canonical strings.
-
-    Levels of canonical strings or of UUIDs are converted in bulk (codes kept); others one
-    value at a time (values that are not UUIDs, e.g. path ids, stay as they are).
-    """
-    index = records.index
-    multi = isinstance(index, pd.MultiIndex)
-    if multi:
-        index = index.remove_unused_levels()
-    levels = list(index.levels) if multi else [index]
-    converted = [_level_in_form(level, as_uuid) for level in levels]
-    if all(new is old for new, old in zip(converted, levels)):
-        return records
-    if all(new is not None for new in converted):
-        new_index = pd.MultiIndex(levels=converted, codes=index.codes, names=index.names,
-                                  verify_integrity=False) if multi else converted[0]
-    else:  # mixed kinds: value by value (equal ids given in two forms become one value)
-        convert = _to_uuid_or_str if as_uuid else _to_str
-        arrays = [[convert(x) for x in index.get_level_values(i)] for i in range(index.nlevels)]
-        new_index = pd.MultiIndex.from_arrays(arrays, names=index.names) if multi else \
-            pd.Index(arrays[0], dtype=object, name=index.name)
-    records = records.copy(deep=False)
-    records.index = new_index
-    return records
 
 
 def _records_frame(table: pd.DataFrame, records, as_uuid: bool | None = None) -> pd.DataFrame:
@@ -534,7 +527,10 @@ def _records_frame(table: pd.DataFrame, records, as_uuid: bool | None = None) ->
     form = _index_form(table.index)
     form = as_uuid if form is None else form
     if form is not None and not records.empty:
-        records = _in_form(records, form)
+        index = uuid_index.in_form(records.index, form)
+        if index is not records.index:
+            records = records.copy(deep=False)
+            records.index = index
     return records
 
 
@@ -713,6 +709,9 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
         Another live process kept the lock longer than `timeout` (a TimeoutError).
     KeyError
         A table named in `tables` is not in the cache.
+    one.alf.cache.TableFormatError
+        A sessions or datasets table lacks ONE's index and has no id columns to set it from
+        (a table whose index was reset, e.g. by ``reset_index()``, is saved with it set again).
     """
     tables_dir = Path(tables_dir)
     tables_dir.mkdir(parents=True, exist_ok=True)
@@ -725,7 +724,10 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
         for name in names:
             filename = tables_dir / f'{name}.pqt'
             _files.remove_temp_files(tables_dir, filename.name)
-            df = _without_duplicates(cache[name])
+            df = cache[name]
+            if not table_formats.has_standard_index(df, name):  # e.g. after reset_index()
+                df = table_formats.standard_index(df, name, what=f'the {name} table')
+            df = _without_duplicates(df)
             table_meta = dict(raw.get(name) or {})
             origin = _origin_set(table_meta.get('origin'))
             if not clobber and filename.exists():
@@ -955,11 +957,12 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
         df_ses['lab'] = lab
     # rows sorted by path, as ONE-api writes them: sessions by their folder, datasets by their
     # session's folder, then relative path (load_tables sorts the rows by id in memory)
-    session_order = sorted(range(len(tree.sessions)), key=lambda i: tree.sessions[i][0])
+    session_order = np.argsort(np.array([s[0] for s in tree.sessions], dtype=object),
+                               kind='stable')
     session_rank = np.empty(len(session_order), dtype=np.int64)
     session_rank[session_order] = np.arange(len(session_order))
-    dataset_order = sorted(range(len(tree.rel_paths)),
-                           key=lambda i: (session_rank[tree.ses_index[i]], tree.rel_paths[i]))
+    dataset_order = np.lexsort((np.array(tree.rel_paths, dtype=object),
+                                session_rank[np.asarray(tree.ses_index, dtype=np.int64)]))
     df_ses = df_ses.iloc[session_order].reset_index(drop=True)
     df_dsets = df_dsets.iloc[dataset_order].reset_index(drop=True)
     if hash_ids:
