@@ -36,7 +36,7 @@ from one._lib.values import known
 
 __all__ = ['Inventory', 'DiskFile', 'Problem', 'verify', 'repair', 'locked_files',
            'prune_plan', 'remove', 'database_of', 'parse_age', 'parse_size', 'human_size',
-           'UNLISTED_GRACE']
+           'folder_tables', 'tables_of', 'UNLISTED_GRACE']
 
 _REST_FOLDER = '.rest'
 UNLISTED_GRACE = 3600.0
@@ -125,8 +125,8 @@ class Inventory:
         root : str, os.PathLike
             The data folder.
         tables : dict, optional
-            Its 'sessions' and 'datasets' tables already loaded (e.g. a `One`'s ``_cache``);
-            read from the folder when None.
+            Its 'sessions' and 'datasets' tables already loaded (e.g. `tables_of` a `One`);
+            read from the folder (`folder_tables`) when None.
 
         Raises
         ------
@@ -251,14 +251,40 @@ def _is_date(text: str) -> bool:
         text.replace('-', '').isdigit()
 
 
+def folder_tables(root: str | os.PathLike) -> dict:
+    """The cache tables of a data folder, as `One` runs on them.
+
+    Ids are canonical strings and no UUID object is built (`one.alf.cache.read_tables`):
+    cheaper than `one.alf.cache.load_tables` for reading a folder's tables.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder has no ``datasets.pqt``.
+    one.alf.cache.TableFormatError
+        A table cannot be read or understood (the message names the file).
+    """
+    from one.alf.cache import read_tables
+
+    root = Path(root)
+    if not (root / 'datasets.pqt').exists():
+        raise FileNotFoundError(f'no cache tables in {root}')
+    return read_tables(root)
+
+
+def tables_of(one) -> dict:
+    """The tables a `One` answers from, as they are, without handing them out.
+
+    Reading ``one._cache`` would give them ONE-api's shape (a UUID object for every id); the
+    command line and the demo only read them.
+    """
+    return one._tables
+
+
 def _listed_datasets(root: Path, tables: dict | None = None) -> pd.DataFrame:
     """The datasets of the folder's cache tables, with the path of each file."""
     if tables is None:
-        from one.alf.cache import _load_tables as load_tables  # string ids: no UUIDs
-
-        if not (root / 'datasets.pqt').exists():
-            raise FileNotFoundError(f'no cache tables in {root}')
-        tables = load_tables(root)
+        tables = folder_tables(root)
     from one.converters import session_record2path
 
     sessions, datasets = tables['sessions'], tables['datasets']

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from one import __version__
+    from one._cache_admin import tables_of
     from one._lib.validate import validate_tree
     from one.alf.cache import make_parquet_db
     from one.api import One
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     make_parquet_db(root, hash_files=True)
     one = One(cache_dir=root)
     print(one)
-    print(f'{len(one._cache["sessions"])} sessions, {len(one._cache["datasets"])} datasets')
+    tables = tables_of(one)  # (one._cache would build a UUID object for every id)
+    print(f'{len(tables["sessions"])} sessions, {len(tables["datasets"])} datasets')
 
     _section('3. Search')
     print('subjects:', ', '.join(one.list_subjects()))

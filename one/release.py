@@ -405,11 +405,11 @@ def export_files(folder, destination, layout: str = 'uuid', tables_dir=None,
         The number of files written (files already there with the same size and modification
         time, or links to the same file, are kept).
     """
-    from one.alf.cache import _load_tables as load_tables  # ids as strings: no UUID objects
+    from one.alf.cache import read_tables  # ids as strings: no UUID objects
     from one.converters import session_record2path
 
     folder, destination = Path(folder), Path(destination)
-    tables = load_tables(tables_dir or folder)
+    tables = read_tables(tables_dir or folder)
     sessions, datasets = tables['sessions'], tables['datasets']
     session_paths = {eid: session_record2path(row).as_posix()
                      for eid, row in zip(sessions.index, sessions.to_dict('records'))}

@@ -27,13 +27,13 @@ from one.alf.cache import (
     EMPTY_SESSIONS_FRAME,
     QC_TYPE,
     SESSIONS_COLUMNS,
-    _load_tables,
     cast_index_object,
     default_cache,
     load_tables,
     make_parquet_db,
     merge_tables,
     patch_tables,
+    read_tables,
     remove_missing_datasets,
     remove_table_files,
     save_tables,
@@ -169,7 +169,7 @@ def test_save_load_round_trip_all_dtypes(tmp_path):
     assert [f.name for f in files] == ['sessions.pqt', 'datasets.pqt']
 
     # One's own loader: ids stay str, rel_path categorical (sorted categories)
-    fast = _load_tables(tmp_path / 'tables')
+    fast = read_tables(tmp_path / 'tables')
     pd.testing.assert_frame_equal(fast.sessions, ses.sort_index(), check_dtype=False,
                                   check_index_type=False)
     d = fast.datasets
@@ -577,7 +577,7 @@ def test_loaded_rel_path_is_categorical_and_merges_widen_it(tmp_path):
     dsets = _datasets(ses.index, per=3)
     dsets['rel_path'] = ['alf/b.x.npy', 'alf/a.x.npy', 'alf/c.x.npy'] * 2
     save_tables(_cache_with(ses, dsets), tmp_path)
-    cache = _load_tables(tmp_path)  # One's own loader
+    cache = read_tables(tmp_path)  # One's own loader
     d = cache['datasets']
     assert isinstance(d['rel_path'].dtype, pd.CategoricalDtype)
     assert d['rel_path'].cat.categories.tolist() == ['alf/a.x.npy', 'alf/b.x.npy', 'alf/c.x.npy']
@@ -634,7 +634,7 @@ def _merge_both_ways(monkeypatch, cache, records):
     return general['datasets'], cache['datasets']
 
 
-@pytest.mark.parametrize('loader', [_load_tables, load_tables], ids=['str ids', 'UUIDs'])
+@pytest.mark.parametrize('loader', [read_tables, load_tables], ids=['str ids', 'UUIDs'])
 def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch, loader):
     """Records found by binary search and inserted between slices: same table as sorting.
     The ids of the table are strings (One's loader) or UUIDs (ONE-api's shape); the records
@@ -687,7 +687,7 @@ def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch, loa
         assert 'new/path11.0.npy' in rel.cat.categories
 
 
-@pytest.mark.parametrize('loader', [_load_tables, load_tables], ids=['str ids', 'UUIDs'])
+@pytest.mark.parametrize('loader', [read_tables, load_tables], ids=['str ids', 'UUIDs'])
 def test_merge_with_an_id_of_another_session_takes_the_general_path(tmp_path, monkeypatch,
                                                                    loader):
     ses = _sessions(2)
@@ -761,7 +761,7 @@ def test_save_tables_merges_with_disk(tmp_path):
     second = _cache_with(pd.concat([ses_b, ses_a.iloc[[0]].assign(subject='changed')]),
                          _datasets(ses_b.index), origin='two')
     save_tables(second, tmp_path)
-    loaded = _load_tables(tmp_path)
+    loaded = read_tables(tmp_path)
     s = loaded.sessions
     assert set(s.index) == set(ses_a.index) | set(ses_b.index)
     assert s.loc[ses_a.index[0], 'subject'] == 'changed'  # memory wins
@@ -813,14 +813,14 @@ def _save_both_ways(monkeypatch, tmp_path, disk: dict, memory: dict) -> dict:
     for table in memory:
         general, fast = (pq.read_table(f / f'{table}.pqt') for f in folders)
         assert fast.equals(general), table
-    return _load_tables(folders[1])
+    return read_tables(folders[1])
 
 
 def test_save_over_an_equal_table_keeps_it(tmp_path, monkeypatch):
     """The same rows on disk and in memory: the memory's values and the disk's columns."""
     ses, dsets = _uuid_tables(np.random.default_rng(1))
     save_tables(_cache_with(ses, dsets.assign(exists_aws=False)), tmp_path / 'loaded')
-    loaded = _load_tables(tmp_path / 'loaded')
+    loaded = read_tables(tmp_path / 'loaded')
     a, b = (row_match._index_bytes(loaded['datasets'].index) for _ in range(2))
     assert row_match._same_rows(a, b)
     memory = {'sessions': loaded['sessions'].assign(subject='new'),
@@ -943,7 +943,7 @@ def test_save_tables_keeps_disk_only_columns(tmp_path):
     save_tables(_cache_with(ses, _datasets(ses.index).assign(default_revision=True)), tmp_path)
     other = _datasets([_uid('x')], per=1)
     save_tables(_cache_with(ses, other), tmp_path, tables=['datasets'])
-    d = _load_tables(tmp_path).datasets
+    d = read_tables(tmp_path).datasets
     assert len(d) == 3 and 'default_revision' in d.columns
     assert d.loc[ses.index[0], 'default_revision'].all()
     assert d.loc[(_uid('x'), other.index[0][1]), 'default_revision'] is np.False_
@@ -965,7 +965,7 @@ def test_save_tables_empty_or_small_memory_keeps_disk(tmp_path):
     # string ids and UUIDs (from load_tables) mixed in one table: saved all the same
     small['datasets'] = pd.concat([small['datasets'].assign(exists_aws=True), rec])
     save_tables(small, tmp_path)
-    d = _load_tables(tmp_path).datasets
+    d = read_tables(tmp_path).datasets
     key = tuple(map(str, rec.index[0]))
     assert len(d) == 11 and d.loc[key, 'hash'] == 'e' * 32
     assert not d.loc[key, 'exists_aws']
@@ -1020,7 +1020,7 @@ def test_concurrent_savers_lose_no_records(tmp_path):
     for p in procs:
         p.join(300)
     assert [p.exitcode for p in procs] == [0] * 4
-    cache = _load_tables(tmp_path)
+    cache = read_tables(tmp_path)
     expected = {_uid(f'w{w}-', i) for w in range(4) for i in range(200)}
     assert set(cache.sessions.index) == expected
     assert len(cache.datasets) == 800
@@ -1157,7 +1157,7 @@ def test_make_parquet_db_indexes_valid_datasets(tmp_path):
     contents = _make_tree(tmp_path)
     files = make_parquet_db(tmp_path)
     assert files == (tmp_path / 'sessions.pqt', tmp_path / 'datasets.pqt')
-    cache = _load_tables(tmp_path)
+    cache = read_tables(tmp_path)
     ses, dsets = cache.sessions, cache.datasets
     assert len(ses) == 3 and ses.index.name == 'id'
     by_subject = ses.reset_index().set_index(['subject', 'number'])
@@ -1189,9 +1189,9 @@ def test_make_parquet_db_indexes_valid_datasets(tmp_path):
 def test_make_parquet_db_ids_stable_and_unique(tmp_path):
     _make_tree(tmp_path / 'a', invalid=False)
     make_parquet_db(tmp_path / 'a')
-    first = _load_tables(tmp_path / 'a')
+    first = read_tables(tmp_path / 'a')
     make_parquet_db(tmp_path / 'a')
-    second = _load_tables(tmp_path / 'a')
+    second = read_tables(tmp_path / 'a')
     assert list(first.datasets.index) == list(second.datasets.index)
     assert list(first.sessions.index) == list(second.sessions.index)
     # the same relative path in different sessions gets different ids (Q2)
@@ -1208,7 +1208,7 @@ def test_make_parquet_db_ids_stable_and_unique(tmp_path):
     # another root holding the same session gives the same ids
     _make_tree(tmp_path / 'b', invalid=False)
     make_parquet_db(tmp_path / 'b', out_dir=tmp_path)
-    assert list(_load_tables(tmp_path).datasets.index) == list(d.index)
+    assert list(read_tables(tmp_path).datasets.index) == list(d.index)
 
 
 def _folder(ses_row) -> str:
@@ -1342,7 +1342,7 @@ def test_private_table_builders(tmp_path):
     assert dsets_u['id'].is_unique
     assert ses['id'].str.count('/').ge(2).all()  # inputs untouched
     make_parquet_db(tmp_path)
-    assert set(ses_u['id']) == set(_load_tables(tmp_path).sessions.index)
+    assert set(ses_u['id']) == set(read_tables(tmp_path).sessions.index)
 
 
 # ------------------------------------------------------------------- remove_missing_datasets

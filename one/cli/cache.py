@@ -49,14 +49,14 @@ def _open(folder: Path):
 
 def _inventory(args: argparse.Namespace):
     """The folder's inventory and a local One on its tables."""
-    from one._cache_admin import Inventory
+    from one._cache_admin import Inventory, tables_of
 
     folder = _folder(args)
     one = _open(folder)
     if one is None:
         raise UsageError(f'no cache tables in {folder} (datasets.pqt): not a ONE data folder; '
                          'name one with -C DIR')
-    return Inventory.of(folder, tables=one._tables), one
+    return Inventory.of(folder, tables=tables_of(one)), one
 
 
 def _eids(one, names: list[str]) -> set[str]:
@@ -254,7 +254,7 @@ def _repair(folder: Path, database: str, expected, problems, lock, quiet: bool) 
     if lock is not None:
         found = locked_files(folder, lock)
     else:
-        found = Inventory.of(folder, tables=_open(folder)._tables).by_dataset
+        found = Inventory.of(folder).by_dataset  # the tables as repaired
     after, _ = verify(folder, rows, found, progress=None)
     for problem in after if not quiet else ():
         print(f'still {problem.describe()}')
