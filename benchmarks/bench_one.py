@@ -16,7 +16,7 @@ list_revisions()          of all sessions
 load_object(trials)       ``load_object(eid, 'trials', check_hash=True)``: 15 real npy files
 load_dataset_from_id      ``load_dataset_from_id(<id of a real file>, download_only=True)``
 first read of _cache      ``one._cache``: the tables handed out in ONE-api's shape (UUID ids,
-                          plain string columns), converted in place on this first read
+                          plain string columns), made on this first read
 ========================  =================================================================
 
 The operations are timed twice: before ``one._cache`` is read (the tables as loaded, ids as

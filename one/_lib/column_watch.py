@@ -13,7 +13,8 @@ must notice that without comparing every value each time:
   values (a numpy column's values, a categorical's codes, the masks of a nullable column, the
   object pointers of a string column) and compares them with the frame's: a vectorised
   comparison of a few megabytes for a million rows.  Pointers are compared while the copy
-  holds every object it points to, so an address cannot be reused by another object.
+  holds every object it points to, so an address cannot be reused by another object (the
+  cost: 8 bytes a row, and strings replaced by an edit stay alive until the view is rebuilt).
 
 Columns of other kinds are reported as changed (the view is rebuilt: correct, only slower).
 """

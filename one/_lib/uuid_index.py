@@ -62,10 +62,12 @@ def is_uuid_level(values) -> bool:
     return len(values) > 0 and isinstance(values[0], _UUID)
 
 
-def _uuid_bytes(values) -> np.ndarray | None:
-    """The 16 bytes of each canonical lower-case UUID string, or None if a value is not one."""
-    strings = string_arrays.index_strings(pd.Index(values) if not isinstance(values, pd.Index)
-                                    else values)
+def _uuid_bytes(values, strings=None) -> np.ndarray | None:
+    """The 16 bytes of each canonical lower-case UUID string, or None if a value is not one
+    (`strings`: the values as an arrow array, if already made)."""
+    if strings is None:
+        strings = string_arrays.index_strings(
+            pd.Index(values) if not isinstance(values, pd.Index) else values)
     fixed = None if strings is None else string_arrays.fixed_width_bytes(strings, 36)
     if fixed is None:
         return None
@@ -92,20 +94,22 @@ def _objects(ints: list[int]) -> list[uuid.UUID]:
     return objects
 
 
-def uuid_objects(values) -> list[uuid.UUID] | None:
+def uuid_objects(values, strings=None) -> list[uuid.UUID] | None:
     """`uuid.UUID` objects for canonical lower-case UUID strings, in bulk.
 
     Parameters
     ----------
     values : pandas.Index, array_like of str
         The strings.
+    strings : pyarrow.Array, optional
+        The same strings as an arrow array, when already made (saves making it again).
 
     Returns
     -------
     list of uuid.UUID, or None
         One UUID per value; None when a value is not a canonical lower-case UUID string.
     """
-    raw = _uuid_bytes(values)
+    raw = _uuid_bytes(values, strings)
     if raw is None:
         return None
     with _no_cyclic_gc():
@@ -115,14 +119,15 @@ def uuid_objects(values) -> list[uuid.UUID] | None:
     return _objects(ints)
 
 
-def uuid_level(level: pd.Index) -> pd.Index:
+def uuid_level(level: pd.Index, strings=None) -> pd.Index:
     """A level of canonical UUID strings as a level of `uuid.UUID` objects (same order).
 
-    A level of other values (or already of UUIDs, or empty) is returned as is.
+    A level of other values (or already of UUIDs, or empty) is returned as is.  `strings`: the
+    level as an arrow array, when already made.
     """
     if len(level) == 0 or is_uuid_level(level):
         return level
-    objects = uuid_objects(level)
+    objects = uuid_objects(level, strings)
     if objects is None:
         return level
     values = pd.Index(objects, dtype=object, name=level.name)
@@ -221,6 +226,21 @@ def _no_upper_case(strings) -> bool:
     return True
 
 
+_CHUNK = 1 << 16
+
+
+def _objects_without_upper_case(level: pd.Index) -> bool:
+    """`_no_upper_case` of a level of Python strings (pandas 2), checked a slice at a time so
+    that no arrow copy of a million strings is made; False also when a value is not a str."""
+    values = level.to_numpy(dtype=object)
+    try:
+        return all(_no_upper_case(pa.array(values[i:i + _CHUNK], type=pa.string(),
+                                           from_pandas=True))
+                   for i in range(0, len(values), _CHUNK))
+    except (pa.ArrowException, TypeError, ValueError):
+        return False
+
+
 def canonical_id(value):
     """A UUID string in any case as its canonical lower-case string; other values as they are."""
     if isinstance(value, str) and len(value) == 36 and not value.islower():
@@ -293,6 +313,9 @@ def _level_in_form(level: pd.Index, as_uuid: bool) -> tuple[pd.Index, bool]:
         return level, False
     if is_uuid_level(level) and _all_uuids(level):
         return (level if as_uuid else string_level(level)), False
+    if not as_uuid and level.dtype == object and not is_uuid_level(level) and \
+            _objects_without_upper_case(level):
+        return level, False  # the common case when loading (pandas 2), without a copy
     strings = None if is_uuid_level(level) else string_arrays.index_strings(level)
     if strings is None:  # mixed kinds of values
         new = _value_by_value(level, as_uuid)
@@ -300,7 +323,7 @@ def _level_in_form(level: pd.Index, as_uuid: bool) -> tuple[pd.Index, bool]:
     canonical = _canonical_strings(level, strings)
     if not as_uuid:
         return canonical, canonical is not level
-    converted = uuid_level(canonical)
+    converted = uuid_level(canonical, strings if canonical is level else None)
     if converted is not canonical:
         return converted, canonical is not level
     # some values are not UUIDs (e.g. path ids): they stay; those of a UUID's length are tried
