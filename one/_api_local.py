@@ -293,9 +293,12 @@ class One(ConversionMixin, LockMixin):
         datetime.datetime
             When the tables were loaded (None if there were none).
         """
-        self._reset_cache()
-        self._tables_dir = Path(tables_dir or self._tables_dir or self.cache_dir)
-        self._set_tables(read_tables(self._tables_dir))
+        tables_dir = Path(tables_dir or self._tables_dir or self.cache_dir)
+        tables = read_tables(tables_dir)  # (a query meanwhile answers from the old tables)
+        with self._tables_lock:
+            self._reset_cache()
+            self._tables_dir = tables_dir
+            self._set_tables(tables)
         meta = self._tables['_meta']
         meta.setdefault('expired', False)
         if meta['loaded_time'] is None:

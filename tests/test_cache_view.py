@@ -325,6 +325,34 @@ def test_threads_querying_while_another_reads_the_cache(data_root):
     assert not wrong, wrong[:5]
 
 
+def test_threads_querying_while_the_tables_are_loaded_again(data_root):
+    """A query running while another thread reloads the tables answers from the old or the
+    new tables, never from the empty ones in between."""
+    one = One(cache_dir=data_root)
+    eid = _session(one)
+    expected = one.search(subject='KS'), one.get_details(eid)['subject']
+    wrong, stop = [], threading.Event()
+
+    def ask():
+        while not stop.is_set():
+            try:
+                answer = one.search(subject='KS'), one.get_details(eid)['subject']
+            except Exception as ex:  # noqa: BLE001 (every error is a wrong answer)
+                answer = repr(ex)
+            if answer != expected:
+                wrong.append(answer)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    try:
+        for _ in range(10):
+            one.load_cache()
+    finally:
+        stop.set()
+        thread.join()
+    assert not wrong, wrong[:3]
+
+
 def test_setting_the_whole_cache(one, data_root):
     eid = _session(one)
     tables = load_tables(data_root)
