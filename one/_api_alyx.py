@@ -879,6 +879,54 @@ class OneAlyx(One):
                 f'Dataset file {records["rel_path"].iat[0]} not found on disk or on the server')
         return file if download_only else alfio.load_file_content(file)
 
+    def snapshot(self, out_dir, eids=None, **search_terms) -> dict:
+        """Save the cache tables of the sessions of a query into a folder, to work from
+        without the database.
+
+        The sessions (`eids`, or those a remote search finds), all their datasets and probe
+        insertions are asked for in batched queries and written to `out_dir` as cache tables
+        (``sessions.pqt``, ``datasets.pqt``, ``insertions.pqt``) with a ``cache_info.json``
+        naming the database, the date, the query and the counts.  Then
+        ``ONE(mode='local', tables_dir=out_dir, cache_dir=...)`` searches, lists and loads
+        (what was downloaded) with no database, and 'remote' or 'auto' instances may start
+        from these tables (``tables_dir=out_dir``): workers of `one.parallel.map_sessions`,
+        for example, query nothing to know what the sessions hold.
+
+        Running it again into the same folder updates it: the sessions found are replaced
+        with their current records (datasets and insertions included), other sessions are
+        kept.  The update is made under the folder's lock; each file is replaced atomically.
+
+        Parameters
+        ----------
+        out_dir : str, pathlib.Path
+            The folder of the snapshot (created if missing).
+        eids : list, optional
+            The sessions (UUIDs or UUID strings).  Unknown ones are left out with a warning.
+        **search_terms
+            Otherwise, the sessions found by ``search(query_type='remote', **search_terms)``
+            (all the sessions of the database when none is given).
+
+        Returns
+        -------
+        dict
+            The ``cache_info.json`` written (``counts``: the rows of each table).
+
+        Raises
+        ------
+        ValueError
+            Both `eids` and search terms, or a malformed session id.
+        NotImplementedError
+            The instance is in 'local' mode.
+
+        Examples
+        --------
+        >>> one.snapshot('~/snapshots/ks023', subject='KS023', dataset='trials')  # doctest: +SKIP
+        >>> local = ONE(mode='local', tables_dir='~/snapshots/ks023',
+        ...             cache_dir=one.cache_dir)                                 # doctest: +SKIP
+        """
+        from one._snapshot import snapshot
+        return snapshot(self, Path(out_dir).expanduser(), eids=eids, **search_terms)
+
     # ---- downloads --------------------------------------------------------------------------
 
     def _load_candidates(self, eid, query_type) -> pd.DataFrame:

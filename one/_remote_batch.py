@@ -21,7 +21,8 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 
 __all__ = ['MAX_SESSIONS_PER_QUERY', 'page_limit', 'plan_batches', 'fetch_dataset_records',
-           'fetch_session_records', 'dataset_ids', 'holding_all', 'dataset_table']
+           'fetch_session_records', 'fetch_insertion_records', 'dataset_ids', 'holding_all',
+           'dataset_table']
 
 MAX_SESSIONS_PER_QUERY = 100
 """Session ids per query: they travel in the URL (~48 bytes each once encoded), which servers
@@ -134,6 +135,16 @@ def fetch_session_records(alyx, eids: Sequence[str]) -> list[dict]:
         return list(alyx.rest('sessions', 'list', django=f'pk__in,{batch}', limit=limit))
 
     return [r for records in _in_parallel(query, plan_batches(eids, 1, limit)) for r in records]
+
+
+def fetch_insertion_records(alyx, eids: Sequence[str]) -> list[dict]:
+    """The Alyx probe insertion records of these sessions (a few per session)."""
+    limit = page_limit(alyx)
+
+    def query(batch: list[str]) -> list[dict]:
+        return list(alyx.rest('insertions', 'list', django=f'session__in,{batch}', limit=limit))
+
+    return [r for records in _in_parallel(query, plan_batches(eids, 4, limit)) for r in records]
 
 
 def dataset_ids(record: dict) -> tuple[str | None, str | None]:
