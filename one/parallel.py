@@ -246,8 +246,12 @@ def _dumps(fn, one) -> bytes:
     return cloudpickle.dumps((fn, one), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _init_worker(payload: bytes) -> None:
+def _init_worker(payload: bytes, environ: dict) -> None:
     global _worker_state
+    # The environment of the caller now (a forkserver's children inherit the environment of
+    # the moment the server started), before `one` reads its variables at import
+    os.environ.clear()
+    os.environ.update(environ)
     _worker_state = pickle.loads(payload)
 
 
@@ -278,7 +282,7 @@ def _map_pool(fn, eids: list, one, retries: int, bar, max_workers: int | None) -
     while todo:
         completed, broken = 0, None
         with ProcessPoolExecutor(n_workers, mp_context=_mp_context(), initializer=_init_worker,
-                                 initargs=(payload,)) as pool:
+                                 initargs=(payload, dict(os.environ))) as pool:
             running: dict = {}
             while (todo or running) and broken is None:
                 # as many in flight as workers: when one dies, these are the sessions it
