@@ -229,3 +229,23 @@ def test_empty_and_bad_arguments(world, tmp_path):
     assert map_sessions(trials_summary, [], one) == []
     with pytest.raises(ValueError, match='retries'):
         map_sessions(trials_summary, world.db.eids[:1], one, retries=-1)
+
+
+def listing(one, eid):
+    return one.list_datasets(eid, collection='alf')
+
+
+def test_remote_mode_on_the_workers(world, client, tmp_path):
+    """A OneAlyx in remote mode works on the workers: each reads its sessions from the
+    database with the token of the shared parameters (never sent with the instance)."""
+    remote = OneAlyx(base_url=world.server.url, cache_dir=tmp_path / 'data', silent=True)
+    assert remote.mode == 'remote'
+    eids = world.db.eids[:4]
+    world.server.clear_log()
+    results = map_sessions(listing, eids, remote, client=client)
+    requests = list(world.server.requests)  # the workers'
+    reads = [r.path for r in requests if r.path.startswith('/sessions/')]
+    assert sorted(reads) == sorted(f'/sessions/{e}' for e in eids)  # each read once
+    assert requests and all(r.token == world.server.token for r in requests)
+    assert world.server.count('POST', '/auth-token') == 0
+    assert results == [listing(remote, e) for e in eids]
