@@ -13,6 +13,12 @@ one.  Failures raise specific errors (see `one._lib.http_errors`), each a subcla
 matching `requests` or standard exception, saying what happened and where, never showing a
 token or password.
 
+The HTTP download helpers of ONE-api are re-exported here (``http_download_file``...), with
+``N_THREADS``: the number of parallel downloads ``ONE_HTTP_DL_THREADS`` sets, read when used (4,
+ONE's default, when it is not set; a bad value raises a ValueError naming the variable).
+one-next's downloads choose their number of streams from the files unless that variable or an
+``n_threads`` argument sets it (`one._lib.download.streams`).
+
 Examples
 --------
 >>> alyx = AlyxClient(base_url='https://alyx.example.org', username='me')  # doctest: +SKIP
@@ -256,11 +262,11 @@ class AlyxClient:
     retries : int
         How many times a connection that could not be opened is tried again.
     deadline : float, optional
-        Seconds a request may spend being retried after throttling (429, honouring
-        ``Retry-After``) and, for queries only, gateway errors (502, 503, 504) or connection
-        resets: a write the server may have acted on is never sent twice (see
-        `one._lib.rest_retry`).  Default: the environment variable ``ONE_REST_DEADLINE``,
-        else 300.
+        Seconds a call (`rest`, `get`, `post`...: the pages of a list and a new login
+        included) may spend being retried after throttling (429, honouring ``Retry-After``)
+        and, for queries only, gateway errors (502, 503, 504) or connection resets: a write the
+        server may have acted on is never sent twice (see `one._lib.rest_retry`).  Default:
+        the environment variable ``ONE_REST_DEADLINE``, else 300.
 
     Attributes
     ----------

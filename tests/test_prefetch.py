@@ -133,6 +133,26 @@ def test_batches_split_to_fit_a_page(server, db, tmp_path):
     assert -1 in _datasets_query_sessions(server)
 
 
+@pytest.mark.parametrize('forget', ['clear_rest_cache', 'load_cache'])
+def test_s3_file_records_of_listings_are_forgotten(one, server, db, forget):
+    """The S3 file records of the datasets listed in batches spare a query per download only
+    while the listing is fresh: not once the REST cache was cleared or the tables replaced."""
+    server.add_response('GET', '/data-repository/aws_cortexlab', {  # a bucket, no key
+        'name': 'aws_cortexlab', 'repository_type': 'AWS', 'json': {'bucket_name': 'b'}})
+    eids = db.eids[:2]
+    one.list_datasets(eids)
+    server.clear_log()
+    one.load_object(eids[0], 'wheel')  # no request but the files: none of them is on S3
+    assert rest(server) == [] and data(server) == 2
+    assert server.count('GET', '/data-repository/aws_cortexlab') == 0
+    getattr(one.alyx if forget == 'clear_rest_cache' else one, forget)()
+    server.clear_log()
+    one.load_object(eids[1], 'wheel')  # the session read again; S3 records asked for
+    assert [q.path for q in rest(server)] == [f'/sessions/{eids[1]}', '/datasets']
+    assert 'id__in' in parse_qs(rest(server)[1].query)['django'][0]
+    assert data(server) == 2  # not on S3: over HTTP
+
+
 def test_list_many_sessions_locally(one, db):
     eids = db.eids[:4]
     one.list_datasets(eids)
