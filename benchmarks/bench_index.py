@@ -7,8 +7,8 @@ large files, then times:
 * ``make_parquet_db(hash_files=False)`` on the small-file tree (files/s);
 * ``make_parquet_db(hash_files=True)`` on the small-file tree (files/s);
 * ``make_parquet_db(hash_files=True)`` on a session holding the large files (GB/s);
-* ``load_tables`` of the resulting tables;
-* ``load_tables``, ``merge_tables`` (1,000 new rows) and ``save_tables`` on a synthetic
+* ``_load_tables`` (One's loader, ids as strings) of the resulting tables;
+* ``_load_tables``, ``merge_tables`` (1,000 new rows) and ``save_tables`` on a synthetic
   1,000,000-row datasets table (10,000 sessions), against pyarrow's plain ``to_pandas``.
 
 Each measurement is repeated and the median printed, with the data size.  Files are read from
@@ -31,7 +31,8 @@ import time
 import warnings
 from pathlib import Path
 
-from one.alf.cache import load_tables, make_parquet_db
+from one.alf.cache import _load_tables as load_tables  # One's loader (string ids)
+from one.alf.cache import make_parquet_db
 
 OBJECTS = ['trials', 'wheel', 'wheelMoves', 'spikes', 'clusters', 'channels', 'licks',
            'camera', 'passive', 'probes']

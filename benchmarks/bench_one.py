@@ -15,7 +15,13 @@ list_collections()        of all sessions
 list_revisions()          of all sessions
 load_object(trials)       ``load_object(eid, 'trials', check_hash=True)``: 15 real npy files
 load_dataset_from_id      ``load_dataset_from_id(<id of a real file>, download_only=True)``
+first read of _cache      ``one._cache``: the tables handed out in ONE-api's shape (UUID ids,
+                          plain string columns), converted in place on this first read
 ========================  =================================================================
+
+The operations are timed twice: before ``one._cache`` is read (the tables as loaded, ids as
+strings), then after its first read (ids as `uuid.UUID` objects; every query then checks that
+the tables were not edited in place), marked ``[after _cache]``.
 
 Each figure is the median of ``--repeat`` calls (default 7) after a first call, which is
 reported separately ("first"): our `One` builds its integer-coded view of the datasets table
@@ -33,6 +39,9 @@ the current RSS (``/proc/self/statm``) once ``One(...)`` returned.  RSS is used 
 `tracemalloc` because most of the memory is allocated by pyarrow's and numpy's C allocators
 (parquet decoding buffers, arrow-backed str columns), which `tracemalloc` does not see or
 attributes only partly.  Pages of the parquet files in the OS page cache are not counted.
+``memory after _cache`` gives the same figures (still relative to the level before the first
+``One(...)``) after the first read of ``one._cache``, the peak being that of the read itself,
+and ``+`` what the read added (the UUID objects and the plain string paths).
 
 Usage::
 
@@ -76,7 +85,9 @@ OPERATIONS = {
     'list_revisions': ('list_revisions()', {0: .030}),
     'load_object': ("load_object(eid, 'trials')", {0: .030}),
     'load_dataset_from_id': ('load_dataset_from_id(id)', {}),
+    'first_access': ('first read of one._cache', {0: 1.0}),
 }
+PHASES = {'ops': '', 'ops_after': ' [after _cache]'}
 MEMORY_TARGETS_MB = {10_000: 500}
 
 
@@ -185,15 +196,34 @@ def worker(cache_dir: str, repeat: int = 7, startup_runs: int = 3,
     with contextlib.suppress(OSError):
         results['load_average'] = os.getloadavg()[0]
 
-    calls = _calls(one_, eid, subject, real)
+    _time_calls(results['ops'], _calls(one_, eid, subject, real), ops, repeat)
+    if 'first_access' in ops:
+        # the first read of one._cache (ONE-api: a plain attribute), then the same queries
+        gc.collect()
+        rss1, reset = _rss_mb(), _reset_peak()
+        t0, c0 = time.perf_counter(), time.process_time()
+        tables = one_._cache
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        results['ops']['first_access'] = {'first': elapsed, 'first_cpu': cpu, 'median': elapsed,
+                                          'min': elapsed, 'cpu': cpu, 'n': len(tables['datasets'])}
+        results['memory_after'] = {
+            'peak_mb': (_hwm_mb() - rss0) if reset else float('nan'),
+            'kept_mb': _rss_mb() - rss0, 'added_mb': _rss_mb() - rss1}
+        results['ops_after'] = {}
+        _time_calls(results['ops_after'], _calls(one_, eid, subject, real), ops, repeat)
+    with contextlib.suppress(OSError):
+        results['load_average_end'] = os.getloadavg()[0]
+    return results
+
+
+def _time_calls(out: dict, calls: dict, ops: list, repeat: int) -> None:
     for name, call in calls.items():
         if name not in ops:
             continue
         try:
-            results['ops'][name] = _time(call, repeat)
+            out[name] = _time(call, repeat)
         except Exception as ex:  # e.g. a term the other implementation does not have
-            results['ops'][name] = {'error': f'{type(ex).__name__}: {ex}'}
-    return results
+            out[name] = {'error': f'{type(ex).__name__}: {ex}'}
 
 
 def _dataset_id(one_, real: dict):
@@ -229,6 +259,8 @@ def profile(cache_dir: str, op: str, repeat: int = 7, top: int = 30) -> None:
     real = json.loads((Path(cache_dir) / 'bench_info.json').read_text())['real_files']
     if op == 'startup':
         call = lambda: One(cache_dir=cache_dir, mode='local')  # noqa: E731
+    elif op == 'first_access':
+        call = lambda: One(cache_dir=cache_dir, mode='local')._cache  # noqa: E731
     else:
         one_ = One(cache_dir=cache_dir, mode='local')
         call = _calls(one_, real['eid'], real['session_path'].split('/')[2], real)[op]
@@ -303,19 +335,21 @@ def format_table(all_results: dict[int, dict]) -> str:
              'target ms', 'ok', 'n')]
     for n_sessions, res in all_results.items():
         n_datasets = res.get('n_datasets', '')
-        for op, (label, _) in OPERATIONS.items():
-            r = res['ops'].get(op)
-            if r is None:
-                continue
-            target = target_of(op, n_sessions)
-            if 'error' in r:
-                rows.append((f'{n_sessions:,}', f'{n_datasets:,}', label, 'error',
-                             r['error'][:50], '', '', '', '', ''))
-                continue
-            ok = '' if target is None else ('yes' if r['median'] < target else 'NO')
-            rows.append((f'{n_sessions:,}', f'{n_datasets:,}', label, _ms(r['first']),
-                         _ms(r['median']), _ms(r.get('min')), _ms(r.get('cpu')), _ms(target),
-                         ok, '' if r.get('n') is None else str(r['n'])))
+        for phase, suffix in PHASES.items():
+            for op, (label, _) in OPERATIONS.items():
+                r = res.get(phase, {}).get(op)
+                if r is None:
+                    continue
+                target = target_of(op, n_sessions)
+                if 'error' in r:
+                    rows.append((f'{n_sessions:,}', f'{n_datasets:,}', label + suffix,
+                                 'error', r['error'][:50], '', '', '', '', ''))
+                    continue
+                ok = '' if target is None else ('yes' if r['median'] < target else 'NO')
+                rows.append((f'{n_sessions:,}', f'{n_datasets:,}', label + suffix,
+                             _ms(r['first']), _ms(r['median']), _ms(r.get('min')),
+                             _ms(r.get('cpu')), _ms(target), ok,
+                             '' if r.get('n') is None else str(r['n'])))
         mem = res.get('memory')
         if mem:
             target = MEMORY_TARGETS_MB.get(n_sessions)
@@ -323,6 +357,11 @@ def format_table(all_results: dict[int, dict]) -> str:
             rows.append((f'{n_sessions:,}', f'{n_datasets:,}', 'start-up memory (MB)',
                          f"kept {mem['kept_mb']:.0f}", f"peak {mem['peak_mb']:.0f}", '', '',
                          '' if target is None else f'{target}', ok, ''))
+        mem = res.get('memory_after')
+        if mem:
+            rows.append((f'{n_sessions:,}', f'{n_datasets:,}', 'memory after _cache (MB)',
+                         f"kept {mem['kept_mb']:.0f}", f"peak {mem['peak_mb']:.0f}",
+                         f"+{mem['added_mb']:.0f}", '', '', '', ''))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ['  '.join(str(c).ljust(w) if i == 2 else str(c).rjust(w)
                        for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
@@ -375,8 +414,10 @@ def main(argv=None) -> int:
     first = next(iter(all_results.values()))
     print(f"one {first['one_version']} ({first['one_file']}), python {first['python']}, "
           f"pandas {first.get('pandas')}; median of {repeat} calls after a first one; "
-          f'start-up: median of {startup_runs}; load average during the runs: '
-          + ', '.join(f"{r.get('load_average', float('nan')):.1f}" for r in all_results.values()))
+          f'start-up: median of {startup_runs}; load average at start and end of the runs: '
+          + ', '.join(f"{r.get('load_average', float('nan')):.1f}-"
+                      f"{r.get('load_average_end', float('nan')):.1f}"
+                      for r in all_results.values()))
     print("'ok' compares the median wall time with the target; on a busy machine (load average"
           " > cores) read the cpu column")
     print(format_table(all_results))

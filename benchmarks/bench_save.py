@@ -3,7 +3,8 @@
 Uses the generated cache of `bench_one.py` (``benchmarks/_data/cache-<sessions>-s0``, made by
 `make_cache.py` when missing) and times, in one process:
 
-* ``load``: ``load_tables`` of the folder;
+* ``load``: ``_load_tables`` of the folder (One's loader: ids as strings, as `One` holds the
+  tables until ``one._cache`` is first read; see `bench_one.py` for that read);
 * ``save, disk == memory``: ``save_tables`` of the loaded tables into a copy of their folder
   (the merge finds nothing to add);
 * ``save, disk +100``: the same, the folder holding the tables as another process saved them
@@ -39,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from one.alf.cache import load_tables, merge_tables, save_tables
+from one.alf.cache import _load_tables as load_tables  # One's loader (string ids)
+from one.alf.cache import merge_tables, save_tables
 
 HERE = Path(__file__).resolve().parent
 TABLES = ('sessions.pqt', 'datasets.pqt')

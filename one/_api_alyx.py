@@ -104,7 +104,7 @@ class OneAlyx(One):
         self._search_endpoint = 'sessions'
         super().__init__(mode=mode, wildcards=wildcards, tables_dir=tables_dir,
                          cache_dir=cache_dir, lock=lock)
-        if self.mode in ('auto', 'refresh') and self._cache['_meta']['expired']:
+        if self.mode in ('auto', 'refresh') and self._tables['_meta']['expired']:
             self._update_cache_tables()
 
     def load_cache(self, tables_dir=None, clobber=False, tag=None, **kwargs):
@@ -128,7 +128,7 @@ class OneAlyx(One):
         datetime.datetime
             When the tables were loaded (None if there were none).
         """
-        raw = self._cache['_meta'].get('raw') or {}
+        raw = self._tables['_meta'].get('raw') or {}
         current = sorted({t for m in raw.values()
                           for t in ensure_list(m.get('database_tags') or []) if t})
         if len(current) > 1:
@@ -137,10 +137,10 @@ class OneAlyx(One):
         different_tag = tag is not None and current != [tag]
         if not different_tag:
             One.load_cache(self, tables_dir)
-        expired = self._cache['_meta']['expired']
+        expired = self._tables['_meta']['expired']
         if clobber or different_tag or (expired and self.mode in ('auto', 'refresh')):
             self._update_cache_tables(tag, tables_dir, different_tag)
-        return self._cache['_meta']['loaded_time']
+        return self._tables['_meta']['loaded_time']
 
     def _update_cache_tables(self, tag=None, tables_dir=None, different_tag=False) -> None:
         """Download and load the database's cache tables if newer than the loaded ones."""
@@ -148,7 +148,7 @@ class OneAlyx(One):
         from one.webclient import BadCacheArchive
         if self.offline:
             return
-        meta = self._cache['_meta']
+        meta = self._tables['_meta']
         try:
             info = self.alyx.get(f'cache/info/{tag}/' if tag else 'cache/info/', expires=True)
             if tag and tag not in (info.get('database_tags') or []):
@@ -743,7 +743,7 @@ class OneAlyx(One):
         try:
             dset_id = _dataset_id_str(dset)
         except (ValueError, TypeError):
-            table = self._cache['datasets']
+            table = self._tables['datasets']
             name = str(dset)
             rel_paths = table['rel_path'].astype(str)
             hits = table.index.get_level_values('id')[
@@ -1131,7 +1131,7 @@ class OneAlyx(One):
                 s3_files.update({i: aws_file_record(r) for i, r in records.items()})
         else:
             if update_exists:
-                mark_not_on_aws(self._cache, ids)
+                mark_not_on_aws(self._tables, ids)
             return [None] * len(ids)
         if 'eid' in dsets.index.names:
             eids = [str(x) for x in dsets.index.get_level_values('eid')]
@@ -1182,7 +1182,7 @@ class OneAlyx(One):
             _logger.debug('S3 downloads stopped: %s', failure)
             self._s3_repository = None  # a new client next time
         if update_exists:
-            mark_not_on_aws(self._cache, not_on_s3)
+            mark_not_on_aws(self._tables, not_on_s3)
         return out
 
     def _download_dataset(self, dset, cache_dir=None, **kwargs):

@@ -5,7 +5,8 @@
 table layer which datasets it means (`one._query`, `one.util`), makes sure the files are there
 and loads them.  Public import path: `one.api`.
 
-Identifiers handed back to users are `uuid.UUID` objects; inside the tables they stay strings.
+Identifiers handed back to users are `uuid.UUID` objects.  The tables hold ids as strings until
+`One._cache` is first read, then as UUIDs (ONE-api's shape); every internal lookup takes either.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import one.alf.io as alfio
 import one.params
 from one import util
 from one._confined_paths import Confinement, dataset_file
+from one._lib.uuid_index import key_for
 from one._lib.values import known as _known
 from one._lib.verified import VerifiedFiles
 from one._load_messages import (
@@ -37,14 +39,23 @@ from one._load_messages import (
     several_collections_error,
 )
 from one._lock import LockMixin
-from one._query import DatasetCodes, SessionCodes, qc_code, to_uuid, user_frame
+from one._query import (
+    DatasetCodes,
+    SessionCodes,
+    path_codes_of,
+    qc_code,
+    qc_codes_of,
+    to_uuid,
+    user_frame,
+)
 from one.alf.cache import (
+    _load_tables,
+    _merge_tables,
     default_cache,
-    load_tables,
     make_parquet_db,
-    merge_tables,
     remove_table_files,
     save_tables,
+    to_user_shape,
 )
 from one.alf.path import rel_path_parts
 from one.alf.spec import QC, to_alf
@@ -128,6 +139,7 @@ class One(ConversionMixin, LockMixin):
         self.uuid_filenames = False
         self._verified = None
         self._codes_key = self._codes = None
+        self._handed_out = False
         self._init_lock(lock)
         self._reset_cache()
         if mode == 'remote' and self.offline:
@@ -139,7 +151,7 @@ class One(ConversionMixin, LockMixin):
         return f'One ({"off" if self.offline else "on"}line, {self.cache_dir})'
 
     def __del__(self):
-        if _save_on_delete() and getattr(self, '_cache', None) is not None:
+        if _save_on_delete() and getattr(self, '_tables', None) is not None:
             with contextlib.suppress(Exception):  # never raise from a destructor
                 self.save_cache()
 
@@ -150,14 +162,63 @@ class One(ConversionMixin, LockMixin):
 
     # ---- cache tables ---------------------------------------------------------------------
 
+    @property
+    def _cache(self) -> Bunch:
+        """The cache tables, in ONE-api's shape (as many scripts and libraries read them).
+
+        A Bunch of the tables (``sessions``, ``datasets``, ...) and ``_meta``.  Ids are
+        `uuid.UUID` objects (sessions indexed by ``id``, datasets by ``(eid, id)``) and string
+        columns hold plain strings.  The tables are those the instance queries: reading, editing
+        them in place (``one._cache.datasets.loc[(eid, did), 'qc'] = 'FAIL'``), replacing one
+        (``one._cache['datasets'] = df``) or merging records into them
+        (``merge_tables(one._cache, datasets=...)``) is seen by the next search, listing and
+        load, and `save_cache` saves them.
+
+        Until first read, the tables hold ids as strings (cheaper to load); the first read
+        converts them in place (a second or so for a million datasets).
+        """
+        if not self._handed_out:
+            self._hand_out()
+        return self._tables
+
+    @_cache.setter
+    def _cache(self, tables) -> None:
+        self._tables = tables
+        self._handed_out = True  # the user's tables, in whatever shape
+        self._codes_key = self._codes = None
+
+    def _hand_out(self) -> None:
+        """Give the tables ONE-api's shape, in place, and carry the views over to them.
+
+        The index levels keep their order (lower-case hex order is UUID order), so the
+        integer codes of the views still hold; only the string values behind them change.
+        """
+        tables = self._tables
+        codes = self._codes
+        datasets = tables.get('datasets')
+        to_user_shape(tables)
+        self._handed_out = True
+        if codes is None or not isinstance(datasets, pd.DataFrame) or \
+                codes[0].table is not datasets:
+            self._codes_key = self._codes = None
+            return
+        dataset_codes = codes[0].with_index(datasets)
+        dataset_codes.keep_parts(codes[0], ['rel', 'names0', 'names1', 'pairs'])
+        session_codes = codes[1]
+        if session_codes.table is tables.get('sessions'):
+            session_codes = SessionCodes(session_codes.table, previous=session_codes)
+        self._codes = (dataset_codes, session_codes)
+        self._codes_key = None
+
     def _reset_cache(self) -> None:
-        """Replace the tables with empty ones."""
-        self._cache = default_cache()
-        self._cache['_meta']['expired'] = False
+        """Replace the tables with empty ones (in the shape of strings ids, as loaded)."""
+        self._tables = default_cache()
+        self._tables['_meta']['expired'] = False
+        self._handed_out = False
 
     def _remove_table_files(self, tables=None) -> list:
         """Delete the cache table files (and cache_info.json); return the deleted paths."""
-        tables = tables or [t for t in self._cache if not t.startswith('_')]
+        tables = tables or [t for t in self._tables if not t.startswith('_')]
         return remove_table_files(self._tables_dir, tables)
 
     _remove_cache_table_files = _remove_table_files
@@ -177,8 +238,8 @@ class One(ConversionMixin, LockMixin):
         """
         self._reset_cache()
         self._tables_dir = Path(tables_dir or self._tables_dir or self.cache_dir)
-        self._cache = load_tables(self._tables_dir)
-        meta = self._cache['_meta']
+        self._tables = _load_tables(self._tables_dir)
+        meta = self._tables['_meta']
         meta.setdefault('expired', False)
         if meta['loaded_time'] is None:
             meta['expired'] = True
@@ -205,7 +266,7 @@ class One(ConversionMixin, LockMixin):
         if mode in ('local', 'remote'):
             pass
         elif mode == 'auto':
-            loaded_time = self._cache['_meta']['loaded_time']
+            loaded_time = self._tables['_meta']['loaded_time']
             if not loaded_time or datetime.now() - loaded_time >= self.cache_expiry:
                 _logger.info('Cache expired, refreshing')
                 self.load_cache()
@@ -213,14 +274,15 @@ class One(ConversionMixin, LockMixin):
             self.load_cache(clobber=True)
         else:
             raise ValueError(f'Unknown refresh type "{mode}"')
-        return self._cache['_meta']['loaded_time']
+        return self._tables['_meta']['loaded_time']
 
     def save_cache(self, save_dir=None, force=False, clobber=False):
         """Save the cache tables if they were modified since loaded or saved.
 
         The tables already in `save_dir` are re-read under an inter-process lock and the
         in-memory records merged into them, so records saved by other processes are kept; every
-        file is replaced atomically.
+        file is replaced atomically.  Rows repeating the index of an earlier row are dropped.
+        Nothing is written when every table is empty (unless `clobber`).
 
         Parameters
         ----------
@@ -231,13 +293,17 @@ class One(ConversionMixin, LockMixin):
         clobber : bool
             Write the in-memory tables as they are, without merging with those on disk.
         """
-        meta = self._cache['_meta']
+        meta = self._tables['_meta']
         modified = meta.get('modified_time') or datetime.min
         update_time = max(meta.get(x) or datetime.min for x in ('loaded_time', 'saved_time'))
         if not (force or clobber) and modified < update_time:
             return
+        tables = [v for k, v in self._tables.items()
+                  if not str(k).startswith('_') and isinstance(v, pd.DataFrame)]
+        if not clobber and all(t.empty for t in tables):
+            return  # as ONE-api: empty tables are not written
         save_dir = Path(save_dir or self.cache_dir)
-        save_tables(self._cache, save_dir, clobber=clobber)
+        save_tables(self._tables, save_dir, clobber=clobber)
         meta['saved_time'] = datetime.now()
 
     def _update_cache_from_records(self, strict=False, **kwargs):
@@ -248,18 +314,36 @@ class One(ConversionMixin, LockMixin):
         datetime.datetime
             When the tables were updated, or None if nothing was given.
         """
-        return merge_tables(self._cache, strict=strict, **kwargs)
+        return _merge_tables(self._tables, kwargs, strict=strict, as_uuid=self._handed_out)
 
     def _views(self) -> tuple[DatasetCodes, SessionCodes]:
-        """Integer-coded views of the tables, rebuilt only when the tables change."""
-        datasets, sessions = self._cache['datasets'], self._cache['sessions']
-        key = (id(datasets), len(datasets), id(sessions), len(sessions),
-               self._cache['_meta'].get('modified_time'))
-        if self._codes_key != key:
-            dataset_codes = DatasetCodes(datasets, previous=self._codes[0] if self._codes
-                                         else None)
-            self._codes = (dataset_codes, SessionCodes(sessions, dataset_codes))
-            self._codes_key = key
+        """Integer-coded views of the tables, following every change of the tables.
+
+        Until the tables are handed out (`_cache`), only this class changes them, and always
+        with a new table or a new ``modified_time``: the views are checked when those change.
+        Once handed out, users may edit the tables in place at any time: the views are checked
+        on every call (the parts derived from columns, by `ColumnWatch`: identities under
+        copy-on-write, a comparison of raw values otherwise).
+        """
+        tables = self._tables
+        datasets, sessions = tables['datasets'], tables['sessions']
+        key = (id(datasets), id(datasets.index), len(datasets), id(sessions),
+               id(sessions.index), len(sessions), (tables.get('_meta') or {}).get(
+                   'modified_time'))
+        codes = self._codes
+        if codes is not None and not self._handed_out and key == self._codes_key:
+            return codes
+        dataset_codes, session_codes = codes if codes is not None else (None, None)
+        if dataset_codes is not None and dataset_codes.follows(datasets):
+            dataset_codes.validate()
+        else:
+            dataset_codes = DatasetCodes(datasets, previous=dataset_codes)
+        if session_codes is not None and session_codes.follows(sessions):
+            session_codes.validate()
+        else:
+            session_codes = SessionCodes(sessions, previous=session_codes)
+        self._codes = (dataset_codes, session_codes)
+        self._codes_key = key  # holds the tables: their ids cannot be reused meanwhile
         return self._codes
 
     def _dataset_codes(self) -> DatasetCodes:
@@ -328,8 +412,8 @@ class One(ConversionMixin, LockMixin):
         self._check_query_type(query_type)
         terms = self.search_terms(query_type='local')
         queries = {util.autocomplete(k, terms): v for k, v in kwargs.items()}
-        sessions = self._cache['sessions']
-        views = self._session_codes()
+        dataset_codes, views = self._views()
+        sessions = views.table
         mask = np.ones(len(sessions), dtype=bool)
         for key, column in _STRING_TERMS.items():
             if key in queries and mask.any():
@@ -342,7 +426,7 @@ class One(ConversionMixin, LockMixin):
             numbers = [int(x) for x in ensure_list(queries['number'])]
             mask &= sessions['number'].isin(numbers).to_numpy()
         if mask.any() and queries.keys() & {'dataset', 'datasets', 'dataset_qc_lte'}:
-            mask &= self._sessions_with_datasets(queries)
+            mask &= self._sessions_with_datasets(queries, dataset_codes, views)
         positions = views.ordered(np.flatnonzero(mask))
         if positions.size == 0:
             return ([], None) if details else []
@@ -382,7 +466,7 @@ class One(ConversionMixin, LockMixin):
             The term `json` or `chronic_insertion`, which cannot be searched locally.
         """
         from one._local_insertions import INSERTION_TERMS, filter_insertions
-        table = self._cache.get('insertions')
+        table = self._tables.get('insertions')
         if table is None:
             warnings.warn('No insertions data loaded.')
             return ([], None) if details else []
@@ -393,7 +477,7 @@ class One(ConversionMixin, LockMixin):
         eids = One.search(self, query_type='local', **session_queries) \
             if session_queries else None
         found = filter_insertions(
-            table, self._cache['sessions'], eids=eids, regex=self.wildcards,
+            table, self._tables['sessions'], eids=eids, regex=self.wildcards,
             queries={k: v for k, v in queries.items() if k not in session_queries})
         if found.empty:
             return ([], None) if details else []
@@ -402,9 +486,9 @@ class One(ConversionMixin, LockMixin):
             return pids, found.reset_index(drop=True).to_dict('records', into=Bunch)
         return pids
 
-    def _sessions_with_datasets(self, queries: dict) -> np.ndarray:
+    def _sessions_with_datasets(self, queries: dict, codes: DatasetCodes,
+                                views: SessionCodes) -> np.ndarray:
         """Per sessions-table row: does the session hold the queried datasets?"""
-        codes = self._dataset_codes()
         qc = qc_code(queries.get('dataset_qc_lte', QC.FAIL))
         usable = codes.exists & (codes.qc <= qc)
         session_hit = np.ones(len(codes.eids), dtype=bool)
@@ -419,9 +503,8 @@ class One(ConversionMixin, LockMixin):
                 pattern = re.compile(str(query) if self.wildcards else re.escape(str(query)))
             rows = codes.match_paths(pattern, file_name_only=file_name, full=file_name)
             session_hit &= codes.sessions_with(rows & usable)
-        views = self._session_codes()
         mask = np.zeros(views.n_rows, dtype=bool)
-        positions = views.position_of_eid[session_hit]
+        positions = views.positions_of(codes)[session_hit]
         mask[positions[positions >= 0]] = True
         return mask
 
@@ -443,40 +526,39 @@ class One(ConversionMixin, LockMixin):
         one.alf.exceptions.ALFObjectNotFound
             The session is not in the cache tables.
         """
-        eid_str = str(eid)
-        sessions = self._cache['sessions']
+        sessions = self._tables['sessions']
         try:
-            position = sessions.index.get_loc(eid_str)
-        except KeyError:
+            position = sessions.index.get_loc(key_for(sessions.index, eid))
+        except (KeyError, TypeError):
             raise alferr.ALFObjectNotFound(
                 f'Session {eid} not found in the cache tables of {self._tables_dir}') from None
         if not isinstance(position, (int, np.integer)):
             raise alferr.ALFMultipleObjectsFound(f'Multiple sessions in cache for eid {eid}')
         record = sessions.iloc[position].copy()
-        record.name = UUID(eid_str)
+        record.name = to_uuid(eid)
         if not full:
             return record
-        datasets = self._session_datasets(eid_str)
+        datasets = self._session_datasets(eid)
         frame = datasets.join(sessions.iloc[[position]], on='eid', how='right')
         return user_frame(frame)
 
     @util.refresh
     def list_subjects(self) -> list:
         """Return the sorted list of subject names."""
-        return sorted(self._cache['sessions']['subject'].dropna().unique().tolist())
+        return sorted(self._tables['sessions']['subject'].dropna().unique().tolist())
 
-    def _session_datasets(self, eid: str) -> pd.DataFrame:
-        """The datasets rows of one session (id strings, (eid, id) index)."""
-        rows = self._dataset_codes().rows_of(eid)
-        return self._cache['datasets'].iloc[rows]
+    def _session_datasets(self, eid) -> pd.DataFrame:
+        """The current rows of one session (a UUID or its string) in the datasets table."""
+        codes = self._dataset_codes()
+        return codes.table.iloc[codes.rows_of(eid)]
 
     def _filtered_datasets(self, eid, filename=None, collection=None, revision=None, qc=QC.FAIL,
                            ignore_qc_not_set=False, default_revisions_only=False):
         """Datasets of a session (or of all sessions) matching list filters; str ids."""
         if eid is None:
-            datasets = self._cache['datasets']
+            datasets = self._tables['datasets']
         else:
-            datasets = self._session_datasets(str(eid))
+            datasets = self._session_datasets(eid)
         if default_revisions_only:
             datasets = datasets[_default_revisions(datasets)]
         return util.filter_datasets(
@@ -538,24 +620,28 @@ class One(ConversionMixin, LockMixin):
         if not eid:
             codes = self._dataset_codes()
             if not details and not default_revisions_only:
-                distinct = self._distinct_paths(filename, collection, revision, qc,
+                distinct = self._distinct_paths(codes, filename, collection, revision, qc,
                                                 ignore_qc_not_set)
                 return codes.rel_paths[distinct].tolist()
-            mask = self._all_rows_mask(**filters)
+            mask = self._all_rows_mask(codes, **filters)
             if details:
-                return user_frame(self._cache['datasets'].iloc[np.flatnonzero(mask)].copy())
+                return user_frame(codes.table.iloc[np.flatnonzero(mask)].copy())
             return codes.rel_paths[pd.unique(codes.rel_codes[mask])].tolist()
         eid = self.to_eid(eid)
         if eid and not details:
+            # the session's rows from the index; their current paths and QC from the table
             codes = self._dataset_codes()
-            rows = codes.rows_of(str(eid))
+            table = codes.table
+            rows = codes.rows_of(eid)
+            rel_codes, rel_paths = path_codes_of(table['rel_path'].iloc[rows])
+            qc_codes = qc_codes_of(table['qc'].iloc[rows]) if 'qc' in table.columns else \
+                np.zeros(len(rows), dtype=np.int8)
             mask = util._filter_mask(
-                self._cache['datasets'].iloc[:0], filename, collection, revision, qc,
-                ignore_qc_not_set, self.wildcards,
-                rel_codes=(codes.rel_codes[rows], codes.rel_paths[:-1]), qc_codes=codes.qc[rows])
+                table.iloc[:0], filename, collection, revision, qc, ignore_qc_not_set,
+                self.wildcards, rel_codes=(rel_codes, rel_paths), qc_codes=qc_codes)
             if default_revisions_only:
-                mask &= _default_revisions(self._cache['datasets'])[rows]
-            return sorted(codes.rel_paths[codes.rel_codes[rows[mask]]])
+                mask &= _default_revisions(table)[rows]
+            return sorted(rel_paths[rel_codes[mask]])
         datasets = self._filtered_datasets(eid, **filters) if eid else None
         if datasets is None or datasets.empty:
             return self._empty_listing(details, keep_eid_index)
@@ -568,7 +654,7 @@ class One(ConversionMixin, LockMixin):
         """What `list_datasets` gives for a session without (matching) datasets."""
         if not details:
             return []
-        empty = user_frame(self._cache['datasets'].iloc[0:0].copy())
+        empty = user_frame(self._tables['datasets'].iloc[0:0].copy())
         return empty if keep_eid_index else empty.droplevel('eid')
 
     @util.refresh
@@ -597,11 +683,11 @@ class One(ConversionMixin, LockMixin):
         """
         return self._listing(eid, filename, collection, revision, 1, details)
 
-    def _all_rows_mask(self, filename=None, collection=None, revision=None, qc=QC.FAIL,
-                       ignore_qc_not_set=False, default_revisions_only=False) -> np.ndarray:
+    def _all_rows_mask(self, codes: DatasetCodes, filename=None, collection=None,
+                       revision=None, qc=QC.FAIL, ignore_qc_not_set=False,
+                       default_revisions_only=False) -> np.ndarray:
         """Rows of the whole datasets table passing list filters (codes reused across calls)."""
-        datasets = self._cache['datasets']
-        codes = self._dataset_codes()
+        datasets = codes.table
         mask = util._filter_mask(datasets, filename, collection, revision, qc,
                                  ignore_qc_not_set, self.wildcards,
                                  rel_codes=(codes.rel_codes, codes.rel_paths[:-1]),
@@ -610,13 +696,12 @@ class One(ConversionMixin, LockMixin):
             mask &= _default_revisions(datasets)
         return mask
 
-    def _distinct_paths(self, filename=None, collection=None, revision=None, qc=QC.FAIL,
-                        ignore_qc_not_set=False) -> np.ndarray:
+    def _distinct_paths(self, codes: DatasetCodes, filename=None, collection=None,
+                        revision=None, qc=QC.FAIL, ignore_qc_not_set=False) -> np.ndarray:
         """rel_path codes of the whole table passing path and QC filters, in order of
         appearance (from the distinct path and QC pairs, not from every row)."""
-        codes = self._dataset_codes()
         rel, qc_codes, first = codes.first_rows()
-        keep = util._filter_mask(self._cache['datasets'].iloc[:0], filename, collection,
+        keep = util._filter_mask(codes.table.iloc[:0], filename, collection,
                                  revision, qc, ignore_qc_not_set, self.wildcards,
                                  rel_codes=(rel, codes.rel_paths[:-1]), qc_codes=qc_codes)
         order = np.argsort(first[keep], kind='stable')
@@ -625,8 +710,9 @@ class One(ConversionMixin, LockMixin):
     def _listing(self, eid, filename, collection, revision, part: int, details: bool):
         """Unique collections (part 0) or revisions (part 1) of the matching datasets."""
         if not eid and not details:  # whole table: work on codes, never copy rows
-            names = self._dataset_codes().part_names(part)
-            return list(dict.fromkeys(names[self._distinct_paths(filename, collection,
+            codes = self._dataset_codes()
+            names = codes.part_names(part)
+            return list(dict.fromkeys(names[self._distinct_paths(codes, filename, collection,
                                                                  revision)]))
         if eid:
             eid = self.to_eid(eid)
@@ -652,7 +738,7 @@ class One(ConversionMixin, LockMixin):
     # ---- files ----------------------------------------------------------------------------
 
     def _session_paths(self, eids) -> dict:
-        """Relative session folder of each eid string, from the sessions table."""
+        """Relative session folder of each eid (string or UUID), from the sessions table."""
         views = self._session_codes()
         return {eid: views.session_path(eid, session_record2path) for eid in set(eids)}
 
@@ -750,8 +836,8 @@ class One(ConversionMixin, LockMixin):
         self._after_load(datasets, ids, session_paths, files)  # may refuse (lock)
         if self.record_loaded:
             loaded = np.array([ids[i] for i in np.flatnonzero(exists)], dtype=object)
-            previous = self._cache.get('_loaded_datasets', np.array([], dtype=object))
-            self._cache['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
+            previous = self._tables.get('_loaded_datasets', np.array([], dtype=object))
+            self._tables['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
         return files
 
     def _as_records(self, datasets) -> pd.DataFrame:
@@ -790,14 +876,15 @@ class One(ConversionMixin, LockMixin):
         codes = self._dataset_codes()
         rows, which = codes.id_rows(ids)
         eids = [None] * len(ids)
-        for row, i in zip(rows, which):
-            eids[i] = codes.eids[codes.eid_codes[row]]
+        for eid, i in zip(codes.eid_strings(rows), which):
+            eids[i] = eid
         return eids
 
     def _set_exists(self, ids: list, values: np.ndarray) -> None:
         """Write the `exists` state of some datasets into the cache table."""
-        table = self._cache['datasets']
-        positions, which = self._dataset_codes().id_rows(ids)
+        codes = self._dataset_codes()
+        table = codes.table
+        positions, which = codes.id_rows(ids)
         if positions.size == 0:
             return
         new = np.asarray(values, dtype=bool)[which]
@@ -805,9 +892,9 @@ class One(ConversionMixin, LockMixin):
         try:
             table.iloc[positions, column] = new
         except ValueError:  # read-only arrays backed by parquet buffers
-            self._cache['datasets'] = table = table.copy()
+            self._tables['datasets'] = table = table.copy()
             table.iloc[positions, column] = new
-        self._cache['_meta']['modified_time'] = datetime.now()
+        self._tables['_meta']['modified_time'] = datetime.now()
 
     def _download_datasets(self, dsets, **kwargs) -> list:
         """Download datasets; a plain One has no remote, so nothing is downloaded."""
@@ -834,7 +921,7 @@ class One(ConversionMixin, LockMixin):
         pathlib.Path
             The CSV file written (None when nothing was loaded).
         """
-        loaded = self._cache.get('_loaded_datasets')
+        loaded = self._tables.get('_loaded_datasets')
         if loaded is None or len(loaded) == 0:
             warnings.warn('No datasets loaded; check "record_loaded" attribute is True')
             return [], None
@@ -850,7 +937,7 @@ class One(ConversionMixin, LockMixin):
         filename = Path(self._tables_dir or self.cache_dir) / f'{timestamp}_loaded_{name}s.csv'
         pd.DataFrame({name: [str(x) for x in ids]}).to_csv(filename, index=False)
         if clear_list:
-            self._cache['_loaded_datasets'] = np.array([], dtype=object)
+            self._tables['_loaded_datasets'] = np.array([], dtype=object)
         return [UUID(str(x)) for x in ids], filename
 
     # ---- loading --------------------------------------------------------------------------
@@ -859,9 +946,11 @@ class One(ConversionMixin, LockMixin):
         """The session's datasets with QC FAIL or better (list_datasets' default)."""
         self._check_query_type(query_type)
         codes = self._dataset_codes()
-        rows = codes.rows_of(str(eid))
-        rows = rows[codes.qc[rows] <= qc_code(QC.FAIL)]
-        return self._cache['datasets'].iloc[rows]
+        table = codes.table
+        rows = codes.rows_of(eid)
+        if 'qc' in table.columns:  # the current QC of the session's rows
+            rows = rows[qc_codes_of(table['qc'].iloc[rows]) <= qc_code(QC.FAIL)]
+        return table.iloc[rows]
 
     def _offline_for(self, query_type) -> bool:
         return self.mode == 'local' or self.offline
@@ -1174,8 +1263,9 @@ class One(ConversionMixin, LockMixin):
             Several datasets have this ID.
         """
         dset_id = _dataset_id_str(dset_id)
-        table = self._cache['datasets']
-        rows, _ = self._dataset_codes().id_rows([dset_id])
+        codes = self._dataset_codes()
+        table = codes.table
+        rows, _ = codes.id_rows([dset_id])
         if rows.size == 0:
             raise alferr.ALFObjectNotFound(f'Dataset {dset_id} not found in the cache tables')
         if rows.size > 1:
@@ -1188,7 +1278,7 @@ class One(ConversionMixin, LockMixin):
         output = file if download_only else alfio.load_file_content(file)
         if details:
             series = record.iloc[0].copy()
-            series.name = tuple(UUID(x) for x in record.index[0])
+            series.name = tuple(to_uuid(x) for x in record.index[0])
             return output, series
         return output
 
@@ -1310,21 +1400,15 @@ class One(ConversionMixin, LockMixin):
         >>> files = one.prefetch(eids, 'trials')                          # doctest: +SKIP
         >>> trials = [one.load_object(eid, 'trials') for eid in eids]     # doctest: +SKIP
         """
-        from one._prefetch import select_datasets
-        eids = self._prefetch_eids(eids)
-        self._prefetch_remote(eids)
-        codes = self._dataset_codes()
-        fail = qc_code(QC.FAIL)
-        rows = [r[codes.qc[r] <= fail] for r in (codes.rows_of(e) for e in eids)]
-        candidates = self._cache['datasets'].iloc[np.concatenate(rows) if rows else []]
-        chosen = select_datasets(candidates, datasets, collection, revision, self.wildcards)
+        from one._prefetch import resolve
+        eids, chosen = resolve(self, eids, datasets, collection, revision)
         files = self._check_filesystem(chosen, offline=self._offline_for(None)) \
             if len(chosen) else []
         found: dict[str, list] = {e: [] for e in eids}
         rel_paths = chosen['rel_path'].astype(object).tolist()
         for (eid, _), rel_path, file in zip(chosen.index, rel_paths, files):
             if file is not None:
-                found[eid].append((rel_path, file))
+                found[str(eid)].append((rel_path, file))  # the table's ids: str or UUID
         missing = len(chosen) - sum(len(v) for v in found.values())
         if missing:
             _logger.warning('%d of %d datasets of %d sessions are not available',

@@ -254,7 +254,7 @@ def _is_date(text: str) -> bool:
 def _listed_datasets(root: Path, tables: dict | None = None) -> pd.DataFrame:
     """The datasets of the folder's cache tables, with the path of each file."""
     if tables is None:
-        from one.alf.cache import load_tables
+        from one.alf.cache import _load_tables as load_tables  # string ids: no UUIDs
 
         if not (root / 'datasets.pqt').exists():
             raise FileNotFoundError(f'no cache tables in {root}')

@@ -352,7 +352,7 @@ class LockMixin:
         codes = self._dataset_codes()
         ids = [str(x) for x in ids]
         rows, which = codes.id_rows(ids)
-        records = self._cache['datasets'].iloc[rows]
+        records = codes.table.iloc[rows]
         eids = [str(codes.eids[c]) for c in codes.eid_codes[rows]]
         session_paths = self._session_paths(eids)
         root = Path(self.cache_dir)
@@ -421,7 +421,7 @@ class LockMixin:
         """
         import warnings
 
-        loaded = self._cache.get('_loaded_datasets')
+        loaded = self._tables.get('_loaded_datasets')
         if loaded is None or len(loaded) == 0:
             warnings.warn('No datasets loaded; set "record_loaded" to True before loading')
             return None
@@ -435,5 +435,5 @@ class LockMixin:
         alyx = getattr(self, '_web_client', None)
         written = write_lock(path, locked, database=getattr(alyx, 'base_url', None))
         if clear:
-            self._cache['_loaded_datasets'] = np.array([], dtype=object)
+            self._tables['_loaded_datasets'] = np.array([], dtype=object)
         return written

@@ -22,6 +22,7 @@ from one._lib.download import (
     UnsafePath,
     download_files,
 )
+from one._lib.uuid_index import keys_for, level_of
 from one.alf.path import add_uuid_string
 
 #: Dataset ids per ``datasets`` list query (a longer query string risks an HTTP 414).
@@ -178,15 +179,16 @@ def mark_not_on_aws(cache, ids: list) -> None:
     Parameters
     ----------
     cache : one._lib.bunch.Bunch
-        The cache (``One._cache``); nothing happens when its datasets table has no
-        ``exists_aws`` column.
+        The cache tables of a `One` (ids as strings or UUIDs); nothing happens when its
+        datasets table has no ``exists_aws`` column.
     ids : list of str
         Dataset UUID strings.
     """
     table = cache['datasets']
     if not ids or 'exists_aws' not in table.columns:
         return
-    positions = np.flatnonzero(table.index.get_level_values('id').isin(ids))
+    wanted = keys_for(level_of(table.index, 'id'), ids)
+    positions = np.flatnonzero(table.index.get_level_values('id').isin(wanted))
     if positions.size == 0:
         return
     column = table.columns.get_loc('exists_aws')

@@ -7,8 +7,9 @@ file), an experiment reference string (``YYYY-MM-DD_N_subject``), a reference di
 `one.api.One`, converts between them using the cache tables; the module functions build cache
 table records and paths from Alyx REST records.
 
-IDs handed back to users are `uuid.UUID` objects.  The tables built here (`ses2records`,
-`datasets2records`) hold ids as canonical UUID *strings*, like every cache table.
+IDs handed back to users are `uuid.UUID` objects, also in the tables built here (`ses2records`,
+`datasets2records`), as in ONE-api's; `one.alf.cache.merge_tables` accepts them whatever the
+form of the table's ids.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from one._confined_paths import (
     session_folder,
     session_relative_path,
 )
+from one._lib.uuid_index import key_for, with_uuid_levels
 from one.alf.cache import DATASETS_COLUMNS, EMPTY_DATASETS_FRAME
 from one.alf.path import (
     ALFPath,
@@ -248,10 +250,10 @@ def ses2records(ses: dict) -> tuple[pd.Series, pd.DataFrame]:
     Returns
     -------
     pandas.Series
-        The session record, named by its UUID string, with the sessions-table columns (lab,
+        The session record, named by its `uuid.UUID`, with the sessions-table columns (lab,
         subject, date, number, task_protocol, projects).
     pandas.DataFrame
-        The session's datasets, index ``(eid, id)`` of UUID strings, columns rel_path,
+        The session's datasets, index ``(eid, id)`` of `uuid.UUID` objects, columns rel_path,
         file_size, hash, exists, qc and default_revision; sorted by index.  Datasets without a
         file URL are marked as not existing (and left out if they are in a revision, whose label
         is then unknown).
@@ -265,7 +267,7 @@ def ses2records(ses: dict) -> tuple[pd.Series, pd.DataFrame]:
         'number': ses['number'],
         'task_protocol': ses.get('task_protocol') or '',
         'projects': ','.join(ensure_list(ses.get('projects') or [])),
-    }, name=eid, dtype=object)
+    }, name=_to_uuid(eid), dtype=object)
 
     records = []
     for d in ses.get('data_dataset_session_related') or []:
@@ -298,8 +300,9 @@ def _datasets_frame(records: list[dict]) -> pd.DataFrame:
     frame = frame.astype(cast)
     columns = [c for c in dtypes if c in frame.columns]
     columns += [c for c in frame.columns if c not in columns and c not in ('eid', 'id')]
-    frame = frame.set_index(['eid', 'id'])[columns]
-    return frame.sort_index()
+    frame = frame.set_index(['eid', 'id'])[columns].sort_index()
+    frame.index = with_uuid_levels(frame.index)  # sorted strings: sorted UUIDs, same codes
+    return frame
 
 
 def datasets2records(datasets: dict | Iterable[dict],
@@ -316,11 +319,11 @@ def datasets2records(datasets: dict | Iterable[dict],
     Returns
     -------
     pandas.DataFrame
-        Index ``(eid, id)`` of UUID strings (eid is NA for datasets not attached to a session),
-        columns rel_path, file_size, hash, exists, qc, default_revision and `additional`;
-        sorted by index.  Records without an existing file record with a URL are skipped; the
-        result is an empty datasets table when none is usable.  The rel_path of a session-less
-        (aggregate) dataset is its whole ALF path.
+        Index ``(eid, id)`` of `uuid.UUID` objects (eid is NA for datasets not attached to a
+        session), columns rel_path, file_size, hash, exists, qc, default_revision and
+        `additional`; sorted by index.  Records without an existing file record with a URL are
+        skipped; the result is an empty datasets table when none is usable.  The rel_path of a
+        session-less (aggregate) dataset is its whole ALF path.
     """
     from one._lib.rest_records import data_url_of, record_id, session_of
     records = []
@@ -444,9 +447,9 @@ def one_path_from_dataset(dset: dict | list, one_cache: _PathLike) -> ALFPath | 
 class ConversionMixin:
     """Methods converting between experiment and dataset identifiers, mixed into One.
 
-    The instance must have ``_cache`` (a Bunch with the ``sessions`` and ``datasets`` tables,
-    ids as UUID strings), ``cache_dir``, ``uuid_filenames``, optionally ``_web_client``, and
-    the methods ``search``, ``get_details`` and ``list_datasets``.
+    The instance must have ``_tables`` (a Bunch with the ``sessions`` and ``datasets`` tables,
+    ids as UUID strings or `uuid.UUID` objects), ``cache_dir``, ``uuid_filenames``, optionally
+    ``_web_client``, and the methods ``search``, ``get_details`` and ``list_datasets``.
     """
 
     # ---- experiment IDs -----------------------------------------------------------------
@@ -537,11 +540,11 @@ class ConversionMixin:
         """
         if not is_uuid(eid, versions=(3, 4, 5)):
             raise ValueError(f'{eid} is not a valid eID/UUID string')
-        sessions = self._cache['sessions']
+        sessions = self._tables['sessions']
         if sessions.empty:
             return None
         try:
-            position = sessions.index.get_loc(str(_to_uuid(eid)))
+            position = sessions.index.get_loc(key_for(sessions.index, _to_uuid(eid)))
         except KeyError:
             return None
         assert isinstance(position, (int, np.integer)), \
@@ -584,13 +587,13 @@ class ConversionMixin:
         position = self._session_position(path_obj)
         if position is None:
             return None
-        return UUID(str(self._cache['sessions'].index[position]))
+        return UUID(str(self._tables['sessions'].index[position]))
 
     def _session_position(self, path_obj, lab_required: bool = False) -> int | None:
         """Row number in the sessions table of the session of a path, or None."""
         session_path = get_session_path(path_obj if isinstance(path_obj, PurePath)
                                         else str(path_obj))
-        sessions = self._cache['sessions']
+        sessions = self._tables['sessions']
         if session_path is None or sessions.empty:
             return None
         parts = session_path.parts
@@ -637,7 +640,7 @@ class ConversionMixin:
         """
         path = ALFPath(path) if not isinstance(path, PurePath) else ensure_alf_path(path)
         is_session = is_session_path(path)
-        table = self._cache['sessions' if is_session else 'datasets']
+        table = self._tables['sessions' if is_session else 'datasets']
         if table.empty:
             return None
         if is_session:
@@ -674,17 +677,17 @@ class ConversionMixin:
 
     def _dataset_record_by_id(self, dataset_id: str):
         """The datasets record with this id (named (eid, id) UUIDs), or None."""
-        datasets = self._cache['datasets']
+        datasets = self._tables['datasets']
         index = datasets.index
         if isinstance(index, pd.MultiIndex):
             level = index.names.index('id') if 'id' in index.names else index.nlevels - 1
             try:
-                code = index.levels[level].get_loc(dataset_id)
+                code = index.levels[level].get_loc(key_for(index.levels[level], dataset_id))
             except KeyError:
                 return None
             rows = np.flatnonzero(np.asarray(index.codes[level]) == code)
         else:
-            rows = np.flatnonzero(index.to_numpy(dtype=object) == dataset_id)
+            rows = np.flatnonzero(index.to_numpy(dtype=object) == key_for(index, dataset_id))
         if rows.size == 0:
             return None
         record = datasets.iloc[rows[0]].copy()

@@ -405,7 +405,7 @@ def export_files(folder, destination, layout: str = 'uuid', tables_dir=None,
         The number of files written (files already there with the same size and modification
         time, or links to the same file, are kept).
     """
-    from one.alf.cache import load_tables
+    from one.alf.cache import _load_tables as load_tables  # ids as strings: no UUID objects
     from one.converters import session_record2path
 
     folder, destination = Path(folder), Path(destination)

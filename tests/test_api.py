@@ -197,10 +197,10 @@ def test_search_dataset_qc(own_root, tmp_path):
     critical = _eid(one, 'KS001', '2024-01-15')
 
     def set_qc(cache):
-        datasets = cache['datasets']
+        datasets = cache['datasets']  # from load_tables: UUID ids, as ONE-api's
         eids = datasets.index.get_level_values('eid')
-        datasets.loc[eids == str(critical), 'qc'] = 'CRITICAL'
-        spikes = datasets['rel_path'].str.endswith('spikes.times.npy') & (eids != str(critical))
+        datasets.loc[eids == critical, 'qc'] = 'CRITICAL'
+        spikes = datasets['rel_path'].str.endswith('spikes.times.npy') & (eids != critical)
         datasets.loc[spikes, 'qc'] = 'WARNING'
 
     one = _with_tables(own_root, tmp_path / 'qc_tables', set_qc)
@@ -508,17 +508,24 @@ def test_load_dataset_from_id(one):
         one.load_dataset_from_id(UUID('00000000-0000-4000-8000-000000000000'))
 
 
-def test_dataset_id_lookups_follow_table_changes(own_root):
+@pytest.mark.parametrize('handed_out', [False, True], ids=['str ids', 'UUIDs'])
+def test_dataset_id_lookups_follow_table_changes(own_root, handed_out):
+    """Internal lookups by id, on the tables as loaded (str ids) or after ``one._cache`` was
+    read (UUIDs); ids are given as strings either way."""
     one = One(cache_dir=own_root)
     eid = str(_eid(one, 'KS001', '2024-01-15'))
     wheel = one.list_datasets(eid, details=True, filename='_ibl_wheel.position.npy')
     dset_id = str(wheel.index[0])
     assert one.load_dataset_from_id(dset_id).ndim == 1  # builds the id index
+    tables = one._cache if handed_out else one._tables
+
+    def key(*ids):
+        return tuple(UUID(x) for x in ids) if handed_out else ids
     # a dataset merged into the table afterwards is found
     session = own_root / 'cortexlab/Subjects/KS001/2024-01-15/001'
     shutil.copy(session / 'alf/_ibl_wheel.position.npy', session / 'alf/_ibl_wheel.copy.npy')
     new_id = '11111111-2222-4333-8444-555555555555'
-    record = one._cache['datasets'].loc[[(eid, dset_id)]].copy()
+    record = tables['datasets'].loc[[key(eid, dset_id)]].copy()
     record.index = pd.MultiIndex.from_tuples([(eid, new_id)], names=['eid', 'id'])
     record['rel_path'] = 'alf/_ibl_wheel.copy.npy'
     one._update_cache_from_records(datasets=record)
@@ -527,11 +534,12 @@ def test_dataset_id_lookups_follow_table_changes(own_root):
     assert one._eids_of_datasets([new_id, dset_id, 'unknown']) == [eid, eid, None]
     # records without their session: the session and the exists state go through the ids
     (session / 'alf/_ibl_wheel.copy.npy').unlink()
-    without_eid = one._cache['datasets'].loc[[(eid, new_id), (eid, dset_id)]].droplevel('eid')
+    without_eid = tables['datasets'].loc[[key(eid, new_id), key(eid, dset_id)]].droplevel('eid')
     files = one._check_filesystem(without_eid)
     assert files[0] is None and files[1].name == '_ibl_wheel.position.npy'
-    table = one._cache['datasets']
-    assert not table.loc[(eid, new_id), 'exists'] and table.loc[(eid, dset_id), 'exists']
+    table = tables['datasets']
+    assert not table.loc[key(eid, new_id), 'exists'] and table.loc[key(eid, dset_id), 'exists']
+    assert {type(x) for x in table.index.levels[1]} == {UUID if handed_out else str}
     with pytest.raises(alferr.ALFObjectNotFound, match='not found on disk'):
         one.load_dataset_from_id(new_id)
     # the same id in two sessions
@@ -543,8 +551,9 @@ def test_dataset_id_lookups_follow_table_changes(own_root):
     assert one._eids_of_datasets([new_id])[0] in (eid, other)
 
 
-def test_tables_handed_to_users_hold_plain_strings(one):
-    assert isinstance(one._cache['datasets']['rel_path'].dtype, pd.CategoricalDtype)
+def test_tables_handed_to_users_hold_plain_strings(data_root):
+    one = One(cache_dir=data_root)
+    assert isinstance(one._tables['datasets']['rel_path'].dtype, pd.CategoricalDtype)
     eid = _eid(one, 'KS001', '2024-01-17')
     frames = [one.list_datasets(eid, details=True), one.list_datasets(details=True),
               one.get_details(eid, full=True), one.list_datasets(UUID(int=1), details=True),
@@ -554,6 +563,9 @@ def test_tables_handed_to_users_hold_plain_strings(one):
     details = frames[0]
     details.loc[details.index[0], 'rel_path'] = 'alf/edited.value.npy'  # an ordinary column
     assert details['rel_path'].str.endswith('.value.npy').sum() == 1
+    # the tables themselves, once read through _cache: plain strings too
+    assert not isinstance(one._cache['datasets']['rel_path'].dtype, pd.CategoricalDtype)
+    assert one._cache['datasets']['rel_path'].dtype == frames[1]['rel_path'].dtype
 
 
 def test_load_collection(one):
@@ -589,7 +601,7 @@ def test_missing_file_updates_exists(own_root):
         one.load_dataset(eid, '_ibl_wheel.position.npy')
     datasets = one._cache['datasets']
     row = datasets['rel_path'] == 'alf/_ibl_wheel.position.npy'
-    row &= datasets.index.get_level_values('eid') == str(eid)
+    row &= datasets.index.get_level_values('eid') == eid
     assert not datasets.loc[row, 'exists'].item()
     assert one._cache['_meta']['modified_time'] is not None
     one.save_cache()
@@ -668,6 +680,18 @@ def test_save_cache_only_when_modified_and_round_trip(own_root, tmp_path):
                                   .astype({'rel_path': object}),
                                   check_dtype=False)
     assert copy.load_cache(saved) is not None
+
+
+def test_save_cache_of_empty_tables_writes_nothing(tmp_path):
+    """As ONE-api: modified but empty tables are not written (unless clobber)."""
+    with pytest.warns(UserWarning, match='No cache tables found'):
+        one = One(cache_dir=tmp_path)
+    one._update_cache_from_records(sessions=one._cache['sessions'].iloc[:0])
+    one._cache['_meta']['modified_time'] = datetime.now()
+    one.save_cache(force=True)
+    assert not list(tmp_path.glob('*.pqt'))
+    one.save_cache(clobber=True)
+    assert sorted(p.name for p in tmp_path.glob('*.pqt')) == ['datasets.pqt', 'sessions.pqt']
 
 
 def test_record_loaded_and_save_loaded_ids(own_root):

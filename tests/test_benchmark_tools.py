@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from one._lib import parquet
-from one.alf.cache import QC_TYPE, load_tables
+from one.alf.cache import QC_TYPE, _load_tables
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / 'benchmarks'
 
@@ -45,7 +45,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tables(cache_dir):
-    return load_tables(cache_dir)
+    return _load_tables(cache_dir)  # ids as the file holds them (strings)
 
 
 def test_deterministic(tmp_path):

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from one._lib import parquet, row_match, table_align, table_upsert
+from one._lib import parquet, row_match, table_align, table_upsert, uuid_index
 from one.alf import cache as alf_cache
 from one.alf.cache import (
     DATASETS_COLUMNS,
@@ -27,6 +27,7 @@ from one.alf.cache import (
     EMPTY_SESSIONS_FRAME,
     QC_TYPE,
     SESSIONS_COLUMNS,
+    _load_tables,
     cast_index_object,
     default_cache,
     load_tables,
@@ -167,19 +168,30 @@ def test_save_load_round_trip_all_dtypes(tmp_path):
     files = save_tables(cache, tmp_path / 'tables')
     assert [f.name for f in files] == ['sessions.pqt', 'datasets.pqt']
 
-    loaded = load_tables(tmp_path / 'tables')
-    pd.testing.assert_frame_equal(loaded.sessions, ses.sort_index(), check_dtype=False,
+    # One's own loader: ids stay str, rel_path categorical (sorted categories)
+    fast = _load_tables(tmp_path / 'tables')
+    pd.testing.assert_frame_equal(fast.sessions, ses.sort_index(), check_dtype=False,
                                   check_index_type=False)
-    s, d = loaded.sessions, loaded.datasets
-    # rel_path is categorical in memory (sorted categories), the same strings
+    d = fast.datasets
     assert isinstance(d['rel_path'].dtype, pd.CategoricalDtype)
     assert d['rel_path'].cat.categories.is_monotonic_increasing
     pd.testing.assert_frame_equal(d.assign(rel_path=d['rel_path'].astype(object)),
                                   dsets.sort_index().assign(rel_path=lambda x: x['rel_path']
                                                             .astype(object)),
                                   check_dtype=False, check_index_type=False)
+    assert isinstance(fast.sessions.index[0], str) and isinstance(d.index[0][1], str)
+    # the public loader: ONE-api's shape, UUID ids and plain strings, the same values
+    loaded = load_tables(tmp_path / 'tables')
+    s, d = loaded.sessions, loaded.datasets
+    pd.testing.assert_frame_equal(s, cast_index_object(ses.sort_index(), uuid.UUID),
+                                  check_dtype=False, check_index_type=False)
+    pd.testing.assert_frame_equal(d, cast_index_object(dsets.sort_index(), uuid.UUID),
+                                  check_dtype=False, check_index_type=False)
+    assert not isinstance(d['rel_path'].dtype, pd.CategoricalDtype)
+    assert _is_str_dtype(d['rel_path'].dtype)
     assert s.index.name == 'id' and d.index.names == ['eid', 'id']
-    assert isinstance(s.index[0], str) and isinstance(d.index[0][1], str)  # ids stay str
+    assert isinstance(s.index[0], uuid.UUID) and isinstance(d.index[0][1], uuid.UUID)
+    assert d.index.is_monotonic_increasing
     assert all(_is_str_dtype(s[c].dtype) for c in ('lab', 'subject', 'task_protocol',
                                                    'projects'))
     assert isinstance(s['date'].iloc[0], datetime.date) and s['number'].dtype == np.uint16
@@ -237,7 +249,8 @@ def test_load_tables_any_table_name_and_origin_default(tmp_path):
     parquet.save(tmp_path / 'insertions.pqt', ins, {'date_created': '2020-01-01 00:00'})
     cache = load_tables(tmp_path)
     assert cache.insertions.index.is_monotonic_increasing
-    assert cache.insertions.loc[(_uid('e', 1), _uid('p', 2)), 'name'] == 'probe00'
+    key = (uuid.UUID(_uid('e', 1)), uuid.UUID(_uid('p', 2)))
+    assert cache.insertions.loc[key, 'name'] == 'probe00'
     assert cache['_meta']['raw']['insertions']['origin'] == {'unknown'}
     assert cache['_meta']['created_time'] == datetime.datetime(2020, 1, 1)
 
@@ -307,6 +320,7 @@ def test_load_legacy_tables(tmp_path):
     eids, dids = _write_legacy_tables(tmp_path)
     cache = load_tables(tmp_path)
     ses, dsets = cache.sessions, cache.datasets
+    eids, dids = [uuid.UUID(x) for x in eids], [uuid.UUID(x) for x in dids]
     assert ses.index.name == 'id' and sorted(ses.index) == sorted(eids)
     assert 'projects' in ses.columns and 'project' not in ses.columns
     assert ses.loc[eids[0], 'projects'] == 'ibl_neuropixel_brainwide_01'
@@ -360,14 +374,14 @@ def test_recorded_alyx_cache_loads_with_rest_values(tmp_path):
     cache = load_tables(_alyx_cache_dir(tmp_path))
     ses, dsets = cache.sessions, cache.datasets
     rest = json.loads((FIXTURES / 'sessions_list_all.json').read_text())['results']
-    assert sorted(ses.index) == sorted(r['id'] for r in rest)
+    assert sorted(ses.index) == sorted(uuid.UUID(r['id']) for r in rest)
     for r in rest:
-        row = ses.loc[r['id']]
+        row = ses.loc[uuid.UUID(r['id'])]
         assert row['subject'] == r['subject'] and row['lab'] == r['lab']
         assert row['number'] == r['number'] and row['task_protocol'] == r['task_protocol']
         assert row['date'] == datetime.date.fromisoformat(r['start_time'][:10])
         assert row['projects'] == ','.join(r['projects'])
-    counts = dsets.groupby(level='eid').size().to_dict()
+    counts = {str(k): v for k, v in dsets.groupby(level='eid').size().to_dict().items()}
     assert counts == {
         '75b7248d-4a93-4d90-814f-6ed5892cdb8f': 18, 'c25ba874-0eb1-4921-b6e3-976877429206': 33,
         'f3956a1d-b81d-4cc4-bc6a-520fa96051a6': 18, '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33': 25,
@@ -387,10 +401,10 @@ def test_recorded_alyx_datasets_match_session_records(tmp_path, fixture):
     dsets = load_tables(_alyx_cache_dir(tmp_path)).datasets
     record = json.loads((FIXTURES / fixture).read_text())
     expected = record['data_dataset_session_related']
-    table = dsets.loc[record['id']]
+    table = dsets.loc[uuid.UUID(record['id'])]
     assert len(table) == len(expected)
     for d in expected:
-        row = table.loc[d['id']]
+        row = table.loc[uuid.UUID(d['id'])]
         # the REST 'revision' is the revision's id: take the relative path from the file URL
         rel_path = d['data_url'].split(f"/{record['number']:03d}/", 1)[1]
         assert row['rel_path'] == rel_path.replace(f".{d['id']}", '')
@@ -406,12 +420,12 @@ def test_recorded_alyx_revision_dataset(tmp_path):
     dsets = load_tables(_alyx_cache_dir(tmp_path)).datasets
     revised = dsets[dsets['rel_path'].str.contains('#')]
     assert revised.index.get_level_values('eid').tolist() == [
-        'c25ba874-0eb1-4921-b6e3-976877429206']
+        uuid.UUID('c25ba874-0eb1-4921-b6e3-976877429206')]
     assert revised['rel_path'].tolist() == ['alf/#2024-06-01#/_ibl_trials.choice.npy']
     assert revised['default_revision'].iloc[0]  # the revision is the default
     original = dsets[dsets['rel_path'] == 'alf/_ibl_trials.choice.npy'].loc[
-        'c25ba874-0eb1-4921-b6e3-976877429206']
-    assert original.index.tolist() == ['9772712a-b91b-44fa-b9e4-4adbb8fd7c2d']
+        uuid.UUID('c25ba874-0eb1-4921-b6e3-976877429206')]
+    assert original.index.tolist() == [uuid.UUID('9772712a-b91b-44fa-b9e4-4adbb8fd7c2d')]
     assert not original['default_revision'].iloc[0]
     assert dsets['default_revision'].sum() == len(dsets) - 1
 
@@ -492,14 +506,15 @@ def test_merge_tables_strict_and_columns():
         merge_tables(cache, strict=True, datasets=rec)
     merge_tables(cache, datasets=rec)
     d = cache['datasets']
+    # as ONE-api: a record column the table lacks is dropped
     assert list(d.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc',
-                               'default_revision', 'exists_aws', 'extra']
-    assert d.loc[_uid('other'), 'extra'].tolist() == ['dropped'] * 2  # a new column is added
-    assert d.loc[ses.index[0], 'extra'].isna().all()  # NA for the rows that predate it
+                               'default_revision', 'exists_aws']
     added = d.loc[_uid('other')]
     assert added['exists_aws'].tolist() == added['exists'].tolist()  # copied from 'exists'
     assert sorted(added['exists_aws'].tolist()) == [False, True]
-    assert d['exists_aws'].dtype == bool  # filled with booleans: stays bool
+    # as ONE-api: an exists_* column the records lack becomes a nullable boolean
+    assert d['exists_aws'].dtype == 'boolean'
+    assert d.loc[ses.index[0], 'exists_aws'].all()
     assert not added['default_revision'].any()  # False: not marked as the default
     assert d['default_revision'].dtype == bool
     assert d.loc[ses.index[0], 'default_revision'].all()
@@ -509,8 +524,9 @@ def test_merge_tables_strict_and_columns():
     assert cache['datasets']['hash'].iloc[0] == '1' * 32
 
 
-def test_merge_tables_adds_record_columns_the_table_lacks():
-    """default_revision arriving from Alyx into a table without it: old rows False, bool."""
+def test_merge_tables_drops_record_columns_but_default_revision():
+    """As ONE-api: record columns the table lacks are dropped, except default_revision (from
+    Alyx into a table without it: old rows False, bool)."""
     ses = _sessions(1)
     old = _datasets(ses.index)
     old['exists'] = [True, False]
@@ -522,24 +538,38 @@ def test_merge_tables_adds_record_columns_the_table_lacks():
     merge_tables(cache, datasets=rec)
     d = cache['datasets']
     assert list(d.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc',
-                               'default_revision', 'exists_aws', 'tag', 'count']
+                               'default_revision']
     assert 'default_revision' not in before.columns  # the input table is not modified
     assert d['default_revision'].dtype == bool
     assert d.loc[rec.index, 'default_revision'].tolist() == [True, False]
     assert not d.loc[ses.index[0], 'default_revision'].any()  # not marked default
-    assert d['exists_aws'].dtype == bool
-    assert d.loc[old.index, 'exists_aws'].tolist() == [True, False]  # as 'exists'
-    assert d.loc[rec.index, 'exists_aws'].tolist() == [False, True]
-    assert d.loc[ses.index[0], 'tag'].isna().all()
-    assert d.loc[_uid('alyx'), 'tag'].tolist() == ['new', 'new']
-    assert str(d['count'].dtype) == 'Int64' and d['count'].isna().sum() == 2
     # the sessions table too; strict mode refuses other columns and changes nothing
     merge_tables(cache, sessions=_sessions(1, tag='t').assign(extra=1.5))
-    assert np.isnan(cache['sessions'].loc[ses.index[0], 'extra'])
+    assert 'extra' not in cache['sessions'].columns and len(cache['sessions']) == 2
     table = cache['datasets']
     with pytest.raises(AssertionError):
         merge_tables(cache, strict=True, datasets=rec.drop(columns='tag'))
     assert cache['datasets'] is table
+
+
+def test_merge_tables_keeps_date_created():
+    """merge_tables adds date_created to a table's metadata when missing, never overwrites it
+    (issue 13: a planted overwrite went unnoticed)."""
+    ses = _sessions(2)
+    cache = _cache_with(ses.iloc[:1], _datasets(ses.index[:1]))
+    raw = cache['_meta']['raw']
+    raw['sessions']['date_created'] = '2020-01-02 03:04'
+    raw['datasets'] = {'origin': {'x'}}  # no date_created
+    merge_tables(cache, sessions=ses.iloc[1:], datasets=_datasets(ses.index[1:]),
+                 origin='alyx')
+    assert raw['sessions']['date_created'] == '2020-01-02 03:04'
+    assert raw['sessions']['origin'] == {'test', 'alyx'}
+    created = datetime.datetime.fromisoformat(raw['datasets']['date_created'])
+    assert abs(created - datetime.datetime.now()) < datetime.timedelta(minutes=2)
+    # merged again later: still the first date_created
+    merge_tables(cache, datasets=_datasets(ses.index[1:], tag='again'))
+    assert raw['datasets']['date_created'] == created.isoformat(sep=' ', timespec='minutes')
+    assert raw['sessions']['date_created'] == '2020-01-02 03:04'
 
 
 def test_loaded_rel_path_is_categorical_and_merges_widen_it(tmp_path):
@@ -547,7 +577,7 @@ def test_loaded_rel_path_is_categorical_and_merges_widen_it(tmp_path):
     dsets = _datasets(ses.index, per=3)
     dsets['rel_path'] = ['alf/b.x.npy', 'alf/a.x.npy', 'alf/c.x.npy'] * 2
     save_tables(_cache_with(ses, dsets), tmp_path)
-    cache = load_tables(tmp_path)
+    cache = _load_tables(tmp_path)  # One's own loader
     d = cache['datasets']
     assert isinstance(d['rel_path'].dtype, pd.CategoricalDtype)
     assert d['rel_path'].cat.categories.tolist() == ['alf/a.x.npy', 'alf/b.x.npy', 'alf/c.x.npy']
@@ -604,8 +634,11 @@ def _merge_both_ways(monkeypatch, cache, records):
     return general['datasets'], cache['datasets']
 
 
-def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch):
-    """Records found by binary search and inserted between slices: same table as sorting."""
+@pytest.mark.parametrize('loader', [_load_tables, load_tables], ids=['str ids', 'UUIDs'])
+def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch, loader):
+    """Records found by binary search and inserted between slices: same table as sorting.
+    The ids of the table are strings (One's loader) or UUIDs (ONE-api's shape); the records
+    give them in both forms."""
     rng = np.random.default_rng(7)
     eids = sorted(_random_uuids(rng, 30))
     ses = _sessions(30).set_axis(pd.Index(eids, name='id'))
@@ -616,7 +649,8 @@ def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch):
     dsets['rel_path'] = [r[2] for r in rows]
     dsets['default_revision'] = True
     save_tables(_cache_with(ses, dsets.sort_index()), tmp_path)  # sorted, as Alyx writes it
-    cache = load_tables(tmp_path)
+    cache = loader(tmp_path)
+    as_uuid = loader is load_tables
     monkeypatch.setattr(table_upsert, '_MAX_CHUNKS', 4)  # join chunks often
     for step in range(12):
         table = cache['datasets']
@@ -639,17 +673,29 @@ def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch):
         assert fast.index.is_monotonic_increasing and fast.index.is_unique
         assert fast.loc[existing.index, 'hash'].eq('b' * 32).all()
         assert len(fast) == len(table) + len(new) + 2
+        kind = uuid.UUID if as_uuid else str  # the table's form is kept
+        assert all(isinstance(x, kind) for level in fast.index.levels for x in level)
+        if as_uuid:  # the strings recorded for the id level are those of its UUIDs
+            strings = uuid_index.strings_of(fast.index.levels[1])
+            assert strings is not None
+            assert list(strings) == [str(x) for x in fast.index.levels[1]]
     rel = cache['datasets']['rel_path']
-    assert isinstance(rel.dtype, pd.CategoricalDtype) and 'new/path11.0.npy' in rel.cat.categories
+    if as_uuid:
+        assert 'new/path11.0.npy' in set(rel)
+    else:
+        assert isinstance(rel.dtype, pd.CategoricalDtype)
+        assert 'new/path11.0.npy' in rel.cat.categories
 
 
-def test_merge_with_an_id_of_another_session_takes_the_general_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize('loader', [_load_tables, load_tables], ids=['str ids', 'UUIDs'])
+def test_merge_with_an_id_of_another_session_takes_the_general_path(tmp_path, monkeypatch,
+                                                                   loader):
     ses = _sessions(2)
     save_tables(_cache_with(ses, _datasets(ses.index, per=3).sort_index()), tmp_path)
-    cache = load_tables(tmp_path)
+    cache = loader(tmp_path)
     table = cache['datasets']
     eid, dataset_id = table.index[0]
-    other = sorted(set(ses.index) - {eid})[0]
+    other = [e for e in table.index.levels[0] if e != eid][0]
     record = table.iloc[[0]].set_axis(pd.MultiIndex.from_tuples([(other, dataset_id)],
                                                                 names=['eid', 'id']))
     table, aligned = table_align.align(table, record)
@@ -664,6 +710,8 @@ def test_merge_tables_exists_columns_default_true_without_exists():
     rec = _sessions(1, tag='t')
     merge_tables(cache, sessions=rec)
     assert cache['sessions'].loc[rec.index[0], 'exists_flatiron']
+    assert cache['sessions']['exists_flatiron'].dtype == 'boolean'
+    assert cache['sessions']['exists_flatiron'].tolist() == [False, True]
 
 
 def test_merge_tables_nothing_to_merge_keeps_modified_time():
@@ -684,9 +732,23 @@ def test_merge_tables_new_table_meta_and_uuid_ids():
     rec = pd.DataFrame({'name': ['probe00']},
                        index=pd.MultiIndex.from_tuples([(eid, pid)], names=['eid', 'id']))
     merge_tables(cache, insertions=rec, origin='https://alyx.example.org')
-    assert cache['insertions'].index[0] == (str(eid), str(pid))
+    assert cache['insertions'].index[0] == (eid, pid)  # an empty table takes the records' ids
     raw = cache['_meta']['raw']['insertions']
     assert raw['origin'] == {'https://alyx.example.org'} and 'date_created' in raw
+    # records with string ids into a table of UUIDs: stored as UUIDs (and the reverse)
+    pid2 = uuid.uuid4()
+    merge_tables(cache, insertions=pd.DataFrame(
+        {'name': ['probe01']}, index=pd.MultiIndex.from_tuples([(str(eid), str(pid2))],
+                                                               names=['eid', 'id'])))
+    assert sorted(cache['insertions'].index) == sorted([(eid, pid), (eid, pid2)])
+    assert {type(x) for level in cache['insertions'].index.levels for x in level} == \
+        {uuid.UUID}
+    strings = default_cache()
+    strings['sessions'] = _sessions(2)
+    merge_tables(strings, sessions=_sessions(1, tag='x').set_axis(
+        pd.Index([uuid.uuid4()], name='id')))
+    assert len(strings['sessions']) == 3
+    assert all(isinstance(x, str) for x in strings['sessions'].index)
 
 
 # ------------------------------------------------------------------------------ save_tables
@@ -699,7 +761,7 @@ def test_save_tables_merges_with_disk(tmp_path):
     second = _cache_with(pd.concat([ses_b, ses_a.iloc[[0]].assign(subject='changed')]),
                          _datasets(ses_b.index), origin='two')
     save_tables(second, tmp_path)
-    loaded = load_tables(tmp_path)
+    loaded = _load_tables(tmp_path)
     s = loaded.sessions
     assert set(s.index) == set(ses_a.index) | set(ses_b.index)
     assert s.loc[ses_a.index[0], 'subject'] == 'changed'  # memory wins
@@ -751,14 +813,14 @@ def _save_both_ways(monkeypatch, tmp_path, disk: dict, memory: dict) -> dict:
     for table in memory:
         general, fast = (pq.read_table(f / f'{table}.pqt') for f in folders)
         assert fast.equals(general), table
-    return load_tables(folders[1])
+    return _load_tables(folders[1])
 
 
 def test_save_over_an_equal_table_keeps_it(tmp_path, monkeypatch):
     """The same rows on disk and in memory: the memory's values and the disk's columns."""
     ses, dsets = _uuid_tables(np.random.default_rng(1))
     save_tables(_cache_with(ses, dsets.assign(exists_aws=False)), tmp_path / 'loaded')
-    loaded = load_tables(tmp_path / 'loaded')
+    loaded = _load_tables(tmp_path / 'loaded')
     a, b = (row_match._index_bytes(loaded['datasets'].index) for _ in range(2))
     assert row_match._same_rows(a, b)
     memory = {'sessions': loaded['sessions'].assign(subject='new'),
@@ -850,6 +912,25 @@ def test_rows_not_in_declines_other_indices():
     assert row_match.rows_not_in(ses.index, ses.index.rename('eid')) is None
 
 
+@pytest.mark.parametrize('clobber', [False, True])
+def test_save_tables_drops_duplicate_rows(tmp_path, clobber):
+    """As ONE-api, saving drops duplicate rows: the first row of an index value is kept."""
+    ses = _sessions(3)
+    dsets = _datasets(ses.index)
+    changed = dsets.iloc[[1]].assign(hash='f' * 32)
+    cache = _cache_with(pd.concat([ses, ses.iloc[[0]].assign(subject='copy')]),
+                        pd.concat([dsets, changed, dsets.iloc[[4]]]))
+    save_tables(_cache_with(ses.iloc[:1], dsets.iloc[:1]), tmp_path)
+    save_tables(cache, tmp_path, clobber=clobber)
+    saved_ses = pd.read_parquet(tmp_path / 'sessions.pqt')
+    saved = pd.read_parquet(tmp_path / 'datasets.pqt')
+    assert saved_ses.index.is_unique and len(saved_ses) == 3
+    assert saved_ses.loc[ses.index[0], 'subject'] == ses['subject'].iloc[0]
+    assert saved.index.is_unique and len(saved) == len(dsets)
+    assert saved.loc[dsets.index[1], 'hash'] == dsets['hash'].iloc[1]
+    assert len(cache['datasets']) == len(dsets) + 2  # the tables in memory are not changed
+
+
 def test_save_tables_clobber_replaces(tmp_path):
     save_tables(_cache_with(_sessions(3, 'a')), tmp_path)
     save_tables(_cache_with(_sessions(1, 'b')), tmp_path, clobber=True)
@@ -861,7 +942,7 @@ def test_save_tables_keeps_disk_only_columns(tmp_path):
     save_tables(_cache_with(ses, _datasets(ses.index).assign(default_revision=True)), tmp_path)
     other = _datasets([_uid('x')], per=1)
     save_tables(_cache_with(ses, other), tmp_path, tables=['datasets'])
-    d = load_tables(tmp_path).datasets
+    d = _load_tables(tmp_path).datasets
     assert len(d) == 3 and 'default_revision' in d.columns
     assert d.loc[ses.index[0], 'default_revision'].all()
     assert d.loc[(_uid('x'), other.index[0][1]), 'default_revision'] is np.False_
@@ -880,12 +961,14 @@ def test_save_tables_empty_or_small_memory_keeps_disk(tmp_path):
     small = default_cache()
     rec = before.datasets.iloc[[1]].assign(hash='e' * 32, exists_aws=False)
     merge_tables(small, datasets=_datasets([_uid('new')], per=1))
+    # string ids and UUIDs (from load_tables) mixed in one table: saved all the same
     small['datasets'] = pd.concat([small['datasets'].assign(exists_aws=True), rec])
     save_tables(small, tmp_path)
-    d = load_tables(tmp_path).datasets
-    assert len(d) == 11 and d.loc[rec.index[0], 'hash'] == 'e' * 32
-    assert not d.loc[rec.index[0], 'exists_aws']
-    old_rows = d.drop(index=[rec.index[0], *_datasets([_uid('new')], per=1).index])
+    d = _load_tables(tmp_path).datasets
+    key = tuple(map(str, rec.index[0]))
+    assert len(d) == 11 and d.loc[key, 'hash'] == 'e' * 32
+    assert not d.loc[key, 'exists_aws']
+    old_rows = d.drop(index=[key, *_datasets([_uid('new')], per=1).index])
     assert len(old_rows) == 9
     assert (old_rows['exists_aws'] == old_rows['exists']).all()  # filled from 'exists'
     assert d['qc'].dtype == QC_TYPE and str(d['file_size'].dtype) == 'UInt64'
@@ -936,7 +1019,7 @@ def test_concurrent_savers_lose_no_records(tmp_path):
     for p in procs:
         p.join(300)
     assert [p.exitcode for p in procs] == [0] * 4
-    cache = load_tables(tmp_path)
+    cache = _load_tables(tmp_path)
     expected = {_uid(f'w{w}-', i) for w in range(4) for i in range(200)}
     assert set(cache.sessions.index) == expected
     assert len(cache.datasets) == 800
@@ -1073,7 +1156,7 @@ def test_make_parquet_db_indexes_valid_datasets(tmp_path):
     contents = _make_tree(tmp_path)
     files = make_parquet_db(tmp_path)
     assert files == (tmp_path / 'sessions.pqt', tmp_path / 'datasets.pqt')
-    cache = load_tables(tmp_path)
+    cache = _load_tables(tmp_path)
     ses, dsets = cache.sessions, cache.datasets
     assert len(ses) == 3 and ses.index.name == 'id'
     by_subject = ses.reset_index().set_index(['subject', 'number'])
@@ -1105,9 +1188,9 @@ def test_make_parquet_db_indexes_valid_datasets(tmp_path):
 def test_make_parquet_db_ids_stable_and_unique(tmp_path):
     _make_tree(tmp_path / 'a', invalid=False)
     make_parquet_db(tmp_path / 'a')
-    first = load_tables(tmp_path / 'a')
+    first = _load_tables(tmp_path / 'a')
     make_parquet_db(tmp_path / 'a')
-    second = load_tables(tmp_path / 'a')
+    second = _load_tables(tmp_path / 'a')
     assert list(first.datasets.index) == list(second.datasets.index)
     assert list(first.sessions.index) == list(second.sessions.index)
     # the same relative path in different sessions gets different ids (Q2)
@@ -1124,12 +1207,28 @@ def test_make_parquet_db_ids_stable_and_unique(tmp_path):
     # another root holding the same session gives the same ids
     _make_tree(tmp_path / 'b', invalid=False)
     make_parquet_db(tmp_path / 'b', out_dir=tmp_path)
-    assert list(load_tables(tmp_path).datasets.index) == list(d.index)
+    assert list(_load_tables(tmp_path).datasets.index) == list(d.index)
 
 
 def _folder(ses_row) -> str:
     lab = f"{ses_row['lab']}/Subjects/" if ses_row['lab'] else ''
     return f"{lab}{ses_row['subject']}/{ses_row['date']}/{ses_row['number']:03d}"
+
+
+@pytest.mark.parametrize('hash_ids', [True, False])
+def test_make_parquet_db_rows_sorted_by_path(tmp_path, hash_ids):
+    """As ONE-api: sessions by folder; datasets by session folder, then relative path."""
+    _make_tree(tmp_path, invalid=False)
+    make_parquet_db(tmp_path, hash_ids=hash_ids)
+    ses = pd.read_parquet(tmp_path / 'sessions.pqt').reset_index()
+    dsets = pd.read_parquet(tmp_path / 'datasets.pqt').reset_index()
+    folders = [_folder(row) for _, row in ses.iterrows()]
+    assert folders == sorted(TREE)
+    folder_of = dict(zip(ses['id'], folders))
+    rows = [(folder_of[e], r) for e, r in zip(dsets['eid'], dsets['rel_path'])]
+    assert rows == sorted((f, r) for f, datasets in TREE.items() for r in datasets)
+    if hash_ids:  # in memory, sorted by id
+        assert load_tables(tmp_path).datasets.index.is_monotonic_increasing
 
 
 def test_make_parquet_db_hash_files(tmp_path):
@@ -1242,7 +1341,7 @@ def test_private_table_builders(tmp_path):
     assert dsets_u['id'].is_unique
     assert ses['id'].str.count('/').ge(2).all()  # inputs untouched
     make_parquet_db(tmp_path)
-    assert set(ses_u['id']) == set(load_tables(tmp_path).sessions.index)
+    assert set(ses_u['id']) == set(_load_tables(tmp_path).sessions.index)
 
 
 # ------------------------------------------------------------------- remove_missing_datasets

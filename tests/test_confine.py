@@ -212,7 +212,7 @@ def _one_session(root: Path) -> tuple:
     make_parquet_db(root, hash_ids=True)
     cache = load_tables(root)
     eid, dataset_id = cache['datasets'].index[0]
-    return eid, dataset_id
+    return str(eid), str(dataset_id)
 
 
 def _hostile(root: Path, rel_path=None, **session_fields) -> One:

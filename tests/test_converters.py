@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from one._lib.uuid_index import key_for, with_string_levels
 from one.alf.path import ALFPath, PurePosixALFPath, PureWindowsALFPath
 from one.alf.spec import QC
 from one.converters import (
@@ -57,15 +58,15 @@ def _sessions_table() -> pd.DataFrame:
     listed = [ses2records(s)[0] for s in _load('sessions_list_all')['results']]
     extra = [
         pd.Series({'lab': '', 'subject': 'flowers', 'date': datetime.date(2018, 7, 13),
-                   'number': 2, 'task_protocol': '', 'projects': ''}, name=EID_NOLAB),
+                   'number': 2, 'task_protocol': '', 'projects': ''}, name=UUID(EID_NOLAB)),
         pd.Series({'lab': 'cortexlab', 'subject': 'KS005', 'date': datetime.date(2019, 4, 4),
-                   'number': 4, 'task_protocol': '', 'projects': ''}, name=EID_KS),
+                   'number': 4, 'task_protocol': '', 'projects': ''}, name=UUID(EID_KS)),
         pd.Series({'lab': 'cortexlab', 'subject': 'KS0051', 'date': datetime.date(2019, 4, 4),
-                   'number': 4, 'task_protocol': '', 'projects': ''}, name=EID_KS1),
+                   'number': 4, 'task_protocol': '', 'projects': ''}, name=UUID(EID_KS1)),
         pd.Series({'lab': 'lab1', 'subject': 'dup', 'date': datetime.date(2020, 1, 1),
-                   'number': 1, 'task_protocol': '', 'projects': ''}, name=EID_DUP),
+                   'number': 1, 'task_protocol': '', 'projects': ''}, name=UUID(EID_DUP)),
         pd.Series({'lab': 'lab2', 'subject': 'dup', 'date': datetime.date(2020, 1, 1),
-                   'number': 1, 'task_protocol': '', 'projects': ''}, name=EID_DUP2),
+                   'number': 1, 'task_protocol': '', 'projects': ''}, name=UUID(EID_DUP2)),
     ]
     sessions = pd.DataFrame(listed + extra)
     sessions.index.name = 'id'
@@ -95,45 +96,74 @@ class WebClient:
 
 
 class Converter(ConversionMixin):
-    """A minimal One: cache tables plus search / get_details / list_datasets on them."""
+    """A minimal One: cache tables plus search / get_details / list_datasets on them.
+
+    The tables hold ids as `uuid.UUID` objects (as `ses2records` builds them, and as ONE-api's
+    tables and ``One._cache`` hold them), or as canonical strings with ``string_ids`` (as a
+    `One` holds them until ``_cache`` is first read): the conversions must work on both.
+    """
 
     def __init__(self, cache_dir, sessions=None, datasets=None, web_client=None,
-                 uuid_filenames=False):
+                 uuid_filenames=False, string_ids=False):
         self.cache_dir = cache_dir
         self.uuid_filenames = uuid_filenames
         self._web_client = web_client
-        self._cache = Bunch(sessions=_sessions_table() if sessions is None else sessions,
-                            datasets=_datasets_table() if datasets is None else datasets)
+        self._tables = Bunch(sessions=_sessions_table() if sessions is None else sessions,
+                             datasets=_datasets_table() if datasets is None else datasets)
+        if string_ids:
+            for table in self._tables.values():
+                table.index = with_string_levels(table.index)
         self.searches = []
+
+    @property
+    def _cache(self):
+        return self._tables
+
+    def _key(self, table: str, *ids):
+        """Ids in the form of a table's index."""
+        index = self._tables[table].index
+        levels = index.levels if isinstance(index, pd.MultiIndex) else [index]
+        keys = tuple(key_for(level, x) for level, x in zip(levels, ids))
+        return keys if len(keys) > 1 else keys[0]
+
+    def session_row(self, eid) -> pd.Series:
+        return self._tables['sessions'].loc[self._key('sessions', eid)]
+
+    def dataset_row(self, eid, did) -> pd.Series:
+        return self._tables['datasets'].loc[self._key('datasets', eid, did)]
+
+    def dataset_rows(self, pairs) -> pd.DataFrame:
+        return self._tables['datasets'].loc[[self._key('datasets', *p) for p in pairs]]
 
     def search(self, subject=None, date_range=None, number=None):
         """Like One.search: subject is a substring, date_range a day, number an int."""
         self.searches.append((subject, date_range, number))
-        sessions = self._cache['sessions']
+        sessions = self._tables['sessions']
         mask = sessions['subject'].str.contains(subject, regex=False).to_numpy()
         start, end = validate_date_range(date_range)
         dates = pd.to_datetime(sessions['date'].astype(str))
         mask = mask & ((dates >= start) & (dates <= end)).to_numpy()
         mask = mask & (sessions['number'].astype(int) == int(number)).to_numpy()
-        return [UUID(x) for x in sessions.index[mask]]
+        return [UUID(str(x)) for x in sessions.index[mask]]
 
     def get_details(self, eid):
-        record = self._cache['sessions'].loc[str(eid)].copy()
+        record = self.session_row(eid).copy()
         record.name = UUID(str(eid))
         return record
 
     def list_datasets(self, eid, details=False, qc=QC.FAIL):
-        datasets = self._cache['datasets']
-        datasets = datasets[datasets.index.get_level_values('eid') == str(eid)].droplevel('eid')
+        datasets = self._tables['datasets']
+        eids = datasets.index.get_level_values('eid')
+        datasets = datasets[eids == self._key('sessions', eid)].droplevel('eid')
         datasets = filter_datasets(datasets, qc=qc, assert_unique=False,
                                    revision_last_before=False)
-        datasets.index = pd.Index([UUID(x) for x in datasets.index], name='id')
+        datasets.index = pd.Index([UUID(str(x)) for x in datasets.index], name='id')
         return datasets if details else sorted(datasets['rel_path'])
 
 
-@pytest.fixture
-def conv(tmp_path):
-    return Converter(tmp_path, web_client=WebClient())
+@pytest.fixture(params=['uuid ids', 'string ids'])
+def conv(tmp_path, request):
+    return Converter(tmp_path, web_client=WebClient(), string_ids=request.param == 'string ids')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +262,8 @@ def test_eid2path_str_cache_dir(tmp_path):
 def test_eid2path_errors(conv):
     with pytest.raises(ValueError, match='fakeid is not a valid eID/UUID string'):
         conv.eid2path('fakeid')
-    sessions = _sessions_table()
-    conv._cache['sessions'] = pd.concat([sessions, sessions.loc[[EID]]])
+    sessions = conv._cache['sessions']
+    conv._cache['sessions'] = pd.concat([sessions, sessions.loc[[conv._key('sessions', EID)]]])
     with pytest.raises(AssertionError, match='Duplicate'):
         conv.eid2path(EID)
     conv._cache['sessions'] = sessions.iloc[0:0]
@@ -318,7 +348,7 @@ def test_path2record_empty_tables(tmp_path):
 
 def test_record2path(conv, tmp_path):
     datasets = conv._cache['datasets']
-    row = datasets.loc[(EID, DATASET)]
+    row = conv.dataset_row(EID, DATASET)
     session = ALFPath(tmp_path, 'testlab/Subjects/ZFM-01935/2024-03-12/001')
     assert conv.record2path(row) == session / 'alf/#2024-06-01#/_ibl_trials.choice.npy'
     # The record of path2record goes back to the same path
@@ -327,14 +357,14 @@ def test_record2path(conv, tmp_path):
     conv.uuid_filenames = True
     assert conv.record2path(row) == session / f'alf/#2024-06-01#/_ibl_trials.choice.{DATASET}.npy'
     conv.uuid_filenames = False
-    frame = datasets.loc[[EID_FAIL]].head(3)
+    frame = datasets.loc[[conv._key('sessions', EID_FAIL)]].head(3)
     paths = conv.record2path(frame)
     base = ALFPath(tmp_path, 'testlab/Subjects/ZFM-01935/2024-03-14/001')
     assert paths == [base / p for p in frame['rel_path']]
 
 
 def test_record2path_errors(conv):
-    row = conv._cache['datasets'].loc[(EID, DATASET)]
+    row = conv.dataset_row(EID, DATASET)
     with pytest.raises(TypeError):
         conv.record2path(row.to_dict())
     single = row.copy()
@@ -348,7 +378,7 @@ def test_record2path_errors(conv):
 
 
 def test_record2url_dataset(conv):
-    row = conv._cache['datasets'].loc[(EID, DATASET)]
+    row = conv.dataset_row(EID, DATASET)
     expected = (f'{DATA_SERVER}/testlab/Subjects/ZFM-01935/2024-03-12/001/alf/#2024-06-01#/'
                 f'_ibl_trials.choice.{DATASET}.npy')
     assert conv.record2url(row) == expected
@@ -367,9 +397,9 @@ def test_record2url_dataset(conv):
 
 
 def test_record2url_session_and_frames(conv):
-    session = conv._cache['sessions'].loc[EID]
+    session = conv.session_row(EID)
     assert conv.record2url(session) == f'{DATA_SERVER}/testlab/Subjects/ZFM-01935/2024-03-12/001'
-    frame = conv._cache['datasets'].loc[[(EID, DATASET), (EID, DATASET_OLD)]]
+    frame = conv.dataset_rows([(EID, DATASET), (EID, DATASET_OLD)])
     urls = conv.record2url(frame)
     assert len(urls) == 2 and urls[1].endswith(f'alf/_ibl_trials.choice.{DATASET_OLD}.npy')
 
@@ -377,13 +407,13 @@ def test_record2url_session_and_frames(conv):
 def test_record2url_errors(conv, tmp_path):
     with pytest.raises(TypeError):
         conv.record2url({'rel_path': 'a.b.c'})
-    row = conv._cache['datasets'].loc[(EID, DATASET)].copy()
+    row = conv.dataset_row(EID, DATASET).copy()
     row.name = DATASET
     with pytest.raises(AssertionError):
         conv.record2url(row)
     offline = Converter(tmp_path)
     with pytest.raises(AssertionError, match='No Web client found for instance'):
-        offline.record2url(conv._cache['sessions'].loc[EID])
+        offline.record2url(conv.session_row(EID))
 
 
 def test_path2url(conv, tmp_path):
@@ -604,42 +634,43 @@ def test_session_record2path(tmp_path):
 def test_ses2records_read_record():
     ses = _load('sessions_read_with_revision_2probes')
     session, datasets = ses2records(ses)
-    assert session.name == EID
+    assert session.name == UUID(EID) and isinstance(session.name, UUID)  # as ONE-api
     assert session.to_dict() == {
         'lab': 'testlab', 'subject': 'ZFM-01935', 'date': datetime.date(2024, 3, 12),
         'number': 1, 'task_protocol': '_iblrig_tasks_ephysChoiceWorld6.6.2',
         'projects': 'ibl_neuropixel_brainwide_01'}
     assert len(datasets) == 33 == len(ses['data_dataset_session_related'])
     assert datasets.index.names == ['eid', 'id'] and datasets.index.is_monotonic_increasing
-    assert set(datasets.index.get_level_values('eid')) == {EID}
+    assert set(datasets.index.get_level_values('eid')) == {UUID(EID)}
+    assert all(isinstance(x, UUID) for x in datasets.index.get_level_values('id'))
     assert list(datasets.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc',
                                       'default_revision']
     assert str(datasets['file_size'].dtype) == 'UInt64' and datasets['exists'].all()
     assert datasets['qc'].dtype == pd.CategoricalDtype(
         ['NOT_SET', 'PASS', 'WARNING', 'FAIL', 'CRITICAL'], ordered=True)
-    new = datasets.loc[(EID, DATASET)]
+    new = datasets.loc[(UUID(EID), UUID(DATASET))]
     assert new['rel_path'] == 'alf/#2024-06-01#/_ibl_trials.choice.npy'
     assert new['default_revision'] is np.True_ and new['file_size'] == 4512
     assert new['hash'] == '8f72bbfb802430997d9404c304aef144'
-    old = datasets.loc[(EID, DATASET_OLD)]
+    old = datasets.loc[(UUID(EID), UUID(DATASET_OLD))]
     assert old['rel_path'] == 'alf/_ibl_trials.choice.npy' and not old['default_revision']
     assert set(datasets['rel_path']) >= {'alf/probe01/clusters.channels.npy',
                                          'alf/_ibl_trials.contrastRight.npy'}
     # The table works with the filters: the default revision of trials.choice is the new one
     chosen = filter_datasets(datasets, '_ibl_trials.choice.npy', 'alf')
-    assert chosen.index.get_level_values('id').tolist() == [DATASET]
+    assert chosen.index.get_level_values('id').tolist() == [UUID(DATASET)]
 
 
 def test_ses2records_list_record():
     ses = _load('sessions_list_all')['results'][1]
     session, datasets = ses2records(ses)
-    assert session.name == ses['id'] and session['date'] == datetime.date(2024, 5, 20)
+    assert session.name == UUID(ses['id']) and session['date'] == datetime.date(2024, 5, 20)
     assert session['projects'] == 'test_behaviour'
     assert datasets.empty and datasets.index.names == ['eid', 'id']
     assert list(datasets.columns) == ['rel_path', 'file_size', 'hash', 'exists', 'qc']
     # Session id from the URL when there is no id field
     ses = {k: v for k, v in ses.items() if k != 'id'}
-    assert ses2records(ses)[0].name == 'db74744d-cff4-4ca3-a8ac-6a249585a1d0'
+    assert ses2records(ses)[0].name == UUID('db74744d-cff4-4ca3-a8ac-6a249585a1d0')
 
 
 def test_ses2records_dataset_without_file():
@@ -652,7 +683,7 @@ def test_ses2records_dataset_without_file():
     datasets.append(revised)
     _, table = ses2records(ses)
     assert len(table) == 25
-    row = table.loc[(EID_FAIL, datasets[0]['id'])]
+    row = table.loc[(UUID(EID_FAIL), UUID(datasets[0]['id']))]
     assert not row['exists']
     assert row['rel_path'] == f'{datasets[0]["collection"]}/{datasets[0]["name"]}'
 
@@ -660,14 +691,16 @@ def test_ses2records_dataset_without_file():
 def test_datasets2records():
     results = _load('datasets_list_revision_session')['results']
     table = datasets2records(results)
-    assert table.index.tolist() == [(EID, DATASET_OLD), (EID, DATASET)]
-    assert table.loc[(EID, DATASET), 'rel_path'] == 'alf/#2024-06-01#/_ibl_trials.choice.npy'
+    # as ONE-api: UUID objects
+    assert table.index.tolist() == [(UUID(EID), UUID(DATASET_OLD)), (UUID(EID), UUID(DATASET))]
+    assert table.loc[(UUID(EID), UUID(DATASET)), 'rel_path'] == \
+        'alf/#2024-06-01#/_ibl_trials.choice.npy'
     assert table['default_revision'].tolist() == [False, True]
     assert table['exists'].all() and table['qc'].astype(str).tolist() == ['NOT_SET'] * 2
     assert str(table['file_size'].dtype) == 'UInt64'
     # A single record, a paginated page and extra fields
     one = datasets2records(_load('datasets_read'), additional=['tags', 'version'])
-    assert one.index.tolist() == [(EID_FAIL, '901e18bb-99bf-48f4-a5a4-5d9f695a8581')]
+    assert one.index.tolist() == [(UUID(EID_FAIL), UUID('901e18bb-99bf-48f4-a5a4-5d9f695a8581'))]
     assert one.iloc[0]['rel_path'] == 'alf/_ibl_trials.choice.npy'
     assert one.iloc[0]['tags'] == [] and one.iloc[0]['version'] == '1.0.0'
     assert len(datasets2records(_load('datasets_list_tag_paginated')['results'])) == 3
@@ -678,7 +711,7 @@ def test_datasets2records_skips_and_empty():
     results = copy.deepcopy(_load('datasets_list_revision_session')['results'])
     results[0]['file_records'][0]['exists'] = False
     table = datasets2records(results)
-    assert table.index.get_level_values('id').tolist() == [DATASET]
+    assert table.index.get_level_values('id').tolist() == [UUID(DATASET)]
     results[1]['file_records'] = []
     empty = datasets2records(results)
     assert empty.empty and list(empty.columns) == ['rel_path', 'file_size', 'hash', 'exists',
@@ -697,7 +730,7 @@ def test_datasets2records_aggregate():
     assert table.iloc[0]['rel_path'] == \
         'public/aggregates/Subjects/testlab/ZFM-01935/_ibl_subjectTrials.table.pqt'
     assert pd.isna(table.index[0][0])
-    assert table.index[0][1] == '901e18bb-99bf-48f4-a5a4-5d9f695a8581'
+    assert table.index[0][1] == UUID('901e18bb-99bf-48f4-a5a4-5d9f695a8581')
 
 
 def test_path_from_filerecord(tmp_path):

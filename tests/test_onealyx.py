@@ -98,7 +98,7 @@ def test_list_datasets_and_details(one):
     assert one.list_datasets(EID, collection='alf', filename='*trials.choice*') == \
         ['alf/_ibl_trials.choice.npy']
     # The session and its datasets are now in the tables
-    assert EID in one._cache['sessions'].index
+    assert UUID(EID) in one._cache['sessions'].index  # ids are UUIDs, as in ONE-api
     assert len(one.list_datasets(EID, query_type='local')) == len(files)
     details = one.get_details(EID)
     assert details['subject'] == 'ZFM-01935' and details['date'] == date(2024, 3, 14)
@@ -142,7 +142,7 @@ def test_load_object_downloads(one, alyx_server, caplog):
 
 def test_failed_download_gives_none(one, alyx_server):
     one.list_datasets(EID)
-    dsets = one._cache['datasets'].loc[EID]
+    dsets = one._cache['datasets'].loc[UUID(EID)]
     row = dsets[dsets['rel_path'] == 'alf/_ibl_trials.choice.npy']
     alyx_server.fail('/testlab/Subjects/ZFM-01935/2024-03-14/001/alf/'
                      '_ibl_trials.choice.901e18bb-99bf-48f4-a5a4-5d9f695a8581.npy',
@@ -234,7 +234,7 @@ def test_dataset_types(one, alyx_server, capsys):
         'GET', f'/datasets?django=session__id,{EID},dataset_type__name,trials.choice', datasets)
     assert list(one.type2datasets(EID, 'trials.choice')) == ['alf/_ibl_trials.choice.npy']
     details = one.type2datasets(EID, 'trials.choice', details=True)
-    assert details.index.get_level_values('id')[0] == datasets[0]['url'][-36:]
+    assert details.index.get_level_values('id')[0] == UUID(datasets[0]['url'][-36:])
     with pytest.raises(TypeError):
         one.type2datasets(EID, 3)
 
@@ -323,13 +323,13 @@ def test_list_aggregates(one, alyx_server):
     ]
     alyx_server.add_response('GET', '/datasets?django=session__isnull,True', records)
     subjects = one.list_aggregates('subjects')
-    assert sorted(subjects.index) == ids[:2]
+    assert sorted(subjects.index) == [UUID(x) for x in ids[:2]]
     assert set(subjects['identifier']) == {'testlab/ZFM-01935', 'testlab/KS023'}
     assert all(p.startswith('aggregates/Subjects/') for p in subjects['rel_path'])
     one_subject = one.list_aggregates('Subjects', 'ZFM-01935',
                                       dataset='_ibl_subjectTrials.table.pqt')
-    assert list(one_subject.index) == [ids[0]]
-    assert list(one.list_aggregates('tags').index) == [ids[2]]
+    assert list(one_subject.index) == [UUID(ids[0])]
+    assert list(one.list_aggregates('tags').index) == [UUID(ids[2])]
     assert one.list_aggregates('tags', 'nothing').empty
 
 
@@ -343,8 +343,8 @@ def test_search_merges_sessions_into_tables(one):
     assert one._cache['sessions'].empty
     eids = one.search(subject='ZFM-01935')
     sessions = one._cache['sessions']
-    assert sorted(sessions.index) == sorted(str(e) for e in eids)
-    row = sessions.loc[EID]
+    assert sorted(sessions.index) == sorted(eids)
+    row = sessions.loc[UUID(EID)]
     assert row['subject'] == 'ZFM-01935' and row['lab'] == 'testlab'
     assert row['date'] == date(2024, 3, 14) and row['number'] == 1
     assert row['projects'] == 'ibl_neuropixel_brainwide_01'
@@ -365,7 +365,7 @@ def test_search_merges_later_pages_when_fetched(tmp_path):
         assert len(eids) == 4
         assert len(one._cache['sessions']) == 2  # the first page only
         last = eids[-1]  # fetches the second page
-        assert len(one._cache['sessions']) == 4 and str(last) in one._cache['sessions'].index
+        assert len(one._cache['sessions']) == 4 and last in one._cache['sessions'].index
 
 
 def test_eid2path_asks_alyx_when_tables_do_not_know(one, alyx_server):

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import parse_qs
+from uuid import UUID
 
 import numpy as np
 import pytest
@@ -117,14 +118,14 @@ def _http_files(alyx_server) -> set:
 
 
 def _exists_aws(one, *ids) -> list:
-    table = one._cache['datasets']
+    table = one._cache['datasets']  # UUID ids, as ONE-api's
     by_id = dict(zip(table.index.get_level_values('id'), table['exists_aws']))
-    return [bool(by_id[i]) for i in ids]
+    return [bool(by_id[UUID(i)]) for i in ids]
 
 
 def _trial_ids(one) -> list:
-    table = one._cache['datasets'].loc[EID]
-    return list(table.index[table['rel_path'].str.startswith('alf/_ibl_trials.')])
+    table = one._cache['datasets'].loc[UUID(EID)]
+    return [str(x) for x in table.index[table['rel_path'].str.startswith('alf/_ibl_trials.')]]
 
 
 def _uuid(eid: str):
@@ -180,7 +181,7 @@ def test_uuid_filenames(one, alyx_server):
     assert file.is_file() and _http_files(alyx_server) == set()
     # keep_uuid overrides the attribute
     one.uuid_filenames = False
-    row = one._cache['datasets'].loc[[(EID, GO_CUE)]]
+    row = one._cache['datasets'].loc[[(UUID(EID), UUID(GO_CUE))]]
     (file,) = one._download_datasets(row, keep_uuid=True)
     assert file.name == f'_ibl_trials.goCue_times.{GO_CUE}.npy' and file.is_file()
     (file,) = one._download_aws(map(lambda x: x[1], row.iterrows()))  # rows, as the seed
@@ -223,7 +224,8 @@ def test_missing_on_s3_comes_over_http(one, alyx_server, s3):
     # Without update_cache, exists_aws is left alone
     one._cache['datasets']['exists_aws'] = True
     (one.cache_dir / SESSION / 'alf' / '_ibl_trials.choice.npy').unlink()
-    one._download_datasets(one._cache['datasets'].loc[[(EID, CHOICE)]], update_cache=False)
+    one._download_datasets(one._cache['datasets'].loc[[(UUID(EID), UUID(CHOICE))]],
+                           update_cache=False)
     assert _exists_aws(one, CHOICE) == [True]
 
 
@@ -299,7 +301,7 @@ def test_repository_without_bucket(alyx_server, tmp_path, monkeypatch, caplog):
 
 def test_not_all_on_aws(one, alyx_server, caplog):
     table = one._cache['datasets']
-    table.loc[(EID, CHOICE), 'exists_aws'] = False
+    table.loc[(UUID(EID), UUID(CHOICE)), 'exists_aws'] = False  # an edit the next load sees
     with caplog.at_level(logging.DEBUG, logger='one.api'):
         one.load_object(EID, 'trials')
     assert 'Not downloading from S3: 1 of' in caplog.text
@@ -363,7 +365,7 @@ def test_mismatched_s3_record_refused(one, alyx_server, caplog):
 # Helpers
 # --------------------------------------------------------------------------------------------
 def test_dataset_records_in_batches(one, alyx_server):
-    ids = list(one._cache['datasets'].index.get_level_values('id'))
+    ids = [str(x) for x in one._cache['datasets'].index.get_level_values('id')]
     assert len(ids) == 137
     records = _remote_s3.dataset_records(one.alyx, ids)
     assert CHOICE in records and records[CHOICE]['name'] == '_ibl_trials.choice.npy'

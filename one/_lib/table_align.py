@@ -1,8 +1,11 @@
 """Giving records the columns of a table before they are merged into it.
 
-Columns missing on either side are added (``exists_*`` and ``default_revision`` filled with
-booleans, others with NA, the column becoming nullable), dtypes are unified and unordered
-categorical columns get the categories the records need.  Pure pandas; inputs are never modified.
+As ONE-api's ``merge_tables``: table columns the records lack are added to the records
+(``exists_*`` filled with the records' ``exists``, ``default_revision`` with False, others with
+NA; the table column becoming nullable, ``exists_*`` included); record columns the table lacks
+are dropped, but for ``default_revision``, which is added to the table.  Dtypes are unified and
+unordered categorical columns get the categories the records need.  Pure pandas; inputs are
+never modified.
 """
 from __future__ import annotations
 
@@ -29,11 +32,6 @@ def _na_column(index: pd.Index, dtype) -> pd.Series:
     return pd.Series(index=index, dtype=dtype)
 
 
-def _filled_without_na(col: str) -> bool:
-    """Columns whose missing values are booleans: ``exists_*`` and ``default_revision``."""
-    return col.startswith('exists_') or col == 'default_revision'
-
-
 def _fill_value_column(col: str, rows: pd.DataFrame, dtype) -> pd.Series:
     """The values of a column `rows` lack.
 
@@ -52,8 +50,9 @@ def _fill_value_column(col: str, rows: pd.DataFrame, dtype) -> pd.Series:
 
 
 def _column_dtype(col: str, dtype):
-    """The dtype of a column added to rows that lack it (nullable unless filled with bools)."""
-    return dtype if _filled_without_na(col) else _nullable(dtype)
+    """The dtype of a column added to rows that lack it: nullable (``exists_*`` too, as in
+    ONE-api), but for ``default_revision``, which stays bool."""
+    return dtype if col == 'default_revision' else _nullable(dtype)
 
 
 def _with_column(table: pd.DataFrame, col: str, values: pd.Series) -> pd.DataFrame:
@@ -116,9 +115,10 @@ def align(table: pd.DataFrame, records: pd.DataFrame, strict: bool = False
     """Give `records` the columns (order and dtypes) of `table`.
 
     Non-strict: table columns missing from the records are added to the records (and made
-    nullable in the table when filled with NA); record columns missing from the table are
-    added to the table (see `_fill_value_column` for the values of its existing rows).
-    Categorical columns of the table get the categories the records need.
+    nullable in the table, but for ``default_revision``); record columns missing from the
+    table are dropped, but ``default_revision``, which is added to the table (False for its
+    existing rows, see `_fill_value_column`).  Categorical columns of the table get the
+    categories the records need.
 
     Returns
     -------
@@ -140,10 +140,9 @@ def align(table: pd.DataFrame, records: pd.DataFrame, strict: bool = False
                 table = table.astype(conversions)
             records = records.assign(**{
                 c: _fill_value_column(c, records, table[c].dtype) for c in missing})
-        for col in records.columns:
-            if col not in table.columns:
-                table = _with_column(table, col, _fill_value_column(
-                    col, table, _column_dtype(col, records[col].dtype)))
+        if 'default_revision' in records.columns and 'default_revision' not in table.columns:
+            table = _with_column(table, 'default_revision', _fill_value_column(
+                'default_revision', table, records['default_revision'].dtype))
     table = _widen_categories(table, records)
     records = records[list(table.columns)]
     dtypes = table.dtypes.to_dict()

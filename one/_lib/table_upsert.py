@@ -9,9 +9,12 @@ between slices of the table; otherwise new MultiIndex rows are appended level by
 from __future__ import annotations
 
 import bisect
+import uuid
 
 import numpy as np
 import pandas as pd
+
+from one._lib import uuid_index
 
 __all__ = ['upsert']
 
@@ -116,13 +119,23 @@ def _concat_rows(table: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([table, new]).sort_index()
 
 
+def _id_kind(values) -> type | None:
+    """str or uuid.UUID when every value is one (numpy strings count as str), else None."""
+    values = list(values)
+    for kind in (str, uuid.UUID):
+        if values and all(isinstance(x, kind) for x in values):
+            return kind
+    return None
+
+
 def _sorted_row_order_index(index: pd.Index) -> tuple | None:
     """The parts of a 2-level index that `_upsert_sorted` can extend, or None.
 
     That is: rows sorted by (first, second) value, the first level sorted (few values: a
     session's eid), the second level holding the row values in row order (codes 0..n-1, so
     its values are distinct), as `load_tables` builds the datasets index and `_upsert_sorted`
-    keeps it.  Checking costs a few comparisons per row, never a sort or hash of the ids.
+    keeps it.  The ids are all strings or all `uuid.UUID` objects.  Checking costs a few
+    comparisons per row, never a sort or hash of the ids.
 
     Returns
     -------
@@ -141,10 +154,13 @@ def _sorted_row_order_index(index: pd.Index) -> tuple | None:
         return None
     first = np.asarray(level0, dtype=object)
     try:
-        if not all(isinstance(x, str) for x in first) or \
+        if _id_kind(first) is None or \
                 (len(first) > 1 and not (first[:-1] < first[1:]).all()):
             return None
-        values = level1.array
+        # UUIDs compare as their canonical strings do: compare those when known (vectorised)
+        values = (uuid_index.strings_of(level1) if _id_kind(level1[:1]) is uuid.UUID
+                  else None)
+        values = (level1 if values is None else values).array
         increasing = np.asarray(values[:-1] < values[1:], dtype=bool)
     except (TypeError, ValueError):
         return None
@@ -171,7 +187,9 @@ def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame |
     eids, codes0, level1 = parts
     record_eids = list(records.index.get_level_values(0))
     record_ids = list(records.index.get_level_values(1))
-    if not all(isinstance(x, str) for x in record_eids + record_ids):
+    kind = _id_kind(eids)
+    if kind is None or _id_kind(record_eids) is not kind or _id_kind(record_ids) is not kind \
+            or _id_kind(level1[:1]) is not kind:
         return None
     order = sorted(range(k), key=lambda j: (record_eids[j], record_ids[j]))
     records = records.iloc[order]
@@ -198,7 +216,9 @@ def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame |
         else:
             rows[j] = start
     new_ids = [x for x, e in zip(record_ids, existing) if not e]
-    if new_ids and level1.isin(new_ids).any():
+    strings1 = uuid_index.strings_of(level1) if kind is uuid.UUID else None
+    if new_ids and (strings1.isin([str(x) for x in new_ids]).any() if strings1 is not None
+                    else level1.isin(new_ids).any()):
         return None  # an id already held by another session: not a row-order level any more
 
     out = table
@@ -233,6 +253,10 @@ def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame |
     frame.index = pd.MultiIndex(levels=[level0, level1.rename(table.index.names[1])],
                                 codes=[codes, np.arange(len(frame))],
                                 names=table.index.names, verify_integrity=False)
+    if strings1 is not None:  # the strings of the new level, from the same slices
+        new_strings = pd.Index([str(x) for x in new_ids], dtype=strings1.dtype)
+        uuid_index.remember_strings(frame.index.levels[1], _defragment(strings1[:0].append(
+            [(new_strings if is_new else strings1)[a:b] for is_new, a, b in runs])))
     return frame
 
 

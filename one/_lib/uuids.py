@@ -7,15 +7,15 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ['uuid_strings', 'uuid3_strings']
+__all__ = ['uuid_chars', 'uuid_strings', 'uuid3_strings']
 
 
 _HEX_DIGITS = np.frombuffer(b'0123456789abcdef', dtype=np.uint8)
 _UUID_CHAR_POSITIONS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 
-def uuid_strings(raw: np.ndarray) -> list[str]:
-    """Format rows of 16 bytes as canonical UUID strings (vectorised)."""
+def uuid_chars(raw: np.ndarray) -> np.ndarray:
+    """The characters of the canonical UUID strings of rows of 16 bytes: (n, 36) uint8."""
     raw = np.asarray(raw, dtype=np.uint8).reshape(-1, 16)
     n = len(raw)
     nibbles = np.empty((n, 32), dtype=np.uint8)
@@ -23,8 +23,14 @@ def uuid_strings(raw: np.ndarray) -> list[str]:
     nibbles[:, 1::2] = raw & 0x0F
     chars = np.full((n, 36), ord('-'), dtype=np.uint8)
     chars[:, _UUID_CHAR_POSITIONS] = _HEX_DIGITS[nibbles]
+    return chars
+
+
+def uuid_strings(raw: np.ndarray) -> list[str]:
+    """Format rows of 16 bytes as canonical UUID strings (vectorised)."""
+    chars = uuid_chars(raw)
     text = chars.tobytes().decode('ascii')
-    return [text[i:i + 36] for i in range(0, 36 * n, 36)]
+    return [text[i:i + 36] for i in range(0, 36 * len(chars), 36)]
 
 
 def uuid3_strings(names: Iterable[str], namespace: uuid.UUID) -> list[str]:

@@ -2,8 +2,8 @@
 
 ONE's local index is a set of parquet tables in a *tables dir*: ``sessions.pqt`` (one row per
 session) and ``datasets.pqt`` (one row per file), optionally ``insertions.pqt``.  In memory they
-live in a `Bunch` (``One._cache``) with a ``_meta`` entry holding load/save times and each
-table's parquet metadata (``_meta['raw'][<table>]``).
+live in a `Bunch` with a ``_meta`` entry holding load/save times and each table's parquet
+metadata (``_meta['raw'][<table>]``).
 
 Schema
 ------
@@ -12,17 +12,18 @@ sessions : index ``id``; columns lab, subject, date (`datetime.date`), number (u
 datasets : MultiIndex ``(eid, id)``; columns rel_path, file_size (nullable UInt64), hash,
     exists (bool), qc (ordered categorical `QC_TYPE`), and optionally default_revision (bool).
 
-Identifiers are kept as canonical lower-case UUID *strings* in memory, exactly as stored on
-disk, so loading and saving need no conversion.  (ONE-api converts every id to `uuid.UUID` on
-load, which dominates its start-up time.)  Use `cast_index_object` to get `uuid.UUID` objects.
-String columns are ``object`` under pandas 2 and ``str`` under pandas 3, except the datasets
-``rel_path`` column, which `load_tables` returns as a `pandas.Categorical` with lexically sorted
-categories: a million rows hold a few thousand distinct paths, so it loads faster and takes a
-tenth of the memory.  It behaves as strings for ``.str`` methods, equality, ``isin``, sorting,
-``tolist()`` and ``to_numpy()``; setting a row to a path not yet in its categories needs
-``merge_tables`` (which widens them) or ``.cat.add_categories``.  It is saved as a plain string
-column, so the files are those ONE-api reads and writes.  The MultiIndex already stores each
-distinct ``eid`` once.
+Identifiers
+-----------
+On disk ids are canonical lower-case UUID strings (the layout ONE-api reads and writes; older
+layouts are read too, see `patch_tables`).  `load_tables` returns ONE-api's shape: ids as
+`uuid.UUID` objects, every string column plain strings.  Building a million UUID objects is
+the dearest part of loading, so `One` runs on the same tables loaded by the private
+`_load_tables`, ids kept as strings and the datasets ``rel_path`` as a `pandas.Categorical`
+(a million rows hold a few thousand distinct paths: it loads faster and takes a tenth of the
+memory), until ``one._cache`` is first read; then `to_user_shape` converts them in place (the
+UUIDs made in bulk from the strings' bytes, see `one._lib.uuid_index`).  `merge_tables` keeps
+a table's id form whatever form the records give, and `save_tables` accepts both.
+String columns are ``object`` under pandas 2 and ``str`` under pandas 3.
 
 Saving
 ------
@@ -46,9 +47,19 @@ import numpy as np
 import pandas as pd
 
 from one._lib import files as _files
-from one._lib import folder_index, parquet, row_match, table_align, table_upsert, uuids
+from one._lib import (
+    folder_index,
+    parquet,
+    row_match,
+    table_align,
+    table_formats,
+    table_upsert,
+    uuid_index,
+    uuids,
+)
 from one._lib.bunch import Bunch
 from one._lib.locks import file_lock
+from one._lib.table_formats import TableFormatError
 from one.alf import spec
 from one.alf.exceptions import ALFWarning
 
@@ -56,7 +67,7 @@ __all__ = [
     'make_parquet_db', 'load_tables', 'patch_tables', 'merge_tables', 'save_tables',
     'remove_table_files', 'remove_missing_datasets', 'default_cache', 'cast_index_object',
     'QC_TYPE', 'SESSIONS_COLUMNS', 'DATASETS_COLUMNS', 'EMPTY_DATASETS_FRAME',
-    'EMPTY_SESSIONS_FRAME', 'LOCK_NAME', 'ID_NAMESPACE',
+    'EMPTY_SESSIONS_FRAME', 'LOCK_NAME', 'ID_NAMESPACE', 'TableFormatError', 'to_user_shape',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -104,7 +115,6 @@ LOCK_TIMEOUT = 60.0
 ID_NAMESPACE = uuid.UUID('2e3d6b6f-1c55-4a8b-9f0e-7d3b4b1f6a2c')
 """Namespace of the version-3 UUIDs `make_parquet_db` derives from session and dataset paths."""
 
-_INDEX_KEY = re.compile('.?id')
 _CATEGORICAL = {'datasets': ('rel_path',)}  # str columns kept categorical in memory
 _DATE_FORMAT = dict(sep=' ', timespec='minutes')
 _TABLE_ORDER = {'sessions': 0, 'datasets': 1}
@@ -150,14 +160,6 @@ def _version_tuple(version) -> tuple:
     """'2.10' -> (2, 10, 0); None -> (0, 0, 0)."""
     numbers = [int(x) for x in re.findall(r'\d+', str(version or '0'))[:3]]
     return tuple(numbers + [0] * (3 - len(numbers)))
-
-
-def _has_uuid_objects(index: pd.Index) -> bool:
-    """True if the first value of any index level is a `uuid.UUID` (rather than a str)."""
-    if len(index) == 0:
-        return False
-    first = index[0] if isinstance(index, pd.MultiIndex) else (index[0],)
-    return any(isinstance(v, uuid.UUID) for v in first)
 
 
 def default_cache(origin: str = '') -> Bunch:
@@ -228,14 +230,6 @@ def cast_index_object(df: pd.DataFrame, dtype=uuid.UUID) -> pd.DataFrame:
 # Legacy tables
 # --------------------------------------------------------------------------------------------
 
-def _int2str_uuids(low: np.ndarray, high: np.ndarray) -> list[str]:
-    """Turn pairs of int64 (the 16 bytes of a UUID read as 2 little-endian int64) into str."""
-    pairs = np.empty((len(low), 2), dtype='<i8')
-    pairs[:, 0] = low
-    pairs[:, 1] = high
-    return uuids.uuid_strings(pairs.view(np.uint8))
-
-
 def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
     """Convert legacy int64-pair id levels (``<x>_0``, ``<x>_1``) to UUID str levels ``<x>``.
 
@@ -264,7 +258,7 @@ def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
         if name.endswith('_0') and (pair := name[:-2] + '_1') in names:
             low = table.index.get_level_values(i).to_numpy(dtype=np.int64)
             high = table.index.get_level_values(names.index(pair)).to_numpy(dtype=np.int64)
-            arrays.append(pd.Index(_int2str_uuids(low, high), dtype=object))
+            arrays.append(pd.Index(table_formats.int_pair_strings(low, high), dtype=object))
             new_names.append(name[:-2])
             done.update((name, pair))
         elif name.endswith('_1') and name[:-2] + '_0' in names:
@@ -284,8 +278,11 @@ def patch_tables(table: pd.DataFrame, min_api_version=None, name: str | None = N
                  ) -> pd.DataFrame:
     """Upgrade a table written by an older ONE or Alyx to the current schema.
 
-    1. int64-pair id levels become UUID strings (`_cache_int2str`);
-    2. ``min_api_version`` < 1.13.0: column ``project`` is renamed ``projects``;
+    1. int64-pair ids become UUID strings: index levels (`_cache_int2str`) and columns
+       (``eid_0``, ``eid_1`` -> ``eid``); a datasets table indexed by ``id`` alone gets its
+       ``eid`` column as first index level;
+    2. ``min_api_version`` < 1.13.0 (or no ``projects`` column): column ``project`` is renamed
+       ``projects``;
     3. datasets table, ``min_api_version`` < 2.7.0 and no ``qc`` column: ``qc`` is added, all
        ``'NOT_SET'``;
     4. datasets table: the legacy ``session_path`` column is dropped.
@@ -303,10 +300,18 @@ def patch_tables(table: pd.DataFrame, min_api_version=None, name: str | None = N
     -------
     pandas.DataFrame
         The patched table.
+
+    Raises
+    ------
+    one.alf.cache.TableFormatError
+        An int64-pair id column lacks its other half or holds missing or non-integer values.
     """
-    table = _cache_int2str(table)
+    table = table_formats.merge_int_pairs(_cache_int2str(table))
+    if name == 'datasets' and list(table.index.names) == ['id'] and 'eid' in table.columns:
+        table = table.set_index('eid', append=True).reorder_levels(['eid', 'id'])
     version = _version_tuple(min_api_version)
-    if version < (1, 13, 0) and 'project' in table.columns:
+    if 'project' in table.columns and (version < (1, 13, 0) or name == 'sessions') and \
+            'projects' not in table.columns:
         table = table.rename(columns={'project': 'projects'})
     if name == 'datasets':
         if version < (2, 7, 0) and 'qc' not in table.columns:
@@ -346,11 +351,7 @@ def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
     if 'date_created' not in meta:
         _logger.warning(f'{path} does not appear to be a valid table. Skipping')
         return None, meta
-    if isinstance(df.index, pd.RangeIndex):
-        id_columns = sorted(c for c in df.columns if _INDEX_KEY.search(str(c)))
-        if not id_columns:
-            raise KeyError('Failed to set index')
-        df = df.set_index(id_columns)
+    df = table_formats.standard_index(df, name, what=str(path))
     df = patch_tables(df, meta.get('min_api_version'), name)
     df = _normalise(df, name)
     if not is_sorted and not df.index.is_monotonic_increasing:
@@ -359,34 +360,9 @@ def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
     return df, meta
 
 
-def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> Bunch:
-    """Load the cache tables of a folder.
-
-    Every file matching `glob_pattern` is loaded as a table named after the file stem.  Files
-    without ``date_created`` metadata are skipped with a warning.  A table saved without an
-    index gets one from its id columns (``id``; ``eid``, ``id``); legacy tables are patched
-    (`patch_tables`); ``qc`` is cast to `QC_TYPE`; tables are sorted by index.  Ids stay str;
-    the datasets ``rel_path`` is categorical (see the module docstring).
-
-    Parameters
-    ----------
-    tables_dir : str, os.PathLike
-        The folder holding the tables.  A missing or empty folder gives the empty cache.
-    glob_pattern : str
-        Which files to load.
-
-    Returns
-    -------
-    Bunch
-        As `default_cache`, with the loaded tables, ``_meta['raw'][<table>]`` the metadata of
-        each file (``origin`` as a set), ``_meta['loaded_time']`` now (None if nothing was
-        loaded) and ``_meta['created_time']`` the earliest ``date_created``.
-
-    Raises
-    ------
-    KeyError
-        A table has neither an index nor id columns.
-    """
+def _load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> Bunch:
+    """`load_tables` without the conversion to ONE-api's shape: ids stay canonical strings,
+    the datasets ``rel_path`` categorical (what `One` runs on until ``_cache`` is read)."""
     cache = default_cache()
     meta = cache['_meta']
     tables_dir = Path(tables_dir)
@@ -407,20 +383,158 @@ def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> B
     return cache
 
 
+def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> Bunch:
+    """Load the cache tables of a folder, in ONE-api's shape.
+
+    Every file matching `glob_pattern` is loaded as a table named after the file stem.  Files
+    without ``date_created`` metadata are skipped with a warning.  Tables in older layouts get
+    ONE's index (``id``; ``eid``, ``id``), whether their ids were saved as index levels or
+    columns, as int64 pairs or strings (see `patch_tables`); ``qc`` is cast to `QC_TYPE`;
+    tables are sorted by index.  Ids are `uuid.UUID` objects (levels of other values stay as
+    they are) and every string column holds plain strings (see `to_user_shape`).
+
+    Parameters
+    ----------
+    tables_dir : str, os.PathLike
+        The folder holding the tables.  A missing or empty folder gives the empty cache.
+    glob_pattern : str
+        Which files to load.
+
+    Returns
+    -------
+    Bunch
+        As `default_cache`, with the loaded tables, ``_meta['raw'][<table>]`` the metadata of
+        each file (``origin`` as a set), ``_meta['loaded_time']`` now (None if nothing was
+        loaded) and ``_meta['created_time']`` the earliest ``date_created``.
+
+    Raises
+    ------
+    one.alf.cache.TableFormatError
+        A table cannot be understood: no id to index it by (``KeyError('Failed to set
+        index ...')``, as ONE-api), a datasets table without the session of each row or
+        without ``rel_path``, a malformed int64 id pair.  The message names the file.
+    """
+    return to_user_shape(_load_tables(tables_dir, glob_pattern))
+
+
+def to_user_shape(cache: dict) -> dict:
+    """Give the tables of a cache ONE-api's shape, in place (the same DataFrame objects).
+
+    Index levels of canonical UUID strings become levels of `uuid.UUID` objects (built in bulk;
+    a MultiIndex keeps its codes) and categorical string columns (the datasets ``rel_path``
+    as loaded) become plain string columns.  Tables already in that shape are left alone.
+
+    Parameters
+    ----------
+    cache : dict
+        A cache Bunch; entries whose name starts with '_' and non-DataFrames are skipped.
+
+    Returns
+    -------
+    dict
+        `cache` itself.
+    """
+    for name, table in cache.items():
+        if str(name).startswith('_') or not isinstance(table, pd.DataFrame):
+            continue
+        index = uuid_index.with_uuid_levels(table.index)
+        if index is not table.index:
+            table.index = index
+        for i, dtype in enumerate(table.dtypes):
+            if isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered and \
+                    (pd.api.types.is_object_dtype(dtype.categories.dtype)
+                     or pd.api.types.is_string_dtype(dtype.categories.dtype)):
+                table.isetitem(i, parquet.category_strings(table.iloc[:, i]).array)
+    return cache
+
+
 # --------------------------------------------------------------------------------------------
 # Merging
 # --------------------------------------------------------------------------------------------
 
-def _records_frame(table: pd.DataFrame, records) -> pd.DataFrame:
-    """Records as a DataFrame indexed like `table` (a Series is one row named by its name)."""
+def _index_form(index: pd.Index) -> bool | None:
+    """True if an index holds UUID objects, False if strings (or other values), None if it
+    holds no values to tell."""
+    levels = index.levels if isinstance(index, pd.MultiIndex) else [index]
+    for level in levels:
+        if len(level):
+            return uuid_index.is_uuid_level(level)
+    return None
+
+
+def _to_uuid_or_str(value):
+    """A UUID string (in any case) as a UUID; other values as they are."""
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _to_str(value):
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _level_in_form(level: pd.Index, as_uuid: bool) -> pd.Index | None:
+    """A level of ids in bulk: canonical strings to UUIDs (or back); None when its values are
+    of mixed or other kinds and must be converted one by one."""
+    if len(level) == 0:
+        return level
+    kinds = set(map(type, level))
+    if as_uuid:
+        if kinds == {uuid.UUID}:
+            return level
+        converted = uuid_index.uuid_level(level) if kinds == {str} else level
+        return converted if converted is not level else None
+    if kinds == {uuid.UUID}:
+        return uuid_index.string_level(level)
+    return level if uuid.UUID not in kinds else None
+
+
+def _in_form(records: pd.DataFrame, as_uuid: bool) -> pd.DataFrame:
+    """Records whose index levels of ids are UUID objects (`as_uuid`) or canonical strings.
+
+    Levels of canonical strings or of UUIDs are converted in bulk (codes kept); others one
+    value at a time (values that are not UUIDs, e.g. path ids, stay as they are).
+    """
+    index = records.index
+    multi = isinstance(index, pd.MultiIndex)
+    if multi:
+        index = index.remove_unused_levels()
+    levels = list(index.levels) if multi else [index]
+    converted = [_level_in_form(level, as_uuid) for level in levels]
+    if all(new is old for new, old in zip(converted, levels)):
+        return records
+    if all(new is not None for new in converted):
+        new_index = pd.MultiIndex(levels=converted, codes=index.codes, names=index.names,
+                                  verify_integrity=False) if multi else converted[0]
+    else:  # mixed kinds: value by value (equal ids given in two forms become one value)
+        convert = _to_uuid_or_str if as_uuid else _to_str
+        arrays = [[convert(x) for x in index.get_level_values(i)] for i in range(index.nlevels)]
+        new_index = pd.MultiIndex.from_arrays(arrays, names=index.names) if multi else \
+            pd.Index(arrays[0], dtype=object, name=index.name)
+    records = records.copy(deep=False)
+    records.index = new_index
+    return records
+
+
+def _records_frame(table: pd.DataFrame, records, as_uuid: bool | None = None) -> pd.DataFrame:
+    """Records as a DataFrame indexed like `table` (a Series is one row named by its name).
+
+    Ids are given the form of the table's ids (UUID objects or strings); for an empty table,
+    the form `as_uuid` says (None: as the records have them).
+    """
     if isinstance(records, pd.Series):
         frame = pd.DataFrame([records])
         names = table.index.names
         if frame.index.nlevels == len(names):
             frame.index = frame.index.set_names(names)
         records = frame.infer_objects()
-    if _has_uuid_objects(records.index):
-        records = cast_index_object(records.copy(deep=False), str)
+    form = _index_form(table.index)
+    form = as_uuid if form is None else form
+    if form is not None and not records.empty:
+        records = _in_form(records, form)
     return records
 
 
@@ -433,11 +547,12 @@ def merge_tables(cache: dict, strict: bool = False, origin=None, **kwargs
     cache : dict
         A cache Bunch (tables and ``_meta``), modified in place.
     strict : bool
-        If True the records must have exactly the columns of the table.  Otherwise columns the
-        records lack are filled (``exists_*`` from the records' ``exists``, ``default_revision``
-        with False, else NA, the table column becoming nullable when needed), and record
-        columns the table lacks are added to it, filled the same way for its existing rows
-        (e.g. a ``default_revision`` arriving from Alyx: False, the column bool).
+        If True the records must have exactly the columns of the table.  Otherwise, as in
+        ONE-api, columns the records lack are filled (``exists_*`` from the records'
+        ``exists``, ``default_revision`` with False, else NA; the table column becomes
+        nullable, ``exists_*`` columns nullable booleans) and record columns the table lacks
+        are dropped, but ``default_revision``, which is added to the table (False for its
+        existing rows, the column bool).
     origin : str, optional
         Added to the ``origin`` set of each updated table's metadata.
     **kwargs
@@ -461,16 +576,23 @@ def merge_tables(cache: dict, strict: bool = False, origin=None, **kwargs
     -----
     Records overwrite rows with the same index and new rows are appended; duplicate index
     values within the records keep the first.  Records are cast to the table dtypes and the
-    table is re-sorted by index.  Ids given as `uuid.UUID` are stored as str.
+    table is re-sorted by index.  Ids keep the form of the table's (`uuid.UUID` objects, as
+    `load_tables` gives them, or strings): records may give them in either form.
     """
+    return _merge_tables(cache, kwargs, strict=strict, origin=origin)
+
+
+def _merge_tables(cache: dict, tables: dict, strict: bool = False, origin=None,
+                  as_uuid: bool | None = None) -> datetime.datetime | None:
+    """`merge_tables`; an empty table takes the id form `as_uuid` says (None: the records')."""
     updated = None
-    for table_name, records in kwargs.items():
+    for table_name, records in tables.items():
         if records is None or (isinstance(records, pd.DataFrame) and records.empty):
             continue
         if table_name not in cache:
             raise KeyError(f'Table "{table_name}" not in cache')
         table = cache[table_name]
-        records = _records_frame(table, records)
+        records = _records_frame(table, records, as_uuid)
         if records.index.has_duplicates:
             records = records[~records.index.duplicated(keep='first')]
         table, records = table_align.align(table, records, strict=strict)
@@ -515,6 +637,22 @@ def _merge_for_save(on_disk: pd.DataFrame, in_memory: pd.DataFrame) -> pd.DataFr
         return base
     base, records = table_align.align(base, records)
     return table_upsert.upsert(base, records)
+
+
+def _without_duplicates(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without the rows repeating an index value of an earlier row (as ONE-api,
+    saving drops duplicate rows; the first is kept, as `merge_tables` keeps it)."""
+    index = table.index
+    if isinstance(index, pd.MultiIndex) and 'id' in index.names:
+        # the id level of a loaded table holds each row's own distinct id (see one._lib.parquet)
+        codes = np.asarray(index.codes[index.names.index('id')])
+        level = index.levels[index.names.index('id')]
+        if len(codes) == len(level) and (len(codes) == 0 or (
+                codes[0] == 0 and (np.diff(codes) == 1).all())):
+            return table
+    if index.is_unique:
+        return table
+    return table[~index.duplicated(keep='first')]
 
 
 def _ordered_tables(cache: dict, tables: Iterable[str] | None) -> list[str]:
@@ -587,7 +725,7 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
         for name in names:
             filename = tables_dir / f'{name}.pqt'
             _files.remove_temp_files(tables_dir, filename.name)
-            df = cache[name]
+            df = _without_duplicates(cache[name])
             table_meta = dict(raw.get(name) or {})
             origin = _origin_set(table_meta.get('origin'))
             if not clobber and filename.exists():
@@ -597,7 +735,8 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
                     _logger.warning(f'Replacing unreadable table {filename}: {ex!r}')
                     on_disk, disk_meta = None, {}
                 if on_disk is not None:
-                    df = _merge_for_save(on_disk, _records_frame(on_disk, df))
+                    df = _merge_for_save(_without_duplicates(on_disk),
+                                         _records_frame(on_disk, df, as_uuid=False))
                     origin |= _origin_set(disk_meta.get('origin')) - {'unknown'}
                     table_meta = {**disk_meta, **table_meta}
                     created = [t for t in map(_parse_time, (
@@ -607,8 +746,10 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
                         table_meta['date_created'] = _timestamp(min(created))
                         if name in raw:
                             raw[name]['date_created'] = table_meta['date_created']
-            if _has_uuid_objects(df.index):
-                df = cast_index_object(df.copy(deep=False), str)
+            string_index = uuid_index.with_string_levels(df.index)  # ids as strings on disk
+            if string_index is not df.index:
+                df = df.copy(deep=False)
+                df.index = string_index
             table_meta['origin'] = sorted(origin)
             table_meta.setdefault('date_created', _timestamp())
             if modified is not None:
@@ -750,8 +891,10 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
         If True (default), ids are version-3 UUID strings: a session's is derived from
         ``(lab/)subject/date/number``, a dataset's from ``<session uuid>/<rel_path>`` (namespace
         `ID_NAMESPACE`), so rebuilding gives the same ids and no two datasets share one.  The
-        tables are indexed (``id``; ``eid``, ``id``) and sorted.  If False the ids are the path
-        strings and the tables are saved without index (`load_tables` sets it).
+        tables are indexed (``id``; ``eid``, ``id``).  If False the ids are the path strings
+        and the tables are saved without index (`load_tables` sets it).  Either way the rows
+        are sorted by path, as ONE-api writes them: sessions by folder, datasets by session
+        folder then relative path.
     hash_files : bool
         If True, compute each file's md5 (in parallel threads, with a progress bar when stderr
         is a terminal); otherwise ``hash`` is ''.
@@ -810,9 +953,18 @@ def make_parquet_db(root_dir, out_dir=None, hash_ids: bool = True, hash_files: b
         assert not others, \
             f'Sessions in lab folder(s) {sorted(others)} cannot be assigned to lab "{lab}"'
         df_ses['lab'] = lab
+    # rows sorted by path, as ONE-api writes them: sessions by their folder, datasets by their
+    # session's folder, then relative path (load_tables sorts the rows by id in memory)
+    session_order = sorted(range(len(tree.sessions)), key=lambda i: tree.sessions[i][0])
+    session_rank = np.empty(len(session_order), dtype=np.int64)
+    session_rank[session_order] = np.arange(len(session_order))
+    dataset_order = sorted(range(len(tree.rel_paths)),
+                           key=lambda i: (session_rank[tree.ses_index[i]], tree.rel_paths[i]))
+    df_ses = df_ses.iloc[session_order].reset_index(drop=True)
+    df_dsets = df_dsets.iloc[dataset_order].reset_index(drop=True)
     if hash_ids:
-        df_ses = df_ses.set_index('id').sort_index()
-        df_dsets = df_dsets.set_index(['eid', 'id']).sort_index()
+        df_ses = df_ses.set_index('id')
+        df_dsets = df_dsets.set_index(['eid', 'id'])
 
     metadata = _metadata(root_dir)
     sessions_file = out_dir / 'sessions.pqt'

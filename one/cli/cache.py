@@ -56,7 +56,7 @@ def _inventory(args: argparse.Namespace):
     if one is None:
         raise UsageError(f'no cache tables in {folder} (datasets.pqt): not a ONE data folder; '
                          'name one with -C DIR')
-    return Inventory.of(folder, tables=one._cache), one
+    return Inventory.of(folder, tables=one._tables), one
 
 
 def _eids(one, names: list[str]) -> set[str]:
@@ -254,7 +254,7 @@ def _repair(folder: Path, database: str, expected, problems, lock, quiet: bool) 
     if lock is not None:
         found = locked_files(folder, lock)
     else:
-        found = Inventory.of(folder, tables=_open(folder)._cache).by_dataset
+        found = Inventory.of(folder, tables=_open(folder)._tables).by_dataset
     after, _ = verify(folder, rows, found, progress=None)
     for problem in after if not quiet else ():
         print(f'still {problem.describe()}')
