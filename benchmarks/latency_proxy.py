@@ -129,6 +129,8 @@ class LatencyProxy:
         self.connect_delay = float(connect_delay)
         self._port = port
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
         self._log: list[ProxiedRequest] = []
         self._connections = 0
         self._server: ThreadingHTTPServer | None = None
@@ -168,8 +170,14 @@ class LatencyProxy:
             self._log.clear()
             self._connections = 0
 
-    def requests(self) -> list[ProxiedRequest]:
-        with self._lock:
+    def requests(self, wait: float = 5.0) -> list[ProxiedRequest]:
+        """The requests logged so far, once those in flight have ended (at most `wait` s).
+
+        A request is logged after its answer is sent, so a client that has just read an
+        answer would otherwise often ask before its own request is counted.
+        """
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=wait)
             return list(self._log)
 
     def stats(self) -> dict:
@@ -190,9 +198,16 @@ class LatencyProxy:
             'timeline': _timeline(log),
         }
 
-    def _record(self, request: ProxiedRequest) -> None:
+    def _begin(self) -> None:
         with self._lock:
-            self._log.append(request)
+            self._in_flight += 1
+
+    def _end(self, request: ProxiedRequest | None) -> None:
+        with self._idle:
+            if request is not None:
+                self._log.append(request)
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def _connected(self) -> None:
         with self._lock:
@@ -262,6 +277,14 @@ def _make_handler(proxy: LatencyProxy):
         def _handle(self):
             if self._control():
                 return
+            proxy._begin()
+            request = None
+            try:
+                request = self._proxy()
+            finally:
+                proxy._end(request)
+
+        def _proxy(self) -> ProxiedRequest:
             start = time.perf_counter()
             length = int(self.headers.get('Content-Length') or 0)
             body = self.rfile.read(length) if length else None
@@ -292,8 +315,8 @@ def _make_handler(proxy: LatencyProxy):
                     if self.command != 'HEAD':
                         self.wfile.write(chunk)
             kind = 'data' if _is_data(self.path) else 'rest'
-            proxy._record(ProxiedRequest(kind, self.command, self.path, start,
-                                         time.perf_counter(), response.status))
+            return ProxiedRequest(kind, self.command, self.path, start, time.perf_counter(),
+                                  response.status)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle  # noqa: N815
 

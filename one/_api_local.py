@@ -1413,14 +1413,8 @@ class One(ConversionMixin, LockMixin):
         >>> files = one.prefetch(eids, 'trials')                          # doctest: +SKIP
         >>> trials = [one.load_object(eid, 'trials') for eid in eids]     # doctest: +SKIP
         """
-        from one._prefetch import select_datasets
-        eids = self._prefetch_eids(eids)
-        self._prefetch_remote(eids)
-        codes = self._dataset_codes()
-        fail = qc_code(QC.FAIL)
-        rows = [r[codes.qc[r] <= fail] for r in (codes.rows_of(e) for e in eids)]
-        candidates = codes.table.iloc[np.concatenate(rows) if rows else []]
-        chosen = select_datasets(candidates, datasets, collection, revision, self.wildcards)
+        from one._prefetch import resolve
+        eids, chosen = resolve(self, eids, datasets, collection, revision)
         files = self._check_filesystem(chosen, offline=self._offline_for(None)) \
             if len(chosen) else []
         found: dict[str, list] = {e: [] for e in eids}

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
+import warnings
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -189,15 +190,30 @@ def forget_instances() -> None:
 
 
 def _build(cls, recipe: dict):
-    from one._api_alyx import OneAlyx
-    from one._api_local import One
-    from one._api_release import OneRelease
     if recipe.get('version') != RECIPE_VERSION:
         raise ValueError(f'This One was pickled by another version of one-next (recipe '
                          f'{recipe.get("version")}, expected {RECIPE_VERSION})')
+    instance = cls.__new__(cls)
+    with warnings.catch_warnings():
+        if recipe['mode'] != 'local':  # built in 'local' mode, it would warn of what the
+            warnings.simplefilter('ignore')  # sender, in its own mode, did not warn of
+        _construct(instance, cls, recipe)
+    instance.mode = recipe['mode']
+    instance.uuid_filenames = recipe['uuid_filenames']
+    instance.record_loaded = recipe['record_loaded']
+    instance.cache_expiry = recipe['cache_expiry']
+    if recipe.get('tables'):
+        _apply_tables(instance, recipe['tables'])
+    return instance
+
+
+def _construct(instance, cls, recipe: dict) -> None:
+    """Run the constructor of the instance's kind on the recipe, in 'local' mode (no request)."""
+    from one._api_alyx import OneAlyx
+    from one._api_local import One
+    from one._api_release import OneRelease
     common = {'cache_dir': recipe['cache_dir'], 'tables_dir': recipe['tables_dir'],
               'wildcards': recipe['wildcards'], 'lock': recipe['lock']}
-    instance = cls.__new__(cls)
     if 'release' in recipe and issubclass(cls, OneRelease):
         release = recipe['release']
         have_copy = (Path(recipe['tables_dir']) / 'datasets.pqt').exists()
@@ -217,13 +233,6 @@ def _build(cls, recipe: dict):
             client.default_expiry = alyx['default_expiry']
     else:
         One.__init__(instance, mode='local', **common)
-    instance.mode = recipe['mode']
-    instance.uuid_filenames = recipe['uuid_filenames']
-    instance.record_loaded = recipe['record_loaded']
-    instance.cache_expiry = recipe['cache_expiry']
-    if recipe.get('tables'):
-        _apply_tables(instance, recipe['tables'])
-    return instance
 
 
 def _apply_tables(instance, unsaved: dict) -> None:

@@ -157,7 +157,7 @@ def snapshot(one, out_dir, eids=None, **search_terms) -> dict:
     """
     from one._lib.files import write_bytes_atomic
     from one._lib.locks import file_lock
-    from one._remote_batch import dataset_table, fetch_dataset_records, fetch_insertion_records
+    from one._remote_batch import fetch_insertion_records, fetch_records
     from one.alf.cache import (
         LOCK_NAME,
         _load_tables,
@@ -165,6 +165,7 @@ def snapshot(one, out_dir, eids=None, **search_terms) -> dict:
         _timestamp,
         _write_tables,
     )
+    from one.converters import datasets2records
     if eids is not None and search_terms:
         raise ValueError('Give either the sessions (eids) or search terms, not both')
     if one.offline:
@@ -185,7 +186,7 @@ def snapshot(one, out_dir, eids=None, **search_terms) -> dict:
         return {'database': one.alyx.base_url, 'query': query,
                 'counts': {'sessions': 0, 'datasets': 0, 'insertions': 0}}
     _logger.info('Snapshot of %d sessions: listing their datasets and insertions', len(found))
-    datasets = dataset_table(fetch_dataset_records(one.alyx, found))
+    datasets = datasets2records(fetch_records(one.alyx, found)[1])
     insertions = insertions_frame(fetch_insertion_records(one.alyx, found))
     origin = one.alyx.base_url
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -29,13 +29,17 @@ def run(*args, env: dict, stdin: str | None = None, cwd=None, timeout: float = 1
                           input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
 
 
-def run_tty(*args, env: dict, answers=(), timeout: float = 120) -> tuple[int, str]:
+def run_tty(*args, env: dict, answers=(), timeout: float = 120,
+            columns: int | None = None) -> tuple[int, str]:
     """Run ``python -m one ARGS`` on a pseudo-terminal, answering prompts.
 
     Parameters
     ----------
     answers : sequence of (str, str)
         (text of the prompt to wait for, line to type), in order.
+    columns : int, optional
+        Give the terminal this width (a new pseudo-terminal has none: progress bars draw
+        nothing on it).
 
     Returns
     -------
@@ -45,6 +49,12 @@ def run_tty(*args, env: dict, answers=(), timeout: float = 120) -> tuple[int, st
     import pty
 
     master, slave = pty.openpty()
+    if columns:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, columns, 0, 0))
     proc = subprocess.Popen([sys.executable, '-m', 'one', *map(str, args)], stdin=slave,
                             stdout=slave, stderr=slave, env=env, start_new_session=True,
                             close_fds=True)

@@ -6,9 +6,10 @@ line on stderr; ``--debug`` (anywhere on the command line) shows the traceback. 
 of the output goes away early (``one list ... | head -1``) the command stops quietly with 0.
 
 Each group of subcommands lives in its own module (`one.cli.local`: the commands on a local data
-folder; `one.cli.release`: publishing a release) with an ``add_commands(commands, parents)``
-function; `one.cli._common` holds what they share (exit-code exceptions, argument types, opening
-the data folder or release, printing).
+folder; `one.cli.auth`: set-up and login; `one.cli.download`: fetching many sessions;
+`one.cli.cache`: the data folder's housekeeping; `one.cli.release`: publishing a release) with
+an ``add_commands(commands, parents)`` function; `one.cli._common` holds what they share
+(exit-code exceptions, argument types, opening the data folder or release, printing).
 """
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ import sys
 import traceback
 
 from one import __distribution_version__, __version__
-from one.cli import auth, cache, local, release, snapshot
+from one.cli import auth, cache, download, local, release, snapshot
 from one.cli._common import NotFound, UsageError
 
 __all__ = ['main']
 
-_COMMAND_GROUPS = (local, auth, cache, release, snapshot)
+_COMMAND_GROUPS = (local, auth, download, cache, release, snapshot)
 
 
 class _Parser(argparse.ArgumentParser):
