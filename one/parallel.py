@@ -97,7 +97,8 @@ class SessionError(Exception):
             return NotImplemented
         return (self.eid, self.type, self.message) == (other.eid, other.type, other.message)
 
-    __hash__ = Exception.__hash__
+    def __hash__(self) -> int:
+        return hash((str(self.eid), self.type, self.message))
 
 
 def run_session(fn: Callable, one, eid, retries: int = 1):
@@ -110,7 +111,7 @@ def run_session(fn: Callable, one, eid, retries: int = 1):
         attempts += 1
         try:
             return fn(one, eid)
-        except Exception as ex:  # noqa: BLE001 - any failure of the analysis is its result
+        except (Exception, SystemExit) as ex:  # noqa: BLE001 - any failure is the result
             if attempts > retries:
                 return SessionError.from_exception(eid, ex, attempts)
             _logger.info('session %s failed (%s: %s); trying again', eid, type(ex).__name__, ex)

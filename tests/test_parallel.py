@@ -10,7 +10,9 @@ folder): the workers read the login token the test saved there.
 import functools
 import hashlib
 import os
+import pickle
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ from file_server import FileServer
 import one.params
 from one import _pickling
 from one.api import ONE, OneAlyx
-from one.parallel import SessionError, map_sessions
+from one.parallel import SessionError, map_sessions, run_session
 
 distributed = pytest.importorskip('distributed')
 
@@ -249,3 +251,27 @@ def test_remote_mode_on_the_workers(world, client, tmp_path):
     assert requests and all(r.token == world.server.token for r in requests)
     assert world.server.count('POST', '/auth-token') == 0
     assert results == [listing(remote, e) for e in eids]
+
+
+def test_session_error():
+    error = SessionError.from_exception('e1', KeyError('x'), attempts=2)
+    assert (error.type, error.message, error.attempts) == ('KeyError', "'x'", 2)
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy == error and hash(copy) == hash(error) and copy.attempts == 2
+    assert isinstance(copy, Exception) and str(copy) == "session e1: KeyError: 'x' (after 2 " \
+        'attempts)'
+
+    def leaves(one, eid):
+        sys.exit(3)
+    result = run_session(leaves, None, 'e2', retries=0)
+    assert isinstance(result, SessionError) and result.type == 'SystemExit'
+
+
+def test_pool_takes_a_lambda_and_shows_progress(world, tmp_path, capfd):
+    one = start(world, tmp_path / 'data')
+    eids = world.db.eids[:3]
+    results = map_sessions(lambda one, eid: str(one.eid2path(eid)), eids, one, progress=True,
+                           max_workers=2)
+    assert results == [str(one.eid2path(e)) for e in eids]
+    shown = capfd.readouterr().err
+    assert 'sessions' in shown and '3/3' in shown
