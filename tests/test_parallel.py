@@ -275,3 +275,12 @@ def test_pool_takes_a_lambda_and_shows_progress(world, tmp_path, capfd):
     assert results == [str(one.eid2path(e)) for e in eids]
     shown = capfd.readouterr().err
     assert 'sessions' in shown and '3/3' in shown
+
+
+def test_dask_is_imported_only_when_used():
+    import subprocess
+    code = ('import sys, one.parallel, one.api; '
+            'print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == '[]'

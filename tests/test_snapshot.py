@@ -85,6 +85,12 @@ def test_instances_start_from_a_snapshot_then_local_loads(server, db, tmp_path):
     rest = [r.path for r in server.requests if '/Subjects/' not in r.path]
     assert set(rest) <= {'/data-repository/aws_cortexlab'}  # no session or dataset query
     assert sum('/Subjects/' in r.path for r in server.requests) > 10
+    # 'remote': the snapshot's tables are there before any query; sessions read when used
+    remote = connect(server, tmp_path / 'data', mode='remote', tables_dir=tmp_path / 'snap')
+    server.clear_log()
+    assert sorted(map(str, remote.search(query_type='local'))) == sorted(eids)
+    assert server.requests == []
+    assert remote.list_datasets(eids[0]) == auto.list_datasets(eids[0])
     server.stop()  # no database, no file server
     local = One(mode='local', tables_dir=tmp_path / 'snap', cache_dir=tmp_path / 'data')
     for eid in eids:
