@@ -2,8 +2,9 @@
 overhead over a bare `Client.map`, and the pickled size and unpickling time of a `One`.
 
 1. **Speed-up.**  A child process serves a generated Alyx database (``tests/alyx_synthetic.py``,
-   `--n` sessions of real files; made once in ``benchmarks/_data``) with the replay server of
-   the tests, behind `latency_proxy.LatencyProxy` (`--delay` per request, REST and files).
+   `--n` sessions of real files; made once in ``benchmarks/_data``): the replay server of the
+   tests answers the REST queries, ``tests/file_server.py`` the data files, each after
+   `--delay` (a link's round trip), keeping connections alive and counting every GET.
    The sessions are snapshot (`OneAlyx.snapshot`), then the same analysis runs over all of them
    from instances starting from the snapshot ('auto' mode: the tables answer, files are
    downloaded), each with a fresh data folder:
@@ -42,6 +43,7 @@ import argparse
 import functools
 import hashlib
 import json
+import logging
 import os
 import pickle
 import statistics
@@ -66,24 +68,27 @@ PASSWORD = 'TapetesBloc18'
 # ---- the server child process -----------------------------------------------------------------
 
 def serve(folder: Path, delay: float) -> int:
-    """Serve the database behind the proxy; answer 'stats' and 'reset' lines on stdin."""
+    """Serve the database (REST) and its files (`--delay` before each file); answer 'stats'
+    and 'reset' lines on stdin."""
     from alyx_server import AlyxTestServer
     from alyx_synthetic import SyntheticAlyx
-    from latency_proxy import LatencyProxy
+    from file_server import FileServer
     db = SyntheticAlyx.load(folder / 'db.json')
-    with AlyxTestServer(database=db) as server, \
-            LatencyProxy(server.url, delay=delay) as proxy:
-        print(json.dumps({'url': proxy.url, 'eids': db.eids}), flush=True)
+    with AlyxTestServer(database=db, files_dir=False) as server, \
+            FileServer(db.files, delay=delay) as files:
+        print(json.dumps({'url': server.url, 'files': files.url, 'eids': db.eids}), flush=True)
         for line in sys.stdin:
             command = line.strip()
             if command == 'reset':
                 server.clear_log()
-                proxy.reset()
-                print('{}', flush=True)
+                files.clear()
+                cpu = os.times()
+                print(json.dumps({'cpu': cpu.user + cpu.system}), flush=True)
             elif command == 'stats':
-                data = Counter(r.path for r in server.requests if '/Subjects/' in r.path)
-                rest = Counter(r.path for r in server.requests if '/Subjects/' not in r.path)
-                print(json.dumps({'data': data, 'rest': rest}), flush=True)
+                rest = Counter(r.path for r in server.requests)
+                cpu = os.times()
+                print(json.dumps({'data': files.counts(), 'rest': rest,
+                                  'cpu': cpu.user + cpu.system}), flush=True)
     return 0
 
 
@@ -93,7 +98,7 @@ class Server:
             [sys.executable, __file__, '--serve', str(folder), '--delay', str(delay)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         info = json.loads(self.child.stdout.readline())
-        self.url, self.eids = info['url'], info['eids']
+        self.url, self.files, self.eids = info['url'], info['files'], info['eids']
 
     def ask(self, command: str) -> dict:
         self.child.stdin.write(command + '\n')
@@ -184,20 +189,22 @@ def speed_up(args, server: Server, tmp: Path) -> dict:
            'snapshot_requests': snapshot_rest, 'snapshot_counts': info['counts'], 'runs': {}}
 
     def measure(name, run):
-        server.ask('reset')
+        server_cpu = server.ask('reset')['cpu']
         load = os.getloadavg()[0]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         results = run()
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         stats = server.ask('stats')
         data = stats['data']
         out['runs'][name] = {
             'wall': wall, 'files': len(data), 'downloads': sum(data.values()),
             'max_per_file': max(data.values()) if data else 0,
-            'rest': sum(stats['rest'].values()), 'load': load,
+            'rest': sum(stats['rest'].values()), 'load': load, 'cpu_here': cpu,
+            'cpu_server': stats['cpu'] - server_cpu,
             'errors': sum(isinstance(r, SessionError) for r in results)}
         print(f'  {name:<7} {wall:7.2f} s  {len(data)} files, {sum(data.values())} downloads, '
-              f'{sum(stats["rest"].values())} REST requests (load {load:.1f})', flush=True)
+              f'{sum(stats["rest"].values())} REST requests; CPU s: here {cpu:.1f}, server '
+              f'{stats["cpu"] - server_cpu:.1f} (load {load:.1f})', flush=True)
         return results
 
     print(f'{len(eids)} sessions, {rounds} bootstrap rounds (~{args.cpu_ms:.0f} ms CPU) per '
@@ -238,7 +245,8 @@ def overhead(args, tmp: Path) -> dict:
     one = One(cache_dir=folder)
     eids = [f'{i:08d}-0000-4000-8000-000000000000' for i in range(args.tasks)]
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host='127.0.0.1', dashboard_address=None)
+                           host='127.0.0.1', dashboard_address=None,
+                           silence_logs=logging.CRITICAL)  # (heartbeats cut at closing)
     client = Client(cluster)
     bare, ours = [], []
     try:
@@ -356,7 +364,7 @@ def main(argv=None) -> int:
         if 'speedup' not in skip:
             from bench_remote import data_folder
             server = Server(data_folder(max(args.n, 10), args.seed), args.delay)
-            os.environ['ONE_HTTP_DATA_SERVER'] = server.url
+            os.environ['ONE_HTTP_DATA_SERVER'] = server.files
             try:
                 results['speed_up'] = speed_up(args, server, tmp)
             finally:
