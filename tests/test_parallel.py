@@ -284,3 +284,29 @@ def test_dask_is_imported_only_when_used():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == '[]'
+
+
+def add_a_record(one, eid):
+    """ONE's documented pattern: merge records into `one._cache`, then `save_cache`."""
+    import uuid as uuid_module
+
+    from one.alf.cache import merge_tables
+    datasets = one.list_datasets(eid, details=True, keep_eid_index=True).iloc[:1].copy()
+    new_id = uuid_module.uuid5(uuid_module.NAMESPACE_URL, f'extra/{eid}')
+    datasets.index = datasets.index.set_levels([new_id], level='id', verify_integrity=False)
+    datasets['rel_path'] = 'alf/_extra.values.npy'
+    merge_tables(one._cache, datasets=datasets)
+    one.save_cache()
+    return str(new_id)
+
+
+def test_workers_saving_the_tables_lose_no_record(world, client, tmp_path):
+    from one.alf.cache import load_tables
+    one = start(world, tmp_path / 'data')
+    eids = world.db.eids
+    added = map_sessions(add_a_record, eids, one, client=client)
+    assert not any(isinstance(r, SessionError) for r in added)
+    saved = load_tables(tmp_path / 'data')['datasets']
+    ids = {str(i) for i in saved.index.get_level_values('id')}
+    assert set(added) <= ids  # every worker's record, whoever saved last
+    assert len(saved) == len(one._tables['datasets']) + len(eids)
