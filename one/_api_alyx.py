@@ -11,6 +11,7 @@ import contextlib
 import copy
 import functools
 import logging
+import os
 import re
 import warnings
 import weakref
@@ -90,7 +91,6 @@ class OneAlyx(One):
         from one.webclient import AlyxClient
         _check_mode(mode)  # before connecting
         self._data_urls = {}
-        self._dataset_records = {}  # dataset records from batched listings, by dataset id
         self._sessions_read = SessionMemo()
         try:
             self._web_client = AlyxClient(username=username, password=password,
@@ -233,6 +233,11 @@ class OneAlyx(One):
         super()._reset_cache()
         self._sessions_read.clear()  # the datasets merged from Alyx went with the tables
 
+    def _memo(self):
+        """`one._remote_sessions.SessionMemo`: the sessions read from Alyx whose answers are
+        still fresh in the REST cache (nothing while it is off or once it was cleared)."""
+        return self._sessions_read.follow(self.alyx)
+
     # ---- search ---------------------------------------------------------------------------
 
     @_falls_back_to_local_tables
@@ -281,12 +286,16 @@ class OneAlyx(One):
         terms = self.search_terms(query_type='remote')
         kwargs, more_names, max_qc = _split_dataset_terms(kwargs, terms)
         params = search_params(kwargs, terms)
-        ses = self.alyx.rest(self._search_endpoint, 'list', **params)
-        self._merge_search_results(ses)
+        if more_names:  # read whole: in the largest pages
+            params.setdefault('limit', self.alyx.max_page_size)
+        with self.alyx._fresh_until() as fresh:
+            ses = self.alyx.rest(self._search_endpoint, 'list', **params)
+        self._merge_search_results(ses, fresh.until)
         if more_names:  # the other names, on the sessions' datasets listed in batches
+            from one._lib.rest_records import record_id
             from one._remote_batch import holding_all
             records = list(ses)
-            eids = [str(r.get('id') or r['url'][-36:]) for r in records]
+            eids = [record_id(r) for r in records]
             self._fetch_datasets_of(eids)
             keep = holding_all(self._dataset_codes(), eids, more_names, max_qc)
             ses = [r for r, hit in zip(records, keep) if hit]
@@ -295,19 +304,21 @@ class OneAlyx(One):
             return eids
         return eids, util.LazyId(ses, func=add_date)
 
-    def _merge_search_results(self, ses) -> None:
-        """Merge the session records of a search into the sessions table, later pages too."""
+    def _merge_search_results(self, ses, until: datetime | None) -> None:
+        """Merge the session records of a search into the sessions table, later pages too
+        (remembered until `until`, when the first page expires in the REST cache)."""
         from one._lib.pagination import PaginatedResponse
         if isinstance(ses, PaginatedResponse):
             self._update_sessions_table([r for r, fetched in zip(ses._cache, ses._fetched)
-                                         if fetched])
+                                         if fetched], until)
             if not ses.is_complete:
-                ses.add_callback(weakref.WeakMethod(self._update_sessions_table))
+                ses.add_callback(_LaterPages(self, until))
         else:
-            self._update_sessions_table(list(ses))
+            self._update_sessions_table(list(ses), until)
 
-    def _update_sessions_table(self, session_records: list):
-        """Insert or update sessions-table rows from Alyx session records.
+    def _update_sessions_table(self, session_records: list, until: datetime | None = None):
+        """Insert or update sessions-table rows from Alyx session records (remembered until
+        `until`, see `one._remote_sessions`).
 
         Returns
         -------
@@ -318,7 +329,7 @@ class OneAlyx(One):
         records = [r for r in session_records if r]
         if not records:
             return None
-        self._sessions_read.add_summaries(records)
+        self._memo().add_summaries(records, until)
         sessions = pd.DataFrame([ses2records(r)[0] for r in records])
         sessions.index.name = 'id'
         return self._update_cache_from_records(sessions=sessions)
@@ -329,38 +340,67 @@ class OneAlyx(One):
         """Read a session from Alyx and merge it into the tables; return its record."""
         from one.converters import ses2records
         self._look_up_s3_meanwhile()
-        asked = self._sessions_read.now()
-        record = self.alyx.rest('sessions', 'read', id=str(eid))
+        with self.alyx._fresh_until() as fresh:
+            record = self.alyx.rest('sessions', 'read', id=str(eid))
         for d in record.get('data_dataset_session_related') or []:
             if d.get('data_url') and d.get('id'):
                 self._data_urls[str(d['id'])] = d['data_url']
         session, datasets = ses2records(record)
         self._update_cache_from_records(sessions=session, datasets=datasets)
-        self._sessions_read.add_record(str(session.name), record, when=asked)
+        self._memo().add_record(str(session.name), record, fresh.until)
         return record
 
     def _look_up_s3_meanwhile(self) -> None:
         """Ask Alyx for the database's S3 repository in the background, once per instance:
         the first download needs it, and its round trip then overlaps a session read instead
-        of delaying the download."""
+        of delaying the download (see `_s3_bucket`)."""
         if self.__dict__.get('_s3_repository') is not None or '_s3_pending' in self.__dict__:
             return
         from concurrent.futures import ThreadPoolExecutor
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='one-s3-lookup')
-        self._s3_pending = pool.submit(_find_s3_repository, self.alyx)
+        self._s3_pending = (os.getpid(), pool.submit(_find_s3_repository, self.alyx))
         pool.shutdown(wait=False)
+
+    def _s3_bucket(self) -> tuple:
+        """(S3 resource, bucket) of the database's AWS data repository, looked up once.
+
+        The answer of the background look-up is used when it was started by this process and
+        comes within the time a REST call may take; otherwise (in a forked child, where the
+        thread doing it does not exist) it is looked up here.
+
+        Raises
+        ------
+        Exception
+            The database has no such repository (`AlyxNotFound`, `KeyError`), or the look-up
+            failed.
+        """
+        from concurrent.futures import TimeoutError as FutureTimeout
+        repository = self.__dict__.get('_s3_repository')
+        if repository is None:
+            pid, pending = self.__dict__.pop('_s3_pending', (None, None))
+            if pending is not None and pid == os.getpid():
+                bound = self.alyx.deadline + sum(self.alyx.timeout) + 60
+                try:
+                    repository = pending.result(timeout=bound)
+                except FutureTimeout:
+                    _logger.debug('The S3 repository look-up took over %g s: asking again',
+                                  bound)
+            if repository is None:
+                repository = _find_s3_repository(self.alyx)
+            self._s3_repository = repository
+        if isinstance(repository, Exception):
+            raise repository
+        return repository
 
     def _session_record(self, eid) -> dict:
         """The Alyx record of a session: read once, reused while the REST cache keeps it."""
-        from one._remote_sessions import reuse_lifetime
-        record = self._sessions_read.record(str(eid), reuse_lifetime(self.alyx))
+        record = self._memo().record(str(eid))
         return record if record is not None else self._fetch_session(eid)
 
     def _ensure_session(self, eid) -> None:
         """Make sure the session's datasets read from Alyx are in the tables (no request when
         they were read, or listed in a batch, within the REST cache expiry)."""
-        from one._remote_sessions import reuse_lifetime
-        if not self._sessions_read.has_datasets(str(eid), reuse_lifetime(self.alyx)):
+        if not self._memo().has_datasets(str(eid)):
             self._fetch_session(eid)
 
     def _fetch_datasets_of(self, eids: list[str]) -> list[str]:
@@ -372,52 +412,45 @@ class OneAlyx(One):
         list of str
             The sessions Alyx does not know.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
-        from one._remote_batch import (
-            dataset_ids,
-            dataset_table,
-            fetch_dataset_records,
-            fetch_session_records,
-        )
-        from one._remote_sessions import reuse_lifetime
-        stale = self._sessions_read.stale(list(dict.fromkeys(eids)), reuse_lifetime(self.alyx))
+        from one._lib.rest_records import data_url_of, record_id
+        from one._remote_batch import fetch_records
+        from one._remote_s3 import aws_file_record
+        from one.converters import datasets2records
+        memo = self._memo()
+        stale = memo.stale(list(dict.fromkeys(eids)))
         if not stale:
             return []
         paths = self._session_paths(stale)
         unknown = [e for e in stale if paths.get(e) is None]
-        asked = self._sessions_read.now()
         self.alyx.rest_schemes  # noqa: B018 - read once, before the concurrent queries
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix='one-rest') as pool:
-            sessions = pool.submit(fetch_session_records, self.alyx, unknown) if unknown \
-                else None
-            records = fetch_dataset_records(self.alyx, stale, self._datasets_per_session())
-            sessions = sessions.result() if sessions is not None else []
-        self._update_sessions_table(sessions)
+        with self.alyx._fresh_until() as fresh:
+            sessions, records = fetch_records(self.alyx, stale, unknown,
+                                              self._datasets_per_session())
+        self._update_sessions_table(sessions, fresh.until)
         known = set(stale) - set(unknown)
-        known.update(str(r.get('id') or r.get('url', '')[-36:]) for r in sessions)
+        known.update(record_id(r) for r in sessions)
+        s3_files = {}
         for record in records:
-            _, dset_id = dataset_ids(record)
-            data_url = next((f['data_url'] for f in record.get('file_records') or []
-                             if f.get('exists') and f.get('data_url')), None)
+            dset_id, data_url = record_id(record), data_url_of(record)
             if dset_id and data_url:
                 self._data_urls[dset_id] = data_url
-                self._dataset_records[dset_id] = record  # its file records, for S3
-        datasets = dataset_table(records)
+                s3_files[dset_id] = aws_file_record(record)
+        memo.add_s3_files(s3_files, fresh.until)
+        datasets = datasets2records(records)
         if not datasets.empty:
             self._update_cache_from_records(datasets=datasets)
-        self._sessions_read.add_datasets([e for e in stale if e in known], when=asked)
+        memo.add_datasets([e for e in stale if e in known], fresh.until)
         return [e for e in stale if e not in known]
 
     def _fetch_summaries(self, eids: list[str]) -> None:
         """Ask Alyx for the list records of the sessions not read lately, in batches."""
         from one._remote_batch import fetch_session_records
-        from one._remote_sessions import reuse_lifetime
-        lifetime = reuse_lifetime(self.alyx)
-        wanted = [e for e in dict.fromkeys(eids) if self._sessions_read.summary(e, lifetime)
-                  is None]
+        memo = self._memo()
+        wanted = [e for e in dict.fromkeys(eids) if memo.summary(e) is None]
         if wanted:
-            self._update_sessions_table(fetch_session_records(self.alyx, wanted))
+            with self.alyx._fresh_until() as fresh:
+                records = fetch_session_records(self.alyx, wanted)
+            self._update_sessions_table(records, fresh.until)
 
     def _datasets_per_session(self) -> float | None:
         """The mean number of datasets of the sessions in the tables (None when empty)."""
@@ -493,9 +526,7 @@ class OneAlyx(One):
             return super().get_details(eid, full=full)
         if full:
             return copy.deepcopy(self._session_record(eid))
-        from one._remote_sessions import reuse_lifetime
-        record = self._sessions_read.summary(str(eid), reuse_lifetime(self.alyx)) or \
-            self._session_record(eid)
+        record = self._memo().summary(str(eid)) or self._session_record(eid)
         fields = ('subject', 'start_time', 'number', 'lab', 'projects', 'url', 'task_protocol')
         out = {k: v for k, v in record.items() if k in fields}
         out['projects'] = ','.join(ensure_list(out.get('projects') or []))
@@ -531,14 +562,14 @@ class OneAlyx(One):
             path = super().eid2path(eid)
             if path or self._offline_for(query_type):
                 return path
-        from one._remote_sessions import reuse_lifetime
-        summary = self._sessions_read.summary(str(eid), reuse_lifetime(self.alyx))
+        summary = self._memo().summary(str(eid))
         if summary is not None:
             return session_folder(self.cache_dir, _session_path_fields(summary), eid)
-        records = list(self.alyx.rest('sessions', 'list', django=f'pk,{eid}'))
+        with self.alyx._fresh_until() as fresh:
+            records = list(self.alyx.rest('sessions', 'list', django=f'pk,{eid}'))
         if not records:
             return None
-        self._update_sessions_table(records[:1])
+        self._update_sessions_table(records[:1], fresh.until)
         return session_folder(self.cache_dir, _session_path_fields(records[0]), eid)
 
     @recurse
@@ -653,8 +684,7 @@ class OneAlyx(One):
         self._require_remote('Converting probe IDs')
         if not eid:
             return (None,) * (3 if details else 2)
-        from one._remote_sessions import reuse_lifetime
-        session = self._sessions_read.record(str(eid), reuse_lifetime(self.alyx))
+        session = self._memo().record(str(eid))
         if session is not None and isinstance(session.get('probe_insertion'), list):
             records = copy.deepcopy(session['probe_insertion'])  # the insertion records
         else:
@@ -803,12 +833,13 @@ class OneAlyx(One):
         """
         from one.converters import datasets2records
         self._require_remote('list_aggregates')
-        raw = self.alyx.rest('datasets', 'list', django='session__isnull,True')
+        from one._lib.rest_records import data_url_of, record_id
+        raw = self.alyx.rest('datasets', 'list', django='session__isnull,True',
+                             limit=self.alyx.max_page_size)  # read whole
         for record in raw:
-            data_url = next((f['data_url'] for f in record.get('file_records') or []
-                             if f.get('exists') and f.get('data_url')), None)
-            if data_url and record.get('url'):
-                self._data_urls[record['url'].rstrip('/')[-36:]] = data_url
+            data_url, dataset_id = data_url_of(record), record_id(record)
+            if data_url and dataset_id:
+                self._data_urls[dataset_id] = data_url
         records = datasets2records(raw)
         records = records.reset_index(level='eid', drop=True)
         if records.empty:
@@ -878,6 +909,54 @@ class OneAlyx(One):
             raise alferr.ALFObjectNotFound(
                 f'Dataset file {records["rel_path"].iat[0]} not found on disk or on the server')
         return file if download_only else alfio.load_file_content(file)
+
+    def snapshot(self, out_dir, eids=None, **search_terms) -> dict:
+        """Save the cache tables of the sessions of a query into a folder, to work from
+        without the database.
+
+        The sessions (`eids`, or those a remote search finds), all their datasets and probe
+        insertions are asked for in batched queries and written to `out_dir` as cache tables
+        (``sessions.pqt``, ``datasets.pqt``, ``insertions.pqt``) with a ``cache_info.json``
+        naming the database, the date, the query and the counts.  Then
+        ``ONE(mode='local', tables_dir=out_dir, cache_dir=...)`` searches, lists and loads
+        (what was downloaded) with no database, and 'remote' or 'auto' instances may start
+        from these tables (``tables_dir=out_dir``): workers of `one.parallel.map_sessions`,
+        for example, query nothing to know what the sessions hold.
+
+        Running it again into the same folder updates it: the sessions found are replaced
+        with their current records (datasets and insertions included), other sessions are
+        kept.  The update is made under the folder's lock; each file is replaced atomically.
+
+        Parameters
+        ----------
+        out_dir : str, pathlib.Path
+            The folder of the snapshot (created if missing).
+        eids : list, optional
+            The sessions (UUIDs or UUID strings).  Unknown ones are left out with a warning.
+        **search_terms
+            Otherwise, the sessions found by ``search(query_type='remote', **search_terms)``
+            (all the sessions of the database when none is given).
+
+        Returns
+        -------
+        dict
+            The ``cache_info.json`` written (``counts``: the rows of each table).
+
+        Raises
+        ------
+        ValueError
+            Both `eids` and search terms, or a malformed session id.
+        NotImplementedError
+            The instance is in 'local' mode.
+
+        Examples
+        --------
+        >>> one.snapshot('~/snapshots/ks023', subject='KS023', dataset='trials')  # doctest: +SKIP
+        >>> local = ONE(mode='local', tables_dir='~/snapshots/ks023',
+        ...             cache_dir=one.cache_dir)                                 # doctest: +SKIP
+        """
+        from one._snapshot import snapshot
+        return snapshot(self, Path(out_dir).expanduser(), eids=eids, **search_terms)
 
     # ---- downloads --------------------------------------------------------------------------
 
@@ -1015,12 +1094,13 @@ class OneAlyx(One):
 
         The bucket and its credentials come from the Alyx data repository 'aws_cortexlab'
         (`one.remote.aws.get_s3_from_alyx`; anonymous for a public bucket).  The datasets'
-        Alyx records (those listed in batches by `prefetch` or `list_datasets`, else 100 ids
-        per query) give each one's S3 file record: the first existing one in a repository
-        whose name starts with 'aws'.  When the known records show no file on S3, neither the
-        bucket nor anything else is asked for.  The object key is its repository
-        path and relative path, with the dataset UUID before the extension; a record whose
-        path is not a plain relative path ending with the dataset's ``rel_path`` is refused.
+        Alyx records (those listed in batches by `prefetch` or `list_datasets` while fresh in
+        the REST cache, else 100 ids per query) give each one's S3 file record: the first
+        existing one in a repository whose name starts with 'aws'.  When the known records
+        show no file on S3, neither the bucket nor anything else is asked for.  The object key
+        is its repository path and relative path, with the dataset UUID before the extension;
+        a record whose path is not a plain relative path ending with the dataset's
+        ``rel_path`` is refused.
         The files are downloaded in parallel, verified against the size and md5 of the records
         and moved into place only when good, to where `_check_filesystem` looks for them
         (``cache_dir/<session path>/<rel_path>``).  After a failure of S3 itself (credentials,
@@ -1076,21 +1156,14 @@ class OneAlyx(One):
         ids = [str(x) for x in dsets.index.get_level_values('id')]
         # Records listed in batches tell which datasets have a file on S3: when none does,
         # the bucket is not needed (and not asked for)
-        known = self.__dict__.get('_dataset_records') or {}
-        records = {i: known[i] for i in ids if i in known}
-        if len(records) < len(ids) or any(aws_file_record(r) for r in records.values()):
-            repository = self.__dict__.get('_s3_repository')
-            if repository is None:
-                pending = self.__dict__.pop('_s3_pending', None)
-                repository = pending.result() if pending is not None else \
-                    _find_s3_repository(self.alyx)
-                self._s3_repository = repository
-            if isinstance(repository, Exception):
-                raise repository
-            s3, bucket = repository
-            missing = [i for i in ids if i not in records]
+        s3_files = self._memo().s3_files(ids)
+        records = {}
+        if len(s3_files) < len(ids) or any(s3_files.values()):
+            s3, bucket = self._s3_bucket()
+            missing = [i for i in ids if i not in s3_files]
             if missing:
-                records.update(dataset_records(self.alyx, missing))
+                records = dataset_records(self.alyx, missing)
+                s3_files.update({i: aws_file_record(r) for i, r in records.items()})
         else:
             if update_exists:
                 with self._tables_lock:
@@ -1110,7 +1183,7 @@ class OneAlyx(One):
             if session_path is None or not isinstance(rel_path, str):
                 continue  # the HTTP download reports it
             record = records.get(dset_id) or {}
-            file_record = aws_file_record(record)
+            file_record = s3_files.get(dset_id)
             if file_record is None:
                 _logger.debug('Dataset %s has no file on S3', dset_id)
                 not_on_s3.append(dset_id)
@@ -1153,6 +1226,20 @@ class OneAlyx(One):
         """Download one dataset (a record); return its path or None."""
         files = self._download_datasets(self._as_records(dset), **kwargs)
         return files[0] if files else None
+
+
+class _LaterPages:
+    """Merges the session records of a search's later pages, remembered until the first page
+    expires (a weak reference: the search results do not keep the instance alive)."""
+
+    def __init__(self, one: OneAlyx, until: datetime | None):
+        self._one = weakref.ref(one)
+        self._until = until
+
+    def __call__(self, records: list) -> None:
+        one = self._one()
+        if one is not None:
+            one._update_sessions_table(records, self._until)
 
 
 def _find_s3_repository(alyx):

@@ -191,6 +191,19 @@ class One(ConversionMixin, LockMixin):
     def __repr__(self) -> str:
         return f'One ({"off" if self.offline else "on"}line, {self.cache_dir})'
 
+    def __reduce__(self):
+        """Pickle as a small recipe: folders, mode and settings, never a password or token,
+        the tables only where they differ from those on disk (see `one._pickling`)."""
+        from one._pickling import reduce_one
+        return reduce_one(self)
+
+    def __copy__(self):
+        from one._pickling import rebuild, recipe_of
+        return rebuild(type(self), recipe_of(self), reuse=False)
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
     def __del__(self):
         if _save_on_delete() and getattr(self, '_tables', None) is not None:
             with contextlib.suppress(Exception):  # never raise from a destructor

@@ -3,48 +3,34 @@ remote `search` over many sessions).
 
 Instead of one ``GET /sessions/<id>`` per session, the datasets of up to `MAX_SESSIONS_PER_QUERY`
 sessions are asked for in one ``GET /datasets?django=session__in,[...]`` query (sessions the
-cache tables do not know are asked for in the same way at ``/sessions``, for their folders).  A
-batch is sized so that its records fit in one page (``limit`` = the server's page size, the
-number of datasets per session estimated from the tables), and up to `MAX_CONCURRENT_QUERIES`
-queries are in flight at once.  Pages beyond the first are read by the REST client's
-pagination, which checks the records received against the count announced.
+cache tables do not know are asked for in the same way at ``/sessions``, for their folders), up
+to `MAX_CONCURRENT_QUERIES` queries at once.  Each query asks for one page of the server's
+largest size (``AlyxClient.max_page_size``) and a batch is sized so that its records should fit
+in it (the number of datasets per session estimated from the tables).  When the count the server
+announces shows that they do not, the batch is split by that count and its parts asked for
+instead: pages are never followed, since the pages of an unordered query may repeat some
+records and miss others.  Only a single session with more datasets than a page is read page by
+page (the REST client's pagination checks the records received against the count).  A record
+received twice is kept once.
 """
 from __future__ import annotations
 
-import datetime
 import math
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import unquote, urlsplit
 
-import pandas as pd
-
-__all__ = ['MAX_SESSIONS_PER_QUERY', 'page_limit', 'plan_batches', 'fetch_dataset_records',
-           'fetch_session_records', 'dataset_ids', 'holding_all', 'dataset_table']
+__all__ = ['MAX_SESSIONS_PER_QUERY', 'plan_batches', 'fetch_records', 'fetch_session_records',
+           'fetch_insertion_records', 'holding_all']
 
 MAX_SESSIONS_PER_QUERY = 100
 """Session ids per query: they travel in the URL (~48 bytes each once encoded), which servers
 limit to ~8 KB."""
-
-DEFAULT_PAGE_LIMIT = 1000
-"""Records per page asked for when the client does not know the server's maximum."""
 
 DEFAULT_DATASETS_PER_SESSION = 50
 """Datasets per session assumed when the tables know none of the sessions."""
 
 MAX_CONCURRENT_QUERIES = 4
 """Batched queries in flight at once."""
-
-
-def page_limit(alyx) -> int:
-    """The page size to ask for: the server's maximum when the client knows it, else
-    `DEFAULT_PAGE_LIMIT`."""
-    for name in ('max_page_size', 'page_limit', 'max_limit'):
-        value = getattr(alyx, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return DEFAULT_PAGE_LIMIT
 
 
 def plan_batches(eids: Sequence[str], per_session: float | None, limit: int,
@@ -79,117 +65,101 @@ def plan_batches(eids: Sequence[str], per_session: float | None, limit: int,
         return []
     expected = per_session if per_session and per_session > 0 else DEFAULT_DATASETS_PER_SESSION
     size = max(1, min(max_sessions, int(limit // max(expected, 1))))
-    n_batches = math.ceil(len(eids) / size)
-    base, extra = divmod(len(eids), n_batches)
-    batches, start = [], 0
-    for i in range(n_batches):
+    return _split(eids, math.ceil(len(eids) / size))
+
+
+def _split(items: list, n_parts: int) -> list[list]:
+    """`items` in `n_parts` consecutive parts of about equal size (at most one per item)."""
+    n_parts = max(1, min(n_parts, len(items)))
+    base, extra = divmod(len(items), n_parts)
+    parts, start = [], 0
+    for i in range(n_parts):
         stop = start + base + (1 if i < extra else 0)
-        batches.append(eids[start:stop])
+        parts.append(items[start:stop])
         start = stop
-    return batches
+    return parts
 
 
-def _in_parallel(func, batches: list) -> list:
-    """`func(batch)` for each batch, up to `MAX_CONCURRENT_QUERIES` at once; results in order.
-    The first error is raised once the queries under way are done."""
-    if len(batches) <= 1:
-        return [func(b) for b in batches]
-    with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_QUERIES, len(batches)),
-                            thread_name_prefix='one-rest') as pool:
-        return list(pool.map(func, batches))
+def _in_one_page(alyx, endpoint: str, lookup: str, batch: list[str], limit: int) -> list[dict]:
+    """The records of ``<endpoint>?django=<lookup>,[batch]``, each batch answered by one page:
+    a batch whose count exceeds the page is split by that count and its parts asked for."""
+    from one._lib.pagination import PaginatedResponse
+    answer = alyx.rest(endpoint, 'list', django=f'{lookup},{batch}', limit=limit)
+    if not isinstance(answer, PaginatedResponse):
+        return list(answer)
+    if len(batch) == 1:  # one session's records exceed a page: its pages, checked
+        return list(answer)
+    parts = _split(batch, math.ceil(answer.count / answer.limit))
+    return [r for part in parts for r in _in_one_page(alyx, endpoint, lookup, part, limit)]
 
 
-def fetch_dataset_records(alyx, eids: Sequence[str], per_session: float | None = None
-                          ) -> list[dict]:
-    """The Alyx dataset records of these sessions, in batched queries.
+def fetch_records(alyx, eids: Sequence[str], unknown: Sequence[str] = (),
+                  per_session: float | None = None) -> tuple[list[dict], list[dict]]:
+    """The dataset records of sessions, and the session records of some, in batched queries.
 
     Parameters
     ----------
     alyx : one.webclient.AlyxClient
         The REST client.
     eids : sequence of str
-        Session UUID strings.
+        Session UUID strings whose datasets are wanted.
+    unknown : sequence of str
+        Session UUID strings whose list records (subject, lab, date, number...) are wanted.
     per_session : float, optional
         The expected number of datasets per session (sizes the batches).
 
     Returns
     -------
     list of dict
-        The records of the ``datasets`` endpoint (any order).
+        The session records (``sessions`` list records, each once, any order).
+    list of dict
+        The records of the ``datasets`` endpoint (each once, any order).
     """
-    limit = page_limit(alyx)
-
-    def query(batch: list[str]) -> list[dict]:
-        return list(alyx.rest('datasets', 'list', django=f'session__in,{batch}', limit=limit))
-
-    return [r for records in _in_parallel(query, plan_batches(eids, per_session, limit))
-            for r in records]
+    limit = int(alyx.max_page_size)
+    session_batches = plan_batches(list(unknown), 1, limit)
+    queries = [('sessions', 'pk__in', b) for b in session_batches]
+    queries += [('datasets', 'session__in', b) for b in plan_batches(eids, per_session, limit)]
+    answers = _in_parallel(lambda query: _in_one_page(alyx, *query, limit), queries)
+    n = len(session_batches)
+    sessions = [r for answer in answers[:n] for r in answer]
+    datasets = [r for answer in answers[n:] for r in answer]
+    return _each_once(sessions), _each_once(datasets)
 
 
 def fetch_session_records(alyx, eids: Sequence[str]) -> list[dict]:
     """The Alyx session list records (subject, lab, date, number...) of these sessions."""
-    limit = page_limit(alyx)
-
-    def query(batch: list[str]) -> list[dict]:
-        return list(alyx.rest('sessions', 'list', django=f'pk__in,{batch}', limit=limit))
-
-    return [r for records in _in_parallel(query, plan_batches(eids, 1, limit)) for r in records]
+    return fetch_records(alyx, [], eids)[0]
 
 
-def dataset_ids(record: dict) -> tuple[str | None, str | None]:
-    """The (session id, dataset id) of a dataset record (None where absent)."""
-    session = record.get('session')
-    eid = str(session).rstrip('/')[-36:] if session else None
-    dset = record.get('id') or (str(record.get('url') or '').rstrip('/')[-36:] or None)
-    return eid, dset
+def fetch_insertion_records(alyx, eids: Sequence[str]) -> list[dict]:
+    """The Alyx probe insertion records of these sessions (a few per session; each once)."""
+    limit = int(alyx.max_page_size)
+    batches = plan_batches(list(eids), 4, limit)
+    answers = _in_parallel(
+        lambda batch: _in_one_page(alyx, 'insertions', 'session__in', batch, limit), batches)
+    return _each_once([r for answer in answers for r in answer])
 
 
-_SESSION_FOLDERS = re.compile(r'/(\d{4}-\d{2}-\d{2})/(\d+)/(.+)$')
-_UUID_BEFORE_EXTENSION = re.compile(
-    r'\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}'
-    r'(?=\.[^./]*$)')
+def _each_once(records: list[dict]) -> list[dict]:
+    """The records without those whose id came before (order kept)."""
+    from one._lib.rest_records import record_id
+    seen, out = set(), []
+    for record in records:
+        key = record_id(record)
+        if key is None or key not in seen:
+            seen.add(key)
+            out.append(record)
+    return out
 
 
-def _rel_path_of_url(data_url: str) -> str:
-    """The path of a data file URL below its session folder, without the dataset UUID: what
-    `one.converters.datasets2records` gives, by string operations (its own way when the URL
-    does not look like ``.../<date>/<number>/<rel_path>``)."""
-    path = unquote(urlsplit(data_url, allow_fragments=False).path)
-    match = _SESSION_FOLDERS.search(path)
-    if match is not None:
-        try:
-            datetime.date.fromisoformat(match.group(1))
-        except ValueError:
-            match = None
-    if match is None:
-        from one.converters import _alf_path_from_url, _relative_to_session
-        return _relative_to_session(_alf_path_from_url(data_url))
-    folder, _, name = match.group(3).rpartition('/')
-    name = _UUID_BEFORE_EXTENSION.sub('', name, count=1)
-    return f'{folder}/{name}' if folder else name
-
-
-def dataset_table(records: Sequence[dict]) -> pd.DataFrame:
-    """The datasets table of dataset records: `one.converters.datasets2records`, faster.
-
-    Records without an existing file record with a URL, or without a session, are left out;
-    index ``(eid, id)``.
-    """
-    from one.alf.cache import EMPTY_DATASETS_FRAME
-    from one.converters import _datasets_frame
-    rows = []
-    for d in records:
-        data_url = next((f['data_url'] for f in d.get('file_records') or []
-                         if f.get('data_url') and f.get('exists')), None)
-        eid, dset_id = dataset_ids(d)
-        if data_url is None or eid is None or dset_id is None:
-            continue
-        rows.append({
-            'eid': eid.lower(), 'id': dset_id.lower(), 'rel_path': _rel_path_of_url(data_url),
-            'file_size': d.get('file_size'), 'hash': d.get('hash'), 'exists': True,
-            'qc': d.get('qc') or 'NOT_SET', 'default_revision': bool(d.get('default_dataset')),
-        })
-    return _datasets_frame(rows) if rows else EMPTY_DATASETS_FRAME.copy()
+def _in_parallel(func, items: list) -> list:
+    """`func(item)` for each item, up to `MAX_CONCURRENT_QUERIES` at once; results in order.
+    The first error is raised once the queries under way are done."""
+    if len(items) <= 1:
+        return [func(b) for b in items]
+    with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_QUERIES, len(items)),
+                            thread_name_prefix='one-rest') as pool:
+        return list(pool.map(func, items))
 
 
 def holding_all(codes, eids: Sequence[str], names: Sequence[str], max_qc: int) -> list[bool]:

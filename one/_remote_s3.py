@@ -73,12 +73,13 @@ def dataset_records(alyx, ids: list) -> dict:
     dict
         The records by dataset id (ids missing from the answers are absent).
     """
+    from one._lib.rest_records import record_id
     records = {}
     for i in range(0, len(ids), BATCH_SIZE):
         batch = list(ids[i:i + BATCH_SIZE])
-        for record in alyx.rest('datasets', 'list', exists=True, django=f'id__in,{batch}'):
-            dset_id = record.get('id') or str(record.get('url', '')).rstrip('/')[-36:]
-            records[dset_id] = record
+        for record in alyx.rest('datasets', 'list', exists=True, django=f'id__in,{batch}',
+                                limit=BATCH_SIZE):
+            records[record_id(record)] = record
     return records
 
 
@@ -152,7 +153,9 @@ def download_s3(tasks: list, n_threads: int | None = None) -> list:
     tasks : list of one._lib.download.DownloadTask
         ``s3://`` tasks.
     n_threads : int, optional
-        Parallel downloads (default `one._lib.download.N_THREADS`).
+        Parallel downloads (default: ``ONE_HTTP_DL_THREADS`` when set, else chosen from the
+        files' sizes, `one._lib.download.streams.choose_streams`; a bucket gets at most
+        ``ONE_HTTP_DL_MAX_PER_HOST``, as many as its client keeps connections).
 
     Returns
     -------

@@ -13,6 +13,12 @@ one.  Failures raise specific errors (see `one._lib.http_errors`), each a subcla
 matching `requests` or standard exception, saying what happened and where, never showing a
 token or password.
 
+The HTTP download helpers of ONE-api are re-exported here (``http_download_file``...), with
+``N_THREADS``: the number of parallel downloads ``ONE_HTTP_DL_THREADS`` sets, read when used (4,
+ONE's default, when it is not set; a bad value raises a ValueError naming the variable).
+one-next's downloads choose their number of streams from the files unless that variable or an
+``n_threads`` argument sets it (`one._lib.download.streams`).
+
 Examples
 --------
 >>> alyx = AlyxClient(base_url='https://alyx.example.org', username='me')  # doctest: +SKIP
@@ -28,6 +34,7 @@ import os
 import re
 import sys
 import threading
+import time
 import uuid
 import warnings
 import zipfile
@@ -46,7 +53,6 @@ import one
 import one.params
 from one._lib.confine import Confinement, UnsafePath
 from one._lib.download import (  # HTTP file downloads, re-exported (ONE-api's names)
-    N_THREADS,
     dataset_record_to_url,
     file_record_to_url,
     http_download_file,
@@ -73,10 +79,10 @@ from one._lib.http_errors import (
     response_detail,
 )
 from one._lib.http_timeouts import DEFAULT_TIMEOUT, resolve_timeout  # noqa: F401 - public
-from one._lib.pagination import MAX_PAGE_LIMIT
+from one._lib.pagination import LIST_PAGE_LIMIT, MAX_PAGE_LIMIT
 from one._lib.pagination import PaginatedResponse as _PaginatedResponse
 from one._lib.rest_cache import RestCache, cache_key
-from one._lib.rest_retry import RetryPolicy, make_session, resolve_deadline
+from one._lib.rest_retry import CallDeadline, RetryPolicy, make_session, resolve_deadline
 from one._lib.rest_schema import (
     RestScheme,
     RestSchemeCoreApi,
@@ -91,16 +97,24 @@ __all__ = [
     'AlyxError', 'AlyxHTTPError', 'AlyxBadRequest', 'AlyxAuthError', 'TokenExpired',
     'AlyxNotFound', 'AlyxThrottled', 'AlyxServerError', 'AlyxInvalidResponse',
     'AlyxConnectionError', 'AlyxSSLError', 'AlyxTimeout', 'AlyxConnectTimeout',
-    'AlyxPaginationError', 'MAX_PAGE_LIMIT',
+    'AlyxPaginationError', 'MAX_PAGE_LIMIT', 'LIST_PAGE_LIMIT',
     # HTTP file downloads, implemented in one._lib.download
     'http_download_file', 'http_download_file_list', 'file_record_to_url',
-    'dataset_record_to_url', 'N_THREADS',
+    'dataset_record_to_url', 'N_THREADS',  # noqa: F822 - module __getattr__
 ]
 
 _logger = logging.getLogger(__name__)
 
 _SCHEMA_EXPIRY = timedelta(weeks=1)
 _CACHE_TABLE_SUFFIXES = ('.pqt', '.json')
+
+
+def __getattr__(name: str):
+    if name == 'N_THREADS':  # ONE's setting, read at use (see one._lib.download.defaults)
+        from one._lib.download.defaults import n_threads
+
+        return n_threads()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 class BadCacheArchive(ValueError):
@@ -140,7 +154,8 @@ def _cache_response(method: Callable) -> Callable:
 
     Only requests whose verb matches the client's ``cache_mode`` ('GET', or '*' for all) are
     cached; ``cache_mode=None`` turns the cache off.  When the server cannot be reached, an
-    expired cached response is returned with a RuntimeWarning.
+    expired cached response is returned with a RuntimeWarning.  The expiry of each cached answer
+    is told to the client's open `AlyxClient._fresh_until` blocks.
     """
     @functools.wraps(method)
     def wrapper(self, reqfunction, rest_query, *args, expires=None, clobber=False, **kwargs):
@@ -162,6 +177,7 @@ def _cache_response(method: Callable) -> Callable:
         cached = None if clobber else cache.read(key)
         if cached is not None and cached.is_fresh(datetime.now()):
             _logger.debug('Returning cached response for %s', query)
+            self._answer_expires(cached.expiry)
             return cached.response
         try:
             response = method(self, reqfunction, rest_query, *args, **kwargs)
@@ -170,11 +186,15 @@ def _cache_response(method: Callable) -> Callable:
                 raise
             warnings.warn('Failed to connect, returning cached response', RuntimeWarning,
                           stacklevel=3)
+            self._answer_expires(cached.expiry)
             return cached.response
+        expiry = datetime.now() + lifetime
         try:
-            cache.write(key, response, datetime.now() + lifetime)
+            cache.write(key, response, expiry)
         except (OSError, TypeError, ValueError) as ex:  # an unwritable cache is not fatal
             _logger.debug('Could not cache the response of %s: %s', query, ex)
+            expiry = None
+        self._answer_expires(expiry)
         return response
     return wrapper
 
@@ -193,7 +213,25 @@ def _verb(reqfunction) -> str:
     return name.lower()
 
 
-_make_session = make_session  # the client's session (one/_lib/rest_retry.py)
+class _Freshness:
+    """The earliest expiry of the cached REST answers received while it is open (see
+    `AlyxClient._fresh_until`)."""
+
+    def __init__(self):
+        self._until: datetime | None = None
+        self._uncached = False
+
+    def note(self, expiry: datetime | None) -> None:
+        if expiry is None:
+            self._uncached = True
+        elif self._until is None or expiry < self._until:
+            self._until = expiry
+
+    @property
+    def until(self) -> datetime | None:
+        """When the first of the answers expires in the REST cache; None when an answer was not
+        cached (or none was received)."""
+        return None if self._uncached else self._until
 
 
 class AlyxClient:
@@ -224,11 +262,11 @@ class AlyxClient:
     retries : int
         How many times a connection that could not be opened is tried again.
     deadline : float, optional
-        Seconds a request may spend being retried after throttling (429, honouring
-        ``Retry-After``) and, for queries only, gateway errors (502, 503, 504) or connection
-        resets: a write the server may have acted on is never sent twice (see
-        `one._lib.rest_retry`).  Default: the environment variable ``ONE_REST_DEADLINE``,
-        else 300.
+        Seconds a call (`rest`, `get`, `post`...: the pages of a list and a new login
+        included) may spend being retried after throttling (429, honouring ``Retry-After``)
+        and, for queries only, gateway errors (502, 503, 504) or connection resets: a write the
+        server may have acted on is never sent twice (see `one._lib.rest_retry`).  Default:
+        the environment variable ``ONE_REST_DEADLINE``, else 300.
 
     Attributes
     ----------
@@ -248,9 +286,15 @@ class AlyxClient:
         The (connect, read) timeouts in seconds.
     deadline : float
         See `deadline`.
+    page_size : int
+        Records asked for per page of a list query that does not give its own ``limit``
+        (`LIST_PAGE_LIMIT`, 1,000): a search gives its first records quickly even when it
+        matches a large part of the database; its other pages are fetched as they are read.
     max_page_size : int
-        Records asked for per page of a list (`MAX_PAGE_LIMIT`); a list answer longer than this
-        comes in several pages, which the server may not keep in the same order.
+        The largest page asked for (`MAX_PAGE_LIMIT`, 10,000): by queries whose answer is read
+        whole (batched listings, re-reading an answer whose pages disagreed).  A list answer
+        longer than its page comes in several pages, which the server may not keep in the same
+        order (`one._lib.pagination` checks them).
     """
 
     def __init__(self, base_url: str | None = None, username: str | None = None,
@@ -273,10 +317,13 @@ class AlyxClient:
         self.cache_mode = cache_rest
         self.timeout = resolve_timeout(timeout)
         self.deadline = resolve_deadline(deadline)
+        self.page_size = LIST_PAGE_LIMIT
         self.max_page_size = MAX_PAGE_LIMIT
         self._retries = retries
-        self._session = _make_session()
+        self._rest_cache_generation = 0  # counts clear_rest_cache calls
+        self._session = make_session()
         self._auth_lock = threading.RLock()
+        self._thread_state()
         self._rest_schemes: RestScheme | None = None
         if username or password:
             self.authenticate(username=username, password=password)
@@ -288,15 +335,25 @@ class AlyxClient:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state['_credentials'] = None  # never pickle a password
-        del state['_session'], state['_auth_lock']
+        for name in ('_session', '_auth_lock', '_calls', '_watches', '_watch_lock'):
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault('deadline', resolve_deadline())  # pickled by older versions
+        self.__dict__.setdefault('page_size', LIST_PAGE_LIMIT)
         self.__dict__.setdefault('max_page_size', MAX_PAGE_LIMIT)
-        self._session = _make_session()
+        self.__dict__.setdefault('_rest_cache_generation', 0)
+        self._session = make_session()
         self._auth_lock = threading.RLock()
+        self._thread_state()
+
+    def _thread_state(self) -> None:
+        """The state shared by the client's threads, which is never pickled."""
+        self._calls = threading.local()  # the call under way in each thread (its deadline)
+        self._watches: list[_Freshness] = []  # the open `_fresh_until` blocks
+        self._watch_lock = threading.Lock()
 
     # --- properties -----------------------------------------------------------------------
     @property
@@ -488,23 +545,71 @@ class AlyxClient:
             query = path + (f'?{parts.query}' if parts.query else '')
         return '/' + query.lstrip('/')
 
+    # How the client waits and measures time (tests replace them to skip the waits)
+    _sleep = staticmethod(time.sleep)
+    _clock = staticmethod(time.monotonic)
+
     def _retry_policy(self) -> RetryPolicy:
         return RetryPolicy(deadline=self.deadline, connect_retries=self._retries)
 
+    @contextmanager
+    def _call(self, budget: CallDeadline | None = None) -> Iterator[CallDeadline]:
+        """The deadline of the call under way in this thread: the requests made inside the
+        block share it (`one._lib.rest_retry`).
+
+        Parameters
+        ----------
+        budget : CallDeadline, optional
+            The deadline to use (a lazy list's own, for its pages); by default that of the
+            call already under way in this thread, else a new one of `deadline` seconds.
+        """
+        current = getattr(self._calls, 'budget', None)
+        if budget is None:
+            budget = current or CallDeadline(self.deadline, self._clock)
+        self._calls.budget = budget
+        try:
+            with budget:
+                yield budget
+        finally:
+            self._calls.budget = current
+
+    @contextmanager
+    def _fresh_until(self) -> Iterator[_Freshness]:
+        """Watch the REST answers received inside the block, in any thread: ``until`` gives
+        when the first of them expires in the REST cache (None when one was not cached).
+        Something kept from these answers must not be reused past that time."""
+        watch = _Freshness()
+        with self._watch_lock:
+            self._watches.append(watch)
+        try:
+            yield watch
+        finally:
+            with self._watch_lock:
+                self._watches.remove(watch)
+
+    def _answer_expires(self, expiry: datetime | None) -> None:
+        """Tell the open `_fresh_until` blocks when an answer expires in the REST cache."""
+        with self._watch_lock:
+            for watch in self._watches:
+                watch.note(expiry)
+
     def _send(self, verb: str, url: str, headers: dict, data, files,
               rest_query: str = '') -> requests.Response:
-        """Send a request, retried as `one._lib.rest_retry.RetryPolicy` allows."""
-        timeout = self.timeout
+        """Send a request, retried as `one._lib.rest_retry.RetryPolicy` allows within the
+        deadline of the call under way."""
         sent = []
 
-        def attempt() -> requests.Response:
+        def attempt(timeout: tuple[float, float]) -> requests.Response:
             if sent:
                 _rewind(files)
             sent.append(True)
             return self._session.request(verb.upper(), url, headers=headers, data=data,
                                          files=files, timeout=timeout)
 
-        return self._retry_policy().send(attempt, verb, url, rest_query or url, timeout)
+        with self._call() as budget:
+            return self._retry_policy().send(attempt, verb, url, rest_query or url,
+                                             self.timeout, budget=budget, sleep=self._sleep,
+                                             clock=self._clock)
 
     @_cache_response
     def _generic_request(self, reqfunction, rest_query: str, data=None, files=None):
@@ -526,6 +631,11 @@ class AlyxClient:
         dict, list or None
             The answer (None for 204 No Content).
         """
+        with self._call():  # a new login and the request sent again share the deadline
+            return self._request_json(reqfunction, rest_query, data, files)
+
+    def _request_json(self, reqfunction, rest_query: str, data, files):
+        """`_generic_request` without the REST cache."""
         with self._auth_lock:  # never read the headers while another thread logs in
             if not self.is_logged_in:
                 self.authenticate(username=self.user)
@@ -581,13 +691,15 @@ class AlyxClient:
         -------
         dict, list or one.webclient._PaginatedResponse
             The record, or the list of records; a lazily fetched sequence when the server
-            has more records than it returned in the first page.
+            has more records than it returned in the first page (its pages are fetched within
+            the deadline of this call, see `one._lib.rest_retry`).
         """
-        rep = self._generic_request(requests.get, rest_query, **kwargs)
+        with self._call() as budget:
+            rep = self._generic_request(requests.get, rest_query, **kwargs)
         if isinstance(rep, dict) and set(rep) == {'count', 'next', 'previous', 'results'}:
             if len(rep['results']) < rep['count']:
                 cache_args = {k: v for k, v in kwargs.items() if k in ('expires', 'clobber')}
-                return _PaginatedResponse(self, rep, cache_args)
+                return _PaginatedResponse(self, rep, cache_args, budget=budget)
             return rep['results']
         return rep
 
@@ -665,6 +777,11 @@ class AlyxClient:
         >>> eid = '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33'
         >>> alyx.rest('sessions', 'read', id=eid)  # doctest: +SKIP
         """
+        with self._call():  # its requests (a list's pages too) share the deadline
+            return self._rest(url, action, id, data, files, no_cache, **kwargs)
+
+    def _rest(self, url, action, id, data, files, no_cache, **kwargs):  # noqa: A002 - ONE's
+        """`rest`, within the deadline of the call."""
         if not url:
             print('Available endpoints:\n    ' + '\n    '.join(self.rest_schemes.endpoints))
             return None
@@ -708,8 +825,8 @@ class AlyxClient:
                 warnings.warn(f"Error: Unsupported fields '{unknown}' in query parameters "
                               f'for endpoint {endpoint}.', UserWarning, stacklevel=2)
             params = {k: ','.join(map(_query_value, _as_list(v))) for k, v in kwargs.items()}
-            if 'limit' not in params and self.max_page_size:  # as few pages as possible
-                params['limit'] = str(int(self.max_page_size))
+            if 'limit' not in params and self.page_size:
+                params['limit'] = str(int(self.page_size))
             return self.get('/' + update_url_params(url, params), **cache_args)
         record = f'/{endpoint}/{id}'
         if action == 'read':
@@ -779,8 +896,13 @@ class AlyxClient:
 
     # --- REST cache -------------------------------------------------------------------------
     def clear_rest_cache(self) -> None:
-        """Delete every cached REST response."""
+        """Delete every cached REST response.
+
+        What instances using this client kept from the answers (e.g. the sessions a `OneAlyx`
+        read) is forgotten too.
+        """
         RestCache(self.rest_cache_dir).clear()
+        self._rest_cache_generation += 1
 
     # --- files ------------------------------------------------------------------------------
     def rel_path2url(self, path: str | os.PathLike) -> str:
@@ -888,13 +1010,14 @@ class AlyxClient:
 
     def _download_to(self, url: str, path: Path, headers: dict, auth) -> None:
         """Stream a URL into a file, checking the size announced by the server."""
-        def attempt() -> requests.Response:
+        def attempt(timeout: tuple[float, float]) -> requests.Response:
             return self._session.get(url, headers=headers, auth=auth, stream=True,
-                                     timeout=self.timeout)
+                                     timeout=timeout)
 
         try:
-            with self._retry_policy().send(attempt, 'GET', url, self._rest_path(url),
-                                           self.timeout) as r:
+            with self._call() as budget, self._retry_policy().send(
+                    attempt, 'GET', url, self._rest_path(url), self.timeout, budget=budget,
+                    sleep=self._sleep, clock=self._clock) as r:
                 if r.status_code != 200:
                     raise error_from_response(r, self._rest_path(url), 'GET')
                 expected = r.headers.get('Content-Length')

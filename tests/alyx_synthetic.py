@@ -431,6 +431,7 @@ class SyntheticAlyx:
     def _insertion_test(self, key: str, value):
         tests = {
             'session': lambda r: r['session'] in self._ids(value),
+            'session__in': lambda r: r['session'] in self._ids(value),
             'name': lambda r: r['name'] == str(value),
             'id': lambda r: r['id'] in self._ids(value),
         }

@@ -12,7 +12,8 @@
 * `alyx_server`: an Alyx-compatible server answering with responses recorded from Alyx 3.6.1
   (see ``tests/alyx_server.py``), started for the test and stopped after it.
 * `moto_url`, `s3env`: moto's real S3 server on 127.0.0.1 (one per test module), and an
-  environment pointing boto3 at it with fake credentials (its state is reset after each test).
+  environment pointing boto3 at it with fake credentials (its state is reset after each test);
+  `aws_env` points boto3 at another server (e.g. one that never answers).
 """
 import os
 
@@ -68,18 +69,29 @@ def moto_url():
     server.stop()
 
 
-@pytest.fixture
-def s3env(moto_url, monkeypatch):
-    """Point boto3 at the moto server with fake credentials; reset moto's state after."""
-    import requests
-
+def _point_boto3_at(monkeypatch, endpoint: str) -> None:
+    """Point boto3 at `endpoint` with fake credentials, and nothing of the user's AWS setup."""
     for key in ('AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN'):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv('AWS_ENDPOINT_URL', moto_url)
+    monkeypatch.setenv('AWS_ENDPOINT_URL', endpoint)
     monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'testing')
     monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'testing')
     monkeypatch.setenv('AWS_DEFAULT_REGION', 'us-east-1')
     monkeypatch.setenv('AWS_CONFIG_FILE', '/nonexistent')
     monkeypatch.setenv('AWS_SHARED_CREDENTIALS_FILE', '/nonexistent')
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """``aws_env(endpoint)`` points boto3 at `endpoint` with fake credentials for the test."""
+    return lambda endpoint: _point_boto3_at(monkeypatch, endpoint)
+
+
+@pytest.fixture
+def s3env(moto_url, monkeypatch):
+    """Point boto3 at the moto server with fake credentials; reset moto's state after."""
+    import requests
+
+    _point_boto3_at(monkeypatch, moto_url)
     yield moto_url
     requests.post(f'{moto_url}/moto-api/reset', timeout=10)

@@ -1,9 +1,9 @@
 """Tests of the number of concurrent downloads (one/_lib/download/streams.py and its use by
 `download_files`), against real HTTP servers on 127.0.0.1 that count requests in flight."""
 import http.server
+import logging
 import socketserver
 import threading
-import time
 
 import pytest
 
@@ -18,13 +18,21 @@ from one._lib.download.streams import (
 
 
 class CountingServer:
-    """Serves `size` bytes at any path after `delay` seconds; records the most requests that
-    were in progress at once."""
+    """Serves `size` bytes at any path; records the most requests that were in progress at once.
 
-    def __init__(self, size: int = 100, delay: float = 0.15):
-        self.size, self.delay = size, delay
+    With `hold` (n), each request waits (at most `HOLD_TIMEOUT` s) until n requests are in
+    progress together, then all go on: a client running n streams shows n in flight whatever
+    the load of the machine, and one running fewer only gets slow.
+    """
+
+    HOLD_TIMEOUT = 5.0
+
+    def __init__(self, size: int = 100):
+        self.size = size
         self.in_flight = self.peak = self.count = 0
         self._lock = threading.Lock()
+        self._hold = 0
+        self._released = threading.Event()
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,7 +46,9 @@ class CountingServer:
                     owner.in_flight += 1
                     owner.count += 1
                     owner.peak = max(owner.peak, owner.in_flight)
-                time.sleep(owner.delay)
+                    if owner.in_flight >= owner._hold:
+                        owner._released.set()
+                owner._released.wait(owner.HOLD_TIMEOUT)
                 with owner._lock:
                     owner.in_flight -= 1
                 self.send_response(200)
@@ -53,7 +63,14 @@ class CountingServer:
         self.url = f'http://127.0.0.1:{self._server.server_address[1]}'
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
+    def hold(self, n: int) -> None:
+        """Hold the next requests until `n` are in progress together; reset the peak."""
+        with self._lock:
+            self._hold, self.peak = n, 0
+            self._released.clear()
+
     def close(self):
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -104,26 +121,53 @@ def test_choose_streams(monkeypatch):
 
 def test_many_small_files_get_many_streams(servers, tmp_path):
     server = servers()
+    server.hold(5)  # more than ONE's 4 threads
     paths = download_files(_tasks(server, tmp_path, 40))
     assert all(p.stat().st_size == 100 for p in paths) and server.count == 40
-    assert server.peak > 4  # more than ONE's 4 threads; at most 32
-    assert server.peak <= MAX_STREAMS
+    assert 5 <= server.peak <= MAX_STREAMS
 
 
 def test_threads_setting_and_per_host_bound(servers, tmp_path, monkeypatch):
     server = servers()
     monkeypatch.setenv('ONE_HTTP_DL_THREADS', '2')
+    server.hold(2)
     download_files(_tasks(server, tmp_path / 'a', 8))
     assert server.peak == 2
     monkeypatch.delenv('ONE_HTTP_DL_THREADS')
-    server.peak = 0
+    server.hold(3)
     download_files(_tasks(server, tmp_path / 'b', 8), n_threads=3)
     assert server.peak == 3
     # The bound per server applies to any number of threads; two servers get one each
     monkeypatch.setenv('ONE_HTTP_DL_MAX_PER_HOST', '3')
     other = servers()
-    server.peak = 0
+    server.hold(3)
+    other.hold(3)
     tasks = _tasks(server, tmp_path / 'c', 9) + _tasks(other, tmp_path / 'd', 9)
     paths = download_files(tasks, n_threads=10)
     assert len(set(paths)) == 18 and all(p.exists() for p in paths)
     assert server.peak == 3 and other.peak == 3
+
+
+def test_s3_streams_keep_their_connections(s3env, tmp_path, caplog):
+    """200 small objects from moto's S3 server with 32 streams: the S3 clients keep a connection
+    for each stream (botocore's default pool of 10 would discard the others after each file,
+    with a warning, and open new ones)."""
+    import boto3
+
+    from one._lib.download import s3_config
+    from one.remote import aws
+
+    client = boto3.client('s3', config=s3_config())
+    client.create_bucket(Bucket='bucket')
+    for i in range(200):
+        client.put_object(Bucket='bucket', Key=f'data/{i}.bin', Body=b'x' * 100)
+    resource = boto3.resource('s3', config=aws._config(False))
+    caplog.set_level(logging.WARNING, logger='urllib3')
+    for s3, folder in ((None, 'engine'), (resource, 'aws')):  # the engine's client, ours
+        tasks = [DownloadTask(f's3://bucket/data/{i}.bin', tmp_path / folder / f'{i}.bin',
+                              size=100, s3=s3) for i in range(200)]
+        assert choose_streams([t.size for t in tasks]) == MAX_STREAMS
+        paths = download_files(tasks)
+        assert all(p.stat().st_size == 100 for p in paths)
+    assert 'Connection pool is full' not in caplog.text
+    assert client.meta.config.max_pool_connections == max_per_host() == MAX_STREAMS

@@ -162,6 +162,18 @@ def test_load_from_s3(one, alyx_server):
     assert alyx_server.count('GET', '/datasets') == 0
 
 
+def test_pickled_after_s3_downloads(one, alyx_server):
+    """The S3 client stays behind when the instance is pickled: the copy gets its own."""
+    import pickle
+
+    one.load_object(EID, 'trials')
+    copy = pickle.loads(pickle.dumps(one))
+    local = copy.cache_dir / SESSION / 'alf' / '_ibl_trials.choice.npy'
+    local.unlink()
+    np.testing.assert_array_equal(copy.load_object(EID, 'trials')['choice'], _expected(CHOICE))
+    assert local.is_file() and _http_files(alyx_server) == set()  # from S3 again
+
+
 def test_uuid_filenames(one, alyx_server):
     one.uuid_filenames = True
     file = one.load_dataset(EID, '_ibl_trials.choice.npy', download_only=True)

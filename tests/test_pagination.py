@@ -15,7 +15,12 @@ import pytest
 from alyx_server import FIXTURES, PASSWORD, USERNAME
 
 import one.webclient as wc
-from one._lib.pagination import MAX_PAGE_LIMIT, PaginatedResponse, record_identity
+from one._lib.pagination import (
+    LIST_PAGE_LIMIT,
+    MAX_PAGE_LIMIT,
+    PaginatedResponse,
+    record_identity,
+)
 
 
 @pytest.fixture
@@ -32,16 +37,20 @@ def _page_queries(server, path='/sessions') -> list[str]:
     return [r.query for r in server.requests if r.path == path]
 
 
-def test_pages_as_large_as_allowed(alyx_server, client):
-    """A list is asked for in pages of MAX_PAGE_LIMIT records: one request for most answers."""
+def test_page_sizes(alyx_server, client):
+    """A list read lazily is asked for in pages of LIST_PAGE_LIMIT records (one request for most
+    answers, a quick first page for broad ones); a query's own limit is kept."""
     alyx_server.page_size = 2  # the server's default page, when no limit is asked
     sessions = client.rest('sessions', 'list', no_cache=True)
     assert isinstance(sessions, list) and len(sessions) == 6
-    assert _page_queries(alyx_server) == [f'limit={MAX_PAGE_LIMIT}']
+    assert _page_queries(alyx_server) == [f'limit={LIST_PAGE_LIMIT}']
+    assert client.page_size == LIST_PAGE_LIMIT == wc.LIST_PAGE_LIMIT == 1_000
     assert client.max_page_size == MAX_PAGE_LIMIT == wc.MAX_PAGE_LIMIT == 10_000
-    client.max_page_size = 4  # settable: the API layer sizes its batches from it
+    client.page_size = 4  # settable
     assert isinstance(client.rest('sessions', 'list', no_cache=True), PaginatedResponse)
     assert _page_queries(alyx_server)[-1] == 'limit=4'
+    assert len(client.rest('sessions', 'list', no_cache=True, limit=6)) == 6
+    assert _page_queries(alyx_server)[-1] == 'limit=6'
 
 
 def test_shuffled_pages_are_detected_and_repaired(alyx_server, client):
@@ -119,6 +128,22 @@ def test_the_measured_case(alyx_server, client):
     received = list(answer)
     assert sorted(r['url'] for r in received) == sorted(r['url'] for r in records)
     assert answer.repeated > 0
+
+
+@pytest.mark.parametrize('twice_at', [1, 3], ids=['in-one-page', 'split-between-pages'])
+def test_record_really_twice_in_the_answer(alyx_server, client, twice_at):
+    """A record the answer holds twice (a join repeating a row: the count includes both) is
+    kept twice, whether one page or two pages hold its copies; no error."""
+    records = _dataset_records(alyx_server.url, 10)
+    records.insert(twice_at + 1, records[twice_at])
+    alyx_server.add_response('GET', '/datasets?session=any', {
+        'count': 11, 'next': None, 'previous': None, 'results': records})
+    alyx_server.max_limit = 4  # pages of 4: the copies at 3 and 4 are split between two
+    answer = client.rest('datasets', 'list', session='any', no_cache=True)
+    assert isinstance(answer, PaginatedResponse)
+    received = list(answer)
+    assert [r['url'] for r in received] == [r['url'] for r in records]
+    assert answer.is_complete and len(answer) == 11
 
 
 def test_record_identity():

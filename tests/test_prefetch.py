@@ -68,15 +68,6 @@ def test_plan_batches():
     assert batch.plan_batches([], 10, 1000) == []
 
 
-def test_page_limit():
-    class Client:
-        pass
-    client = Client()
-    assert batch.page_limit(client) == batch.DEFAULT_PAGE_LIMIT
-    client.max_page_size = 400
-    assert batch.page_limit(client) == 400
-
-
 def test_batched_listing_equals_per_session_listing(one, server, db, tmp_path):
     eids = db.eids
     batched = one.list_datasets(eids)
@@ -103,15 +94,63 @@ def test_batched_listing_equals_per_session_listing(one, server, db, tmp_path):
                                   other._cache['datasets'].sort_index())
 
 
-def test_batches_follow_pages(one, server, db):
-    """Batches larger than a page are read page after page; nothing is lost or repeated."""
-    server.max_limit = 40  # the server grants pages of 40 records at most
-    listed = one.list_datasets(db.eids[:6], details=True)
-    assert len(rest(server)) > 3
-    for eid, frame in zip(db.eids[:6], listed):
-        n = sum(1 for d in db.datasets if d['session'].endswith(eid) and d['file_records']
-                and d['qc'] != 'CRITICAL')
-        assert len(frame) == n and frame.index.is_unique
+def _datasets_query_sessions(server) -> list[int]:
+    """The number of sessions of each /datasets query received; -n for a page after the first."""
+    out = []
+    for q in rest(server):
+        if q.path == '/datasets':
+            query = parse_qs(q.query)
+            n = query['django'][0].count(',')  # 'session__in,[...]': one comma per session
+            out.append(-n if 'offset' in query else n)
+    return out
+
+
+def _expected_listing(db, eids) -> list[int]:
+    return [sum(1 for d in db.datasets if d['session'].endswith(e) and d['file_records']
+                and d['qc'] != 'CRITICAL') for e in eids]
+
+
+def test_batches_split_to_fit_a_page(server, db, tmp_path):
+    """A server granting short pages: a batch whose announced count exceeds the page is split
+    by that count, so that each query is answered by one page (no page is followed)."""
+    eids = db.eids[:6]
+    per_session = [sum(1 for d in db.datasets if d['session'].endswith(e)) for e in eids]
+    server.max_limit = max(per_session)  # each session fits in a page, two do not
+    one = make_one(server, tmp_path / 'a')
+    server.clear_log()
+    listed = one.list_datasets(eids, details=True)
+    queries = _datasets_query_sessions(server)
+    assert all(n > 0 for n in queries) and queries[0] == 6 and len(queries) > 2
+    assert [len(f) for f in listed] == _expected_listing(db, eids)
+    assert all(f.index.is_unique for f in listed)
+    # A session with more datasets than a page: only its own query follows pages
+    server.max_limit = min(per_session) - 1
+    other = make_one(server, tmp_path / 'b')
+    server.clear_log()
+    assert [len(f) for f in other.list_datasets(eids, details=True)] == \
+        _expected_listing(db, eids)
+    assert all(n > 0 or n == -1 for n in _datasets_query_sessions(server))
+    assert -1 in _datasets_query_sessions(server)
+
+
+@pytest.mark.parametrize('forget', ['clear_rest_cache', 'load_cache'])
+def test_s3_file_records_of_listings_are_forgotten(one, server, db, forget):
+    """The S3 file records of the datasets listed in batches spare a query per download only
+    while the listing is fresh: not once the REST cache was cleared or the tables replaced."""
+    server.add_response('GET', '/data-repository/aws_cortexlab', {  # a bucket, no key
+        'name': 'aws_cortexlab', 'repository_type': 'AWS', 'json': {'bucket_name': 'b'}})
+    eids = db.eids[:2]
+    one.list_datasets(eids)
+    server.clear_log()
+    one.load_object(eids[0], 'wheel')  # no request but the files: none of them is on S3
+    assert rest(server) == [] and data(server) == 2
+    assert server.count('GET', '/data-repository/aws_cortexlab') == 0
+    getattr(one.alyx if forget == 'clear_rest_cache' else one, forget)()
+    server.clear_log()
+    one.load_object(eids[1], 'wheel')  # the session read again; S3 records asked for
+    assert [q.path for q in rest(server)] == [f'/sessions/{eids[1]}', '/datasets']
+    assert 'id__in' in parse_qs(rest(server)[1].query)['django'][0]
+    assert data(server) == 2  # not on S3: over HTTP
 
 
 def test_list_many_sessions_locally(one, db):
@@ -278,22 +317,24 @@ def test_search_several_dataset_names(one, server, db):
         one.search(dataset=[])
 
 
-def test_dataset_table_as_datasets2records(db):
+def test_rel_path_of_url_as_alf_paths(db):
+    """The string operations giving the relative path of a data URL (fast, for tables of
+    thousands of datasets) agree with the ALF path functions."""
     import json
 
-    from one.converters import datasets2records
+    from one.converters import _alf_path_from_url, _rel_path_of_url, _relative_to_session
     fixtures = Path(__file__).parent / 'fixtures' / 'alyx'
+    urls = []
     for name in ('datasets_list_session.json', 'datasets_list_revision_session.json'):
-        records = json.loads((fixtures / name).read_text())['results']
-        pd.testing.assert_frame_equal(batch.dataset_table(records), datasets2records(records))
-    # URLs with a quoted folder, a revision, a data server below a path
-    records = json.loads(json.dumps(db.datasets).replace(
-        'http://127.0.0.1:8001', 'https://data.org:8080/some%20path/files'))
-    pd.testing.assert_frame_equal(batch.dataset_table(records), datasets2records(records))
-    # Paths without a session folder are handled like datasets2records does
-    odd = json.loads(json.dumps(records[:3]))
-    for r in odd:
-        r['file_records'][0]['data_url'] = r['file_records'][0]['data_url'].replace(
-            '2024-01-', '2024-13-')
-    pd.testing.assert_frame_equal(batch.dataset_table(odd), datasets2records(odd))
-    assert batch.dataset_table([]).empty
+        urls += [f['data_url'] for r in json.loads((fixtures / name).read_text())['results']
+                 for f in r['file_records'] if f['data_url']]
+    synthetic = [f['data_url'] for d in db.datasets for f in d['file_records']]
+    urls += [u.replace('http://127.0.0.1:8001', 'https://data.org:8080/some%20path/files')
+             for u in synthetic]  # quoted folders, revisions, a data server below a path
+    urls += [u.replace('2024-01-', '2024-13-') for u in synthetic[:5]]  # not a session date
+    urls += ['https://data.org/lab/Subjects/s/2024-01-01/001/alf/obj.attr.npy',
+             'https://data.org/s/2024-01-01/1/obj.attr.b7e3e9c4-9a8f-4d3e-8c1a-2f6b7a9d0e1f.npy',
+             'https://data.org/aggregates/x/obj.attr.npy']
+    assert len(urls) > 50
+    for url in urls:
+        assert _rel_path_of_url(url) == _relative_to_session(_alf_path_from_url(url)), url

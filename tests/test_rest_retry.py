@@ -4,6 +4,7 @@ Throttling (429 with ``Retry-After``), gateway errors and slow answers come from
 replay server (tests/alyx_server.py), which counts the requests it receives; connection resets
 come from a raw TCP server (tests/raw_server.py).  Nothing is mocked.
 """
+import io
 import json
 import logging
 import re
@@ -93,9 +94,123 @@ def test_deadline_exceeded_names_the_url_and_the_time_waited(alyx_server, client
     message = str(error)
     assert f'GET {alyx_server.url}{SESSION}' in message and '503' in message
     waited = float(re.search(r'attempts in ([\d.]+) s', message).group(1))
-    assert waited == pytest.approx(error.waited, abs=0.05) and waited <= 1.5
-    assert 'deadline of 1.5 s per request' in message
+    assert waited == pytest.approx(error.waited, abs=0.05)
+    assert 'deadline of 1.5 s per call' in message
     assert error.attempts == alyx_server.count('GET', SESSION) >= 2
+
+
+class FakeClock:
+    """Monotonic seconds advanced only by `sleep` (and by the test): waits cost nothing."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _response(status: int, headers: dict | None = None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update(headers or {})
+    response.raw = io.BytesIO(b'')
+    response.url = 'http://x/s'
+    return response
+
+
+def test_no_attempt_starts_past_the_deadline():
+    """Attempts answered 503 for ever: each one starts with time left before the deadline, and
+    the one after the last would have started too late."""
+    clock = FakeClock()
+    starts = []
+
+    def attempt(timeout):
+        starts.append(clock.now)
+        return _response(503)
+
+    policy = RetryPolicy(deadline=20)
+    with pytest.raises(wc.AlyxServerError) as info:
+        policy.send(attempt, 'GET', 'http://x/s', '/s', (1, 5), sleep=clock.sleep, clock=clock)
+    assert len(starts) >= 4 and info.value.attempts == len(starts)
+    assert all(t <= 20 - rest_retry.MIN_ATTEMPT for t in starts)
+    assert starts == sorted(starts) and clock.now == starts[-1]  # no wait after the last
+
+
+def test_an_attempt_sent_again_waits_no_longer_than_the_time_left():
+    """A read timeout of 2 s and a deadline of 3 s: the query sent again after the first
+    timeout waits 1 s for its answer, not 2, and the call ends at the deadline."""
+    clock = FakeClock()
+    limits = []
+
+    def attempt(timeout):
+        limits.append(timeout)
+        clock.now += timeout[1]  # the server never answers
+        raise requests.ReadTimeout('read timed out')
+
+    policy = RetryPolicy(deadline=3)
+    with pytest.raises(wc.AlyxTimeout, match=r'did not answer within 1 s') as info:
+        policy.send(attempt, 'GET', 'http://x/s', '/s', (2.0, 2.0), sleep=clock.sleep,
+                    clock=clock)
+    assert limits == [(2.0, 2.0), (1.0, 1.0)] and clock.now == 3
+    assert info.value.attempts == 2
+    # Too little left for another attempt: none is sent
+    clock.now, limits[:] = 0.0, []
+    with pytest.raises(wc.AlyxTimeout):
+        RetryPolicy(deadline=2.2).send(attempt, 'GET', 'http://x/s', '/s', (2.0, 2.0),
+                                       sleep=clock.sleep, clock=clock)
+    assert limits == [(2.0, 2.0)]
+
+
+def _fake_time(client) -> FakeClock:
+    clock = FakeClock()
+    client._clock, client._sleep = clock, clock.sleep
+    return clock
+
+
+def test_pages_of_a_list_share_the_deadline_of_the_call(alyx_server, client):
+    """The waits of the first page count against the deadline of the call when later pages are
+    throttled; the time between reading two pages does not."""
+    clock = _fake_time(client)
+    client.deadline = 10
+    client.page_size = alyx_server.max_limit = 2
+    alyx_server.fail('/sessions', status=429, headers={'Retry-After': '6'})  # the first page
+    sessions = client.rest('sessions', 'list')
+    assert isinstance(sessions, wc._PaginatedResponse) and len(sessions) == 6
+    assert 6 <= clock.now <= 7.3
+    clock.now += 1000  # read later: not counted
+    alyx_server.fail('/sessions?limit=2&offset=2', status=429, headers={'Retry-After': '1'})
+    assert sessions[2]['id']  # 7.3 + 1.3 s of the 10 spent: the page is asked for again
+    alyx_server.fail('/sessions?limit=2&offset=4', status=429, headers={'Retry-After': '6'},
+                     times=None)
+    with pytest.raises(wc.AlyxThrottled, match='deadline of 10 s per call'):
+        sessions[4]
+    pages = _page_queries(alyx_server)
+    assert pages.count('limit=2&offset=4') == 1  # a second wait of 6 s: past the deadline
+    assert len(pages) == 2 + 2 + 1
+
+
+def _page_queries(server, path='/sessions') -> list[str]:
+    return [r.query for r in server.requests if r.path == path]
+
+
+def test_a_new_login_shares_the_deadline_of_the_call(alyx_server, client):
+    """The token is refused, the new login is throttled: the query sent after it has what is
+    left of the call's deadline."""
+    clock = _fake_time(client)
+    client.deadline = 10
+    alyx_server.fail(SESSION, status=403, body={'detail': 'Invalid token.'})
+    alyx_server.fail(SESSION, status=429, headers={'Retry-After': '6'}, times=None)
+    alyx_server.fail('/auth-token', status=429, headers={'Retry-After': '6'}, method='POST')
+    with pytest.raises(wc.AlyxThrottled, match='deadline of 10 s per call'):
+        client.rest('sessions', 'read', id=EID)
+    assert alyx_server.count('POST', '/auth-token') == 3  # the first login, and twice again
+    assert alyx_server.count('GET', SESSION) == 2  # refused, throttled: no time left to wait
+    assert 6 <= clock.now <= 7.3
 
 
 def test_deadline_from_the_environment(alyx_server, tmp_path, monkeypatch):

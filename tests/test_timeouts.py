@@ -177,16 +177,9 @@ def test_load_from_a_hung_release_host(hung, tmp_path):
 
 # --- S3 -----------------------------------------------------------------------------------------
 @pytest.fixture
-def s3_hung(hung, monkeypatch):
+def s3_hung(hung, aws_env, monkeypatch):
     """boto3 pointed at the hung server, with fake credentials."""
-    for key in ('AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN'):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv('AWS_ENDPOINT_URL', hung.url)
-    monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'testing')
-    monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'testing')
-    monkeypatch.setenv('AWS_DEFAULT_REGION', 'us-east-1')
-    monkeypatch.setenv('AWS_CONFIG_FILE', '/nonexistent')
-    monkeypatch.setenv('AWS_SHARED_CREDENTIALS_FILE', '/nonexistent')
+    aws_env(hung.url)
     monkeypatch.setenv('ONE_HTTP_TIMEOUT', '0.5')
     return hung
 

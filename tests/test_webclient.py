@@ -254,7 +254,7 @@ def test_rest_list_filters(alyx_server, client):
     ses = client.rest('sessions', 'list', date_range=['2024-03-12', '2024-03-13'])
     # pages as long as the server allows: most answers in one request
     assert alyx_server.requests[-1].query == \
-        f'date_range=2024-03-12%2C2024-03-13&limit={wc.MAX_PAGE_LIMIT}'
+        f'date_range=2024-03-12%2C2024-03-13&limit={wc.LIST_PAGE_LIMIT}'
     assert sorted(s['start_time'][:10] for s in ses) == ['2024-03-12', '2024-03-12']
     assert client.rest('sessions', 'list', subject='NoSuchSubject') == []
     ses = client.rest('sessions', 'list', django=f"pk__in,('{EID}',)")
@@ -269,7 +269,7 @@ def test_rest_list_with_id_and_values(alyx_server, client):
                        django='session__isnull,True') == []
     query = parse_qs(alyx_server.requests[-1].query)
     assert query == {'django': [f'session__isnull,True,pk,{EID}'], 'exists': ['True'],
-                     'limit': [str(wc.MAX_PAGE_LIMIT)]}
+                     'limit': [str(wc.LIST_PAGE_LIMIT)]}
 
 
 def test_rest_read(alyx_server, client):
@@ -417,7 +417,7 @@ def test_pagination_uses_cache_args(alyx_server, client):
     client.rest('sessions', 'list')[5]
     assert alyx_server.count() == 0  # every page cached
     client.rest('sessions', 'list', no_cache=True)[5]
-    assert [r.query for r in alyx_server.requests] == [f'limit={wc.MAX_PAGE_LIMIT}',
+    assert [r.query for r in alyx_server.requests] == [f'limit={wc.LIST_PAGE_LIMIT}',
                                                        'limit=2&offset=4']
 
 
@@ -445,7 +445,7 @@ def test_get_responses_are_cached(alyx_server, client):
     n = alyx_server.count()
     assert client.rest('sessions', 'list', subject='ZFM-01935') == first
     assert alyx_server.count() == n
-    query = f'/sessions?subject=ZFM-01935&limit={wc.MAX_PAGE_LIMIT}'
+    query = f'/sessions?subject=ZFM-01935&limit={wc.LIST_PAGE_LIMIT}'
     file = client.rest_cache_dir / hashlib.sha1(query.encode()).hexdigest()
     response, expiry = json.loads(file.read_text())
     assert response['results'] == first

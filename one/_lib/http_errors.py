@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from one._lib.http_timeouts import connect_limit, read_limit
+
 __all__ = [
     'AlyxError', 'AlyxHTTPError', 'AlyxBadRequest', 'AlyxAuthError', 'TokenExpired',
     'AlyxNotFound', 'AlyxThrottled', 'AlyxServerError', 'AlyxInvalidResponse',
@@ -165,7 +167,7 @@ class AlyxPaginationError(AlyxError, RuntimeError):
 
 
 def _seconds(limit) -> str:
-    return f'{limit:g}' if isinstance(limit, (int, float)) else str(limit)
+    return f'{round(limit, 2):g}' if isinstance(limit, (int, float)) else str(limit)
 
 
 def _shorten(text: str, limit: int = _MAX_BODY) -> str:
@@ -323,15 +325,14 @@ def error_from_exception(exc: requests.RequestException, url: str,
         return AlyxSSLError(f'TLS/SSL failure talking to {host} ({url}): {reason}',
                             request=request)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        limit = timeout[0] if isinstance(timeout, (tuple, list)) else timeout
         return AlyxConnectTimeout(
-            f'Timed out connecting to {host} after {_seconds(limit)} s ({url}). Check your '
-            'internet connection and the Alyx database firewall', request=request)
+            f'Timed out connecting to {host} after {_seconds(connect_limit(timeout))} s '
+            f'({url}). Check your internet connection and the Alyx database firewall',
+            request=request)
     if isinstance(exc, requests.Timeout) or (isinstance(exc, requests.ConnectionError)
                                              and _is_read_timeout(exc)):
-        limit = timeout[1] if isinstance(timeout, (tuple, list)) else timeout
-        return AlyxTimeout(f'{host} did not answer within {_seconds(limit)} s ({url}; read '
-                           'timeout)', request=request)
+        return AlyxTimeout(f'{host} did not answer within {_seconds(read_limit(timeout))} s '
+                           f'({url}; read timeout)', request=request)
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
                         requests.exceptions.ContentDecodingError)):
         return AlyxConnectionError(

@@ -12,16 +12,25 @@ the pages of one answer may repeat some records and miss others.  So every recor
 (by its ``id``, else ``url``, else ``name``) and kept only once; a position left empty by a
 repeated record is filled with a record not seen yet, found by asking again: the whole answer in
 one page when the server allows pages that long (`MAX_PAGE_LIMIT`), else every page again (up to
-`REPAIR_PASSES` times).  If the answer still lacks records, `AlyxPaginationError` names the
-query.  The REST client asks for pages of `MAX_PAGE_LIMIT` records, so that most answers come
-in one page and the question never arises.
+`REPAIR_PASSES` times, every other time with pages starting half a page later).  If the answer
+still lacks records, `AlyxPaginationError` names the query.
+
+A record may also be in an answer twice for real (a query whose joins repeat a row: the count
+includes both).  One page answer is one consistent read: a record it holds twice is kept twice,
+so the answer has as many records as announced; such a record split between two pages is found
+when asking again (the whole answer in one page, or pages starting half a page later).
+
+The REST client asks for pages of `LIST_PAGE_LIMIT` records for lists read lazily (searches), and
+of `MAX_PAGE_LIMIT` for answers read whole (see `one.webclient.AlyxClient`).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import warnings
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,18 +40,28 @@ import requests
 from one._lib.http_errors import AlyxPaginationError
 from one._lib.urls import update_url_params
 
-__all__ = ['PaginatedResponse', 'MAX_PAGE_LIMIT', 'REPAIR_PASSES', 'record_identity']
+__all__ = ['PaginatedResponse', 'LIST_PAGE_LIMIT', 'MAX_PAGE_LIMIT', 'REPAIR_PASSES',
+           'record_identity']
 
 _logger = logging.getLogger('one.webclient')
 
 MAX_PAGE_LIMIT = 10_000
-"""Records asked for per page of a list query (the ``limit`` parameter).
+"""The largest page asked for (the ``limit`` parameter): by queries whose answer is read whole.
 
 Alyx 3.6.1 pages with Django REST framework's limit/offset pagination (its ``/api/schema``
 documents ``limit`` as "Number of results to return per page" and ``offset``; 250 records per
-page by default) and announces no maximum: the recorded answers honour any ``limit`` asked.  A
-server that caps the page size answers shorter pages, and the client then follows with pages of
-that size.  10,000 records (about 10 MB of dataset records) bound the size of one answer."""
+page by default) and announces no maximum (Django REST framework's ``max_limit`` is None unless
+a server sets it; the recordings show small limits honoured, 10,000 was not tried on a real
+server).  A server that caps the page size answers shorter pages, and the client then follows
+with pages of that size.  10,000 records (about 10 MB of dataset records) bound the size of one
+answer."""
+
+LIST_PAGE_LIMIT = 1_000
+"""Records asked for per page of a list read lazily (a search), unless the query sets ``limit``.
+
+Large enough that a usual search comes in one page (one round trip), small enough that the
+first page of a broad one (tens of thousands of sessions, ~1 KB each with Alyx's serialisation
+time) comes back in about a second; the other pages are fetched as they are read."""
 
 REPAIR_PASSES = 3
 """Times every page of an answer is fetched again to find the records its pages missed."""
@@ -87,6 +106,8 @@ class PaginatedResponse(Sequence):
         The first page: ``{'count': int, 'next': url, 'previous': url, 'results': list}``.
     cache_args : dict, optional
         REST cache arguments (``expires``, ``clobber``) used for the page requests.
+    budget : one._lib.rest_retry.CallDeadline, optional
+        The deadline of the call that returned the first page: the page requests spend it.
 
     Attributes
     ----------
@@ -97,13 +118,14 @@ class PaginatedResponse(Sequence):
     query : str
         The URL of the next page, from which the other pages' URLs are made.
     repeated : int
-        Records received more than once (each kept once).
+        Records received more than once (each kept once, or as many times as one page held it).
     refetched : int
         Page requests made to find records that the pages missed.
     """
 
-    def __init__(self, alyx, rep: dict, cache_args: dict | None = None):
+    def __init__(self, alyx, rep: dict, cache_args: dict | None = None, budget=None):
         self.alyx = alyx
+        self._budget = budget
         self.count = int(rep['count'])
         results = list(rep['results'])
         self.limit = max(len(results), 1)
@@ -115,6 +137,8 @@ class PaginatedResponse(Sequence):
         self._fetched = bytearray(self.count)  # 1 where a record is in place
         self._visited = bytearray(self.count)  # 1 where a page answer was received
         self._seen: set = set()  # identities of the records received
+        self._copies: dict = {}  # identity -> copies one page answer held (when more than 1)
+        self._placed: Counter = Counter()  # identity -> copies kept
         self._spare: list = []  # records received whose position was taken
         self._holes: list[int] = []  # visited positions still empty (repeated records)
         self._count_changed = False
@@ -169,22 +193,30 @@ class PaginatedResponse(Sequence):
     def _store(self, offset: int, results: list, asked: int) -> list:
         """Put a page's records in place, each once; return those not received before.
 
-        A record already received is dropped; a new record whose position is taken is kept
-        aside, to fill a position that a repeated record left empty.  `asked` is the number
-        of records requested from `offset` on.
+        A record already received is dropped (unless this page, or an earlier one, held it
+        more often than it was kept); a new record whose position is taken is kept aside, to
+        fill a position that a repeated record left empty.  `asked` is the number of records
+        requested from `offset` on.  Returns the records received for the first time.
         """
+        keys = [record_identity(record) for record in results]
+        for key, n in Counter(k for k in keys if k is not None).items():
+            if n > self._copies.get(key, 1):
+                self._copies[key] = n  # in the answer that many times for real
         new = []
-        for j, record in enumerate(results):
+        for j, (record, key) in enumerate(zip(results, keys)):
             i = offset + j
-            key = record_identity(record)
             if key is not None:
-                if key in self._seen:
+                if self._placed[key] >= self._copies.get(key, 1):
                     self.repeated += 1
                     continue
-                self._seen.add(key)
+                self._placed[key] += 1
+                if key not in self._seen:
+                    self._seen.add(key)
+                    new.append(record)
             elif i >= self.count or self._fetched[i]:
                 continue  # no identity: kept at its position only
-            new.append(record)
+            else:
+                new.append(record)
             if i < self.count and not self._fetched[i]:
                 self._cache[i] = record
                 self._fetched[i] = 1
@@ -253,13 +285,18 @@ class PaginatedResponse(Sequence):
         AlyxPaginationError
             The records missing from the pages could not be found by asking again.
         """
-        with self._lock:
+        with self._in_call(), self._lock:
             if self._fetched[idx]:
                 return
             if not self._visited[idx]:
                 self._fetch(self.limit * (idx // self.limit), self.limit)
             if not self._fetched[idx]:
                 self._repair(idx)
+
+    def _in_call(self):
+        """The deadline of the call that returned this answer, for fetching its pages."""
+        call = getattr(self.alyx, '_call', None)
+        return call(self._budget) if call is not None else contextlib.nullcontext()
 
     def _repair(self, idx: int) -> None:
         """Find the records the pages missed, until position `idx` is filled."""
@@ -274,12 +311,16 @@ class PaginatedResponse(Sequence):
             received = self._fetch(0, self.count, fresh=True)
             if received > self.limit:
                 self.limit = received
-        for _ in range(REPAIR_PASSES):
+        for n in range(REPAIR_PASSES):
             if not self._missing(idx):
                 return
-            for offset in range(0, self.count, self.limit):
+            # every other pass, pages start half a page later: a record that is twice in the
+            # answer, split between two pages, is then seen twice in one page
+            shift = self.limit // 2 if n % 2 else 0
+            starts = ([0] if shift else []) + list(range(shift, self.count, self.limit))
+            for start, stop in zip(starts, [*starts[1:], self.count]):
                 self.refetched += 1
-                self._fetch(offset, self.limit, fresh=True)
+                self._fetch(start, stop - start, fresh=True)
                 if not self._missing(idx):
                     return
         if self._fetched[idx]:

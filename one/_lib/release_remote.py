@@ -205,8 +205,8 @@ class ReleaseSource:
         policy = RetryPolicy(deadline=resolve_deadline() if self.retries else 0.0,
                              connect_retries=self.retries)
         try:
-            r = policy.send(lambda: session.get(quote_url(url), headers=headers,
-                                                timeout=self.timeout),
+            r = policy.send(lambda timeout: session.get(quote_url(url), headers=headers,
+                                                        timeout=timeout),
                             'GET', url, INFO_NAME, self.timeout)
         except (AlyxConnectionError, AlyxTimeout) as ex:
             raise ReleaseUnreachable(f'Could not reach {url}: {_reason(ex, url)}') from ex

@@ -132,3 +132,44 @@ def rows_not_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
         mine = np.full(len(candidates), rows[i])
         found[rows[i]] = _rows_equal(a, mine, b, candidates).any()
     return ~found
+
+
+def positions_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
+    """For each row of `index`, the position of the equal row of `other` (-1 where none), as
+    ``other.get_indexer(index)`` for a unique `other`.
+
+    Indices of canonical UUID strings are matched as in `rows_not_in` (sorted 64-bit keys,
+    every match confirmed on the bytes); others by pandas.  Returns None when `other` repeats
+    a row, or the indices do not have the same levels.
+    """
+    if index.nlevels != other.nlevels or list(index.names) != list(other.names):
+        return None
+    a, b = _index_bytes(index), _index_bytes(other)
+    if a is None or b is None:
+        if not other.is_unique:
+            return None
+        return np.asarray(other.get_indexer(index), dtype=np.int64)
+    n, m = len(index), len(other)
+    if n == m and _same_rows(a, b):
+        return np.arange(n, dtype=np.int64)
+    mask = np.uint64((1 << max(n, m, 1).bit_length()) - 1)
+    ours = string_arrays.tagged_sorted_keys(_row_keys(a), mask)
+    theirs = string_arrays.tagged_sorted_keys(_row_keys(b), mask)
+    their_keys = theirs & ~mask
+    query = ours & ~mask
+    low = np.searchsorted(their_keys, query, side='left')
+    count = np.searchsorted(their_keys, query, side='right') - low
+    rows = (ours & mask).astype(np.int64)
+    match = np.full(n, -1, dtype=np.int64)
+    single = np.flatnonzero(count == 1)
+    match[rows[single]] = (theirs[low[single]] & mask).astype(np.int64)
+    candidates = np.flatnonzero(match >= 0)
+    equal = _rows_equal(a, candidates, b, match[candidates])
+    match[candidates[~equal]] = -1
+    for i in np.flatnonzero(count > 1):  # equal high bits: rare, unless `other` repeats rows
+        options = (theirs[low[i]:low[i] + count[i]] & mask).astype(np.int64)
+        hits = options[_rows_equal(a, np.full(len(options), rows[i]), b, options)]
+        if len(hits) > 1:
+            return None
+        match[rows[i]] = hits[0] if len(hits) else -1
+    return match

@@ -715,51 +715,58 @@ def save_tables(cache: dict, tables_dir: str | os.PathLike, clobber: bool = Fals
     """
     tables_dir = Path(tables_dir)
     tables_dir.mkdir(parents=True, exist_ok=True)
+    names = _ordered_tables(cache, tables)
+    with file_lock(tables_dir / LOCK_NAME, timeout=timeout):
+        written = _write_tables(cache, tables_dir, names, clobber)
+    cache['_meta']['saved_time'] = _now()
+    return written
+
+
+def _write_tables(cache: dict, tables_dir: Path, names: list[str], clobber: bool
+                  ) -> list[Path]:
+    """The writes of `save_tables`, for a caller holding the folder's lock."""
     meta = cache.setdefault('_meta', {})
     raw = meta.setdefault('raw', {})
-    names = _ordered_tables(cache, tables)
     modified = meta.get('modified_time')
     written = []
-    with file_lock(tables_dir / LOCK_NAME, timeout=timeout):
-        for name in names:
-            filename = tables_dir / f'{name}.pqt'
-            _files.remove_temp_files(tables_dir, filename.name)
-            df = cache[name]
-            if not table_formats.has_standard_index(df, name):  # e.g. after reset_index()
-                df = table_formats.standard_index(df, name, what=f'the {name} table')
-            df = _without_duplicates(df)
-            table_meta = dict(raw.get(name) or {})
-            origin = _origin_set(table_meta.get('origin'))
-            if not clobber and filename.exists():
-                try:
-                    on_disk, disk_meta = _load_table(filename, name)
-                except Exception as ex:  # unreadable: nothing on disk can be kept
-                    _logger.warning(f'Replacing unreadable table {filename}: {ex!r}')
-                    on_disk, disk_meta = None, {}
-                if on_disk is not None:
-                    df = _merge_for_save(_without_duplicates(on_disk),
-                                         _records_frame(on_disk, df, as_uuid=False))
-                    origin |= _origin_set(disk_meta.get('origin')) - {'unknown'}
-                    table_meta = {**disk_meta, **table_meta}
-                    created = [t for t in map(_parse_time, (
-                        disk_meta.get('date_created'), (raw.get(name) or {}).get('date_created')
-                    )) if t is not None]
-                    if created:
-                        table_meta['date_created'] = _timestamp(min(created))
-                        if name in raw:
-                            raw[name]['date_created'] = table_meta['date_created']
-            string_index = uuid_index.with_string_levels(df.index)  # ids as strings on disk
-            if string_index is not df.index:
-                df = df.copy(deep=False)
-                df.index = string_index
-            table_meta['origin'] = sorted(origin)
-            table_meta.setdefault('date_created', _timestamp())
-            if modified is not None:
-                table_meta['date_modified'] = _timestamp(modified)
-            written.append(parquet.save(filename, df, table_meta,
-                                        strings=_CATEGORICAL.get(name, ())))
-            _logger.debug(f'Saved {filename}')
-    meta['saved_time'] = _now()
+    for name in names:
+        filename = tables_dir / f'{name}.pqt'
+        _files.remove_temp_files(tables_dir, filename.name)
+        df = cache[name]
+        if not table_formats.has_standard_index(df, name):  # e.g. after reset_index()
+            df = table_formats.standard_index(df, name, what=f'the {name} table')
+        df = _without_duplicates(df)
+        table_meta = dict(raw.get(name) or {})
+        origin = _origin_set(table_meta.get('origin'))
+        if not clobber and filename.exists():
+            try:
+                on_disk, disk_meta = _load_table(filename, name)
+            except Exception as ex:  # unreadable: nothing on disk can be kept
+                _logger.warning(f'Replacing unreadable table {filename}: {ex!r}')
+                on_disk, disk_meta = None, {}
+            if on_disk is not None:
+                df = _merge_for_save(_without_duplicates(on_disk),
+                                     _records_frame(on_disk, df, as_uuid=False))
+                origin |= _origin_set(disk_meta.get('origin')) - {'unknown'}
+                table_meta = {**disk_meta, **table_meta}
+                created = [t for t in map(_parse_time, (
+                    disk_meta.get('date_created'), (raw.get(name) or {}).get('date_created')
+                )) if t is not None]
+                if created:
+                    table_meta['date_created'] = _timestamp(min(created))
+                    if name in raw:
+                        raw[name]['date_created'] = table_meta['date_created']
+        string_index = uuid_index.with_string_levels(df.index)  # ids as strings on disk
+        if string_index is not df.index:
+            df = df.copy(deep=False)
+            df.index = string_index
+        table_meta['origin'] = sorted(origin)
+        table_meta.setdefault('date_created', _timestamp())
+        if modified is not None:
+            table_meta['date_modified'] = _timestamp(modified)
+        written.append(parquet.save(filename, df, table_meta,
+                                    strings=_CATEGORICAL.get(name, ())))
+        _logger.debug(f'Saved {filename}')
     return written
 
 

@@ -20,12 +20,12 @@ import sys
 import traceback
 
 from one import __distribution_version__, __version__
-from one.cli import auth, cache, download, local, release
+from one.cli import auth, cache, download, local, release, snapshot
 from one.cli._common import NotFound, UsageError
 
 __all__ = ['main']
 
-_COMMAND_GROUPS = (local, auth, download, cache, release)
+_COMMAND_GROUPS = (local, auth, download, cache, release, snapshot)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -49,7 +49,6 @@ from one._lib.download.defaults import (
     CHUNK_SIZE,
     MAX_BACKOFF,
     MAX_RETRY_AFTER,
-    N_THREADS,
     RETRIES,
     TIMEOUT,
 )
@@ -80,3 +79,11 @@ __all__ = [
     'ChecksumMismatch', 'SizeMismatch', 'HTTPStatusError', 'DownloadConnectionError',
     'UnsafePath', 'DownloadTimeout', 's3_config', 'download_failure',
 ]
+
+
+def __getattr__(name: str):
+    if name == 'N_THREADS':  # read at use: a bad ONE_HTTP_DL_THREADS is named where used
+        from one._lib.download import defaults
+
+        return defaults.n_threads()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -235,7 +235,7 @@ class _HostQueue:
                         del self._pending[k]
                         self._busy[host] = self._busy.get(host, 0) + 1
                         return i
-                self._changed.wait(0.5)
+                self._changed.wait()  # every task ends with `done`, which notifies
             return None
 
     def done(self, i: int) -> None:

@@ -13,16 +13,15 @@ import contextlib
 import hashlib
 import logging
 import os
-import random
 import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from one._lib.backoff import retry_wait
 from one._lib.download.connections import Worker
 from one._lib.download.defaults import (
     CHUNK_SIZE,
-    MAX_BACKOFF,
     MAX_RETRY_AFTER,
     PIPE_THRESHOLD,
 )
@@ -356,10 +355,7 @@ class Engine:
         return 0
 
     def _delay(self, failures: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER)
-        base = min(MAX_BACKOFF, self.backoff * 2 ** (failures - 1))
-        return base * (0.5 + random.random() / 2)
+        return retry_wait(failures, retry_after, MAX_RETRY_AFTER, self.backoff)
 
     def _timeout_limit(self, task: DownloadTask, kind: str) -> float | None:
         """The timeout of `kind` ('read' or 'connect') in force for a task, in seconds."""

@@ -1,8 +1,10 @@
 """The S3 transport: ``get_object`` of one ``s3://bucket/key`` task (boto3 imported lazily).
 
 S3 clients made by one-next are configured by `s3_config`: the connect and read timeouts of
-`one._lib.http_timeouts` and at most `S3_ATTEMPTS` attempts per call, so that a read timeout is
-retried once (by botocore for a call, by the engine while streaming a body).
+`one._lib.http_timeouts`, at most `S3_ATTEMPTS` attempts per call, so that a read timeout is
+retried once (by botocore for a call, by the engine while streaming a body), and a pool of
+connections as large as the most concurrent downloads a bucket can get (botocore keeps 10 by
+default: the other streams would open a new connection for every file).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from one._lib.download.errors import (
     is_retryable,
 )
 from one._lib.download.http_headers import content_range, window_size
+from one._lib.download.streams import max_per_host
 from one._lib.download.task import Body, DownloadTask, byte_window
 from one._lib.http_timeouts import resolve_timeout
 
@@ -39,17 +42,30 @@ def s3_config(timeout=None, **kwargs):
         Read timeout, or (connect, read) timeouts, in seconds; see
         `one._lib.http_timeouts.resolve_timeout` (``ONE_HTTP_TIMEOUT`` by default).
     **kwargs
-        Other ``Config`` settings (e.g. ``signature_version``).
+        Other ``Config`` settings (e.g. ``signature_version``, ``max_pool_connections``).
 
     Returns
     -------
     botocore.config.Config
+        With ``max_pool_connections`` = `s3_pool_size` unless given.
     """
     from botocore.config import Config
 
     connect, read = resolve_timeout(timeout)
+    kwargs.setdefault('max_pool_connections', s3_pool_size())
     return Config(connect_timeout=connect, read_timeout=read,
                   retries={'mode': 'standard', 'total_max_attempts': S3_ATTEMPTS}, **kwargs)
+
+
+def s3_pool_size() -> int:
+    """Connections an S3 client keeps: the most concurrent downloads from one bucket.
+
+    A batch never downloads more files from one server (a bucket) at once than
+    ``ONE_HTTP_DL_MAX_PER_HOST`` allows (32 by default, also the most streams chosen
+    automatically, `one._lib.download.streams`), whatever its number of streams: a pool of that
+    size keeps a connection for every stream.
+    """
+    return max_per_host()
 
 
 class S3Transport:

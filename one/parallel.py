@@ -1,0 +1,326 @@
+"""Run an analysis over many sessions at once: on a Dask cluster, or in local processes.
+
+`map_sessions(fn, eids, one)` calls ``fn(one, eid)`` for every session and returns the results
+in the order of `eids`.  The `one` instance is sent once to each worker process (it pickles as a
+small recipe, see `one._pickling`, and each process rebuilds it once, loading the cache tables
+itself); a session whose `fn` raises is retried, then returned as a `SessionError` in its
+place, and the others carry on.
+
+Where the work runs:
+
+* ``client=`` a `dask.distributed.Client`: on its workers (a `LocalCluster`, or a SLURM, PBS or
+  SGE cluster through dask-jobqueue).  A session whose worker dies (killed, out of memory) is
+  run again on another by Dask's scheduler.  Dask is imported only then
+  (``pip install one-next[dask]``).
+* otherwise: a local pool of worker processes (`concurrent.futures`), started with
+  'forkserver' where available (else 'spawn'): never 'fork', which copies the threads and
+  locks of a busy process.  A worker that dies takes the sessions it was running with it:
+  they are run again in a new pool (the `retries` of each).
+
+Workers sharing one cache folder download each file once (the others wait for it, see
+`one._lib.download.part`) and save the cache tables under a lock that keeps every process's
+records.
+
+Examples
+--------
+>>> from one.api import ONE                                  # doctest: +SKIP
+>>> from one.parallel import map_sessions, SessionError      # doctest: +SKIP
+>>> def n_trials(one, eid):
+...     return len(one.load_object(eid, 'trials')['intervals'])
+>>> one = ONE(mode='local', tables_dir='snapshot', cache_dir='data')  # doctest: +SKIP
+>>> counts = map_sessions(n_trials, one.search(), one)      # doctest: +SKIP
+>>> failed = [r for r in counts if isinstance(r, SessionError)]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import traceback as _traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+__all__ = ['map_sessions', 'SessionError']
+_logger = logging.getLogger('one.parallel')
+
+
+class SessionError(Exception):
+    """What went wrong with one session in `map_sessions` (returned in its place, not raised).
+
+    Attributes
+    ----------
+    eid : object
+        The session, as given.
+    type : str
+        The name of the exception's class (e.g. ``'ALFObjectNotFound'``, ``'KilledWorker'``).
+    message : str
+        The exception's message.
+    traceback : str
+        Where it was raised (the worker's traceback; '' when unknown).
+    attempts : int
+        How many times the session was run.
+    """
+
+    def __init__(self, eid, type: str, message: str, traceback: str = '',  # noqa: A002
+                 attempts: int = 1):
+        super().__init__(eid, type, message)
+        self.eid = eid
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+        self.attempts = attempts
+
+    @classmethod
+    def from_exception(cls, eid, error: BaseException, attempts: int = 1,
+                       traceback: str | None = None) -> SessionError:
+        """The SessionError of an exception raised for session `eid`."""
+        if traceback is None:
+            traceback = ''.join(_traceback.format_exception(
+                type(error), error, error.__traceback__))
+        return cls(eid, type(error).__name__, str(error), traceback, attempts)
+
+    def __reduce__(self):
+        return SessionError, (self.eid, self.type, self.message, self.traceback, self.attempts)
+
+    def __str__(self) -> str:
+        tries = f' (after {self.attempts} attempts)' if self.attempts > 1 else ''
+        return f'session {self.eid}: {self.type}: {self.message}{tries}'
+
+    def __repr__(self) -> str:
+        return f'SessionError({self.eid!r}, {self.type!r}, {self.message!r})'
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, SessionError):
+            return NotImplemented
+        return (self.eid, self.type, self.message) == (other.eid, other.type, other.message)
+
+    def __hash__(self) -> int:
+        return hash((str(self.eid), self.type, self.message))
+
+
+def run_session(fn: Callable, one, eid, retries: int = 1):
+    """``fn(one, eid)``, tried up to ``1 + retries`` times; a `SessionError` if it always fails.
+
+    This is what each task of `map_sessions` runs in a worker.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return fn(one, eid)
+        except (Exception, SystemExit) as ex:  # noqa: BLE001 - any failure is the result
+            if attempts > retries:
+                return SessionError.from_exception(eid, ex, attempts)
+            _logger.info('session %s failed (%s: %s); trying again', eid, type(ex).__name__, ex)
+
+
+def map_sessions(fn: Callable[[Any, Any], Any], eids: Iterable, one, client=None,
+                 retries: int = 1, *, progress: bool | None = None,
+                 max_workers: int | None = None) -> list:
+    """Run ``fn(one, eid)`` for each session, in parallel; the results in the order of `eids`.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(one, eid) -> result``: the analysis of one session.  It is pickled to the
+        workers: a function of an importable module (or, with cloudpickle installed, as it
+        is with Dask, any function, a lambda or one defined in a notebook).  Its result must
+        pickle too.
+    eids : iterable
+        The sessions, in any form `fn` accepts (e.g. the result of `one.search`).
+    one : one.api.One
+        The instance `fn` is given; sent once to each worker, where it is rebuilt from its
+        folders and settings (its password and token never travel: a worker reads its own
+        parameter files, as ``ONE()`` does).  Save the tables first (``one.save_cache()``)
+        when they hold records not yet on disk, or they travel too.
+    client : dask.distributed.Client, optional
+        Run on this Dask cluster.  By default, in a local pool of processes.
+    retries : int
+        Times a session whose `fn` raised is run again (in the same worker, at once).
+    progress : bool, optional
+        Show a progress bar (tqdm: a terminal bar, a widget in Jupyter); by default when
+        stderr is a terminal or in a notebook.
+    max_workers : int, optional
+        Processes of the local pool (default: the CPUs available, at most one per session).
+        Ignored with a `client`.
+
+    Returns
+    -------
+    list
+        One item per session, in order: the result of `fn`, or a `SessionError` (eid, type,
+        message, traceback, attempts) when it failed every time or its worker died.
+
+    Raises
+    ------
+    TypeError
+        `fn` or `one` cannot be pickled (the message says what to do).
+    ValueError
+        `retries` is negative.
+    """
+    from one._lib.files import show_progress
+    eids = list(eids)
+    retries = int(retries)
+    if retries < 0:
+        raise ValueError(f'retries must be 0 or more, not {retries}')
+    if not eids:
+        return []
+    bar = _progress_bar(len(eids), show_progress(progress))
+    try:
+        if client is not None:
+            return _map_dask(client, fn, eids, one, retries, bar)
+        return _map_pool(fn, eids, one, retries, bar, max_workers)
+    finally:
+        bar.close()
+
+
+# ---- progress ---------------------------------------------------------------------------------
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, show: bool):
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit='session', desc='sessions', dynamic_ncols=True)
+
+
+# ---- Dask ---------------------------------------------------------------------------------------
+
+def _map_dask(client, fn, eids: list, one, retries: int, bar) -> list:
+    from distributed import as_completed
+    shared = client.scatter(one, broadcast=True, hash=False)  # pickled once, one per worker
+    futures = client.map(_dask_task, eids, fn=fn, one=shared, retries_=retries, pure=False)
+    for _ in as_completed(futures):
+        bar.update(1)
+    results: list = [None] * len(eids)
+    finished = [i for i, f in enumerate(futures) if f.status == 'finished']
+    for i, value in zip(finished, client.gather([futures[i] for i in finished])):
+        results[i] = value
+    for i, future in enumerate(futures):
+        if future.status == 'finished':
+            continue
+        try:
+            error = future.exception()
+            trace = ''.join(_traceback.format_tb(future.traceback())) if error else ''
+        except Exception as ex:  # noqa: BLE001 - a cancelled future raises here
+            error, trace = ex, ''
+        results[i] = SessionError.from_exception(eids[i], error, attempts=1, traceback=trace)
+    client.cancel([shared])
+    return results
+
+
+def _dask_task(eid, fn, one, retries_):
+    # (``retries`` would be taken by `Client.map` as its own keyword)
+    return run_session(fn, one, eid, retries_)
+
+
+# ---- local process pool -----------------------------------------------------------------------
+
+_worker_state: tuple | None = None  # (fn, one) in a worker process of the pool
+
+
+def _dumps(fn, one) -> bytes:
+    """(fn, one) pickled once for every worker process; by value where pickle cannot."""
+    by_value = getattr(fn, '__module__', None) == '__main__'  # a script's or notebook's own
+    if not by_value:
+        try:
+            return pickle.dumps((fn, one), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            pass
+    try:
+        import cloudpickle
+    except ImportError:
+        if by_value:  # a script's function: the workers import its module as __mp_main__
+            return pickle.dumps((fn, one), protocol=pickle.HIGHEST_PROTOCOL)
+        raise TypeError(f'{fn!r} cannot be sent to the worker processes: define it at the '
+                        'top level of a module, or install cloudpickle (it comes with '
+                        'one-next[dask])') from None
+    return cloudpickle.dumps((fn, one), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _init_worker(payload: bytes, environ: dict) -> None:
+    global _worker_state
+    # The environment of the caller now (a forkserver's children inherit the environment of
+    # the moment the server started), before `one` reads its variables at import
+    os.environ.clear()
+    os.environ.update(environ)
+    _worker_state = pickle.loads(payload)
+
+
+def _pool_task(eid, retries: int):
+    fn, one = _worker_state
+    return run_session(fn, one, eid, retries)
+
+
+def _mp_context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context('forkserver' if 'forkserver' in methods else 'spawn')
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _map_pool(fn, eids: list, one, retries: int, bar, max_workers: int | None) -> list:
+    payload = _dumps(fn, one)
+    n_workers = max(1, min(max_workers or _default_workers(), len(eids)))
+    results: list = [None] * len(eids)
+    deaths = [0] * len(eids)  # times a session's worker died under it
+    todo = list(range(len(eids)))[::-1]  # a stack: pop() gives the next in order
+    fruitless = 0  # pools in a row that broke before finishing any session
+    while todo:
+        completed, broken = 0, None
+        with ProcessPoolExecutor(n_workers, mp_context=_mp_context(), initializer=_init_worker,
+                                 initargs=(payload, dict(os.environ))) as pool:
+            running: dict = {}
+            while (todo or running) and broken is None:
+                # as many in flight as workers: when one dies, these are the sessions it
+                # may have been running
+                while todo and len(running) < n_workers:
+                    i = todo.pop()
+                    running[pool.submit(_pool_task, eids[i], retries)] = i
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        value = future.result()
+                    except BrokenProcessPool as ex:
+                        broken = ex  # this session and the others running: handled below
+                        continue
+                    except Exception as ex:  # noqa: BLE001 - e.g. a result that won't pickle
+                        value = SessionError.from_exception(eids[running[future]], ex)
+                    results[running.pop(future)] = value
+                    completed += 1
+                    bar.update(1)
+        if broken is None:
+            continue
+        fruitless = 0 if completed else fruitless + 1
+        for i in running.values():  # every session still running went with the pool
+            deaths[i] += 1
+            if deaths[i] > retries or fruitless >= 2:
+                results[i] = SessionError(eids[i], 'WorkerDied', f'the worker process died '
+                                          f'({broken})', attempts=deaths[i])
+                bar.update(1)
+            else:
+                todo.append(i)
+        if fruitless >= 2:  # the workers cannot even start: the same for all
+            for i in todo:
+                results[i] = SessionError(eids[i], 'WorkerDied', 'the worker processes died '
+                                          f'before running any session ({broken})')
+                bar.update(1)
+            break
+        todo.sort(reverse=True)
+        _logger.warning('a worker process died: running %d sessions again in a new pool',
+                        len(todo))
+    return results

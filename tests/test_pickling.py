@@ -1,0 +1,191 @@
+"""Pickling a `One` (one/_pickling.py): a small recipe without secrets, rebuilt once per process,
+carrying the tables only where they differ from the files; unpickled here and in fresh Python
+processes, against real folders, the Alyx replay server and a release on `http.server`."""
+import copy
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from alyx_server import PASSWORD, USERNAME
+from data_folders import indexed_folder, publish
+from static_server import StaticServer
+
+import one.params
+from one import _pickling
+from one.alf.cache import merge_tables
+from one.api import ONE, One, OneAlyx, OneRelease
+
+SESSION = '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33'  # a recorded session of the replay server
+
+
+@pytest.fixture(scope='module')
+def source(tmp_path_factory):
+    return indexed_folder(tmp_path_factory.mktemp('source'), n_subjects=2, n_sessions=3)
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    _pickling.forget_instances()
+    ONE.cache_clear()
+    yield
+    _pickling.forget_instances()
+    ONE.cache_clear()
+
+
+def in_other_process(data: bytes, code: str, tmp_path: Path) -> dict:
+    """Unpickle `data` as ``one`` in a fresh Python process, run `code`, which sets ``out``
+    (JSON), and return ``out``."""
+    path = tmp_path / f'one-{uuid.uuid4().hex}.pkl'
+    path.write_bytes(data)
+    script = textwrap.dedent("""
+        import json, pickle, sys
+        one = pickle.loads(open(sys.argv[1], 'rb').read())
+        out = {}
+    """) + textwrap.dedent(code) + '\nprint(json.dumps(out, default=str))\n'
+    result = subprocess.run([sys.executable, '-c', script, str(path)], capture_output=True,
+                            text=True, timeout=120, cwd=Path(__file__).parent)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_pickle_is_a_small_recipe_and_rebuilds_the_instance(source, tmp_path):
+    local = One(cache_dir=source, mode='local', wildcards=False)
+    local.uuid_filenames = True
+    data = pickle.dumps(local)
+    assert len(data) < 2000  # folders and settings, no table
+    recipe = _pickling.recipe_of(local)
+    assert recipe['tables'] is None and not any(
+        isinstance(v, pd.DataFrame) for v in recipe.values())
+    eids = local.search()
+    out = in_other_process(data, """
+        out['eids'] = [str(e) for e in one.search()]
+        out['type'] = type(one).__name__
+        out['settings'] = [one.mode, one.wildcards, one.uuid_filenames, str(one.cache_dir)]
+        out['datasets'] = one.list_datasets(out['eids'][0])
+        out['same'] = pickle.loads(open(sys.argv[1], 'rb').read()) is one
+    """, tmp_path)
+    assert out['eids'] == [str(e) for e in eids] and out['type'] == 'One'
+    assert out['settings'] == ['local', False, True, str(source)]
+    assert out['datasets'] == local.list_datasets(eids[0])
+    assert out['same']  # a second unpickling in that process gives the same instance
+    here = pickle.loads(data)
+    assert here is not local and pickle.loads(data) is here
+    assert here.list_datasets(eids[0]) == local.list_datasets(eids[0])
+
+
+def test_unsaved_changes_travel(source, tmp_path):
+    folder = tmp_path / 'data'
+    indexed_folder(folder, n_subjects=1, n_sessions=2)
+    local = One(cache_dir=folder)
+    eid = local.search()[0]
+    datasets = local._cache['datasets']
+    some = local.list_datasets(eid, details=True, keep_eid_index=True)
+    # an edit in place (not flagged as a modification), a merged record and a removed row
+    datasets.loc[some.index[0], 'qc'] = 'FAIL'
+    new = some.iloc[[1]].rename(index={some.index[1][1]: uuid.uuid4()}, level='id')
+    new['rel_path'] = 'alf/_ibl_extra.values.npy'
+    merge_tables(local._cache, datasets=new)
+    local._cache['datasets'] = local._cache['datasets'].drop(index=[some.index[2]])
+    data = pickle.dumps(local)
+    assert len(data) < 16_000  # three rows, not the table
+    out = in_other_process(data, f"""
+        frame = one.list_datasets('{eid}', details=True)
+        out['listed'] = one.list_datasets('{eid}')
+        out['qc'] = str(frame.loc[frame['rel_path'] == '{some['rel_path'].iloc[0]}', 'qc'].iloc[0])
+    """, tmp_path)
+    assert out['listed'] == local.list_datasets(eid)
+    assert 'alf/_ibl_extra.values.npy' in out['listed']
+    assert some['rel_path'].iloc[2] not in out['listed']
+    assert out['qc'] == 'FAIL'
+    # once saved, the tables no longer travel
+    local.save_cache(force=True)
+    local.load_cache()
+    assert _pickling.recipe_of(local)['tables'] is None
+    assert len(pickle.dumps(local)) < 2000
+
+
+def test_recipe_changes_with_the_table_files(source, tmp_path):
+    folder = tmp_path / 'data'
+    indexed_folder(folder, n_subjects=1, n_sessions=2)
+    first = pickle.loads(pickle.dumps(One(cache_dir=folder)))
+    assert pickle.loads(pickle.dumps(One(cache_dir=folder))) is first
+    (folder / 'sessions.pqt').touch()  # e.g. written again by a snapshot
+    assert pickle.loads(pickle.dumps(One(cache_dir=folder))) is not first
+
+
+def test_copies_are_independent(source):
+    local = One(cache_dir=source)
+    for clone in (copy.copy(local), copy.deepcopy(local)):
+        assert clone is not local and clone._tables is not local._tables
+        assert clone.search() == local.search()
+    assert copy.copy(local) is not copy.copy(local)
+
+
+def test_onealyx_pickles_no_secret_and_queries_remotely(alyx_server, tmp_path):
+    remote = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                     cache_dir=tmp_path / 'cache', silent=True, timeout=7)
+    # a data server password and a stored Alyx password in the parameters, too
+    par = one.params.get(alyx_server.url, silent=True)
+    one.params.save(par.set('HTTP_DATA_SERVER_PWD', 's3cr3t-data').set('ALYX_PWD', PASSWORD),
+                    alyx_server.url)
+    remote.list_datasets(SESSION)  # a session read, an S3 look-up started, tables modified
+    token = remote.alyx._token
+    assert token
+    data = pickle.dumps(remote)
+    for secret in (PASSWORD, token, 's3cr3t-data'):
+        assert secret.encode() not in data
+    assert len(data) < 64 * 1024
+    recipe = _pickling.recipe_of(remote)
+    assert recipe['alyx']['username'] == USERNAME and recipe['mode'] == 'remote'
+    alyx_server.clear_log()
+    out = in_other_process(data, f"""
+        out['mode'] = one.mode
+        out['timeout'] = list(one.alyx.timeout)
+        from one.webclient import no_cache
+        with no_cache(one.alyx):  # a request, not the REST cache shared on disk
+            out['datasets'] = one.list_datasets('{SESSION}', query_type='remote')
+    """, tmp_path)
+    assert out['mode'] == 'remote' and out['timeout'][1] == 7
+    assert out['datasets'] == remote.list_datasets(SESSION)
+    # the other process logged in with the token of the parameter files: no password sent
+    assert alyx_server.count('POST', '/auth-token') == 0
+    assert alyx_server.count('GET', f'/sessions/{SESSION}') == 1
+    assert {r.token for r in alyx_server.requests} == {alyx_server.token}
+
+
+def test_onealyx_auto_mode_rebuilt_without_requests(alyx_server, tmp_path):
+    with pytest.warns(UserWarning, match='No cache tables'):
+        remote = OneAlyx(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                         cache_dir=tmp_path / 'cache', silent=True, mode='local')
+    remote.mode = 'auto'
+    data = pickle.dumps(remote)
+    alyx_server.clear_log()
+    out = in_other_process(data, "out['mode'] = one.mode", tmp_path)
+    assert out['mode'] == 'auto' and alyx_server.requests == []
+
+
+def test_release_pickles_its_url_and_loads_files(tmp_path):
+    root = tmp_path / 'release'
+    indexed_folder(root, n_subjects=1, n_sessions=2)
+    publish(root)
+    with StaticServer(root) as server:
+        release = OneRelease(server.url, cache_dir=tmp_path / 'copy')
+        eid = release.search()[0]
+        data = pickle.dumps(release)
+        assert len(data) < 2000
+        server.clear()
+        out = in_other_process(data, f"""
+            out['type'] = type(one).__name__
+            out['url'] = one.base_url
+            trials = one.load_object('{eid}', 'trials')
+            out['n'] = len(trials['choice'])
+        """, tmp_path)
+    assert out['type'] == 'OneRelease' and out['url'] == release.base_url
+    assert out['n'] == len(release.load_object(eid, 'trials')['choice'])
+    assert server.paths() and all('trials' in p for p in server.paths())  # only the files

@@ -1,0 +1,189 @@
+"""Snapshots of a query (one/_snapshot.py, `OneAlyx.snapshot`, ``one snapshot``) from the Alyx
+replay server serving a generated database (tests/alyx_synthetic.py), then used without it."""
+import json
+import warnings
+from uuid import UUID
+
+import pandas as pd
+import pytest
+from alyx_server import PASSWORD, USERNAME, AlyxTestServer
+from alyx_synthetic import SyntheticAlyx
+from cli_helpers import one_env, run
+
+from one._lib.release_info import parse_info
+from one.alf.cache import load_tables
+from one.alf.exceptions import ALFWarning
+from one.api import ONE, One, OneAlyx
+
+
+@pytest.fixture(scope='module')
+def db(tmp_path_factory):
+    return SyntheticAlyx.generate(tmp_path_factory.mktemp('synthetic'), n_sessions=12)
+
+
+@pytest.fixture
+def server(db, monkeypatch):
+    with AlyxTestServer(database=db) as server:
+        monkeypatch.setenv('ONE_HTTP_DATA_SERVER', server.url)  # files: the replay server
+        yield server
+
+
+def connect(server, folder, **kwargs) -> OneAlyx:
+    ONE.cache_clear()
+    one = OneAlyx(base_url=server.url, username=USERNAME, password=PASSWORD, cache_dir=folder,
+                  silent=True, **kwargs)
+    one.alyx.rest_schemes  # noqa: B018 - read once a week, not counted below
+    return one
+
+
+def n_datasets(db, eids) -> int:
+    """Datasets of these sessions with an existing file (those a cache table holds)."""
+    return sum(1 for d in db.datasets if d['session'][-36:] in eids and d['file_records'])
+
+
+def test_snapshot_of_a_search_then_local_mode(server, db, tmp_path):
+    one = connect(server, tmp_path / 'data')
+    server.clear_log()
+    info = one.snapshot(tmp_path / 'snap', subject='SYN-00')
+    snap = tmp_path / 'snap'
+    found = [r['id'] for r in db.sessions.values() if 'SYN-00' in r['subject']]
+    assert 0 < len(found) < len(db.sessions)
+    # a few batched queries, whatever the number of sessions
+    assert sorted(r.path for r in server.requests) == ['/datasets', '/insertions', '/sessions']
+    expected = {'sessions': len(found), 'datasets': n_datasets(db, found),
+                'insertions': sum(1 for p in db.insertions if p['session'] in found)}
+    assert info['counts'] == expected
+    written = json.loads((snap / 'cache_info.json').read_text())
+    assert written == json.loads(json.dumps(info, default=str))
+    assert written['database'] == server.url and written['origin'] == server.url
+    assert written['query'] == {'search': {'subject': 'SYN-00'}, 'eids': None,
+                                'sessions': len(found)}
+    assert len(written['history']) == 1 and written['date_created']
+    release_view = parse_info(written)  # the schema of Alyx's and releases' cache_info.json
+    assert {t: v.nrecs for t, v in release_view.tables.items()} == expected
+    tables = load_tables(snap)
+    assert tables['_meta']['raw']['datasets']['origin'] == {server.url}
+    # no database needed: a local One answers as the database does
+    remote = {eid: one.list_datasets(eid) for eid in found}
+    server.clear_log()
+    local = ONE(mode='local', tables_dir=snap, cache_dir=tmp_path / 'local')
+    assert isinstance(local, One) and sorted(map(str, local.search())) == sorted(found)
+    assert {eid: local.list_datasets(eid) for eid in found} == remote
+    assert server.requests == []
+
+
+@pytest.mark.filterwarnings('ignore:Multiple revisions')
+def test_instances_start_from_a_snapshot_then_local_loads(server, db, tmp_path):
+    one = connect(server, tmp_path / 'data')
+    eids = db.eids[:4]
+    one.snapshot(tmp_path / 'snap', eids=eids)
+    server.clear_log()
+    # 'auto': the tables of the snapshot answer; the files are downloaded
+    auto = connect(server, tmp_path / 'data', mode='auto', tables_dir=tmp_path / 'snap')
+    server.clear_log()
+    trials = {e: auto.load_object(e, 'trials') for e in eids}
+    rest = [r.path for r in server.requests if '/Subjects/' not in r.path]
+    assert set(rest) <= {'/data-repository/aws_cortexlab'}  # no session or dataset query
+    assert sum('/Subjects/' in r.path for r in server.requests) > 10
+    # 'remote': the snapshot's tables are there before any query; sessions read when used
+    remote = connect(server, tmp_path / 'data', mode='remote', tables_dir=tmp_path / 'snap')
+    server.clear_log()
+    assert sorted(map(str, remote.search(query_type='local'))) == sorted(eids)
+    assert server.requests == []
+    assert remote.list_datasets(eids[0]) == auto.list_datasets(eids[0])
+    server.stop()  # no database, no file server
+    local = One(mode='local', tables_dir=tmp_path / 'snap', cache_dir=tmp_path / 'data')
+    for eid in eids:
+        loaded = local.load_object(eid, 'trials')
+        assert sorted(loaded) == sorted(trials[eid])
+        pd.testing.assert_series_equal(pd.Series(loaded['choice']),
+                                       pd.Series(trials[eid]['choice']))
+
+
+def test_snapshot_by_eids(server, db, tmp_path):
+    one = connect(server, tmp_path / 'data')
+    unknown = '00000000-0000-4000-8000-000000000000'
+    with pytest.warns(ALFWarning, match=f'1 session.*not found.*{unknown}'):
+        info = one.snapshot(tmp_path / 'snap', eids=[db.eids[2], UUID(db.eids[5]), unknown])
+    assert info['counts']['sessions'] == 2 and info['query']['eids'] == 3
+    with pytest.raises(ValueError, match="Not a session UUID: 'KS001'"):
+        one.snapshot(tmp_path / 'snap', eids=['KS001'])
+    with pytest.raises(ValueError, match='not both'):
+        one.snapshot(tmp_path / 'snap', eids=db.eids[:1], subject='SYN')
+    with pytest.warns(ALFWarning, match='No session found'):
+        empty = one.snapshot(tmp_path / 'none', subject='nobody')
+    assert empty['counts']['sessions'] == 0 and not (tmp_path / 'none').exists()
+    one.mode = 'local'
+    with pytest.raises(NotImplementedError, match='local mode'):
+        one.snapshot(tmp_path / 'snap', eids=db.eids[:1])
+
+
+def test_snapshot_update(tmp_path, monkeypatch):
+    db = SyntheticAlyx.generate(tmp_path / 'src', n_sessions=5)
+    with AlyxTestServer(database=db) as server:
+        monkeypatch.setenv('ONE_HTTP_DATA_SERVER', server.url)
+        one = connect(server, tmp_path / 'data')
+        snap = tmp_path / 'snap'
+        first, later = db.eids[:3], db.eids[3:]
+        one.snapshot(snap, eids=first)
+        before = load_tables(snap)
+        # the database changes: a QC is set, a dataset is deleted, a session is added
+        changed = next(d for d in db.datasets if d['session'][-36:] == first[0]
+                       and d['file_records'] and d['qc'] != 'FAIL')
+        changed['qc'] = 'FAIL'
+        deleted = next(d for d in db.datasets if d['session'][-36:] == first[1]
+                       and d['file_records'])
+        db.datasets.remove(deleted)
+        info = one.snapshot(snap, eids=first[:2] + later)
+        after = load_tables(snap)
+    assert sorted(map(str, after['sessions'].index)) == sorted(db.eids)  # first[2] kept
+    assert info['counts']['sessions'] == 5 and info['query']['sessions'] == 4
+    datasets = after['datasets']
+    changed_id = (UUID(first[0]), UUID(changed['url'][-36:]))
+    assert datasets.loc[changed_id, 'qc'] == 'FAIL'
+    assert (UUID(first[1]), UUID(deleted['url'][-36:])) not in datasets.index
+    kept = before['datasets'].xs(UUID(first[2]), level='eid', drop_level=False)
+    pd.testing.assert_frame_equal(datasets.xs(UUID(first[2]), level='eid', drop_level=False),
+                                  kept)
+    assert len(datasets) == n_datasets(db, db.eids)
+    assert datasets.index.is_unique
+    written = json.loads((snap / 'cache_info.json').read_text())
+    assert [h['sessions'] for h in written['history']] == [3, 4]
+    assert written['counts'] == {'sessions': 5, 'datasets': len(datasets),
+                                 'insertions': len(after['insertions'])}
+
+
+def test_cli_snapshot(server, db, tmp_path):
+    env = one_env(tmp_path / 'home', ONE_HTTP_DATA_SERVER=server.url)
+    connect(server, tmp_path / 'data')  # set up and logged in (token saved)
+    out = tmp_path / 'snap'
+    result = run('snapshot', out, '--base-url', server.url, '--subject', 'SYN_', env=env)
+    assert result.returncode == 0, result.stderr
+    found = sum('SYN_' in r['subject'] for r in db.sessions.values())
+    assert result.stdout.startswith(f'snapshot of {found} sessions from {server.url}')
+    assert 'tables_dir' in result.stderr
+    eids_file = tmp_path / 'eids.txt'
+    eids_file.write_text(f'# two sessions\n{db.eids[0]}\n\n{db.eids[1]}  # the second\n')
+    result = run('snapshot', out, '--base-url', server.url, '--eids', eids_file, '--json',
+                 env=env)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info['query']['eids'] == 2 and len(info['history']) == 2
+    bad = tmp_path / 'bad.txt'
+    bad.write_text(f'{db.eids[0]}\nKS001/2024-01-01/001\n')
+    result = run('snapshot', out, '--base-url', server.url, '--eids', bad, env=env)
+    assert result.returncode == 2 and 'line 2' in result.stderr and 'KS001' in result.stderr
+    result = run('snapshot', out, '--base-url', server.url, '--eids', eids_file,
+                 '--subject', 'x', env=env)
+    assert result.returncode == 2 and 'no search option' in result.stderr
+    result = run('snapshot', tmp_path / 'none', '--base-url', server.url, '--subject',
+                 'nobody', env=env)
+    assert result.returncode == 1 and 'no session matches' in result.stderr
+    result = run('snapshot', out, '--base-url', 'http://127.0.0.1:9', env=env)
+    assert result.returncode == 2 and 'one setup' in result.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        one = connect(server, tmp_path / 'data')
+    one.alyx.logout()
+    result = run('snapshot', out, '--base-url', server.url, '--subject', 'SYN', env=env)
+    assert result.returncode == 2 and 'one login' in result.stderr
