@@ -65,9 +65,12 @@ def to_uuid(value) -> UUID | None:
 
 
 def user_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return `frame` (not copied) as handed to users: UUID index levels and plain string
-    columns where the cache holds categoricals (``rel_path``), so that the rows can be edited
-    and concatenated as ONE's tables (`one.alf.cache.user_shaped`)."""
+    """Return `frame` (not copied) as handed to users: UUID index levels holding only the ids
+    of its rows, and plain string columns where the cache holds categoricals (``rel_path``),
+    so that the rows can be edited and concatenated as ONE's tables
+    (`one.alf.cache.user_shaped`)."""
+    if isinstance(frame.index, pd.MultiIndex):
+        frame.index = frame.index.remove_unused_levels()
     return user_shaped(frame, copy=False)
 
 

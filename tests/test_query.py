@@ -112,6 +112,21 @@ def test_user_frame_turns_categorical_paths_into_strings():
     out.loc[out.index[0], 'rel_path'] = 'alf/new.path.npy'  # editable like a str column
 
 
+def test_user_frame_levels_hold_only_its_rows_ids():
+    """As ONE's docs do: the first row of a listing, given a new id with ``set_levels``, then
+    merged into the tables."""
+    eid, ids = _uuids(1, 1), _uuids(30)
+    table = _datasets(eid * 30, ids).sort_index()
+    out = user_frame(table.iloc[[7]].copy())
+    assert [len(level) for level in out.index.levels] == [1, 1]
+    new_id = uuid.uuid4()
+    out.index = out.index.set_levels([new_id], level='id', verify_integrity=False)
+    cache = {'datasets': user_frame(table.copy()), '_meta': {}}
+    merge_tables(cache, datasets=out.assign(rel_path='alf/extra.values.npy'))
+    assert cache['datasets'].loc[(uuid.UUID(eid[0]), new_id), 'rel_path'] == \
+        'alf/extra.values.npy'
+
+
 def test_first_rows_of_path_and_qc_pairs():
     """Distinct paths kept by any QC limit, in order of appearance, follow from the pairs."""
     rng = np.random.default_rng(3)

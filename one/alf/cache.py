@@ -54,6 +54,7 @@ from one._lib import (
     folder_index,
     parquet,
     row_match,
+    string_arrays,
     table_align,
     table_formats,
     table_upsert,
@@ -494,7 +495,7 @@ def user_shaped(table: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     if index is not table.index:
         table.index = index
     for i in strings:
-        table.isetitem(i, parquet.category_strings(table.iloc[:, i]).array)
+        table.isetitem(i, string_arrays.category_strings(table.iloc[:, i]).array)
     return table
 
 
