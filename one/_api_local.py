@@ -106,6 +106,20 @@ class _TablesLock:
         return type(self), ()
 
 
+def _lookups_ready(table) -> None:
+    """Have pandas build the hash table of a sessions table's index now (the caller holds the
+    tables' lock).
+
+    pandas builds it on the first lookup by label (``get_loc``, ``.loc``), and a lookup made
+    in another thread while it is being filled can miss a key the index holds (seen with
+    pandas 2.2 and an index of UUIDs, whose hashing runs Python code).
+    """
+    index = getattr(table, 'index', None)
+    if index is not None and len(index) and not isinstance(index, pd.MultiIndex):
+        with contextlib.suppress(Exception):  # only a warm-up: a failing lookup is the caller's
+            index.get_loc(index[0])
+
+
 def _standard_indexes(tables: dict) -> None:
     """Give a handed-out sessions or datasets table that lost ONE's index (``reset_index()``, a
     RangeIndex) that index again, from its id columns (`table_formats.standard_index`).
@@ -256,15 +270,15 @@ class One(ConversionMixin, LockMixin):
             tables = self._tables
             codes = self._codes
             before = {name: tables.get(name) for name in ('datasets', 'sessions')}
-            for name, table in list(tables.items()):
-                if not str(name).startswith('_') and isinstance(table, pd.DataFrame):
-                    tables[name] = user_shaped(table, copy=True)
+            shaped = {name: user_shaped(table, copy=True) for name, table in tables.items()
+                      if not str(name).startswith('_') and isinstance(table, pd.DataFrame)}
+            _lookups_ready(shaped.get('sessions'))  # before other threads can see it
+            tables.update(shaped)
             self._handed_out = True
-            self._codes_key = None
+            self._codes_key = self._codes = None
             datasets = tables.get('datasets')
             if codes is None or not isinstance(datasets, pd.DataFrame) or \
                     codes[0].table is not before['datasets']:
-                self._codes = None
                 return
             dataset_codes = codes[0].with_index(datasets)
             dataset_codes.keep_parts(codes[0], ['rel', 'names0', 'names1', 'pairs'])
@@ -421,6 +435,7 @@ class One(ConversionMixin, LockMixin):
                 session_codes.validate()
             else:
                 session_codes = SessionCodes(sessions, previous=session_codes)
+                _lookups_ready(sessions)
             self._codes = (dataset_codes, session_codes)
             self._codes_key = key  # holds the tables: their ids cannot be reused meanwhile
             return self._codes
