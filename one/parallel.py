@@ -134,8 +134,10 @@ def map_sessions(fn: Callable[[Any, Any], Any], eids: Iterable, one, client=None
     one : one.api.One
         The instance `fn` is given; sent once to each worker, where it is rebuilt from its
         folders and settings (its password and token never travel: a worker reads its own
-        parameter files, as ``ONE()`` does).  Save the tables first (``one.save_cache()``)
-        when they hold records not yet on disk, or they travel too.
+        parameter files, as ``ONE()`` does).  Records its tables hold that the files of its
+        tables folder do not travel too (``one.save_cache()`` first, when the tables folder
+        is the cache folder, keeps it small).  In each worker process the instance serves
+        all the sessions of the call, one after the other, as in a serial loop.
     client : dask.distributed.Client, optional
         Run on this Dask cluster.  By default, in a local pool of processes.
     retries : int
