@@ -44,7 +44,7 @@ from uuid import UUID
 import numpy as np
 import pandas as pd
 
-__all__ = ['snapshot', 'INFO_NAME']
+__all__ = ['snapshot', 'snapshot_info', 'INFO_NAME']
 
 INFO_NAME = 'cache_info.json'
 _logger = logging.getLogger('one.api')
@@ -143,6 +143,13 @@ def _read_info(folder: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def snapshot_info(folder) -> dict | None:
+    """The ``cache_info.json`` of a snapshot folder, or None if `folder` holds no snapshot
+    (no such file, or that of a database's cache or of a release)."""
+    info = _read_info(Path(folder))
+    return info if 'query' in info and isinstance(info.get('history'), list) else None
 
 
 def snapshot(one, out_dir, eids=None, **search_terms) -> dict:

@@ -187,3 +187,37 @@ def test_cli_snapshot(server, db, tmp_path):
     one.alyx.logout()
     result = run('snapshot', out, '--base-url', server.url, '--subject', 'SYN', env=env)
     assert result.returncode == 2 and 'one login' in result.stderr
+
+
+def _age(folder, hours):
+    """Date the tables of a folder `hours` ago (as a snapshot made then)."""
+    from datetime import datetime, timedelta
+
+    from one.alf.cache import _load_tables, _timestamp, _write_tables
+    cache = _load_tables(folder)
+    names = [n for n in ('sessions', 'datasets', 'insertions') if n in cache]
+    for name in names:
+        cache['_meta']['raw'][name]['date_created'] = _timestamp(
+            datetime.now() - timedelta(hours=hours))
+    _write_tables(cache, folder, names, clobber=True)
+
+
+def test_auto_mode_keeps_an_expired_snapshot(server, db, tmp_path):
+    """A snapshot older than cache_expiry is not replaced by the database's cache tables in
+    'auto' (or 'refresh') mode: it is the sessions of a query; a warning says how to update."""
+    one = connect(server, tmp_path / 'data')
+    snap = tmp_path / 'snap'
+    one.snapshot(snap, eids=db.eids[:3])
+    _age(snap, hours=25)
+    files = {p.name: p.read_bytes() for p in snap.iterdir() if p.is_file()}
+    server.clear_log()
+    with pytest.warns(ALFWarning, match=r'snapshot of a query .* run the snapshot again'):
+        auto = connect(server, tmp_path / 'data', mode='auto', tables_dir=snap)
+    assert auto.mode == 'auto' and auto._tables['_meta']['expired']
+    assert sorted(map(str, auto.search())) == sorted(db.eids[:3])
+    auto.load_cache()  # reloading, as 'auto' does after a day, does not replace them either
+    assert not any('cache' in r.path for r in server.requests)
+    assert {p.name: p.read_bytes() for p in snap.iterdir() if p.is_file()} == files
+    # a folder that is not a snapshot is still refreshed from the database when expired
+    assert connect(server, tmp_path / 'other', mode='auto')._tables_dir == tmp_path / 'other'
+    assert any(r.path.startswith('/cache') for r in server.requests)
