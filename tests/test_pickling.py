@@ -278,3 +278,32 @@ def test_a_receiver_that_cannot_see_the_table_files(tmp_path):
     with pytest.warns(ALFWarning, match='sessions.pqt .* not those the One was pickled with'):
         receiver = pickle.loads(data)
     assert receiver.search() == sender.search()
+
+
+def test_alyx_client_pickles_no_secret(alyx_server, tmp_path):
+    """`one.alyx` alone (e.g. in a functools.partial sent to workers) leaves out the token,
+    the passwords and the data server's password; the receiving process reads them from its
+    parameter files and is logged in with the stored token."""
+    from one.webclient import AlyxClient
+    client = AlyxClient(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                        cache_dir=tmp_path / 'cache', silent=True)
+    par = one.params.get(alyx_server.url, silent=True)
+    one.params.save(par.set('HTTP_DATA_SERVER_PWD', 's3cr3t-data').set('ALYX_PWD', PASSWORD),
+                    alyx_server.url)
+    client._par = client._par.set('HTTP_DATA_SERVER_PWD', 's3cr3t-data')
+    token = client._token
+    assert token and client.is_logged_in
+    data = pickle.dumps(client)
+    for secret in (PASSWORD, token, 's3cr3t-data'):
+        assert secret.encode() not in data
+    alyx_server.clear_log()
+    out = in_other_process(data, f"""
+        client = one
+        out['logged_in'] = client.is_logged_in
+        out['data_pwd'] = client._par.HTTP_DATA_SERVER_PWD
+        out['subject'] = client.rest('sessions', 'read', id='{SESSION}')['subject']
+    """, tmp_path)
+    assert out['logged_in'] and out['data_pwd'] == 's3cr3t-data' and out['subject']
+    assert alyx_server.count('POST', '/auth-token') == 0
+    assert {r.token for r in alyx_server.requests} == {alyx_server.token}
+    assert client.is_logged_in and client._token == token  # the sender keeps its own
