@@ -327,3 +327,24 @@ def test_a_one_the_dask_workers_cannot_rebuild_is_each_sessions_error(world, cli
     assert [(r.eid, r.type, r.message) for r in results] == [
         (e, 'FileNotFoundError', 'no table file in /shared/snapshots/ephys') for e in 'abc']
     assert all('_cannot_rebuild' in r.traceback for r in results)
+
+
+@pytest.mark.filterwarnings('ignore:Multiple revisions')
+@pytest.mark.parametrize('mode', ['auto', 'remote'])
+def test_a_dask_worker_of_several_threads_shares_one_instance(world, tmp_path, mode):
+    """A worker with 4 threads runs 4 sessions at once on its one instance (in remote mode,
+    each merging the records it reads into the shared tables)."""
+    eids = world.db.eids
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=True,
+                                  host='127.0.0.1', dashboard_address=None,
+                                  env=world.env) as cluster, distributed.Client(cluster) as c:
+        if mode == 'auto':
+            one = start(world, tmp_path / 'data')
+        else:
+            one = OneAlyx(base_url=world.server.url, cache_dir=tmp_path / 'data', silent=True)
+        twice = eids + eids[::-1]
+        results = map_sessions(trials_summary, twice, one, client=c)
+        listed = map_sessions(listing, twice, one, client=c)
+    expected = serial(world, eids, folder=tmp_path / 'serial')
+    assert results == expected + expected[::-1]
+    assert listed == [listing(one, e) for e in twice]

@@ -186,12 +186,17 @@ def test_cli_snapshot(server, db, tmp_path):
     bad = tmp_path / 'bad.txt'
     bad.write_text(f'{db.eids[0]}\nKS001/2024-01-01/001\n')
     result = run('snapshot', out, '--base-url', server.url, '--eids', bad, env=env)
-    assert result.returncode == 2 and 'line 2' in result.stderr and 'KS001' in result.stderr
+    assert result.returncode == 2 and 'not a session UUID' in result.stderr \
+        and 'KS001' in result.stderr
     result = run('snapshot', out, '--base-url', server.url, '--eids', eids_file,
                  '--subject', 'x', env=env)
     assert result.returncode == 2 and 'no search option' in result.stderr
     result = run('snapshot', tmp_path / 'none', '--base-url', server.url, '--subject',
                  'nobody', env=env)
+    assert result.returncode == 1 and 'no session matches' in result.stderr
+    # the database's search terms are plain text (not regular expressions, as locally)
+    result = run('snapshot', tmp_path / 'none', '--base-url', server.url, '--subject', 'SYN[',
+                 env=env)
     assert result.returncode == 1 and 'no session matches' in result.stderr
     result = run('snapshot', out, '--base-url', 'http://127.0.0.1:9', env=env)
     assert result.returncode == 2 and 'one setup' in result.stderr
