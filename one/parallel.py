@@ -12,10 +12,14 @@ Where the work runs:
   SGE cluster through dask-jobqueue).  A session whose worker dies (killed, out of memory) is
   run again on another by Dask's scheduler.  Dask is imported only then
   (``pip install one-next[dask]``).
-* otherwise: a local pool of worker processes (`concurrent.futures`), started with
+* otherwise: a local pool of worker processes (`one._lib.process_pool`), started with
   'forkserver' where available (else 'spawn'): never 'fork', which copies the threads and
-  locks of a busy process.  A worker that dies takes the sessions it was running with it:
-  they are run again in a new pool (the `retries` of each).
+  locks of a busy process.  Each worker runs one session at a time: a worker that dies costs
+  only the session it was running (run again in a new worker, within its `retries`); the
+  others carry on.
+
+A worker that cannot rebuild `one` (or `fn`) gives each session that exception.  An interrupt
+(KeyboardInterrupt) stops the workers at once: pool processes terminated, Dask tasks cancelled.
 
 Workers sharing one cache folder download each file once (the others wait for it, see
 `one._lib.download.part`) and save the cache tables under a lock that keeps every process's
