@@ -213,11 +213,20 @@ def _map_dask(client, fn, eids: list, one, retries: int, bar) -> list:
                 trace = ''.join(_traceback.format_tb(future.traceback())) if error else ''
             except Exception as ex:  # noqa: BLE001 - a cancelled future raises here
                 error, trace = ex, ''
-            results[i] = SessionError.from_exception(eids[i], error, attempts=1,
-                                                     traceback=trace)
+            results[i] = SessionError.from_exception(eids[i], error, traceback=trace,
+                                                     attempts=_dask_attempts(error))
         return results
     finally:  # also on an interrupt: nothing left running on the cluster
         client.cancel([*futures, shared])
+
+
+def _dask_attempts(error) -> int:
+    """Times Dask ran a task that failed with `error`: a `KilledWorker` after the deaths the
+    scheduler allows (``distributed.scheduler.allowed-failures``), else once."""
+    if type(error).__name__ != 'KilledWorker':
+        return 1
+    import dask.config
+    return int(dask.config.get('distributed.scheduler.allowed-failures', 3)) + 1
 
 
 class _Pickled:

@@ -278,11 +278,12 @@ def test_pool_takes_a_lambda_and_shows_progress(world, tmp_path, capfd):
 
 def test_dask_is_imported_only_when_used():
     import subprocess
-    code = ('import sys, one.parallel, one.api; '
+    code = ('import sys, one.api; print("one.parallel" in sys.modules, "one._pickling" in '
+            'sys.modules); import one.parallel; '
             'print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == '[]'
+                         check=True).stdout.split()
+    assert out == ['False', 'False', '[]']  # nothing of it imported by one.api
 
 
 def add_a_record(one, eid):
@@ -348,3 +349,13 @@ def test_a_dask_worker_of_several_threads_shares_one_instance(world, tmp_path, m
     expected = serial(world, eids, folder=tmp_path / 'serial')
     assert results == expected + expected[::-1]
     assert listed == [listing(one, e) for e in twice]
+
+
+def test_killed_worker_attempts_are_those_dask_made():
+    import dask.config
+    from distributed.scheduler import KilledWorker
+
+    from one.parallel import _dask_attempts
+    with dask.config.set({'distributed.scheduler.allowed-failures': 2}):
+        assert _dask_attempts(KilledWorker('task', 'worker')) == 3
+    assert _dask_attempts(ValueError('x')) == 1
