@@ -225,8 +225,11 @@ def _dask_attempts(error) -> int:
     scheduler allows (``distributed.scheduler.allowed-failures``), else once."""
     if type(error).__name__ != 'KilledWorker':
         return 1
-    import dask.config
-    return int(dask.config.get('distributed.scheduler.allowed-failures', 3)) + 1
+    allowed = getattr(error, 'allowed_failures', None)
+    if not isinstance(allowed, int):
+        import dask.config
+        allowed = int(dask.config.get('distributed.scheduler.allowed-failures', 3))
+    return allowed + 1
 
 
 class _Pickled:

@@ -356,6 +356,9 @@ def test_killed_worker_attempts_are_those_dask_made():
     from distributed.scheduler import KilledWorker
 
     from one.parallel import _dask_attempts
-    with dask.config.set({'distributed.scheduler.allowed-failures': 2}):
-        assert _dask_attempts(KilledWorker('task', 'worker')) == 3
+    assert _dask_attempts(KilledWorker('task', 'worker', 2)) == 3
+    error = KilledWorker('task', 'worker', 2)
+    del error.allowed_failures  # as raised by an older distributed
+    with dask.config.set({'distributed.scheduler.allowed-failures': 5}):
+        assert _dask_attempts(error) == 6
     assert _dask_attempts(ValueError('x')) == 1
