@@ -357,8 +357,11 @@ def test_killed_worker_attempts_are_those_dask_made():
 
     from one.parallel import _dask_attempts
     assert _dask_attempts(KilledWorker('task', 'worker', 2)) == 3
-    error = KilledWorker('task', 'worker', 2)
-    del error.allowed_failures  # as raised by an older distributed
+
+
+    class KilledWorker(Exception):  # noqa: N818 - as older versions of distributed name it
+        """Without the number of failures allowed."""
+
     with dask.config.set({'distributed.scheduler.allowed-failures': 5}):
-        assert _dask_attempts(error) == 6
+        assert _dask_attempts(KilledWorker('task', 'worker')) == 6
     assert _dask_attempts(ValueError('x')) == 1
