@@ -358,7 +358,6 @@ def test_killed_worker_attempts_are_those_dask_made():
     from one.parallel import _dask_attempts
     assert _dask_attempts(KilledWorker('task', 'worker', 2)) == 3
 
-
     class KilledWorker(Exception):  # noqa: N818 - as older versions of distributed name it
         """Without the number of failures allowed."""
 
