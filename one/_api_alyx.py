@@ -148,6 +148,10 @@ class OneAlyx(One):
         from one.webclient import BadCacheArchive
         if self.offline:
             return
+        target = Path(tables_dir) if tables_dir else None if different_tag else \
+            self._tables_dir
+        if target is not None and self._keeps_snapshot(target):
+            return
         meta = self._tables['_meta']
         try:
             info = self.alyx.get(f'cache/info/{tag}/' if tag else 'cache/info/', expires=True)
@@ -187,6 +191,25 @@ class OneAlyx(One):
         except (AlyxHTTPError, BadCacheArchive) as ex:
             _logger.error('%s: Failed to load the remote cache file (%s)', type(ex).__name__, ex)
             self.mode = 'remote'
+
+    def _keeps_snapshot(self, folder: Path) -> bool:
+        """True if `folder` holds a snapshot (`snapshot`): its tables, the sessions of a query,
+        are never replaced by the database's full cache tables, however old (a warning, once
+        per instance, says how to update it)."""
+        from one._snapshot import snapshot_info
+        info = snapshot_info(folder)
+        if info is None:
+            return False
+        if not getattr(self, '_told_of_snapshot', False):
+            self._told_of_snapshot = True
+            from one.alf.exceptions import ALFWarning
+            warnings.warn(
+                f'{folder} is a snapshot of a query made on {info.get("date_created")}, older '
+                f'than cache_expiry ({self.cache_expiry}): its tables are kept, not replaced '
+                "by the database's cache tables.  To update it, run the snapshot again "
+                f'(one.snapshot("{folder}", ...) or "one snapshot {folder} ...")', ALFWarning,
+                stacklevel=2)
+        return True
 
     @staticmethod
     def setup(base_url: str | None = None, **kwargs) -> OneAlyx:

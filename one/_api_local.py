@@ -392,6 +392,8 @@ class One(ConversionMixin, LockMixin):
         save_dir = Path(save_dir or self.cache_dir)
         save_tables(self._tables, save_dir, clobber=clobber)
         meta['saved_time'] = datetime.now()
+        meta['saved_dir'] = str(save_dir)  # (a save elsewhere than the tables folder: see
+        # one._pickling, which sends what the tables folder does not hold)
 
     def _update_cache_from_records(self, strict=False, **kwargs):
         """Insert or update records of the cache tables (see `one.alf.cache.merge_tables`).

@@ -11,26 +11,38 @@
   password: the receiving process reads its own from its parameter files (`one.params`, as
   ``ONE()`` does), and logs in only when it first queries the database;
 * `OneRelease`: the release URL, the AWS profile and the timeout;
-* the tables only when they hold changes not saved to the tables folder (modified since they
-  were loaded or saved, or handed out through ``one._cache``, where a script may have edited
-  them): then the rows that differ from the files on disk travel, and the rows on disk that the
-  tables no longer hold are named (`one._lib.table_diff`).  The receiver loads the files and
-  applies these changes, so its tables are those of the sender.  Saving the tables first
-  (``one.save_cache()``) keeps the pickle small.
+* the tables only when they hold changes the files of the tables folder do not hold (merged
+  or modified since they were loaded or saved *into that folder*, or handed out through
+  ``one._cache``, where a script may have edited them): then the rows that differ from the
+  files on disk travel, and the rows on disk that the tables no longer hold are named
+  (`one._lib.table_diff`).  The receiver loads the files and applies these changes, so its
+  tables are those of the sender.  Saving the tables first (``one.save_cache()``, when the
+  tables folder is the cache folder) keeps the pickle small; a save into a cache folder that
+  is not the tables folder does not count, since the receiver loads the tables folder.
+  Tables found equal to the files are then watched (`one._lib.tables_watch`): until they are
+  touched, later pickles compare nothing.
 
-The receiver builds the instance without any request (in 'local' mode, then given the sender's
-mode: an 'auto' instance does not download the database's tables again in every process) and
-keeps it: unpickling the same recipe again in the same process returns the same instance, as
-``ONE()`` does for the same arguments.  The recipe names the table files as they were when
-pickled (size and modification time), so a recipe made after the tables changed on disk gives
-a new instance.
+The receiver checks that its tables folder holds the files the sender's held (a
+`FileNotFoundError` naming the folder and files if not, as on a node that does not mount it; a
+warning if they are other versions), then builds the instance without any request (in 'local'
+mode, then given the sender's mode: an 'auto' instance does not download the database's tables
+again in every process) and keeps it: unpickling the same recipe again in the same process
+returns the same instance, as ``ONE()`` does for the same arguments, as long as the instance is
+what the recipe describes.  If what ran with it changed its settings, or edited its tables
+(handed out through ``one._cache``, then found different from the files), a new one is built.
+Records the instance merged itself (in remote mode, those read from the database) do not count.
+The recipe names the table files as they were when pickled (size and modification time), so a
+recipe made after the tables changed on disk gives a new instance.  Folders travel as absolute
+paths.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,15 +70,36 @@ def _table_files(folder) -> dict:
     return out
 
 
-def _has_unsaved_changes(one) -> bool:
+def _saved_into_tables_dir(meta: dict, tables_dir) -> bool:
+    """Whether the last `save_cache` wrote into the tables folder (the receiver loads that
+    folder: a save into the cache folder, when it is another one, does not count)."""
+    saved_dir = meta.get('saved_dir')
+    if saved_dir is None or tables_dir is None:
+        return False
+    try:
+        return Path(saved_dir).resolve() == Path(tables_dir).resolve()
+    except OSError:
+        return False
+
+
+def _may_differ_from_files(one) -> bool:
+    """Whether the tables may differ from the files of the tables folder (then compared)."""
     meta = one._tables.get('_meta') or {}
     if one._handed_out:  # scripts may edit the tables in place without saying so
         return True
     modified = meta.get('modified_time')
     if modified is None:
         return False
-    update_times = [t for t in (meta.get('loaded_time'), meta.get('saved_time')) if t]
+    update_times = [meta.get('loaded_time')]
+    if _saved_into_tables_dir(meta, one._tables_dir):
+        update_times.append(meta.get('saved_time'))
+    update_times = [t for t in update_times if t]
     return not update_times or modified >= max(update_times)
+
+
+_as_on_disk: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""For an instance whose tables were found equal to the files: a `TablesWatch` of them then
+(until they are touched, no comparison is needed)."""
 
 
 def unsaved_tables(one) -> dict | None:
@@ -80,10 +113,16 @@ def unsaved_tables(one) -> dict | None:
     import pandas as pd
 
     from one._lib.table_diff import table_changes
+    from one._lib.tables_watch import TablesWatch
     from one.alf.cache import _load_tables
-    if not _has_unsaved_changes(one):
+    if not _may_differ_from_files(one):
         return None
     tables = one._tables
+    watch = _as_on_disk.get(one)
+    if watch is not None:
+        if watch.unchanged(tables):
+            return None
+        del _as_on_disk[one]  # (it holds columns the tables may no longer hold)
     try:
         disk = _load_tables(one._tables_dir)
     except Exception:  # noqa: BLE001 - unreadable tables: send ours whole
@@ -100,6 +139,7 @@ def unsaved_tables(one) -> dict | None:
         if change is not None:
             changes[name] = change
     if not changes:
+        _as_on_disk[one] = TablesWatch(tables)
         return None
     meta = tables.get('_meta') or {}
     raw = meta.get('raw') or {}
@@ -114,14 +154,14 @@ def recipe_of(one) -> dict:
     lock = getattr(one, 'lock', None)
     recipe = {
         'version': RECIPE_VERSION,
-        'cache_dir': str(one.cache_dir),
-        'tables_dir': str(one._tables_dir),
+        'cache_dir': os.path.abspath(one.cache_dir),  # (a worker may run elsewhere)
+        'tables_dir': os.path.abspath(one._tables_dir),
         'mode': one.mode,
         'wildcards': one.wildcards,
         'uuid_filenames': one.uuid_filenames,
         'record_loaded': one.record_loaded,
         'cache_expiry': one.cache_expiry,
-        'lock': (str(lock.path) if getattr(lock, 'path', None) else lock)
+        'lock': (os.path.abspath(lock.path) if getattr(lock, 'path', None) else lock)
         if lock is not None else None,
         'table_files': _table_files(one._tables_dir),
     }
@@ -174,6 +214,9 @@ def rebuild(cls, recipe: dict, reuse: bool = True):
     key = recipe['key']
     with _lock:  # one build at a time: two threads unpickling the same recipe build it once
         instance = _instances.get(key)
+        if instance is not None and not _as_built(instance, recipe):
+            del _instances[key]  # changed by what ran with it since: not what was sent
+            instance = None
         if instance is None:
             instance = _build(cls, recipe)
             _instances[key] = instance
@@ -189,10 +232,56 @@ def forget_instances() -> None:
         _instances.clear()
 
 
+def _settings(one) -> tuple:
+    return (str(Path(one.cache_dir)), str(Path(one._tables_dir)), one.mode, one.wildcards,
+            one.uuid_filenames, one.record_loaded, one.cache_expiry)
+
+
+def _as_built(instance, recipe: dict) -> bool:
+    """Whether an instance rebuilt from `recipe` is still what the recipe describes.
+
+    The tasks given the instance may have changed it: its settings, or its tables once handed
+    out (``one._cache``, which scripts edit in place).  Records the instance merged itself (in
+    remote mode, those it read from the database) are what any instance would hold after the
+    same queries: they do not count.  Tables handed out are compared with the files (once;
+    then watched, see `unsaved_tables`), or, when the recipe carried changes, not reused.
+    """
+    expected = (str(Path(recipe['cache_dir'])), str(Path(recipe['tables_dir'])),
+                recipe['mode'], recipe['wildcards'], recipe['uuid_filenames'],
+                recipe['record_loaded'], recipe['cache_expiry'])
+    if _settings(instance) != expected:
+        return False
+    if not instance._handed_out:
+        return True
+    return not recipe.get('tables') and unsaved_tables(instance) is None
+
+
+def _check_table_files(recipe: dict) -> None:
+    """The tables folder as this process sees it must hold the files the sender's held."""
+    from one.alf.exceptions import ALFWarning
+    expected = recipe.get('table_files') or {}
+    if not expected:
+        return
+    folder = recipe['tables_dir']
+    seen = _table_files(folder)
+    missing = sorted(set(expected) - set(seen))
+    if missing:
+        raise FileNotFoundError(
+            f'The tables folder of this One, {folder}, does not hold {", ".join(missing)} in '
+            f'this process (pid {os.getpid()}), as it did where the One was pickled: put the '
+            'tables (e.g. the snapshot) on a file system every worker sees')
+    changed = sorted(name for name, stat in expected.items() if tuple(seen[name]) != tuple(stat))
+    if changed:
+        warnings.warn(f'The table files {", ".join(changed)} of {folder} are not those the '
+                      'One was pickled with (written again since, or another copy): this '
+                      'process uses them as they are here', ALFWarning, stacklevel=4)
+
+
 def _build(cls, recipe: dict):
     if recipe.get('version') != RECIPE_VERSION:
         raise ValueError(f'This One was pickled by another version of one-next (recipe '
                          f'{recipe.get("version")}, expected {RECIPE_VERSION})')
+    _check_table_files(recipe)
     instance = cls.__new__(cls)
     with warnings.catch_warnings():
         if recipe['mode'] != 'local':  # built in 'local' mode, it would warn of what the

@@ -10,9 +10,16 @@ can start from it without querying the database.
 
 Running it again into the same folder updates the snapshot: the sessions found are written again
 with all their datasets and insertions (records changed on the database replaced, records gone
-from it removed), the other sessions of the folder are kept.  The whole update is made under the
-folder's lock (`one.alf.cache.LOCK_NAME`, the lock of `save_tables`), each table file replaced
-atomically, then ``cache_info.json``.
+from it removed), the other sessions of the folder are kept.  A run holds the folder's lock
+(`one.alf.cache.LOCK_NAME`, the lock of `save_tables`) from its first query to its last write,
+so runs into one folder follow each other and the records written last were fetched last.  It
+writes every file into a hidden folder inside the snapshot's first, then moves them into place
+(sessions, datasets, insertions, then ``cache_info.json``): a run killed while writing leaves
+the folder as it was (its hidden folder is removed by the next run); one killed during the
+moves, a matter of milliseconds, may leave new sessions whose datasets are still the old ones,
+never datasets of sessions the folder does not list (the order of `save_tables`, for readers,
+which load ``datasets.pqt`` before ``sessions.pqt``).  Each file is replaced atomically, so a
+reader sees the old or the new table, never a partial one.
 
 ``cache_info.json`` is a superset of the one Alyx puts in its ``cache.zip`` and of a release's
 (`one._lib.release_info`; it has no ``format``, so it reads as Alyx's)::
@@ -37,6 +44,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from uuid import UUID
@@ -44,11 +54,13 @@ from uuid import UUID
 import numpy as np
 import pandas as pd
 
-__all__ = ['snapshot', 'INFO_NAME']
+from one._lib.release_info import INFO_NAME
 
-INFO_NAME = 'cache_info.json'
+__all__ = ['snapshot', 'snapshot_info', 'INFO_NAME']
+
 _logger = logging.getLogger('one.api')
 _SESSION_TABLES = ('datasets', 'insertions')  # tables indexed by (eid, id)
+_STAGING = '.snapshot-'  # the folder (inside the snapshot's) where a run writes its files
 
 
 def _eid_strings(eids) -> list[str]:
@@ -78,7 +90,7 @@ def _session_records(one, eids, search_terms: dict) -> list[dict]:
         from one.alf.exceptions import ALFWarning
         shown = ', '.join(unknown[:5]) + (', ...' if len(unknown) > 5 else '')
         warnings.warn(f'{len(unknown)} session(s) not found on {one.alyx.base_url} (left out '
-                      f'of the snapshot): {shown}', ALFWarning, stacklevel=4)
+                      f'of the snapshot): {shown}', ALFWarning, stacklevel=6)
     order = {e: i for i, e in enumerate(wanted)}
     return sorted(records, key=lambda r: order.get(str(r.get('id') or r['url'][-36:]), 0))
 
@@ -132,17 +144,19 @@ def _without_sessions(table: pd.DataFrame, eids: set[str]) -> pd.DataFrame:
     return table.iloc[np.flatnonzero(~rows)] if rows.any() else table
 
 
-def _table_entry(path: Path, rows: int) -> dict:
-    from one._lib.files import md5
-    return {'file': path.name, 'md5': md5(path), 'size': path.stat().st_size, 'nrecs': rows}
-
-
 def _read_info(folder: Path) -> dict:
     try:
         info = json.loads((folder / INFO_NAME).read_text(encoding='utf-8'))
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def snapshot_info(folder) -> dict | None:
+    """The ``cache_info.json`` of a snapshot folder, or None if `folder` holds no snapshot
+    (no such file, or that of a database's cache or of a release)."""
+    info = _read_info(Path(folder))
+    return info if 'query' in info and isinstance(info.get('history'), list) else None
 
 
 def snapshot(one, out_dir, eids=None, **search_terms) -> dict:
@@ -155,73 +169,101 @@ def snapshot(one, out_dir, eids=None, **search_terms) -> dict:
         The ``cache_info.json`` written; when no session was found, nothing is written and
         the counts are 0 (with a warning).
     """
-    from one._lib.files import write_bytes_atomic
     from one._lib.locks import file_lock
-    from one._remote_batch import fetch_insertion_records, fetch_records
-    from one.alf.cache import (
-        LOCK_NAME,
-        _load_tables,
-        _merge_tables,
-        _timestamp,
-        _write_tables,
-    )
-    from one.converters import datasets2records
+    from one.alf.cache import LOCK_NAME
     if eids is not None and search_terms:
         raise ValueError('Give either the sessions (eids) or search terms, not both')
     if one.offline:
         raise NotImplementedError('A snapshot is made from the Alyx database: this instance is '
                                   'in local mode (use mode="remote")')
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # the whole run under the folder's lock: runs into one folder follow each other, and
+        # the records written last were fetched last
+        with file_lock(out_dir / LOCK_NAME, timeout=None):
+            info = _snapshot_locked(one, out_dir, eids, search_terms)
+    finally:
+        if created and not any(p.name != LOCK_NAME for p in out_dir.iterdir()):
+            shutil.rmtree(out_dir, ignore_errors=True)  # nothing found: leave nothing
+    return info
+
+
+def _snapshot_locked(one, out_dir: Path, eids, search_terms: dict) -> dict:
+    from one.webclient import no_cache
+    for stale in out_dir.glob(f'{_STAGING}*'):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     started = datetime.datetime.now()
+    with no_cache(one.alyx):  # the records as the database holds them now
+        return _fetch_and_write(one, out_dir, eids, search_terms, started)
+
+
+def _fetch_and_write(one, out_dir: Path, eids, search_terms: dict, started) -> dict:
+    from one._lib.files import _fsync_dir, md5
+    from one._lib.release_info import TableInfo, dump_info, table_entries
+    from one._remote_batch import fetch_insertion_records, fetch_records
+    from one.alf.cache import _load_tables, _merge_tables, _timestamp, _write_tables
+    from one.converters import datasets2records
     records = _session_records(one, eids, search_terms)
     sessions = _sessions_frame(records)
     found = [str(x) for x in sessions.index]
-    query = {'search': dict(search_terms) if eids is None else None,
-             'eids': None if eids is None else len(_eid_strings(eids)),
-             'sessions': len(found)}
+    query = json.loads(json.dumps({  # as written (dates as text)
+        'search': dict(search_terms) if eids is None else None,
+        'eids': None if eids is None else len(_eid_strings(eids)),
+        'sessions': len(found)}, default=str))
     if not found:
         from one.alf.exceptions import ALFWarning
         warnings.warn(f'No session found on {one.alyx.base_url}: nothing written to {out_dir}',
-                      ALFWarning, stacklevel=3)
+                      ALFWarning, stacklevel=5)
         return {'database': one.alyx.base_url, 'query': query,
                 'counts': {'sessions': 0, 'datasets': 0, 'insertions': 0}}
     _logger.info('Snapshot of %d sessions: listing their datasets and insertions', len(found))
     datasets = datasets2records(fetch_records(one.alyx, found)[1])
     insertions = insertions_frame(fetch_insertion_records(one.alyx, found))
     origin = one.alyx.base_url
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(out_dir / LOCK_NAME, timeout=None):
-        cache = _load_tables(out_dir)
-        replaced = set(found)
-        for name in _SESSION_TABLES:
-            if name in cache:
-                cache[name] = _without_sessions(cache[name], replaced)
-        if 'insertions' not in cache:
-            cache['insertions'] = insertions.iloc[0:0]
-        _merge_tables(cache, {'sessions': sessions, 'datasets': datasets,
-                              'insertions': insertions}, as_uuid=False)
-        stamp = _timestamp(started)
-        names = [n for n in ('sessions', 'datasets', 'insertions') if n in cache]
-        for name in names:
-            cache['_meta']['raw'][name] = {**(cache['_meta']['raw'].get(name) or {}),
-                                           'origin': {origin}, 'date_created': stamp}
-        cache['_meta']['modified_time'] = started
-        written = _write_tables(cache, out_dir, names, clobber=True)
-        counts = {n: len(cache[n]) for n in names}
-        previous = _read_info(out_dir)
-        history = previous.get('history') if isinstance(previous.get('history'), list) else []
-        run = {'date': started.isoformat(timespec='seconds'), **query}
+    cache = _load_tables(out_dir)
+    replaced = set(found)
+    for name in _SESSION_TABLES:
+        if name in cache:
+            cache[name] = _without_sessions(cache[name], replaced)
+    if 'insertions' not in cache:
+        cache['insertions'] = insertions.iloc[0:0]
+    _merge_tables(cache, {'sessions': sessions, 'datasets': datasets,
+                          'insertions': insertions}, as_uuid=False)
+    stamp = _timestamp(started)
+    names = [n for n in ('sessions', 'datasets', 'insertions') if n in cache]
+    for name in names:
+        cache['_meta']['raw'][name] = {**(cache['_meta']['raw'].get(name) or {}),
+                                       'origin': {origin}, 'date_created': stamp}
+    cache['_meta']['modified_time'] = started
+    counts = {n: len(cache[n]) for n in names}
+    previous = _read_info(out_dir)
+    history = previous.get('history') if isinstance(previous.get('history'), list) else []
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=out_dir))
+    try:
+        # every file written aside first (the slow part), then moved into place together: a
+        # run killed while writing leaves the folder as it was
+        staged = _write_tables(cache, staging, names, clobber=True)
         info = {
             'origin': origin,
             'database': origin,
             'date_created': started.isoformat(timespec='seconds'),
             'query': query,
             'counts': counts,
-            'tables': {p.stem: _table_entry(p, counts[p.stem]) for p in written},
-            'history': [*history, run],
+            'tables': table_entries([TableInfo(p.stem, p.name, md5(p), p.stat().st_size,
+                                               counts[p.stem]) for p in staged]),
+            'history': [*history, {'date': started.isoformat(timespec='seconds'), **query}],
         }
-        write_bytes_atomic(out_dir / INFO_NAME,
-                           (json.dumps(info, indent=1, default=str) + '\n').encode())
+        (staging / INFO_NAME).write_bytes(dump_info(info))
+        # sessions before datasets (the order of `save_tables`, and `names`): a reader, which
+        # loads datasets.pqt before sessions.pqt, never sees datasets of sessions it doesn't
+        # know; cache_info.json last, once it describes the tables in place
+        for path in [*staged, staging / INFO_NAME]:
+            os.replace(path, out_dir / path.name)
+        _fsync_dir(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     _logger.info('Snapshot written to %s: %s', out_dir,
                  ', '.join(f'{v} {k}' for k, v in counts.items()))
     return info

@@ -12,10 +12,14 @@ Where the work runs:
   SGE cluster through dask-jobqueue).  A session whose worker dies (killed, out of memory) is
   run again on another by Dask's scheduler.  Dask is imported only then
   (``pip install one-next[dask]``).
-* otherwise: a local pool of worker processes (`concurrent.futures`), started with
+* otherwise: a local pool of worker processes (`one._lib.process_pool`), started with
   'forkserver' where available (else 'spawn'): never 'fork', which copies the threads and
-  locks of a busy process.  A worker that dies takes the sessions it was running with it:
-  they are run again in a new pool (the `retries` of each).
+  locks of a busy process.  Each worker runs one session at a time: a worker that dies costs
+  only the session it was running (run again in a new worker, within its `retries`); the
+  others carry on.
+
+A worker that cannot rebuild `one` (or `fn`) gives each session that exception.  An interrupt
+(KeyboardInterrupt) stops the workers at once: pool processes terminated, Dask tasks cancelled.
 
 Workers sharing one cache folder download each file once (the others wait for it, see
 `one._lib.download.part`) and save the cache tables under a lock that keeps every process's
@@ -33,14 +37,14 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
 import os
 import pickle
+import threading
 import traceback as _traceback
+import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 __all__ = ['map_sessions', 'SessionError']
@@ -134,8 +138,10 @@ def map_sessions(fn: Callable[[Any, Any], Any], eids: Iterable, one, client=None
     one : one.api.One
         The instance `fn` is given; sent once to each worker, where it is rebuilt from its
         folders and settings (its password and token never travel: a worker reads its own
-        parameter files, as ``ONE()`` does).  Save the tables first (``one.save_cache()``)
-        when they hold records not yet on disk, or they travel too.
+        parameter files, as ``ONE()`` does).  Records its tables hold that the files of its
+        tables folder do not travel too (``one.save_cache()`` first, when the tables folder
+        is the cache folder, keeps it small).  In each worker process the instance serves
+        all the sessions of the call, one after the other, as in a serial loop.
     client : dask.distributed.Client, optional
         Run on this Dask cluster.  By default, in a local pool of processes.
     retries : int
@@ -167,7 +173,13 @@ def map_sessions(fn: Callable[[Any, Any], Any], eids: Iterable, one, client=None
         raise ValueError(f'retries must be 0 or more, not {retries}')
     if not eids:
         return []
-    bar = _progress_bar(len(eids), show_progress(progress))
+    show = show_progress(progress)
+    if show:  # a widget in Jupyter
+        from tqdm.auto import tqdm
+    else:  # (without looking for IPython)
+        from tqdm import tqdm
+    bar = tqdm(total=len(eids), unit='session', desc='sessions', dynamic_ncols=True,
+               disable=not show)
     try:
         if client is not None:
             return _map_dask(client, fn, eids, one, retries, bar)
@@ -176,57 +188,96 @@ def map_sessions(fn: Callable[[Any, Any], Any], eids: Iterable, one, client=None
         bar.close()
 
 
-# ---- progress ---------------------------------------------------------------------------------
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, show: bool):
-    if not show:
-        return _NoBar()
-    from tqdm.auto import tqdm
-    return tqdm(total=total, unit='session', desc='sessions', dynamic_ncols=True)
-
-
 # ---- Dask ---------------------------------------------------------------------------------------
 
 def _map_dask(client, fn, eids: list, one, retries: int, bar) -> list:
     from distributed import as_completed
-    shared = client.scatter(one, broadcast=True, hash=False)  # pickled once, one per worker
-    futures = client.map(_dask_task, eids, fn=fn, one=shared, retries_=retries, pure=False)
-    for _ in as_completed(futures):
-        bar.update(1)
-    results: list = [None] * len(eids)
-    finished = [i for i, f in enumerate(futures) if f.status == 'finished']
-    for i, value in zip(finished, client.gather([futures[i] for i in finished])):
-        results[i] = value
-    for i, future in enumerate(futures):
-        if future.status == 'finished':
-            continue
+    # `one` pickled here once, sent once to each worker, unpickled there by the first task
+    # that needs it (an error doing so is then each session's, not the scatter's)
+    shared = client.scatter(_Pickled(pickle.dumps(one, protocol=pickle.HIGHEST_PROTOCOL)),
+                            broadcast=True, hash=False)
+    futures = []
+    try:
+        futures = client.map(_dask_task, eids, fn=fn, one=shared, retries_=retries, pure=False)
+        for _ in as_completed(futures):
+            bar.update(1)
+        results: list = [None] * len(eids)
+        finished = [i for i, f in enumerate(futures) if f.status == 'finished']
+        for i, value in zip(finished, client.gather([futures[i] for i in finished])):
+            results[i] = value
+        for i, future in enumerate(futures):
+            if future.status == 'finished':
+                continue
+            try:
+                error = future.exception()
+                trace = ''.join(_traceback.format_tb(future.traceback())) if error else ''
+            except Exception as ex:  # noqa: BLE001 - a cancelled future raises here
+                error, trace = ex, ''
+            results[i] = SessionError.from_exception(eids[i], error, traceback=trace,
+                                                     attempts=_dask_attempts(error))
+        return results
+    finally:  # also on an interrupt: nothing left running on the cluster
+        client.cancel([*futures, shared])
+
+
+def _dask_attempts(error) -> int:
+    """Times Dask ran a task that failed with `error`: a `KilledWorker` after the deaths the
+    scheduler allows (``distributed.scheduler.allowed-failures``), else once."""
+    if type(error).__name__ != 'KilledWorker':
+        return 1
+    allowed = getattr(error, 'allowed_failures', None)
+    if not isinstance(allowed, int):
+        import dask.config
+        allowed = int(dask.config.get('distributed.scheduler.allowed-failures', 3))
+    return allowed + 1
+
+
+class _Pickled:
+    """The bytes of a pickled `one`, unpickled once per worker process (on first use)."""
+
+    __slots__ = ('data', '__weakref__')
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
+_unpickled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_unpickled_lock = threading.Lock()
+
+
+def _unpickle_once(pickled: _Pickled):
+    """The object of a `_Pickled` in this process, or the exception unpickling it raised."""
+    with _unpickled_lock:  # the threads of a worker share it
         try:
-            error = future.exception()
-            trace = ''.join(_traceback.format_tb(future.traceback())) if error else ''
-        except Exception as ex:  # noqa: BLE001 - a cancelled future raises here
-            error, trace = ex, ''
-        results[i] = SessionError.from_exception(eids[i], error, attempts=1, traceback=trace)
-    client.cancel([shared])
-    return results
+            return _unpickled[pickled]
+        except KeyError:
+            pass
+        try:
+            value = pickle.loads(pickled.data)
+        except Exception as ex:  # noqa: BLE001 - each session is given the cause
+            value = _Unpicklable(ex)
+        _unpickled[pickled] = value
+        return value
+
+
+class _Unpicklable:
+    __slots__ = ('error', 'trace')
+
+    def __init__(self, error: BaseException):
+        self.error = error
+        self.trace = 'In the worker, while unpickling `one` (before running the session):\n' \
+            + ''.join(_traceback.format_exception(type(error), error, error.__traceback__))
 
 
 def _dask_task(eid, fn, one, retries_):
     # (``retries`` would be taken by `Client.map` as its own keyword)
+    one = _unpickle_once(one)
+    if isinstance(one, _Unpicklable):
+        return SessionError.from_exception(eid, one.error, traceback=one.trace)
     return run_session(fn, one, eid, retries_)
 
 
 # ---- local process pool -----------------------------------------------------------------------
-
-_worker_state: tuple | None = None  # (fn, one) in a worker process of the pool
-
 
 def _dumps(fn, one) -> bytes:
     """(fn, one) pickled once for every worker process; by value where pickle cannot."""
@@ -247,23 +298,10 @@ def _dumps(fn, one) -> bytes:
     return cloudpickle.dumps((fn, one), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _init_worker(payload: bytes, environ: dict) -> None:
-    global _worker_state
-    # The environment of the caller now (a forkserver's children inherit the environment of
-    # the moment the server started), before `one` reads its variables at import
-    os.environ.clear()
-    os.environ.update(environ)
-    _worker_state = pickle.loads(payload)
-
-
-def _pool_task(eid, retries: int):
-    fn, one = _worker_state
+def _pool_task(state: tuple, task: tuple):
+    fn, one = state
+    eid, retries = task
     return run_session(fn, one, eid, retries)
-
-
-def _mp_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context('forkserver' if 'forkserver' in methods else 'spawn')
 
 
 def _default_workers() -> int:
@@ -274,53 +312,20 @@ def _default_workers() -> int:
 
 
 def _map_pool(fn, eids: list, one, retries: int, bar, max_workers: int | None) -> list:
+    """Each worker process runs one session at a time: a worker that dies is charged to the
+    session it was running (run again within its `retries`), the others carry on."""
+    from one._lib.process_pool import run_in_processes
     payload = _dumps(fn, one)
-    n_workers = max(1, min(max_workers or _default_workers(), len(eids)))
     results: list = [None] * len(eids)
-    deaths = [0] * len(eids)  # times a session's worker died under it
-    todo = list(range(len(eids)))[::-1]  # a stack: pop() gives the next in order
-    fruitless = 0  # pools in a row that broke before finishing any session
-    while todo:
-        completed, broken = 0, None
-        with ProcessPoolExecutor(n_workers, mp_context=_mp_context(), initializer=_init_worker,
-                                 initargs=(payload, dict(os.environ))) as pool:
-            running: dict = {}
-            while (todo or running) and broken is None:
-                # as many in flight as workers: when one dies, these are the sessions it
-                # may have been running
-                while todo and len(running) < n_workers:
-                    i = todo.pop()
-                    running[pool.submit(_pool_task, eids[i], retries)] = i
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    try:
-                        value = future.result()
-                    except BrokenProcessPool as ex:
-                        broken = ex  # this session and the others running: handled below
-                        continue
-                    except Exception as ex:  # noqa: BLE001 - e.g. a result that won't pickle
-                        value = SessionError.from_exception(eids[running[future]], ex)
-                    results[running.pop(future)] = value
-                    completed += 1
-                    bar.update(1)
-        if broken is None:
-            continue
-        fruitless = 0 if completed else fruitless + 1
-        for i in running.values():  # every session still running went with the pool
-            deaths[i] += 1
-            if deaths[i] > retries or fruitless >= 2:
-                results[i] = SessionError(eids[i], 'WorkerDied', f'the worker process died '
-                                          f'({broken})', attempts=deaths[i])
-                bar.update(1)
+    runs = run_in_processes(_pool_task, payload, [(eid, retries) for eid in eids],
+                            workers=max_workers or _default_workers(), deaths_allowed=retries)
+    with contextlib.closing(runs):
+        for i, outcome in runs:
+            if outcome.kind == 'value':
+                results[i] = outcome.value
             else:
-                todo.append(i)
-        if fruitless >= 2:  # the workers cannot even start: the same for all
-            for i in todo:
-                results[i] = SessionError(eids[i], 'WorkerDied', 'the worker processes died '
-                                          f'before running any session ({broken})')
-                bar.update(1)
-            break
-        todo.sort(reverse=True)
-        _logger.warning('a worker process died: running %d sessions again in a new pool',
-                        len(todo))
+                error = outcome.error
+                results[i] = SessionError(eids[i], error.type, error.message, error.traceback,
+                                          attempts=max(1, outcome.deaths))
+            bar.update(1)
     return results

@@ -234,6 +234,10 @@ class _Freshness:
         return None if self._uncached else self._until
 
 
+_SECRET_PARAMETERS = ('TOKEN', 'ALYX_PWD', 'HTTP_DATA_SERVER_PWD')
+"""Parameters a pickled client leaves out (the receiving process reads its own)."""
+
+
 class AlyxClient:
     """A client of an Alyx database's REST API.
 
@@ -333,8 +337,14 @@ class AlyxClient:
         return f'<{type(self).__name__} {self.base_url}, {state}>'
 
     def __getstate__(self) -> dict:
+        """The client's state without a secret: no password, token or data server password
+        (`__setstate__` reads those of the receiving process's parameter files)."""
         state = self.__dict__.copy()
-        state['_credentials'] = None  # never pickle a password
+        state['_credentials'] = None
+        state['_headers'] = {k: v for k, v in self._headers.items() if k != 'Authorization'}
+        par = self._par.as_dict()
+        state['_par'] = one.params.IBLParams.from_dict(
+            {**par, **{k: None for k in _SECRET_PARAMETERS if k in par}})
         for name in ('_session', '_auth_lock', '_calls', '_watches', '_watch_lock'):
             state.pop(name, None)
         return state
@@ -348,6 +358,24 @@ class AlyxClient:
         self._session = make_session()
         self._auth_lock = threading.RLock()
         self._thread_state()
+        self._read_secrets()
+
+    def _read_secrets(self) -> None:
+        """Take the secrets a pickle leaves out from this process's parameter files: the
+        stored tokens (the user's is used at once), the Alyx and data server passwords."""
+        try:
+            stored = one.params._read_client(one.params._key_from_url(self.base_url)) or {}
+        except Exception:  # noqa: BLE001 - no readable parameters: log in when needed
+            stored = {}
+        for key in _SECRET_PARAMETERS:
+            value = stored.get(key)
+            if key == 'HTTP_DATA_SERVER_PWD' and not value:
+                value = os.environ.get('ONE_HTTP_DATA_SERVER_PWD')
+            if value is not None:
+                self._par = self._par.set(key, value)
+        token = self._stored_token(self.user) if self.user else None
+        if token:
+            self._headers['Authorization'] = f'Token {token}'
 
     def _thread_state(self) -> None:
         """The state shared by the client's threads, which is never pickled."""

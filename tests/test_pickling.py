@@ -3,6 +3,7 @@ carrying the tables only where they differ from the files; unpickled here and in
 processes, against real folders, the Alyx replay server and a release on `http.server`."""
 import copy
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -189,3 +190,120 @@ def test_release_pickles_its_url_and_loads_files(tmp_path):
     assert out['type'] == 'OneRelease' and out['url'] == release.base_url
     assert out['n'] == len(release.load_object(eid, 'trials')['choice'])
     assert server.paths() and all('trials' in p for p in server.paths())  # only the files
+
+
+def _extra_record(one, eid, rel_path='alf/_extra.values.npy'):
+    some = one.list_datasets(eid, details=True, keep_eid_index=True)
+    new = some.iloc[[0]].rename(index={some.index[0][1]: str(uuid.uuid4())}, level='id')
+    new['rel_path'] = rel_path
+    return new
+
+
+@pytest.mark.parametrize('how', ['pickle', 'copy'])
+def test_a_save_into_another_folder_than_the_tables_does_not_count(tmp_path, how):
+    """Tables in a snapshot folder, saved into the data folder: the receiver loads the
+    snapshot folder, so the records saved elsewhere travel with the instance."""
+    snapshot, data = tmp_path / 'snapshot', tmp_path / 'data'
+    indexed_folder(snapshot, n_subjects=1, n_sessions=2)
+    data.mkdir()
+    sender = One(cache_dir=data, tables_dir=snapshot, mode='local')
+    eid = sender.search()[0]
+    merge_tables(sender._tables, datasets=_extra_record(sender, eid))
+    sender.save_cache()
+    assert (data / 'datasets.pqt').exists()  # saved, but not where the tables come from
+    _pickling.forget_instances()
+    receiver = pickle.loads(pickle.dumps(sender)) if how == 'pickle' else copy.copy(sender)
+    assert 'alf/_extra.values.npy' in receiver.list_datasets(eid)
+    assert receiver.list_datasets(eid) == sender.list_datasets(eid)
+    # saved into the tables folder itself, nothing needs to travel
+    sender.save_cache(save_dir=snapshot, force=True)
+    assert _pickling.recipe_of(sender)['tables'] is None
+
+
+def test_a_reused_instance_does_not_keep_the_edits_of_earlier_tasks(tmp_path):
+    folder = tmp_path / 'data'
+    indexed_folder(folder, n_subjects=1, n_sessions=2)
+    data = pickle.dumps(One(cache_dir=folder, mode='local'))
+    first = pickle.loads(data)  # a task in a worker
+    eid = first.search()[0]
+    listed = first.list_datasets(eid)
+    first._cache['datasets'] = first._cache['datasets'].iloc[:3]  # drops rows in memory
+    assert len(first.list_datasets(eid)) < len(listed)
+    second = pickle.loads(data)  # the next task (or the next map_sessions) in that worker
+    assert second is not first and second.list_datasets(eid) == listed
+    # an edit in place is seen too
+    second._cache['datasets'].iloc[0, second._cache['datasets'].columns.get_loc('qc')] = 'FAIL'
+    third = pickle.loads(data)
+    assert third is not second
+    assert (third._cache['datasets']['qc'] == 'FAIL').sum() == 0
+    # a task that only reads the tables (even through `_cache`) leaves the instance reusable
+    assert len(third._cache['datasets']) and pickle.loads(data) is third
+    third.wildcards = False  # or changes a setting
+    assert pickle.loads(data) is not third
+
+
+def test_unchanged_tables_are_compared_with_the_files_once(tmp_path, monkeypatch):
+    """After `one._cache` was read, the first pickle compares the tables with the files; the
+    next ones, with no edit meanwhile, load nothing; an edit in place is still sent."""
+    import one.alf.cache
+    folder = tmp_path / 'data'
+    indexed_folder(folder, n_subjects=1, n_sessions=2)
+    local = One(cache_dir=folder)
+    datasets = local._cache['datasets']
+    loads = []
+    real = one.alf.cache._load_tables
+    monkeypatch.setattr(one.alf.cache, '_load_tables',
+                        lambda *a, **k: loads.append(a) or real(*a, **k))  # a counting spy
+    assert _pickling.recipe_of(local)['tables'] is None and len(loads) == 1
+    for _ in range(3):
+        assert _pickling.recipe_of(local)['tables'] is None
+    assert len(loads) == 1
+    datasets.loc[datasets.index[0], 'qc'] = 'FAIL'
+    changes = _pickling.recipe_of(local)['tables']['changes']
+    assert list(changes) == ['datasets'] and len(changes['datasets'].upsert) == 1
+    assert len(loads) == 2
+
+
+def test_a_receiver_that_cannot_see_the_table_files(tmp_path):
+    folder = tmp_path / 'snapshot'
+    indexed_folder(folder, n_subjects=1, n_sessions=2)
+    sender = One(cache_dir=tmp_path / 'data', tables_dir=folder, mode='local')
+    data = pickle.dumps(sender)
+    (folder / 'datasets.pqt').rename(tmp_path / 'datasets.pqt')  # as on a node without it
+    with pytest.raises(FileNotFoundError, match=rf'{folder}.*does not hold datasets\.pqt'):
+        pickle.loads(data)
+    (tmp_path / 'datasets.pqt').rename(folder / 'datasets.pqt')
+    os.utime(folder / 'sessions.pqt', ns=(0, 0))  # another copy of the file
+    from one.alf.exceptions import ALFWarning
+    with pytest.warns(ALFWarning, match='sessions.pqt .* not those the One was pickled with'):
+        receiver = pickle.loads(data)
+    assert receiver.search() == sender.search()
+
+
+def test_alyx_client_pickles_no_secret(alyx_server, tmp_path):
+    """`one.alyx` alone (e.g. in a functools.partial sent to workers) leaves out the token,
+    the passwords and the data server's password; the receiving process reads them from its
+    parameter files and is logged in with the stored token."""
+    from one.webclient import AlyxClient
+    client = AlyxClient(base_url=alyx_server.url, username=USERNAME, password=PASSWORD,
+                        cache_dir=tmp_path / 'cache', silent=True)
+    par = one.params.get(alyx_server.url, silent=True)
+    one.params.save(par.set('HTTP_DATA_SERVER_PWD', 's3cr3t-data').set('ALYX_PWD', PASSWORD),
+                    alyx_server.url)
+    client._par = client._par.set('HTTP_DATA_SERVER_PWD', 's3cr3t-data')
+    token = client._token
+    assert token and client.is_logged_in
+    data = pickle.dumps(client)
+    for secret in (PASSWORD, token, 's3cr3t-data'):
+        assert secret.encode() not in data
+    alyx_server.clear_log()
+    out = in_other_process(data, f"""
+        client = one
+        out['logged_in'] = client.is_logged_in
+        out['data_pwd'] = client._par.HTTP_DATA_SERVER_PWD
+        out['subject'] = client.rest('sessions', 'read', id='{SESSION}')['subject']
+    """, tmp_path)
+    assert out['logged_in'] and out['data_pwd'] == 's3cr3t-data' and out['subject']
+    assert alyx_server.count('POST', '/auth-token') == 0
+    assert {r.token for r in alyx_server.requests} == {alyx_server.token}
+    assert client.is_logged_in and client._token == token  # the sender keeps its own

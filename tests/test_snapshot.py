@@ -134,6 +134,12 @@ def test_snapshot_update(tmp_path, monkeypatch):
         deleted = next(d for d in db.datasets if d['session'][-36:] == first[1]
                        and d['file_records'])
         db.datasets.remove(deleted)
+        # and a session's protocol, an insertion renamed, another one removed
+        db.sessions[first[0]]['task_protocol'] = 'changed_protocol'
+        renamed, removed = [p for p in db.insertions if p['session'] == first[1]][:2]
+        renamed['name'] = 'probe09'
+        db.insertions.remove(removed)
+        assert len(before['insertions']) > 2
         info = one.snapshot(snap, eids=first[:2] + later)
         after = load_tables(snap)
     assert sorted(map(str, after['sessions'].index)) == sorted(db.eids)  # first[2] kept
@@ -147,6 +153,14 @@ def test_snapshot_update(tmp_path, monkeypatch):
                                   kept)
     assert len(datasets) == n_datasets(db, db.eids)
     assert datasets.index.is_unique
+    sessions, insertions = after['sessions'], after['insertions']
+    assert sessions.loc[UUID(first[0]), 'task_protocol'] == 'changed_protocol'
+    assert sessions.loc[UUID(first[2]), 'task_protocol'] == \
+        before['sessions'].loc[UUID(first[2]), 'task_protocol']
+    assert insertions.loc[(UUID(first[1]), UUID(renamed['id'])), 'name'] == 'probe09'
+    assert (UUID(first[1]), UUID(removed['id'])) not in insertions.index
+    expected = {(p['session'], p['id']) for p in db.insertions}
+    assert {(str(e), str(i)) for e, i in insertions.index} == expected
     written = json.loads((snap / 'cache_info.json').read_text())
     assert [h['sessions'] for h in written['history']] == [3, 4]
     assert written['counts'] == {'sessions': 5, 'datasets': len(datasets),
@@ -172,12 +186,17 @@ def test_cli_snapshot(server, db, tmp_path):
     bad = tmp_path / 'bad.txt'
     bad.write_text(f'{db.eids[0]}\nKS001/2024-01-01/001\n')
     result = run('snapshot', out, '--base-url', server.url, '--eids', bad, env=env)
-    assert result.returncode == 2 and 'line 2' in result.stderr and 'KS001' in result.stderr
+    assert result.returncode == 2 and 'not a session UUID' in result.stderr \
+        and 'KS001' in result.stderr
     result = run('snapshot', out, '--base-url', server.url, '--eids', eids_file,
                  '--subject', 'x', env=env)
     assert result.returncode == 2 and 'no search option' in result.stderr
     result = run('snapshot', tmp_path / 'none', '--base-url', server.url, '--subject',
                  'nobody', env=env)
+    assert result.returncode == 1 and 'no session matches' in result.stderr
+    # the database's search terms are plain text (not regular expressions, as locally)
+    result = run('snapshot', tmp_path / 'none', '--base-url', server.url, '--subject', 'SYN[',
+                 env=env)
     assert result.returncode == 1 and 'no session matches' in result.stderr
     result = run('snapshot', out, '--base-url', 'http://127.0.0.1:9', env=env)
     assert result.returncode == 2 and 'one setup' in result.stderr
@@ -187,3 +206,124 @@ def test_cli_snapshot(server, db, tmp_path):
     one.alyx.logout()
     result = run('snapshot', out, '--base-url', server.url, '--subject', 'SYN', env=env)
     assert result.returncode == 2 and 'one login' in result.stderr
+
+
+def _age(folder, hours):
+    """Date the tables of a folder `hours` ago (as a snapshot made then)."""
+    from datetime import datetime, timedelta
+
+    from one.alf.cache import _load_tables, _timestamp, _write_tables
+    cache = _load_tables(folder)
+    names = [n for n in ('sessions', 'datasets', 'insertions') if n in cache]
+    for name in names:
+        cache['_meta']['raw'][name]['date_created'] = _timestamp(
+            datetime.now() - timedelta(hours=hours))
+    _write_tables(cache, folder, names, clobber=True)
+
+
+def test_auto_mode_keeps_an_expired_snapshot(server, db, tmp_path):
+    """A snapshot older than cache_expiry is not replaced by the database's cache tables in
+    'auto' (or 'refresh') mode: it is the sessions of a query; a warning says how to update."""
+    one = connect(server, tmp_path / 'data')
+    snap = tmp_path / 'snap'
+    one.snapshot(snap, eids=db.eids[:3])
+    _age(snap, hours=25)
+    files = {p.name: p.read_bytes() for p in snap.iterdir() if p.is_file()}
+    server.clear_log()
+    with pytest.warns(ALFWarning, match=r'snapshot of a query .* run the snapshot again'):
+        auto = connect(server, tmp_path / 'data', mode='auto', tables_dir=snap)
+    assert auto.mode == 'auto' and auto._tables['_meta']['expired']
+    assert sorted(map(str, auto.search())) == sorted(db.eids[:3])
+    auto.load_cache()  # reloading, as 'auto' does after a day, does not replace them either
+    assert not any('cache' in r.path for r in server.requests)
+    assert {p.name: p.read_bytes() for p in snap.iterdir() if p.is_file()} == files
+    # a folder that is not a snapshot is still refreshed from the database when expired
+    assert connect(server, tmp_path / 'other', mode='auto')._tables_dir == tmp_path / 'other'
+    assert any(r.path.startswith('/cache') for r in server.requests)
+
+
+def test_a_run_killed_while_writing_leaves_the_folder_as_it_was(server, db, tmp_path,
+                                                                 monkeypatch):
+    """A crash between two table writes cannot be produced for real inside the test process:
+    the second write raises instead (an injected fault)."""
+    import one._lib.parquet as parquet
+    one = connect(server, tmp_path / 'data')
+    snap = tmp_path / 'snap'
+    one.snapshot(snap, eids=db.eids[:2])
+    before = {p.name: p.read_bytes() for p in snap.iterdir() if p.is_file()}
+    real, calls = parquet.save, []
+
+    def crash_on_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise OSError('No space left on device (injected)')
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parquet, 'save', crash_on_second)
+    with pytest.raises(OSError, match='injected'):
+        one.snapshot(snap, eids=db.eids[2:5])
+    monkeypatch.setattr(parquet, 'save', real)
+    assert {p.name: p.read_bytes() for p in snap.iterdir() if p.is_file()} == before
+    assert [p.name for p in snap.iterdir() if p.is_dir()] == []
+    (snap / '.snapshot-killed').mkdir()  # as left by a run killed (SIGKILL) while writing
+    info = one.snapshot(snap, eids=db.eids[2:5])
+    assert info['counts']['sessions'] == 5
+    assert [p.name for p in snap.iterdir() if p.is_dir()] == []
+    assert sorted(map(str, load_tables(snap)['sessions'].index)) == sorted(db.eids[:5])
+
+
+def test_concurrent_runs_into_one_folder(server, db, tmp_path):
+    import threading
+    one = connect(server, tmp_path / 'data')
+    snap = tmp_path / 'snap'
+    sets = [db.eids[:5], db.eids[3:9]]  # overlapping
+    errors = []
+
+    def run(eids):
+        try:
+            one.snapshot(snap, eids=eids)
+        except Exception as ex:  # noqa: BLE001 - reported below
+            errors.append(ex)
+
+    threads = [threading.Thread(target=run, args=(eids,)) for eids in sets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    tables = load_tables(snap)
+    union = sorted(set(sets[0]) | set(sets[1]))
+    assert sorted(map(str, tables['sessions'].index)) == union
+    assert len(tables['datasets']) == n_datasets(db, union) and tables['datasets'].index.is_unique
+    written = json.loads((snap / 'cache_info.json').read_text())
+    assert sorted(h['eids'] for h in written['history']) == [5, 6]
+    assert written['counts']['sessions'] == len(union)
+
+
+def test_a_run_waits_for_the_folder_before_asking_the_database(server, db, tmp_path):
+    """While another run holds the folder, a run asks nothing: what it writes last is what
+    it fetched last (a change made on the database meanwhile is in the snapshot)."""
+    import threading
+    import time
+
+    from one._lib.locks import file_lock
+    from one.alf.cache import LOCK_NAME
+    one = connect(server, tmp_path / 'data')
+    snap = tmp_path / 'snap'
+    eid = db.eids[0]
+    one.snapshot(snap, eids=[eid])
+    dataset = next(d for d in db.datasets if d['session'][-36:] == eid and d['file_records']
+                   and d['qc'] != 'FAIL')
+    server.clear_log()
+    with file_lock(snap / LOCK_NAME):  # as another run writing
+        runner = threading.Thread(target=one.snapshot, args=(snap,), kwargs={'eids': [eid]})
+        runner.start()
+        deadline = time.monotonic() + 1.0
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.requests == []  # waiting for the folder, not fetching
+        dataset['qc'] = 'FAIL'  # the database changes meanwhile
+    runner.join(60)
+    assert not runner.is_alive()
+    datasets = load_tables(snap)['datasets']
+    assert datasets.loc[(UUID(eid), UUID(dataset['url'][-36:])), 'qc'] == 'FAIL'

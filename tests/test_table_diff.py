@@ -112,3 +112,21 @@ def test_positions_in():
     plain = pd.Index(['a', 'b', 'c'], name='id')  # not UUIDs: compared by pandas
     assert row_match.positions_in(plain, plain[[2, 1]]).tolist() == [-1, 1, 0]
     assert row_match.positions_in(plain, index) is None  # other levels
+
+
+def test_positions_in_is_exact_when_keys_collide(monkeypatch):
+    """With every key shared by many rows (forced), the positions are those of pandas."""
+    from one._lib import parquet
+    rng = np.random.default_rng(3)
+    ids = [str(uuid.UUID(int=int(x))) for x in rng.integers(0, 2**63, 40)]
+    eids = [str(uuid.UUID(int=i + 1)) for i in range(4)]
+    index = pd.MultiIndex.from_arrays([[eids[i % 4] for i in range(40)], ids],
+                                      names=['eid', 'id'])
+    other = index[rng.permutation(40)[:25]].append(pd.MultiIndex.from_arrays(
+        [eids[:2], [str(uuid.uuid4()) for _ in range(2)]], names=['eid', 'id']))
+    expected = other.get_indexer(index)
+    assert row_match.positions_in(index, other).tolist() == expected.tolist()
+    bytes_keys = parquet.bytes_keys
+    monkeypatch.setattr(parquet, 'bytes_keys', lambda fixed: bytes_keys(fixed) % np.uint64(3))
+    assert row_match.positions_in(index, other).tolist() == expected.tolist()
+    assert row_match.positions_in(index, other.append(other[:1])) is None  # a repeated row

@@ -44,7 +44,7 @@ from one.alf.path import uuid_in_name
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'INFO_NAME', 'ARCHIVE_NAME', 'LAYOUTS', 'ReleaseError',
            'NotARelease', 'ReleaseUnreachable', 'TableInfo', 'ReleaseInfo', 'parse_info',
-           'build_info', 'dump_info', 'release_path', 'remote_file_path']
+           'build_info', 'table_entries', 'dump_info', 'release_path', 'remote_file_path']
 
 FORMAT = 'one-release'
 """The ``format`` value of a release's ``cache_info.json``."""
@@ -302,6 +302,12 @@ def parse_info(data: bytes | str | dict, where: str = INFO_NAME) -> ReleaseInfo:
                        counts=counts, raw=raw)
 
 
+def table_entries(tables: list[TableInfo]) -> dict:
+    """The ``tables`` object of a ``cache_info.json``: each table's file, md5, size and rows."""
+    return {t.name: {'file': t.file, 'md5': t.md5, 'size': t.size, 'nrecs': t.nrecs}
+            for t in tables}
+
+
 def build_info(tables: list[TableInfo], origin: str, date_created: str, tag: str | None = None,
                layout: str = 'path', files_url: str = '.', counts: dict | None = None,
                archive: dict | None = None) -> dict:
@@ -321,8 +327,7 @@ def build_info(tables: list[TableInfo], origin: str, date_created: str, tag: str
         'date_created': date_created,
         'tag': tag,
         'counts': dict(counts or {}),
-        'tables': {t.name: {'file': t.file, 'md5': t.md5, 'size': t.size, 'nrecs': t.nrecs}
-                   for t in tables},
+        'tables': table_entries(tables),
         'files': {'layout': layout, 'url': files_url},
     }
     if archive:

@@ -6,6 +6,8 @@ are sorted and matched, and every match is confirmed on the bytes, so the answer
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -90,6 +92,47 @@ def _same_rows(a: list, b: list) -> bool:
     return True
 
 
+def _match(a: list, b: list, n: int, m: int) -> tuple[np.ndarray, np.ndarray, Callable]:
+    """Rows of `a` matched to rows of `b` (`_index_bytes` indices of `n` and `m` rows) by
+    their 64-bit keys, each match confirmed on the bytes.
+
+    Returns
+    -------
+    numpy.ndarray
+        For each row of `a`, the position of the equal row of `b` when its key has a single
+        candidate there, else -1.
+    numpy.ndarray
+        The keys of `a` (positions in sorted order) with several candidates in `b` (equal
+        keys: rare, unless `b` repeats rows), their rows not matched yet.
+    callable
+        ``candidates(key)``: for one of these, its row of `a` and the positions in `b` of the
+        rows sharing its key.
+    """
+    # keys sorted with each row's position in their low bits: one sort per index, and the
+    # matching runs over sorted queries (searching in random order is 30 times slower)
+    mask = np.uint64((1 << max(n, m, 1).bit_length()) - 1)
+    ours = string_arrays.tagged_sorted_keys(_row_keys(a), mask)
+    theirs = string_arrays.tagged_sorted_keys(_row_keys(b), mask)
+    their_keys = theirs & ~mask
+    query = ours & ~mask
+    low = np.searchsorted(their_keys, query, side='left')
+    count = np.searchsorted(their_keys, query, side='right') - low
+    rows = (ours & mask).astype(np.int64)
+    match = np.full(n, -1, dtype=np.int64)
+    single = np.flatnonzero(count == 1)
+    # the candidate pairs in row order: for tables in the same order, the strings are then
+    # read nearly sequentially on both sides
+    match[rows[single]] = (theirs[low[single]] & mask).astype(np.int64)
+    candidates = np.flatnonzero(match >= 0)
+    equal = _rows_equal(a, candidates, b, match[candidates])
+    match[candidates[~equal]] = -1
+
+    def candidates(i: int) -> tuple[int, np.ndarray]:
+        return rows[i], (theirs[low[i]:low[i] + count[i]] & mask).astype(np.int64)
+
+    return match, np.flatnonzero(count > 1), candidates
+
+
 def rows_not_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
     """A mask of the rows of `index` whose value is not in `other`, as ``~index.isin(other)``.
 
@@ -106,31 +149,13 @@ def rows_not_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
     n, m = len(index), len(other)
     if n == m and _same_rows(a, b):
         return np.zeros(n, dtype=bool)
-    # keys sorted with each row's position in their low bits: one sort per index, and the
-    # matching runs over sorted queries (searching in random order is 30 times slower)
-    mask = np.uint64((1 << max(n, m, 1).bit_length()) - 1)
-    ours = string_arrays.tagged_sorted_keys(_row_keys(a), mask)
-    theirs = string_arrays.tagged_sorted_keys(_row_keys(b), mask)
-    their_keys = theirs & ~mask
-    query = ours & ~mask
-    low = np.searchsorted(their_keys, query, side='left')
-    count = np.searchsorted(their_keys, query, side='right') - low
-    rows = (ours & mask).astype(np.int64)
-    single = np.flatnonzero(count == 1)
-    # the candidate pairs in row order: for tables in the same order, the strings are then
-    # read nearly sequentially on both sides
-    match = np.full(n, -1, dtype=np.int64)
-    match[rows[single]] = theirs[low[single]] & mask
-    candidates = np.flatnonzero(match >= 0)
-    found = np.zeros(n, dtype=bool)
-    found[candidates] = _rows_equal(a, candidates, b, match[candidates])
-    shared = np.flatnonzero(count > 1)  # equal high bits (rare) or an index with duplicates
+    match, shared, candidates = _match(a, b, n, m)
     if len(shared) > _MAX_SHARED_KEYS:
         return None
-    for i in shared:
-        candidates = (theirs[low[i]:low[i] + count[i]] & mask).astype(np.int64)
-        mine = np.full(len(candidates), rows[i])
-        found[rows[i]] = _rows_equal(a, mine, b, candidates).any()
+    found = match >= 0
+    for i in shared:  # equal high bits (rare) or an index with duplicates
+        row, options = candidates(i)
+        found[row] = _rows_equal(a, np.full(len(options), row), b, options).any()
     return ~found
 
 
@@ -152,24 +177,11 @@ def positions_in(index: pd.Index, other: pd.Index) -> np.ndarray | None:
     n, m = len(index), len(other)
     if n == m and _same_rows(a, b):
         return np.arange(n, dtype=np.int64)
-    mask = np.uint64((1 << max(n, m, 1).bit_length()) - 1)
-    ours = string_arrays.tagged_sorted_keys(_row_keys(a), mask)
-    theirs = string_arrays.tagged_sorted_keys(_row_keys(b), mask)
-    their_keys = theirs & ~mask
-    query = ours & ~mask
-    low = np.searchsorted(their_keys, query, side='left')
-    count = np.searchsorted(their_keys, query, side='right') - low
-    rows = (ours & mask).astype(np.int64)
-    match = np.full(n, -1, dtype=np.int64)
-    single = np.flatnonzero(count == 1)
-    match[rows[single]] = (theirs[low[single]] & mask).astype(np.int64)
-    candidates = np.flatnonzero(match >= 0)
-    equal = _rows_equal(a, candidates, b, match[candidates])
-    match[candidates[~equal]] = -1
-    for i in np.flatnonzero(count > 1):  # equal high bits: rare, unless `other` repeats rows
-        options = (theirs[low[i]:low[i] + count[i]] & mask).astype(np.int64)
-        hits = options[_rows_equal(a, np.full(len(options), rows[i]), b, options)]
+    match, shared, candidates = _match(a, b, n, m)
+    for i in shared:  # equal high bits: rare, unless `other` repeats rows
+        row, options = candidates(i)
+        hits = options[_rows_equal(a, np.full(len(options), row), b, options)]
         if len(hits) > 1:
             return None
-        match[rows[i]] = hits[0] if len(hits) else -1
+        match[row] = hits[0] if len(hits) else -1
     return match

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from one.cli._common import NotFound, UsageError
+from one.cli._common import NotFound, UsageError, database
 
 _SETUP_FIELDS = (
     # (option attribute, parameter, environment variable, prompt)
@@ -52,14 +52,7 @@ def _stored(url: str) -> dict:
 
 def _database(args: argparse.Namespace) -> str:
     """The database of login/logout: --base-url, $ONE_ALYX_URL or the default one."""
-    import one.params
-
-    url = args.base_url or os.environ.get('ONE_ALYX_URL') or one.params.get_default_client()
-    if not url:
-        raise UsageError('no database is set up: run "one setup --base-url URL" first')
-    if not _is_configured(url):
-        raise UsageError(f'{url} is not set up: run "one setup --base-url {url}" first')
-    return one.params.get(url, silent=True).ALYX_URL
+    return database(args.base_url)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,44 +25,23 @@ import warnings
 from pathlib import Path
 
 from one.cli._common import (
+    REMOTE_SESSION_OPTIONS,
     NotFound,
     UsageError,
-    iso_date,
-    optional_iso_date,
+    add_search_options,
+    database,
     print_json,
-    regex,
+    read_session_list,
     session_eid,
-    session_number,
+    session_query,
 )
 
-_SEARCH_OPTIONS = (
-    # (option, search term, help, type): the session terms of "one search"
-    ('--subject', 'subject', 'subject name', regex),
-    ('--lab', 'laboratory', 'lab name', regex),
-    ('--task-protocol', 'task_protocol', 'task protocol', regex),
-    ('--projects', 'projects', 'project name', regex),
-    ('--number', 'number', 'session number', session_number),
-)
-_HEADER_WORDS = {'eid', 'id', 'session', 'session_uuid'}  # first lines of saved session lists
-
-
-def _search_query(args: argparse.Namespace) -> dict:
-    """The search terms given on the command line (empty when none)."""
-    query = {}
-    for _option, term, _help, _type in _SEARCH_OPTIONS:
-        value = getattr(args, term)
-        if value:
-            query[term] = value[0] if len(value) == 1 else value
-    if args.date:
-        query['date_range'] = args.date
-    elif args.date_range:
-        query['date_range'] = [x or None for x in args.date_range]
-    return query
+_RELEASE_HINT = 'or name a release with --url'
 
 
 def _check_usage(args: argparse.Namespace) -> None:
     """Refuse combinations that make no sense (exit 2), before anything is opened."""
-    searching = bool(_search_query(args))
+    searching = bool(session_query(args, REMOTE_SESSION_OPTIONS))
     named = bool(args.eid or args.eids)
     if args.lock:
         given = [o for o, v in (('--dataset', args.dataset), ('--collection', args.collection),
@@ -82,49 +61,6 @@ def _check_usage(args: argparse.Namespace) -> None:
                          '--help")')
 
 
-def _read_names(source: str) -> list[str]:
-    """Session names from a file ('-': standard input), one per line: the first field of each
-    line (so the output of ``one search`` works), '#' comments and blank lines skipped."""
-    if source == '-':
-        text = sys.stdin.read()
-    else:
-        try:
-            text = Path(source).read_text()
-        except OSError as e:
-            raise UsageError(f'--eids: cannot read {source}: {e.strerror or e}') from None
-    names = []
-    for line in text.splitlines():
-        line = line.split('#', 1)[0].strip()
-        if not line:
-            continue
-        name = line.replace(',', ' ').split()[0]
-        if not names and name.lower() in _HEADER_WORDS:
-            continue
-        names.append(name)
-    if not names:
-        raise UsageError(f'--eids: no session in {"standard input" if source == "-" else source}')
-    return names
-
-
-def _database(url: str | None) -> str:
-    """The database to use: `url`, $ONE_ALYX_URL or the default one; it must be set up."""
-    import os
-
-    import one.params
-
-    url = url or os.environ.get('ONE_ALYX_URL') or one.params.get_default_client()
-    if not url:
-        raise UsageError('no database is set up: run "one setup --base-url URL" first, or '
-                         'name a release with --url')
-    try:
-        key = one.params.client_key(url)
-    except ValueError as e:
-        raise UsageError(f'--base-url: {e}: {url!r}') from None
-    if key not in one.params.client_map():
-        raise UsageError(f'{url} is not set up: run "one setup --base-url {url}" first')
-    return one.params.get(url, silent=True).ALYX_URL
-
-
 def _open(args: argparse.Namespace, base_url: str | None = None, lock=None):
     """The instance to download through: a release (--url) or a database."""
     if args.url:
@@ -137,7 +73,7 @@ def _open(args: argparse.Namespace, base_url: str | None = None, lock=None):
     from one._lib.http_errors import AlyxAuthError, AlyxConnectionError
     from one.api import OneAlyx
 
-    url = args.database = _database(base_url or args.base_url)
+    url = args.database = database(base_url or args.base_url, _RELEASE_HINT)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)  # the auth error says it all
@@ -181,7 +117,7 @@ def _warnings_shown():
 
 def _sessions(one, args: argparse.Namespace) -> list:
     """The session ids: searched for, or named on the command line and in --eids."""
-    query = _search_query(args)
+    query = session_query(args, REMOTE_SESSION_OPTIONS)
     if query:
         try:
             eids = list(one.search(**query))
@@ -191,7 +127,7 @@ def _sessions(one, args: argparse.Namespace) -> list:
         if not eids:
             raise NotFound('no session matches')
         return eids
-    names = list(args.eid) + (_read_names(args.eids) if args.eids else [])
+    names = list(args.eid) + (read_session_list(args.eids) if args.eids else [])
     return list(dict.fromkeys(str(session_eid(one, name)) for name in names))
 
 
@@ -376,7 +312,7 @@ def _download_locked(args: argparse.Namespace) -> int:
     if not args.url and not base_url and lock.database:
         base_url = lock.database  # the ids of a lock belong to the database that made it
         try:
-            _database(base_url)
+            database(base_url, _RELEASE_HINT)
         except UsageError:
             raise UsageError(f"the lock file's database, {base_url}, is not set up here: run "
                              f'"one setup --base-url {base_url}" first (or name the database '
@@ -432,15 +368,7 @@ def add_commands(commands, parents: dict) -> None:
     download.add_argument('--eids', metavar='FILE',
                           help="a file of sessions, one per line ('-': standard input); the "
                                'first field of each line is used, so "one search" output works')
-    for option, term, text, kind in _SEARCH_OPTIONS:
-        download.add_argument(option, dest=term, action='append', type=kind,
-                              metavar=option[2:].upper().replace('-', '_'),
-                              help=f'search: {text} (as "one search")')
-    dates = download.add_mutually_exclusive_group()
-    dates.add_argument('--date', type=iso_date, help='search: sessions of this day (YYYY-MM-DD)')
-    dates.add_argument('--date-range', nargs=2, metavar=('FROM', 'TO'), type=optional_iso_date,
-                       help="search: sessions between two days, inclusive ('' leaves an end "
-                            'open)')
+    add_search_options(download, REMOTE_SESSION_OPTIONS, prefix='search: ')
     download.add_argument('--dataset', action='append', metavar='NAME',
                           help='what to fetch: an ALF object (trials), a dataset name '
                                '(_ibl_trials.choice, wildcards allowed); repeat for several '

@@ -20,6 +20,7 @@ from one.cli._common import (
     regex,
     session_eid,
     session_number,
+    session_query,
 )
 
 _LAYOUT = ('one index expects a data root holding session folders, '
@@ -119,15 +120,7 @@ _SEARCH_OPTIONS = (
 
 def cmd_search(args: argparse.Namespace) -> int:
     one = open_one(args)
-    query = {}
-    for _option, term, _help, _many, _type in _SEARCH_OPTIONS:
-        value = getattr(args, term)
-        if value:
-            query[term] = value
-    if args.date:
-        query['date_range'] = args.date
-    elif args.date_range:
-        query['date_range'] = [x or None for x in args.date_range]
+    query = session_query(args, _SEARCH_OPTIONS)
     try:
         eids, details = one.search(details=True, **query)
     except ValueError as e:

@@ -6,68 +6,51 @@ import argparse
 import sys
 from pathlib import Path
 
-from one.cli._common import NotFound, UsageError, iso_date, optional_iso_date, print_json
-from one.cli.local import _SEARCH_OPTIONS
+from one.cli._common import (
+    REMOTE_SESSION_OPTIONS,
+    NotFound,
+    UsageError,
+    add_search_options,
+    database,
+    print_json,
+    qc_level,
+    read_session_list,
+    session_query,
+)
 
-_REPEATABLE = ('dataset',)  # remote search: a list of partial names, all needed
-_HELP = {
-    'subject': 'subject name (part of it)',
-    'laboratory': 'lab name (part of it)',
-    'task_protocol': 'task protocol (part of it)',
-    'projects': 'project name (part of it)',
-    'number': 'session number',
-    'dataset': 'a dataset name contains this (repeat: all needed)',
-    'datasets': 'dataset names the session holds (exact, comma-separated)',
-    'dataset_qc_lte': 'with --dataset: datasets with this QC or better (e.g. WARNING)',
-}
+_SEARCH_OPTIONS = REMOTE_SESSION_OPTIONS + (
+    # the dataset terms of a remote search
+    ('--dataset', 'dataset', 'a dataset name contains this (repeat: all needed)', str),
+    ('--datasets', 'datasets', 'dataset names the session holds (exact; repeat: all needed)',
+     str),
+    ('--dataset-qc-lte', 'dataset_qc_lte', 'with --dataset: datasets with this QC or better '
+                                           '(e.g. WARNING)', qc_level),
+)
 
 
 def _read_eids(source: str) -> list[str]:
-    """Session UUIDs, one a line ('#' comments and blank lines skipped), from a file or '-'."""
+    """The session UUIDs of a file ('-': standard input), as `read_session_list` reads it."""
     from uuid import UUID
 
-    try:
-        text = sys.stdin.read() if source == '-' else Path(source).read_text(encoding='utf-8')
-    except OSError as e:
-        raise UsageError(f'--eids: cannot read {source}: {e.strerror or e}') from e
     eids = []
-    for number, line in enumerate(text.splitlines(), 1):
-        value = line.split('#', 1)[0].strip()
-        if not value:
-            continue
+    for name in read_session_list(source):
         try:
-            eids.append(str(UUID(value)))
+            eids.append(str(UUID(name)))
         except ValueError:
-            raise UsageError(f'--eids: line {number} of {source} is not a session UUID: '
-                             f'{value!r}') from None
-    if not eids:
-        raise UsageError(f'--eids: no session UUID in {source}')
+            raise UsageError(f'--eids: not a session UUID: {name!r} (in {source}; one snapshot '
+                             'takes the UUIDs of the sessions)') from None
     return eids
-
-
-def _query(args: argparse.Namespace) -> dict:
-    query = {}
-    for _option, term, _help, _many, _type in _SEARCH_OPTIONS:
-        value = getattr(args, term)
-        if value:
-            query[term] = value
-    if args.date:
-        query['date_range'] = args.date
-    elif args.date_range:
-        query['date_range'] = [x or None for x in args.date_range]
-    return query
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from one._lib.http_errors import AlyxAuthError
     from one.api import OneAlyx
-    from one.cli.auth import _database
 
-    query = _query(args)
+    query = session_query(args, _SEARCH_OPTIONS)
     eids = _read_eids(args.eids) if args.eids else None
     if eids is not None and query:
         raise UsageError('--eids names the sessions: give no search option with it')
-    url = _database(args)
+    url = database(args.base_url)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f'not a folder: {out}')
@@ -119,12 +102,5 @@ def add_commands(commands, parents: dict) -> None:
     snapshot.add_argument('--eids', metavar='FILE',
                           help="the sessions: a file of session UUIDs, one a line ('-': "
                                'standard input)')
-    for option, term, _text, _many, kind in _SEARCH_OPTIONS:
-        snapshot.add_argument(option, dest=term, type=kind, help=_HELP[term],
-                              action='append' if term in _REPEATABLE else 'store')
-    dates = snapshot.add_mutually_exclusive_group()
-    dates.add_argument('--date', type=iso_date, help='sessions of this day (YYYY-MM-DD)')
-    dates.add_argument('--date-range', nargs=2, metavar=('FROM', 'TO'),
-                       type=optional_iso_date,
-                       help="sessions between two days, inclusive ('' leaves an end open)")
+    add_search_options(snapshot, _SEARCH_OPTIONS)
     snapshot.set_defaults(run=cmd_snapshot)
