@@ -116,7 +116,7 @@ def test_positions_in():
 
 def test_positions_in_is_exact_when_keys_collide(monkeypatch):
     """With every key shared by many rows (forced), the positions are those of pandas."""
-    from one._lib import parquet
+    from one._lib import string_arrays
     rng = np.random.default_rng(3)
     ids = [str(uuid.UUID(int=int(x))) for x in rng.integers(0, 2**63, 40)]
     eids = [str(uuid.UUID(int=i + 1)) for i in range(4)]
@@ -126,7 +126,8 @@ def test_positions_in_is_exact_when_keys_collide(monkeypatch):
         [eids[:2], [str(uuid.uuid4()) for _ in range(2)]], names=['eid', 'id']))
     expected = other.get_indexer(index)
     assert row_match.positions_in(index, other).tolist() == expected.tolist()
-    bytes_keys = parquet.bytes_keys
-    monkeypatch.setattr(parquet, 'bytes_keys', lambda fixed: bytes_keys(fixed) % np.uint64(3))
+    bytes_keys = string_arrays.bytes_keys
+    monkeypatch.setattr(string_arrays, 'bytes_keys',
+                        lambda fixed: bytes_keys(fixed) % np.uint64(3))
     assert row_match.positions_in(index, other).tolist() == expected.tolist()
     assert row_match.positions_in(index, other.append(other[:1])) is None  # a repeated row
