@@ -173,11 +173,9 @@ def map_sessions(fn: Callable[[Any, Any], Any], eids: Iterable, one, client=None
         raise ValueError(f'retries must be 0 or more, not {retries}')
     if not eids:
         return []
+    from tqdm.auto import tqdm
+
     show = show_progress(progress)
-    if show:  # a widget in Jupyter
-        from tqdm.auto import tqdm
-    else:  # (without looking for IPython)
-        from tqdm import tqdm
     bar = tqdm(total=len(eids), unit='session', desc='sessions', dynamic_ncols=True,
                disable=not show)
     try:
