@@ -1,4 +1,4 @@
-"""Throughput of the download engine (`one._lib.download`) on loopback, against bare requests.
+"""Throughput of the download engine (`one._download`) on loopback, against bare requests.
 
 A file server runs in a separate process (so that it does not share the client's GIL): a
 threaded HTTP/1.1 server (`http.server` with ``ThreadingMixIn``, one thread per connection) with
@@ -195,7 +195,7 @@ def main() -> None:
     import requests
     import urllib3
 
-    from one._lib.download import DownloadTask, download_files
+    from one._download import DownloadTask, download_files
 
     big, big_md5, small = make_data(args.big_mb, args.small)
     big_size = big.stat().st_size

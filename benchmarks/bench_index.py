@@ -79,7 +79,7 @@ def make_big_tables(folder: Path, n_sessions: int, per_session: int) -> int:
     import numpy as np
     import pandas as pd
 
-    from one._lib.uuids import uuid_strings
+    from one._tables.uuids import uuid_strings
     from one.alf.cache import QC_TYPE, default_cache, save_tables
     rng = np.random.default_rng(0)
     n = n_sessions * per_session

@@ -274,7 +274,7 @@ def overhead(args, tmp: Path) -> dict:
 
 _UNPICKLE = """
 import pickle, sys, time, json
-import one.api, one._pickling, pandas, numpy, pyarrow  # the imports of a worker
+import one.api, one._api.pickling, pandas, numpy, pyarrow  # the imports of a worker
 data = open(sys.argv[1], 'rb').read()
 start = time.perf_counter(); one = pickle.loads(data); first = time.perf_counter() - start
 start = time.perf_counter(); again = pickle.loads(data); second = time.perf_counter() - start

@@ -24,7 +24,7 @@ import pandas as pd
 
 
 def make_folder(root: Path, n: int) -> None:
-    from one._lib import parquet
+    from one._tables import parquet
 
     rng = np.random.default_rng(0)
     ids = sorted(str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n))

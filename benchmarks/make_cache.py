@@ -1,7 +1,7 @@
 """Generate realistic ONE cache tables of any size, seeded and fast.
 
 Writes ``sessions.pqt`` and ``datasets.pqt`` into a folder in exactly the on-disk format that
-`one.alf.cache.save_tables` (i.e. `one._lib.parquet.save`) writes: the same columns, arrow
+`one.alf.cache.save_tables` (i.e. `one._tables.parquet.save`) writes: the same columns, arrow
 types, pandas metadata (index levels, ``UInt64`` file sizes, the ordered ``qc`` categorical)
 and the JSON ``one_metadata`` dict (``date_created``, ``origin``).  Both one-next's
 ``One(cache_dir=...)`` and ONE-api 3.x load them.
@@ -510,11 +510,11 @@ def build_tables(n_sessions: int = 10_000, seed: int = 0, n_labs: int = 10,
 
 
 # --------------------------------------------------------------------------------------------
-# Writing, in the format of one._lib.parquet.save
+# Writing, in the format of one._tables.parquet.save
 # --------------------------------------------------------------------------------------------
 
 def _pandas_schema(table: pa.Table, index: list[str]) -> pa.Schema:
-    """The schema `one._lib.parquet.save` gives `table` held by pandas with `index` set.
+    """The schema `one._tables.parquet.save` gives `table` held by pandas with `index` set.
 
     Builds the pandas frame ONE holds in memory from the first rows (schema dtypes: UInt64
     file sizes, the ordered QC categorical, datetime.date objects, str ids in the index),
@@ -536,7 +536,7 @@ def _pandas_schema(table: pa.Table, index: list[str]) -> pa.Schema:
 
 def _write(table: pa.Table, index: list[str], filename: Path, metadata: dict) -> Path:
     from one._lib.files import atomic_path
-    from one._lib.parquet import METADATA_KEY
+    from one._tables.parquet import METADATA_KEY
 
     schema = _pandas_schema(table, index)
     table = table.select(schema.names).cast(pa.schema(list(schema)))

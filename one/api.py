@@ -1,8 +1,8 @@
 """Search, list and load ALF data: `One` (a local folder), `OneAlyx` (an Alyx database),
 `OneRelease` (a data release on a web server or S3 bucket), and `ONE`, which chooses.
 
-This module is the public import path.  The classes live in `one._api_local`,
-`one._api_alyx` and `one._api_release`.
+This module is the public import path.  The classes live in `one._api.local`,
+`one._api.alyx` and `one._api.release`.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from functools import lru_cache
 
 import one.params
 from one import __version__
-from one._api_alyx import OneAlyx
-from one._api_local import REVISION_LAST_BEFORE, SAVE_ON_DELETE, One, _check_mode
-from one._api_release import OneRelease
+from one._api.alyx import OneAlyx
+from one._api.local import REVISION_LAST_BEFORE, SAVE_ON_DELETE, One, _check_mode
+from one._api.release import OneRelease
 
 __all__ = ['ONE', 'One', 'OneAlyx', 'OneRelease', 'REVISION_LAST_BEFORE', 'SAVE_ON_DELETE']
 
@@ -56,7 +56,7 @@ def ONE(*, mode='remote', wildcards=True, **kwargs):
     if kwargs.pop('offline', False):
         warnings.warn('"offline" param will be removed; use mode="local"', FutureWarning)
         mode = 'local'
-    from one._api_release import find_release, open_release
+    from one._api.release import find_release, open_release
     is_release, answer = find_release(mode=mode, **kwargs)
     if is_release:
         return open_release(mode=mode, wildcards=wildcards, answer=answer, **kwargs)

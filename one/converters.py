@@ -25,7 +25,7 @@ from uuid import UUID
 import numpy as np
 import pandas as pd
 
-from one._confined_paths import (
+from one._api.paths import (
     Confinement,
     _date_str,
     _number_str,
@@ -33,7 +33,7 @@ from one._confined_paths import (
     session_folder,
     session_relative_path,
 )
-from one._lib.uuid_index import key_for, with_uuid_levels
+from one._tables.uuid_index import key_for, with_uuid_levels
 from one.alf.cache import DATASETS_COLUMNS, EMPTY_DATASETS_FRAME
 from one.alf.path import (
     ALFPath,
@@ -325,7 +325,7 @@ def datasets2records(datasets: dict | Iterable[dict],
         skipped; the result is an empty datasets table when none is usable.  The rel_path of a
         session-less (aggregate) dataset is its whole ALF path.
     """
-    from one._lib.rest_records import data_url_of, record_id, session_of
+    from one._rest.records import data_url_of, record_id, session_of
     records = []
     for d in ensure_list(datasets):
         data_url, dataset_id = data_url_of(d), record_id(d)

@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from one import __version__
-    from one._cache_admin import tables_of
-    from one._lib.validate import validate_tree
+    from one.alf._validate import validate_tree
     from one.alf.cache import make_parquet_db
     from one.api import One
+    from one.cli._cache_admin import tables_of
     from one.synthetic import make_dataset_folder
 
     try:

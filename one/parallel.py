@@ -2,7 +2,7 @@
 
 `map_sessions(fn, eids, one)` calls ``fn(one, eid)`` for every session and returns the results
 in the order of `eids`.  The `one` instance is sent once to each worker process (it pickles as a
-small recipe, see `one._pickling`, and each process rebuilds it once, loading the cache tables
+small recipe, see `one._api.pickling`, and each process rebuilds it once, loading the cache tables
 itself); a session whose `fn` raises is retried, then returned as a `SessionError` in its
 place, and the others carry on.
 
@@ -22,7 +22,7 @@ A worker that cannot rebuild `one` (or `fn`) gives each session that exception. 
 (KeyboardInterrupt) stops the workers at once: pool processes terminated, Dask tasks cancelled.
 
 Workers sharing one cache folder download each file once (the others wait for it, see
-`one._lib.download.part`) and save the cache tables under a lock that keeps every process's
+`one._download.part`) and save the cache tables under a lock that keeps every process's
 records.
 
 Examples

@@ -2,7 +2,7 @@
 
 A release is a data folder plus three files: the cache tables ``sessions.pqt`` and
 ``datasets.pqt`` (with the md5 and size of every file) and ``cache_info.json``, which describes
-them and says how the files are addressed (see `one._lib.release_info`); optionally ``cache.zip``
+them and says how the files are addressed (see `one._release.info`); optionally ``cache.zip``
 of the tables.  Copy the folder as it is to the host; users open it with one line::
 
     one release /data/mylab --tag 2025_Q1            # the publisher (or make_release)
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from one._lib import files as _files
-from one._lib import folder_index, parquet, uuids
 from one._lib.locks import file_lock
-from one._lib.release_info import (
+from one._lib.verified import VerifiedFiles
+from one._release.info import (
     ARCHIVE_NAME,
     INFO_NAME,
     LAYOUTS,
@@ -48,8 +48,8 @@ from one._lib.release_info import (
     parse_info,
     remote_file_path,
 )
-from one._lib.validate import validate_tree
-from one._lib.verified import VerifiedFiles
+from one._tables import folder_index, parquet, uuids
+from one.alf._validate import validate_tree
 from one.alf.cache import ID_NAMESPACE, LOCK_NAME, QC_TYPE
 from one.alf.exceptions import ALFInvalid, ALFWarning
 

@@ -9,7 +9,7 @@ sequence that fetches pages on demand.
 
 GET answers are cached on disk in ``<cache_dir>/.rest`` for 5 minutes by default (``expires``,
 ``clobber``, `no_cache`); cache files are written atomically, so no process ever reads a partial
-one.  Failures raise specific errors (see `one._lib.http_errors`), each a subclass of the
+one.  Failures raise specific errors (see `one._rest.errors`), each a subclass of the
 matching `requests` or standard exception, saying what happened and where, never showing a
 token or password.
 
@@ -17,7 +17,7 @@ The HTTP download helpers of ONE-api are re-exported here (``http_download_file`
 ``N_THREADS``: the number of parallel downloads ``ONE_HTTP_DL_THREADS`` sets, read when used (4,
 ONE's default, when it is not set; a bad value raises a ValueError naming the variable).
 one-next's downloads choose their number of streams from the files unless that variable or an
-``n_threads`` argument sets it (`one._lib.download.streams`).
+``n_threads`` argument sets it (`one._download.streams`).
 
 Examples
 --------
@@ -51,15 +51,18 @@ import requests
 
 import one
 import one.params
-from one._lib.confine import Confinement, UnsafePath
-from one._lib.download import (  # HTTP file downloads, re-exported (ONE-api's names)
+from one._download import (  # HTTP file downloads, re-exported (ONE-api's names)
     dataset_record_to_url,
     file_record_to_url,
     http_download_file,
     http_download_file_list,
 )
+from one._lib.confine import Confinement, UnsafePath
 from one._lib.files import atomic_open, temp_name
-from one._lib.http_errors import (
+from one._lib.http_timeouts import DEFAULT_TIMEOUT, resolve_timeout  # noqa: F401 - public
+from one._lib.urls import update_url_params
+from one._rest.cache import RestCache, cache_key
+from one._rest.errors import (
     AlyxAuthError,
     AlyxBadRequest,
     AlyxConnectionError,
@@ -78,18 +81,15 @@ from one._lib.http_errors import (
     error_from_response,
     response_detail,
 )
-from one._lib.http_timeouts import DEFAULT_TIMEOUT, resolve_timeout  # noqa: F401 - public
-from one._lib.pagination import LIST_PAGE_LIMIT, MAX_PAGE_LIMIT
-from one._lib.pagination import PaginatedResponse as _PaginatedResponse
-from one._lib.rest_cache import RestCache, cache_key
-from one._lib.rest_retry import CallDeadline, RetryPolicy, make_session, resolve_deadline
-from one._lib.rest_schema import (
+from one._rest.pagination import LIST_PAGE_LIMIT, MAX_PAGE_LIMIT
+from one._rest.pagination import PaginatedResponse as _PaginatedResponse
+from one._rest.retry import CallDeadline, RetryPolicy, make_session, resolve_deadline
+from one._rest.schema import (
     RestScheme,
     RestSchemeCoreApi,
     RestSchemeOpenApi,
     validate_endpoint_action,
 )
-from one._lib.urls import update_url_params
 
 __all__ = [
     'AlyxClient', 'no_cache', 'update_url_params', 'RestScheme', 'RestSchemeCoreApi',
@@ -98,7 +98,7 @@ __all__ = [
     'AlyxNotFound', 'AlyxThrottled', 'AlyxServerError', 'AlyxInvalidResponse',
     'AlyxConnectionError', 'AlyxSSLError', 'AlyxTimeout', 'AlyxConnectTimeout',
     'AlyxPaginationError', 'MAX_PAGE_LIMIT', 'LIST_PAGE_LIMIT',
-    # HTTP file downloads, implemented in one._lib.download
+    # HTTP file downloads, implemented in one._download
     'http_download_file', 'http_download_file_list', 'file_record_to_url',
     'dataset_record_to_url', 'N_THREADS',  # noqa: F822 - module __getattr__
 ]
@@ -110,8 +110,8 @@ _CACHE_TABLE_SUFFIXES = ('.pqt', '.json')
 
 
 def __getattr__(name: str):
-    if name == 'N_THREADS':  # ONE's setting, read at use (see one._lib.download.defaults)
-        from one._lib.download.defaults import n_threads
+    if name == 'N_THREADS':  # ONE's setting, read at use (see one._download.defaults)
+        from one._download.defaults import n_threads
 
         return n_threads()
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
@@ -269,7 +269,7 @@ class AlyxClient:
         Seconds a call (`rest`, `get`, `post`...: the pages of a list and a new login
         included) may spend being retried after throttling (429, honouring ``Retry-After``)
         and, for queries only, gateway errors (502, 503, 504) or connection resets: a write the
-        server may have acted on is never sent twice (see `one._lib.rest_retry`).  Default:
+        server may have acted on is never sent twice (see `one._rest.retry`).  Default:
         the environment variable ``ONE_REST_DEADLINE``, else 300.
 
     Attributes
@@ -298,7 +298,7 @@ class AlyxClient:
         The largest page asked for (`MAX_PAGE_LIMIT`, 10,000): by queries whose answer is read
         whole (batched listings, re-reading an answer whose pages disagreed).  A list answer
         longer than its page comes in several pages, which the server may not keep in the same
-        order (`one._lib.pagination` checks them).
+        order (`one._rest.pagination` checks them).
     """
 
     def __init__(self, base_url: str | None = None, username: str | None = None,
@@ -583,7 +583,7 @@ class AlyxClient:
     @contextmanager
     def _call(self, budget: CallDeadline | None = None) -> Iterator[CallDeadline]:
         """The deadline of the call under way in this thread: the requests made inside the
-        block share it (`one._lib.rest_retry`).
+        block share it (`one._rest.retry`).
 
         Parameters
         ----------
@@ -623,7 +623,7 @@ class AlyxClient:
 
     def _send(self, verb: str, url: str, headers: dict, data, files,
               rest_query: str = '') -> requests.Response:
-        """Send a request, retried as `one._lib.rest_retry.RetryPolicy` allows within the
+        """Send a request, retried as `one._rest.retry.RetryPolicy` allows within the
         deadline of the call under way."""
         sent = []
 
@@ -720,7 +720,7 @@ class AlyxClient:
         dict, list or one.webclient._PaginatedResponse
             The record, or the list of records; a lazily fetched sequence when the server
             has more records than it returned in the first page (its pages are fetched within
-            the deadline of this call, see `one._lib.rest_retry`).
+            the deadline of this call, see `one._rest.retry`).
         """
         with self._call() as budget:
             rep = self._generic_request(requests.get, rest_query, **kwargs)

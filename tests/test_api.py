@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from data_folders import indexed_folder
 
-import one._api_local as api_local
+import one._api.local as api_local
 from one import __version__
 from one.alf import exceptions as alferr
 from one.alf.cache import load_tables, make_parquet_db, save_tables

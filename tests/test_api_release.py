@@ -18,10 +18,10 @@ from data_folders import publish
 from static_server import StaticServer
 
 from one import params as one_params
-from one._api_release import find_release
-from one._lib import parquet
+from one._api.release import find_release
+from one._download import ChecksumMismatch, DownloadConnectionError, SizeMismatch
 from one._lib.confine import UnsafePath
-from one._lib.download import ChecksumMismatch, DownloadConnectionError, SizeMismatch
+from one._tables import parquet
 from one.alf.cache import make_parquet_db
 from one.alf.exceptions import ALFObjectNotFound
 from one.api import ONE, One, OneAlyx, OneRelease
@@ -444,7 +444,7 @@ def test_local_mode_makes_no_request(http_host, tmp_path):
 
 
 def test_default_folders_of_releases_differ(tmp_path):
-    from one._release_sync import default_release_dir
+    from one._release.sync import default_release_dir
     urls = ('https://h.org/a_b', 'https://h.org/a/b', 'http://h.org/a/b', 's3://h.org/a/b')
     folders = [default_release_dir(url) for url in urls]
     assert len(set(folders)) == len(urls)
@@ -458,7 +458,7 @@ def test_import_loads_no_network_library():
     import subprocess
     import sys
     code = ('import sys, one.api; print(sorted(m for m in ("requests", "urllib3", "boto3", '
-            '"one._lib.download") if m in sys.modules))')
+            '"one._download") if m in sys.modules))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parents[1]).stdout
     assert out.strip() == '[]'
@@ -497,7 +497,7 @@ def test_offline_after_download(http_host, source, caplog):
 
 def test_lock_file(http_host, source, tmp_path):
     """A lock file saved from a release's loads makes another instance refuse the rest."""
-    from one._lock import DatasetNotLocked
+    from one._api.lock import DatasetNotLocked
     one = OneRelease(http_host.url)
     one.record_loaded = True
     eid, _ = _trials_session(One(cache_dir=source))
@@ -701,7 +701,7 @@ def test_no_warning_on_open(http_host):
 
 def test_etag_revalidation(httpserver):
     """A host that sends ETags (nginx, S3 websites...) is revalidated with If-None-Match."""
-    from one._lib.release_remote import ReleaseSource
+    from one._release.remote import ReleaseSource
     body = b'{"x": 1}'
     httpserver.expect_ordered_request('/r/cache_info.json').respond_with_data(
         body, headers={'ETag': '"v1"', 'Last-Modified': 'Mon, 01 Jan 2024 00:00:00 GMT'})
@@ -727,7 +727,7 @@ def test_last_modified_too_recent_is_not_trusted(date, trusted):
     (A raw server sends exactly these headers: the dates are fixed, whatever the time.)"""
     from raw_server import RawServer, http_answer
 
-    from one._lib.release_remote import ReleaseSource
+    from one._release.remote import ReleaseSource
     modified = 'Mon, 01 Jan 2024 12:00:00 GMT'
     headers = {'Last-Modified': modified, 'Date': f'Mon, 01 Jan 2024 {date} GMT'}
     with RawServer(default=http_answer(200, b'{}', headers=headers)) as server:
@@ -736,7 +736,7 @@ def test_last_modified_too_recent_is_not_trusted(date, trusted):
 
 
 def test_host_errors(httpserver):
-    from one._lib.release_remote import ReleaseSource
+    from one._release.remote import ReleaseSource
     httpserver.expect_request('/gone/cache_info.json').respond_with_data('', status=404)
     httpserver.expect_request('/broken/cache_info.json').respond_with_data('', status=418)
     with pytest.raises(NotARelease, match='HTTP 404'):
@@ -747,7 +747,7 @@ def test_host_errors(httpserver):
 
 
 def test_transient_host_error_retried(httpserver):
-    from one._lib.release_remote import ReleaseSource
+    from one._release.remote import ReleaseSource
     httpserver.expect_ordered_request('/r/cache_info.json').respond_with_data('', status=503)
     httpserver.expect_ordered_request('/r/cache_info.json').respond_with_data(b'{"a": 1}')
     source = ReleaseSource(httpserver.url_for('/r'))

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from one._lib.download import (
+from one._download import (
     ChecksumMismatch,
     DownloadTask,
     HTTPStatusError,
@@ -417,7 +417,7 @@ def test_engine_s3_connection_refused(s3env, tmp_path):
     import boto3
     from botocore.config import Config
 
-    from one._lib.download import DownloadConnectionError
+    from one._download import DownloadConnectionError
 
     with socket.socket() as sock:  # a port where nothing listens
         sock.bind(('127.0.0.1', 0))

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from one._lib import parquet
+from one._tables import parquet
 from one.alf.cache import QC_TYPE, read_tables
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / 'benchmarks'
@@ -103,7 +103,7 @@ def test_schema(tables):
 
 
 def test_same_format_as_parquet_save(cache_dir, tmp_path):
-    """Loading with one._lib.parquet and saving again gives the same schema and data."""
+    """Loading with one._tables.parquet and saving again gives the same schema and data."""
     for name in ('sessions.pqt', 'datasets.pqt'):
         df, meta = parquet.load(cache_dir / name)
         parquet.save(tmp_path / name, df, meta)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from one._lib import parquet, row_match, string_arrays, table_align, table_upsert, uuid_index
+from one._tables import align, parquet, row_match, string_arrays, upsert, uuid_index
 from one.alf import cache as alf_cache
 from one.alf.cache import (
     DATASETS_COLUMNS,
@@ -628,7 +628,7 @@ def _merge_both_ways(monkeypatch, cache, records):
     """merge_tables into a copy of the cache by the general path, then by the fast one."""
     general = {**cache, '_meta': {}}
     with monkeypatch.context() as m:
-        m.setattr(table_upsert, '_upsert_sorted', lambda table, records: None)
+        m.setattr(upsert, '_upsert_sorted', lambda table, records: None)
         merge_tables(general, datasets=records)
     merge_tables(cache, datasets=records)
     return general['datasets'], cache['datasets']
@@ -651,10 +651,10 @@ def test_merge_into_loaded_table_matches_general_path(tmp_path, monkeypatch, loa
     save_tables(_cache_with(ses, dsets.sort_index()), tmp_path)  # sorted, as Alyx writes it
     cache = loader(tmp_path)
     as_uuid = loader is load_tables
-    monkeypatch.setattr(table_upsert, '_MAX_CHUNKS', 4)  # join chunks often
+    monkeypatch.setattr(upsert, '_MAX_CHUNKS', 4)  # join chunks often
     for step in range(12):
         table = cache['datasets']
-        assert table_upsert._sorted_row_order_index(table.index) is not None
+        assert upsert._sorted_row_order_index(table.index) is not None
         existing = table.iloc[rng.choice(len(table), 3, replace=False)]
         known = [(e, i) for e in rng.choice(eids, 4) for i in _random_uuids(rng, 2)]
         new = pd.DataFrame({
@@ -698,8 +698,8 @@ def test_merge_with_an_id_of_another_session_takes_the_general_path(tmp_path, mo
     other = [e for e in table.index.levels[0] if e != eid][0]
     record = table.iloc[[0]].set_axis(pd.MultiIndex.from_tuples([(other, dataset_id)],
                                                                 names=['eid', 'id']))
-    table, aligned = table_align.align(table, record)
-    assert table_upsert._upsert_sorted(table, aligned) is None
+    table, aligned = align.align(table, record)
+    assert upsert._upsert_sorted(table, aligned) is None
     general, fast = _merge_both_ways(monkeypatch, cache, record)
     pd.testing.assert_frame_equal(fast, general)
     assert len(fast) == 7 and (fast.index.get_level_values('id') == dataset_id).sum() == 2
@@ -1397,7 +1397,7 @@ def test_remove_missing_datasets_tables_arg_and_keep_sessions(tmp_path):
 def test_make_parquet_db_skips_links_leading_outside(tmp_path):
     """Loads refuse files reached through a link leading outside the data folder
     (one/_lib/confine.py): indexing does not list them either, and counts them."""
-    from one._lib.folder_index import Tree
+    from one._tables.folder_index import Tree
     tmp_path = tmp_path.resolve()
     root = tmp_path / 'root'
     _touch(root, 'KS002/2024-02-01/001/alf/a.b.npy')

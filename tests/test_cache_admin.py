@@ -1,11 +1,11 @@
-"""one._cache_admin: the entry points of the command line to a folder's tables."""
+"""one.cli._cache_admin: the entry points of the command line to a folder's tables."""
 import uuid
 
 import pytest
 
-from one._cache_admin import Inventory, folder_tables, tables_of
 from one.alf.cache import make_parquet_db
 from one.api import One
+from one.cli._cache_admin import Inventory, folder_tables, tables_of
 from one.synthetic import make_dataset_folder
 
 

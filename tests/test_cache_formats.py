@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from one_calls import answers, differences
 
-from one._lib import table_formats
+from one._tables import formats as table_formats
 from one.alf.cache import (
     TableFormatError,
     load_tables,

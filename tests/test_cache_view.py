@@ -8,7 +8,7 @@ and load answer from the tables as edited.
 Views of the tables must notice in-place edits in both ways pandas makes them: pandas 3 copies
 a column that something else references (copy-on-write); pandas 2.2 writes in place.  The
 ``mode`` fixture runs the tests both ways in any pandas: 'pandas' as the installed version does,
-'in place' with the views comparing raw values (`one._lib.column_watch` without copy-on-write),
+'in place' with the views comparing raw values (`one._tables.column_watch` without copy-on-write),
 which in pandas 3 also makes writes happen in place (the views then hold no reference).
 """
 import json
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from one_calls import answers, differences
 
-from one._lib import column_watch
+from one._tables import column_watch
 from one.alf import exceptions as alferr
 from one.alf.cache import TableFormatError, load_tables, make_parquet_db, merge_tables
 from one.api import One
@@ -331,25 +331,32 @@ def test_threads_querying_while_the_tables_are_loaded_again(data_root):
     one = One(cache_dir=data_root)
     eid = _session(one)
     expected = one.search(subject='KS'), one.get_details(eid)['subject']
-    wrong, stop = [], threading.Event()
+    wrong, asked, stop = [], [], threading.Event()
 
     def ask():
         while not stop.is_set():
+            asked.append(1)
             try:
                 answer = one.search(subject='KS'), one.get_details(eid)['subject']
             except Exception as ex:  # noqa: BLE001 (every error is a wrong answer)
                 answer = repr(ex)
             if answer != expected:
                 wrong.append(answer)
+            # a pause between queries: the tables' lock is not fair, and a thread querying
+            # without pause can keep the reloading thread waiting for minutes
+            time.sleep(0.001)
 
     thread = threading.Thread(target=ask)
     thread.start()
     try:
-        for _ in range(10):
+        loads = 0
+        while loads < 10 or (len(asked) < 200 and loads < 2000):  # queries all along
             one.load_cache()
+            loads += 1
     finally:
         stop.set()
         thread.join()
+    assert len(asked) >= 200
     assert not wrong, wrong[:3]
 
 

@@ -11,8 +11,8 @@ import pytest
 from alyx_server import PASSWORD, USERNAME
 from cli_helpers import one_env, run, run_tty
 
+from one._api.lock import DatasetNotLocked
 from one._lib.access_log import RECORD_NAME, AccessLog
-from one._lock import DatasetNotLocked
 from one.api import ONE, OneAlyx
 from one.synthetic import make_dataset_folder
 
@@ -360,7 +360,7 @@ def test_clear_rest(cache):
 
 
 def test_remove_refuses_paths_outside_the_folder(tmp_path):
-    from one._cache_admin import DiskFile, remove
+    from one.cli._cache_admin import DiskFile, remove
 
     root = tmp_path / 'data'
     (root / 'a').mkdir(parents=True)

@@ -396,7 +396,7 @@ def test_download_from_a_release(tmp_path):
 
 def test_plan_fetch_matches_prefetch(server, db, tmp_path):
     """The dry-run helper lists exactly what prefetch then downloads, and nothing after."""
-    from one._prefetch import plan_fetch
+    from one._api.prefetch import plan_fetch
 
     one = ONE(base_url=server.url, username=USERNAME, password=PASSWORD,
               cache_dir=tmp_path / 'data', silent=True)

@@ -1,4 +1,4 @@
-"""Tests of one._lib.column_watch: in-place edits of every kind of column are noticed.
+"""Tests of one._tables.column_watch: in-place edits of every kind of column are noticed.
 
 The suite runs with pandas 3 (copy-on-write: the watch holds the column and compares
 identities) and pandas 2.2 (in-place writes: the watch compares a copy of the raw values); both
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from one._lib import column_watch
-from one._lib.column_watch import ColumnWatch
+from one._tables import column_watch
+from one._tables.column_watch import ColumnWatch
 
 QC = pd.CategoricalDtype(['NOT_SET', 'PASS', 'FAIL'], ordered=True)
 

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import one._remote_api as remote
-from one._confined_paths import dataset_file, session_folder
+import one._api.remote as remote
+from one._api.paths import dataset_file, session_folder
+from one._download import UnsafePath as DownloadUnsafePath
+from one._download import safe_join, url_to_local_path
 from one._lib import confine as confine_module
 from one._lib.confine import Confinement, UnsafePath, confine, relative_parts
-from one._lib.download import UnsafePath as DownloadUnsafePath
-from one._lib.download import safe_join, url_to_local_path
 from one._lib.files import md5
 from one.alf.cache import load_tables, make_parquet_db, save_tables
 from one.alf.exceptions import ALFError
@@ -367,12 +367,12 @@ def test_hostile_release_tables_are_refused_by_every_load(tmp_path, detectors, c
 def test_without_confinement_the_outside_file_is_read(tmp_path, detectors, monkeypatch, case):
     """The control of the test above: with the confinement planted away, loads do read the
     outside file, and the detector sees it."""
-    import one._api_local
+    import one._api.local
 
     def unconfined(guard, session_path, rel_path, *args, **kwargs):
         return ALFPath(guard.root, session_path, rel_path)
 
-    monkeypatch.setattr(one._api_local, 'dataset_file', unconfined)
+    monkeypatch.setattr(one._api.local, 'dataset_file', unconfined)
     one, eid, dataset_id, rel_path, detector = _case(tmp_path, detectors, case)
     one.load_dataset_from_id(dataset_id)
     assert detector.opened.wait(10)

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import one._api_local
-import one._lib.download.defaults as download_defaults
+import one._api.local
+import one._download.defaults as download_defaults
 
 HERE = Path(__file__).parent
 
@@ -29,8 +29,8 @@ USER_ENVIRONMENT = {
 def test_no_one_environment_reaches_the_tests():
     assert sorted(k for k in os.environ if k.startswith('ONE_')) == ['ONE_PARAMS_DIR']
     # modules reading the environment at import saw it cleared
-    assert one._api_local.REVISION_LAST_BEFORE is None
-    assert one._api_local.SAVE_ON_DELETE is False
+    assert one._api.local.REVISION_LAST_BEFORE is None
+    assert one._api.local.SAVE_ON_DELETE is False
     assert download_defaults.N_THREADS == 4
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from one._lib.uuid_index import key_for, with_string_levels
+from one._tables.uuid_index import key_for, with_string_levels
 from one.alf.path import ALFPath, PurePosixALFPath, PureWindowsALFPath
 from one.alf.spec import QC
 from one.converters import (

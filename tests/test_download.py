@@ -1,4 +1,4 @@
-"""Tests of the download engine `one._lib.download` against real HTTP servers on 127.0.0.1.
+"""Tests of the download engine `one._download` against real HTTP servers on 127.0.0.1.
 
 `FileServer` below is a threaded HTTP/1.1 file server started by the tests.  It supports
 ``Range`` requests (206, 416), ETags and basic authentication, records every request, and
@@ -31,8 +31,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import requests
 
-from one._lib import download as dl
-from one._lib.download import (
+from one import _download as dl
+from one._download import (
     ChecksumMismatch,
     DownloadConnectionError,
     DownloadError,
@@ -390,7 +390,7 @@ def test_content_range_parsing():
 
 
 def test_n_threads_from_environment(monkeypatch):
-    code = 'import one._lib.download as d, one.webclient as w; print(d.N_THREADS, w.N_THREADS)'
+    code = 'import one._download as d, one.webclient as w; print(d.N_THREADS, w.N_THREADS)'
     env = {**os.environ, 'ONE_HTTP_DL_THREADS': '7'}
     out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
                          text=True, check=True, cwd=REPO)
@@ -404,7 +404,7 @@ def test_bad_n_threads_is_named_at_use(tmp_path):
     """A bad ONE_HTTP_DL_THREADS does not stop `import one.webclient`; using the setting says
     which variable is wrong."""
     code = ('import one.api, one.webclient as w\n'
-            'from one._lib.download import DownloadTask, download_files\n'
+            'from one._download import DownloadTask, download_files\n'
             'try:\n'
             '    download_files([DownloadTask("http://127.0.0.1:9/x", "x")])\n'
             'except ValueError as ex:\n'
@@ -525,7 +525,7 @@ def test_md5_mismatch_downloads_again_then_raises(server, tmp_path, caplog):
     server.always(path, {'corrupt': True})
     dest = tmp_path / 'cache' / record['name']
     task = DownloadTask(record['data_url'], dest, size=record['file_size'], md5=record['hash'])
-    with caplog.at_level(logging.WARNING, 'one._lib.download'), \
+    with caplog.at_level(logging.WARNING, 'one._download'), \
             pytest.raises(ChecksumMismatch) as info:
         download_files([task], backoff=0)
     error = info.value
@@ -680,7 +680,7 @@ def test_server_error_then_success(server, tmp_path, caplog):
                       {'status': 408})
     dest = tmp_path / record['name']
     task = DownloadTask(record['data_url'], dest, size=record['file_size'], md5=record['hash'])
-    with caplog.at_level(logging.DEBUG, 'one._lib.download'):
+    with caplog.at_level(logging.DEBUG, 'one._download'):
         assert download_files([task], backoff=0.001) == [dest]
     assert hashlib.md5(dest.read_bytes()).hexdigest() == record['hash']
     assert len(server.gets(path)) == 5
@@ -691,7 +691,7 @@ def test_retry_after_is_honoured(server, tmp_path, caplog):
     """A 503 with Retry-After: 0 is retried at once, although the backoff would be long."""
     url, size, md5 = _write(server, 'x.bin', b'abc' * 100)
     server.add_faults('x.bin', {'status': 503, 'headers': {'Retry-After': '0'}})
-    with caplog.at_level(logging.DEBUG, 'one._lib.download'):
+    with caplog.at_level(logging.DEBUG, 'one._download'):
         download_files([DownloadTask(url, tmp_path / 'x.bin', size=size, md5=md5)],
                        backoff=1000)
     delays = [float(x) for x in re.findall(r'Retrying \S+ in ([\d.]+) s', caplog.text)]
@@ -743,7 +743,7 @@ def test_read_timeout_is_retried(server, tmp_path, caplog):
     url, size, md5 = _write(server, 'x.bin', b'abc' * 100)
     server.add_faults('x.bin', {'delay': 1.0})
     dest = tmp_path / 'x.bin'
-    with caplog.at_level(logging.DEBUG, 'one._lib.download'):
+    with caplog.at_level(logging.DEBUG, 'one._download'):
         download_files([DownloadTask(url, dest, size=size, md5=md5)], timeout=(5, 0.2),
                        backoff=0)
     assert dest.read_bytes() == b'abc' * 100
@@ -893,7 +893,7 @@ def test_http_download_file_list(server, tmp_path):
 _WORKER = """
 import json, sys, time
 from pathlib import Path
-from one._lib.download import DownloadTask, download_files
+from one._download import DownloadTask, download_files
 tasks = [DownloadTask(**t) for t in json.loads(sys.argv[1])]
 go = Path(sys.argv[2])
 while not go.exists():
@@ -1027,7 +1027,7 @@ def test_small_file_bad_md5_never_replaces_a_good_file(server, tmp_path, caplog)
     dest.write_bytes(data)
     server.always('lab/alf/small.npy', {'corrupt': True})
     task = DownloadTask(url, dest, size=size, md5=md5, clobber=True)
-    with caplog.at_level(logging.WARNING, 'one._lib.download'), \
+    with caplog.at_level(logging.WARNING, 'one._download'), \
             pytest.raises(ChecksumMismatch) as info:
         download_files([task], backoff=0)
     error = info.value
@@ -1120,7 +1120,7 @@ def test_connection_dropped_between_files(server, tmp_path, caplog):
     download_files([DownloadTask(url_a, tmp_path / 'a.bin', size=size_a, md5=md5_a)],
                    n_threads=1)
     assert server.dropped.wait(10)
-    with caplog.at_level(logging.DEBUG, 'one._lib.download'):
+    with caplog.at_level(logging.DEBUG, 'one._download'):
         download_files([DownloadTask(url_b, tmp_path / 'b.bin', size=size_b, md5=md5_b)],
                        n_threads=1)
     assert (tmp_path / 'b.bin').read_bytes() == b'b' * 5000

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from one._lib.download import part as part_module
-from one._lib.download.part import STALE_AFTER, Part, is_idle, is_partial_name, remove_if_idle
+from one._download import part as part_module
+from one._download.part import STALE_AFTER, Part, is_idle, is_partial_name, remove_if_idle
 
 pytestmark = pytest.mark.skipif(part_module.fcntl is None, reason='POSIX file locks')
 

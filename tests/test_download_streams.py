@@ -1,4 +1,4 @@
-"""Tests of the number of concurrent downloads (one/_lib/download/streams.py and its use by
+"""Tests of the number of concurrent downloads (one/_download/streams.py and its use by
 `download_files`), against real HTTP servers on 127.0.0.1 that count requests in flight."""
 import http.server
 import logging
@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from one._lib.download import DownloadTask, download_files
-from one._lib.download.streams import (
+from one._download import DownloadTask, download_files
+from one._download.streams import (
     LARGE_FILE,
     MAX_STREAMS,
     TINY_FILE,
@@ -154,7 +154,7 @@ def test_s3_streams_keep_their_connections(s3env, tmp_path, caplog):
     with a warning, and open new ones)."""
     import boto3
 
-    from one._lib.download import s3_config
+    from one._download import s3_config
     from one.remote import aws
 
     client = boto3.client('s3', config=s3_config())

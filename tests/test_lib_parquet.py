@@ -1,4 +1,4 @@
-"""Tests for one._lib.parquet (DataFrame + JSON metadata in parquet files)."""
+"""Tests for one._tables.parquet (DataFrame + JSON metadata in parquet files)."""
 import datetime
 import json
 import uuid
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from one._lib import parquet
+from one._tables import parquet
 
 
 def test_round_trip_with_metadata(tmp_path):

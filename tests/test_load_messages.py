@@ -1,4 +1,4 @@
-"""Errors of the load methods name the cause and the fix (one/_load_messages.py), through the
+"""Errors of the load methods name the cause and the fix (one/_api/messages.py), through the
 API on a real generated data folder; the command line's side is in test_cli.py."""
 import logging
 import shutil
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from data_folders import indexed_folder
 
-from one._load_messages import not_found_message
+from one._api.messages import not_found_message
 from one.alf import exceptions as alferr
 from one.api import ONE, One
 

@@ -1,12 +1,12 @@
-"""Lock files (one._lock): recording what was loaded, writing and reading the file, and loads
+"""Lock files (one._api.lock): recording what was loaded, writing and reading the file, and loads
 refused under a lock; on real files made by one.synthetic."""
 import json
 
 import numpy as np
 import pytest
 
+from one._api.lock import DatasetNotLocked, LockedDataset, read_lock, write_lock
 from one._lib.access_log import RECORD_NAME, AccessLog
-from one._lock import DatasetNotLocked, LockedDataset, read_lock, write_lock
 from one.alf.cache import make_parquet_db
 from one.alf.exceptions import ALFError
 from one.api import ONE, One

@@ -44,10 +44,10 @@ def data_root(tmp_path):
 
 @pytest.mark.parametrize('switch', [False, True])
 def test_save_on_delete_is_the_one_api_attribute(data_root, monkeypatch, switch):
-    import one._api_local
+    import one._api.local
     assert one.api.SAVE_ON_DELETE is False  # ONE_SAVE_ON_DELETE is not set
     monkeypatch.setattr(one.api, 'SAVE_ON_DELETE', switch)  # what a user writes
-    assert one._api_local.SAVE_ON_DELETE is False
+    assert one._api.local.SAVE_ON_DELETE is False
     local = One(cache_dir=data_root)
     eid = local.search()[0]
     session = local.eid2path(eid)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from alyx_server import PASSWORD, USERNAME, AlyxTestServer
 
-import one._remote_api as remote
+import one._api.remote as remote
 from one import util
 from one import webclient as wc
-from one._lib.download import UnsafePath
+from one._download import UnsafePath
 from one.alf.cache import make_parquet_db
 from one.alf.exceptions import ALFMultipleCollectionsFound, ALFObjectNotFound
 from one.api import ONE, One, OneAlyx

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from alyx_server import PASSWORD, USERNAME
 
-from one import _remote_s3
-from one._lib.download import ChecksumMismatch, HTTPStatusError, SizeMismatch
+from one._api import s3 as _remote_s3
+from one._download import ChecksumMismatch, HTTPStatusError, SizeMismatch
 from one.alf.exceptions import ALFObjectNotFound
 from one.api import ONE, OneAlyx
 

@@ -1,4 +1,4 @@
-"""Every record of a paginated REST answer exactly once (one._lib.pagination).
+"""Every record of a paginated REST answer exactly once (one._rest.pagination).
 
 Alyx does not order most list queries and PostgreSQL keeps no order between two page requests:
 on Alyx 3.6.1 a /datasets query matching 280 records, read in pages of 250, returned 27 records
@@ -15,7 +15,7 @@ import pytest
 from alyx_server import FIXTURES, PASSWORD, USERNAME
 
 import one.webclient as wc
-from one._lib.pagination import (
+from one._rest.pagination import (
     LIST_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
     PaginatedResponse,

@@ -26,7 +26,7 @@ from alyx_synthetic import SyntheticAlyx
 from file_server import FileServer
 
 import one.params
-from one import _pickling
+from one._api import pickling
 from one.api import ONE, OneAlyx
 from one.parallel import SessionError, map_sessions, run_session
 
@@ -60,7 +60,7 @@ def world(tmp_path_factory):
 def _shared_parameters(world, monkeypatch):
     for key, value in world.env.items():
         monkeypatch.setenv(key, value)
-    _pickling.forget_instances()
+    pickling.forget_instances()
     ONE.cache_clear()
 
 
@@ -278,7 +278,7 @@ def test_pool_takes_a_lambda_and_shows_progress(world, tmp_path, capfd):
 
 def test_dask_is_imported_only_when_used():
     import subprocess
-    code = ('import sys, one.api; print("one.parallel" in sys.modules, "one._pickling" in '
+    code = ('import sys, one.api; print("one.parallel" in sys.modules, "one._api.pickling" in '
             'sys.modules); import one.parallel; '
             'print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,

@@ -1,6 +1,6 @@
-"""Pickling a `One` (one/_pickling.py): a small recipe without secrets, rebuilt once per process,
-carrying the tables only where they differ from the files; unpickled here and in fresh Python
-processes, against real folders, the Alyx replay server and a release on `http.server`."""
+"""Pickling a `One` (one/_api/pickling.py): a small recipe without secrets, rebuilt once per
+process, carrying the tables only where they differ from the files; unpickled here and in fresh
+Python processes, against real folders, the Alyx replay server and a release on `http.server`."""
 import copy
 import json
 import os
@@ -18,7 +18,7 @@ from data_folders import indexed_folder, publish
 from static_server import StaticServer
 
 import one.params
-from one import _pickling
+from one._api import pickling
 from one.alf.cache import merge_tables
 from one.api import ONE, One, OneAlyx, OneRelease
 
@@ -32,10 +32,10 @@ def source(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _fresh():
-    _pickling.forget_instances()
+    pickling.forget_instances()
     ONE.cache_clear()
     yield
-    _pickling.forget_instances()
+    pickling.forget_instances()
     ONE.cache_clear()
 
 
@@ -60,7 +60,7 @@ def test_pickle_is_a_small_recipe_and_rebuilds_the_instance(source, tmp_path):
     local.uuid_filenames = True
     data = pickle.dumps(local)
     assert len(data) < 2000  # folders and settings, no table
-    recipe = _pickling.recipe_of(local)
+    recipe = pickling.recipe_of(local)
     assert recipe['tables'] is None and not any(
         isinstance(v, pd.DataFrame) for v in recipe.values())
     eids = local.search()
@@ -107,7 +107,7 @@ def test_unsaved_changes_travel(source, tmp_path):
     # once saved, the tables no longer travel
     local.save_cache(force=True)
     local.load_cache()
-    assert _pickling.recipe_of(local)['tables'] is None
+    assert pickling.recipe_of(local)['tables'] is None
     assert len(pickle.dumps(local)) < 2000
 
 
@@ -142,7 +142,7 @@ def test_onealyx_pickles_no_secret_and_queries_remotely(alyx_server, tmp_path):
     for secret in (PASSWORD, token, 's3cr3t-data'):
         assert secret.encode() not in data
     assert len(data) < 64 * 1024
-    recipe = _pickling.recipe_of(remote)
+    recipe = pickling.recipe_of(remote)
     assert recipe['alyx']['username'] == USERNAME and recipe['mode'] == 'remote'
     alyx_server.clear_log()
     out = in_other_process(data, f"""
@@ -211,13 +211,13 @@ def test_a_save_into_another_folder_than_the_tables_does_not_count(tmp_path, how
     merge_tables(sender._tables, datasets=_extra_record(sender, eid))
     sender.save_cache()
     assert (data / 'datasets.pqt').exists()  # saved, but not where the tables come from
-    _pickling.forget_instances()
+    pickling.forget_instances()
     receiver = pickle.loads(pickle.dumps(sender)) if how == 'pickle' else copy.copy(sender)
     assert 'alf/_extra.values.npy' in receiver.list_datasets(eid)
     assert receiver.list_datasets(eid) == sender.list_datasets(eid)
     # saved into the tables folder itself, nothing needs to travel
     sender.save_cache(save_dir=snapshot, force=True)
-    assert _pickling.recipe_of(sender)['tables'] is None
+    assert pickling.recipe_of(sender)['tables'] is None
 
 
 def test_a_reused_instance_does_not_keep_the_edits_of_earlier_tasks(tmp_path):
@@ -254,12 +254,12 @@ def test_unchanged_tables_are_compared_with_the_files_once(tmp_path, monkeypatch
     real = one.alf.cache._load_tables
     monkeypatch.setattr(one.alf.cache, '_load_tables',
                         lambda *a, **k: loads.append(a) or real(*a, **k))  # a counting spy
-    assert _pickling.recipe_of(local)['tables'] is None and len(loads) == 1
+    assert pickling.recipe_of(local)['tables'] is None and len(loads) == 1
     for _ in range(3):
-        assert _pickling.recipe_of(local)['tables'] is None
+        assert pickling.recipe_of(local)['tables'] is None
     assert len(loads) == 1
     datasets.loc[datasets.index[0], 'qc'] = 'FAIL'
-    changes = _pickling.recipe_of(local)['tables']['changes']
+    changes = pickling.recipe_of(local)['tables']['changes']
     assert list(changes) == ['datasets'] and len(changes['datasets'].upsert) == 1
     assert len(loads) == 2
 

@@ -1,5 +1,5 @@
-"""Tests of many sessions in few requests: batched dataset listing (one/_remote_batch.py),
-`list_datasets` on many sessions and `prefetch` (one/_prefetch.py), against the Alyx replay
+"""Tests of many sessions in few requests: batched dataset listing (one/_api/batch.py),
+`list_datasets` on many sessions and `prefetch` (one/_api/prefetch.py), against the Alyx replay
 server serving a generated database (tests/alyx_synthetic.py), and on a local folder."""
 import logging
 import warnings
@@ -13,8 +13,8 @@ import pytest
 from alyx_server import PASSWORD, USERNAME, AlyxTestServer
 from alyx_synthetic import SyntheticAlyx
 
-import one._remote_batch as batch
-from one._prefetch import dataset_specs, select_datasets
+import one._api.batch as batch
+from one._api.prefetch import dataset_specs, select_datasets
 from one.alf.exceptions import ALFWarning
 from one.alf.path import ALFPath
 from one.api import ONE, One

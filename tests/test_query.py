@@ -1,11 +1,11 @@
-"""Tests for one._query: the id search index and the frames handed to users."""
+"""Tests for one._tables.views: the id search index and the frames handed to users."""
 import uuid
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from one._query import DatasetCodes, IdLookup, user_frame
+from one._tables.views import DatasetCodes, IdLookup, user_frame
 from one.alf.cache import merge_tables
 
 

@@ -1,5 +1,5 @@
 """Publishing releases (`one.release.make_release`, `export_files`) and the release description
-(`one._lib.release_info`): real folders made by the synthetic generator, real files."""
+(`one._release.info`): real folders made by the synthetic generator, real files."""
 import hashlib
 import json
 import os
@@ -13,7 +13,7 @@ from data_folders import publish
 import one.release as release
 from one._lib import files as lib_files
 from one._lib.confine import UnsafePath
-from one._lib.release_info import (
+from one._release.info import (
     FORMAT,
     FORMAT_VERSION,
     NotARelease,
@@ -21,7 +21,7 @@ from one._lib.release_info import (
     release_path,
     remote_file_path,
 )
-from one._lib.release_remote import normalise_url, resolve_url
+from one._release.remote import normalise_url, resolve_url
 from one.alf.cache import load_tables, make_parquet_db
 from one.alf.exceptions import ALFInvalid, ALFWarning
 from one.synthetic import make_dataset_folder, make_session
@@ -341,9 +341,9 @@ def test_tables_sorted_and_typed(folder):
 def test_docstring_examples():
     import doctest
 
-    import one._lib.release_info
-    import one._lib.release_remote
-    import one._release_sync
-    for module in (one._lib.release_info, one._lib.release_remote, one._release_sync):
+    import one._release.info
+    import one._release.remote
+    import one._release.sync
+    for module in (one._release.info, one._release.remote, one._release.sync):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -11,7 +11,7 @@ from alyx_server import PASSWORD, USERNAME, AlyxTestServer
 from alyx_synthetic import SyntheticAlyx
 
 from one import webclient
-from one._lib.rest_cache import RestCache, cache_key
+from one._rest.cache import RestCache, cache_key
 from one.api import OneAlyx
 
 
@@ -196,7 +196,7 @@ def test_details_of_many_sessions(one, server, db):
 
 
 def test_memo_pickles_empty():
-    from one._remote_sessions import SessionMemo
+    from one._api.sessions import SessionMemo
     memo = SessionMemo()
     later = datetime.now() + timedelta(minutes=1)
     memo.add_record('a', {'id': 'a'}, later)

@@ -1,4 +1,4 @@
-"""The retry policy of the REST client (one._lib.rest_retry) against real servers on 127.0.0.1.
+"""The retry policy of the REST client (one._rest.retry) against real servers on 127.0.0.1.
 
 Throttling (429 with ``Retry-After``), gateway errors and slow answers come from the Alyx
 replay server (tests/alyx_server.py), which counts the requests it receives; connection resets
@@ -16,8 +16,8 @@ from raw_server import RawServer, http_answer
 
 import one.params
 import one.webclient as wc
-from one._lib import rest_retry
-from one._lib.rest_retry import RetryPolicy, resolve_deadline
+from one._rest import retry as rest_retry
+from one._rest.retry import RetryPolicy, resolve_deadline
 
 EID = '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33'
 SESSION = f'/sessions/{EID}'

@@ -1,4 +1,4 @@
-"""Snapshots of a query (one/_snapshot.py, `OneAlyx.snapshot`, ``one snapshot``) from the Alyx
+"""Snapshots of a query (one/_api/snapshot.py, `OneAlyx.snapshot`, ``one snapshot``) from the Alyx
 replay server serving a generated database (tests/alyx_synthetic.py), then used without it."""
 import json
 import warnings
@@ -10,7 +10,7 @@ from alyx_server import PASSWORD, USERNAME, AlyxTestServer
 from alyx_synthetic import SyntheticAlyx
 from cli_helpers import one_env, run
 
-from one._lib.release_info import parse_info
+from one._release.info import parse_info
 from one.alf.cache import load_tables
 from one.alf.exceptions import ALFWarning
 from one.api import ONE, One, OneAlyx
@@ -246,7 +246,7 @@ def test_a_run_killed_while_writing_leaves_the_folder_as_it_was(server, db, tmp_
                                                                  monkeypatch):
     """A crash between two table writes cannot be produced for real inside the test process:
     the second write raises instead (an injected fault)."""
-    import one._lib.parquet as parquet
+    import one._tables.parquet as parquet
     one = connect(server, tmp_path / 'data')
     snap = tmp_path / 'snap'
     one.snapshot(snap, eids=db.eids[:2])

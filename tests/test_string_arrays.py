@@ -1,4 +1,4 @@
-"""Strings as numpy sees them (`one._lib.string_arrays`): fixed-width bytes and 64-bit keys."""
+"""Strings as numpy sees them (`one._tables.string_arrays`): fixed-width bytes and 64-bit keys."""
 import uuid
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from one._lib import string_arrays
+from one._tables import string_arrays
 
 
 def test_fixed_width_keys():

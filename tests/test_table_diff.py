@@ -1,4 +1,4 @@
-"""Tests of one/_lib/table_diff.py (what differs between a table in memory and on disk) and of
+"""Tests of one/_tables/diff.py (what differs between a table in memory and on disk) and of
 `row_match.positions_in`, on tables of a real data folder indexed and saved by one-next."""
 import uuid
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from one._lib import row_match
-from one._lib.table_diff import apply_changes, table_changes
+from one._tables import row_match
+from one._tables.diff import apply_changes, table_changes
 from one.alf.cache import _load_tables, _merge_tables, make_parquet_db, to_user_shape
 from one.synthetic import make_dataset_folder
 
@@ -116,7 +116,7 @@ def test_positions_in():
 
 def test_positions_in_is_exact_when_keys_collide(monkeypatch):
     """With every key shared by many rows (forced), the positions are those of pandas."""
-    from one._lib import string_arrays
+    from one._tables import string_arrays
     rng = np.random.default_rng(3)
     ids = [str(uuid.UUID(int=int(x))) for x in rng.integers(0, 2**63, 40)]
     eids = [str(uuid.UUID(int=i + 1)) for i in range(4)]

@@ -1,4 +1,4 @@
-"""Tests of one._lib.tables_watch: any edit of watched cache tables is noticed (in place, by
+"""Tests of one._tables.tables_watch: any edit of watched cache tables is noticed (in place, by
 replacing a table, its index or a column, adding or removing a table, a new modified_time),
 with both mechanisms of `ColumnWatch` (copy-on-write identities, copies of raw values)."""
 from datetime import datetime
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from one._lib import column_watch
-from one._lib.tables_watch import TablesWatch
+from one._tables import column_watch
+from one._tables.tables_watch import TablesWatch
 
 
 @pytest.fixture(params=['pandas default', 'snapshot'])

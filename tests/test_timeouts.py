@@ -14,7 +14,7 @@ from raw_server import RawServer
 
 import one.params
 import one.webclient as wc
-from one._lib.download import DownloadTask, DownloadTimeout, download_files, s3_config
+from one._download import DownloadTask, DownloadTimeout, download_files, s3_config
 from one._lib.http_timeouts import DEFAULT_TIMEOUT, resolve_timeout
 from one.api import ONE, OneAlyx
 from one.remote import aws
@@ -237,8 +237,8 @@ def test_local_one_accepts_the_network_settings(tmp_path):
 def test_release_on_a_hung_server(hung, tmp_path):
     """A release host that never answers: its description is asked for twice (one retry),
     each within the instance's read timeout."""
-    from one._api_release import OneRelease
-    from one._lib.release_info import ReleaseError
+    from one._api.release import OneRelease
+    from one._release.info import ReleaseError
 
     with pytest.raises(ReleaseError, match=f'{hung.url}/cache_info.json'):
         OneRelease(base_url=hung.url, cache_dir=tmp_path, timeout=0.5)

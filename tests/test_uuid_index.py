@@ -1,4 +1,5 @@
-"""Tests of one._lib.uuid_index: UUID levels built in bulk, strings back, ids in a level's form."""
+"""Tests of one._tables.uuid_index: UUID levels built in bulk, strings back, ids in a level's
+form."""
 import copy
 import pickle
 import uuid
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from one._lib import uuid_index
+from one._tables import uuid_index
 
 
 def _strings(n, seed=0) -> list:

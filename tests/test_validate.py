@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from one._lib.validate import validate_tree
+from one.alf._validate import validate_tree
 from one.cli import main
 
 SESSION = 'lab/Subjects/subj/2020-01-01/001'

@@ -34,8 +34,8 @@ from alyx_server import FIXTURES, PASSWORD, USERNAME, AlyxTestServer
 
 import one.params
 import one.webclient as wc
-from one._lib.pagination import PaginatedResponse
-from one._lib.rest_cache import RestCache, cache_key
+from one._rest.cache import RestCache, cache_key
+from one._rest.pagination import PaginatedResponse
 
 EID = '1fd389ac-a2f2-4f4c-a047-7a3b59c50f33'
 PID = '1660de06-d188-49e8-b35b-f625d81f460f'
@@ -538,7 +538,7 @@ def test_cache_files_are_never_read_half_written(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from datetime import datetime
-        from one._lib.rest_cache import RestCache
+        from one._rest.cache import RestCache
         cache = RestCache({str(folder)!r})
         payload = [sys.argv[1] * 100] * 20000
         for i in range(25):

@@ -15,7 +15,7 @@ Refused, with `UnsafePath` naming the value and why:
   pointing out of it, or a dangling one).
 
 This module is shared by the disk layer (local loads, `eid2path`) and the network layer
-(download destinations, `one._lib.download.paths.safe_join`); releases use it too.
+(download destinations, `one._download.paths.safe_join`); releases use it too.
 
 Examples
 --------

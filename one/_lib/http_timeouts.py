@@ -5,7 +5,7 @@ One rule for the REST client, HTTP data downloads and S3: a timeout given to the
 the environment variable ``ONE_HTTP_TIMEOUT`` (seconds of read timeout); otherwise
 `DEFAULT_TIMEOUT`.  A single number is the read timeout, and the connect timeout is never
 longer than it; a ``(connect, read)`` pair is taken as given.  A read timeout is retried at
-most once (`one._lib.rest_retry` and the download engine).
+most once (`one._rest.retry` and the download engine).
 """
 from __future__ import annotations
 

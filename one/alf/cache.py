@@ -16,14 +16,14 @@ Identifiers
 -----------
 On disk ids are canonical lower-case UUID strings (the layout ONE-api reads and writes).
 Tables written in older layouts (int64-pair ids, ids as columns) get ONE's index as they are
-read, by `one._lib.table_formats.standard_index`; ids written in upper case are made canonical
+read, by `one._tables.formats.standard_index`; ids written in upper case are made canonical
 (ONE-api, casting them with `uuid.UUID`, ignores case).  `load_tables` returns ONE-api's
 shape: ids as `uuid.UUID` objects, every string column plain strings.  Building a million UUID
 objects is the dearest part of loading, so `One` runs on the same tables as `read_tables`
 gives them, ids kept as strings and the datasets ``rel_path`` as a `pandas.Categorical` (a
 million rows hold a few thousand distinct paths: it loads faster and takes a tenth of the
 memory), until ``one._cache`` is first read; then `to_user_shape` converts them (the UUIDs
-made in bulk from the strings' bytes, see `one._lib.uuid_index`).  `merge_tables` keeps a
+made in bulk from the strings' bytes, see `one._tables.uuid_index`).  `merge_tables` keeps a
 table's id form whatever form the records give, and `save_tables` accepts both.
 String columns are ``object`` under pandas 2 and ``str`` under pandas 3.
 
@@ -50,20 +50,20 @@ import pandas as pd
 import pyarrow as pa
 
 from one._lib import files as _files
-from one._lib import (
+from one._lib.bunch import Bunch
+from one._lib.locks import file_lock
+from one._tables import (
+    align,
     folder_index,
+    formats,
     parquet,
     row_match,
     string_arrays,
-    table_align,
-    table_formats,
-    table_upsert,
+    upsert,
     uuid_index,
     uuids,
 )
-from one._lib.bunch import Bunch
-from one._lib.locks import file_lock
-from one._lib.table_formats import TableFormatError
+from one._tables.formats import TableFormatError
 from one.alf import spec
 from one.alf.exceptions import ALFWarning
 
@@ -240,7 +240,7 @@ def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
     Legacy tables stored each UUID as two int64 holding the UUID's 16 bytes (little-endian).
     When the index has at least two levels and one of them ends with ``_0``, each pair is
     replaced by a single str level named ``<x>``; other levels are kept in order (see
-    `one._lib.table_formats.merge_int_pair_levels`).
+    `one._tables.formats.merge_int_pair_levels`).
 
     Parameters
     ----------
@@ -255,7 +255,7 @@ def _cache_int2str(table: pd.DataFrame) -> pd.DataFrame:
     names = list(table.index.names)
     if table.index.nlevels < 2 or not any(str(n).endswith('_0') for n in names):
         return table
-    return table_formats.merge_int_pair_levels(table)
+    return formats.merge_int_pair_levels(table)
 
 
 def patch_tables(table: pd.DataFrame, min_api_version=None, name: str | None = None
@@ -290,7 +290,7 @@ def patch_tables(table: pd.DataFrame, min_api_version=None, name: str | None = N
     one.alf.cache.TableFormatError
         An int64-pair id column lacks its other half or holds missing or non-integer values.
     """
-    table = table_formats.merge_int_pairs(_cache_int2str(table))
+    table = formats.merge_int_pairs(_cache_int2str(table))
     if name == 'datasets' and list(table.index.names) == ['id'] and 'eid' in table.columns:
         table = table.set_index('eid', append=True).reorder_levels(['eid', 'id'])
     version = _version_tuple(min_api_version)
@@ -346,7 +346,7 @@ def _load_table(path: Path, name: str) -> tuple[pd.DataFrame | None, dict]:
     if 'date_created' not in meta:
         _logger.warning(f'{path} does not appear to be a valid table. Skipping')
         return None, meta
-    df = table_formats.standard_index(df, name, what=str(path))
+    df = formats.standard_index(df, name, what=str(path))
     df = patch_tables(df, meta.get('min_api_version'), name)
     df = _normalise(df, name)
     index = uuid_index.in_form(df.index, as_uuid=False)  # ids in upper case: canonical
@@ -410,7 +410,7 @@ def load_tables(tables_dir: str | os.PathLike, glob_pattern: str = '*.pqt') -> B
     without ``date_created`` metadata are skipped with a logged warning (as ONE-api).  Tables
     in older layouts get ONE's index (``id``; ``eid``, ``id``), whether their ids were saved as
     index levels or columns, as int64 pairs or strings, in any case (see
-    `one._lib.table_formats.standard_index` and `patch_tables`); ``qc`` is cast to `QC_TYPE`;
+    `one._tables.formats.standard_index` and `patch_tables`); ``qc`` is cast to `QC_TYPE`;
     tables are sorted by index.  Ids are `uuid.UUID` objects (levels of other values stay as
     they are) and every string column holds plain strings (see `to_user_shape`).
 
@@ -469,7 +469,7 @@ def to_user_shape(cache: dict) -> dict:
 def user_shaped(table: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
     """A table in ONE-api's shape: ids as `uuid.UUID` objects, plain string columns.
 
-    Index levels of id strings become UUIDs (`one._lib.uuid_index.in_form`) and unordered
+    Index levels of id strings become UUIDs (`one._tables.uuid_index.in_form`) and unordered
     categorical string columns (``rel_path`` as `read_tables` loads it) plain strings.
 
     Parameters
@@ -592,8 +592,8 @@ def _merge_tables(cache: dict, tables: dict, strict: bool = False, origin=None,
         records = _records_frame(table, records, as_uuid)
         if records.index.has_duplicates:
             records = records[~records.index.duplicated(keep='first')]
-        table, records = table_align.align(table, records, strict=strict)
-        cache[table_name] = table_upsert.upsert(table, records)
+        table, records = align.align(table, records, strict=strict)
+        cache[table_name] = upsert.upsert(table, records)
         updated = _now()
         meta = cache.setdefault('_meta', {}).setdefault('raw', {}).setdefault(table_name, {})
         if origin is not None:
@@ -615,25 +615,25 @@ def _merge_for_save(on_disk: pd.DataFrame, in_memory: pd.DataFrame) -> pd.DataFr
     ``exists`` for ``exists_*`` columns, where a table lacks them).  The larger of the two
     parts gives the column order and dtypes, so that merging a few records into a big table
     (or a big table into an empty one) costs little.  Indices of UUID strings are compared
-    by `one._lib.row_match.rows_not_in` (sorted 64-bit keys), others by pandas.
+    by `one._tables.row_match.rows_not_in` (sorted 64-bit keys), others by pandas.
     """
     if on_disk.empty:
         return in_memory
     if in_memory.empty:
-        base, records = table_align.with_columns_of(on_disk, in_memory), None
+        base, records = align.with_columns_of(on_disk, in_memory), None
     else:
         only_on_disk = row_match.rows_not_in(on_disk.index, in_memory.index)
         if only_on_disk is None:
             only_on_disk = ~on_disk.index.isin(in_memory.index)
         extra = on_disk.iloc[np.flatnonzero(only_on_disk)]
         if len(extra) <= len(in_memory):  # typically: the memory holds what was loaded
-            base, records = table_align.with_columns_of(in_memory, on_disk), extra
+            base, records = align.with_columns_of(in_memory, on_disk), extra
         else:  # typically: a few records to add to a big table on disk
-            base, records = table_align.with_columns_of(on_disk, in_memory), in_memory
+            base, records = align.with_columns_of(on_disk, in_memory), in_memory
     if records is None or records.empty:
         return base
-    base, records = table_align.align(base, records)
-    return table_upsert.upsert(base, records)
+    base, records = align.align(base, records)
+    return upsert.upsert(base, records)
 
 
 def _without_duplicates(table: pd.DataFrame) -> pd.DataFrame:
@@ -641,7 +641,7 @@ def _without_duplicates(table: pd.DataFrame) -> pd.DataFrame:
     saving drops duplicate rows; the first is kept, as `merge_tables` keeps it)."""
     index = table.index
     if isinstance(index, pd.MultiIndex) and 'id' in index.names:
-        # the id level of a loaded table holds each row's own distinct id (see one._lib.parquet)
+        # the id level of a loaded table holds each row's own distinct id (see one._tables.parquet)
         codes = np.asarray(index.codes[index.names.index('id')])
         level = index.levels[index.names.index('id')]
         if len(codes) == len(level) and (len(codes) == 0 or (
@@ -734,8 +734,8 @@ def _write_tables(cache: dict, tables_dir: Path, names: list[str], clobber: bool
         filename = tables_dir / f'{name}.pqt'
         _files.remove_temp_files(tables_dir, filename.name)
         df = cache[name]
-        if not table_formats.has_standard_index(df, name):  # e.g. after reset_index()
-            df = table_formats.standard_index(df, name, what=f'the {name} table')
+        if not formats.has_standard_index(df, name):  # e.g. after reset_index()
+            df = formats.standard_index(df, name, what=f'the {name} table')
         df = _without_duplicates(df)
         table_meta = dict(raw.get(name) or {})
         origin = _origin_set(table_meta.get('origin'))

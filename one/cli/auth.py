@@ -124,7 +124,7 @@ def _read_password(args: argparse.Namespace, username: str, url: str) -> str:
 
 def cmd_login(args: argparse.Namespace) -> int:
     import one.params
-    from one._lib.http_errors import AlyxAuthError
+    from one._rest.errors import AlyxAuthError
     from one.webclient import AlyxClient
 
     url = _database(args)

@@ -49,7 +49,7 @@ def _open(folder: Path):
 
 def _inventory(args: argparse.Namespace):
     """The folder's inventory and a local One on its tables."""
-    from one._cache_admin import Inventory, tables_of
+    from one.cli._cache_admin import Inventory, tables_of
 
     folder = _folder(args)
     one = _open(folder)
@@ -114,7 +114,7 @@ def _files(n: int) -> str:
 
 
 def _size(n) -> str:
-    from one._cache_admin import human_size
+    from one.cli._cache_admin import human_size
 
     return human_size(n)
 
@@ -193,11 +193,11 @@ def cmd_du(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from one._cache_admin import database_of, lock_table, locked_files, verify
+    from one.cli._cache_admin import database_of, lock_table, locked_files, verify
 
     lock = None
     if args.lock:  # the lock names every file: the tables are not needed
-        from one._lock import read_lock
+        from one._api.lock import read_lock
 
         try:
             lock = read_lock(args.lock)
@@ -244,8 +244,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _repair(folder: Path, database: str, expected, problems, lock, quiet: bool) -> list:
     """Download the problem datasets again through OneAlyx, then check them again."""
-    from one._cache_admin import Inventory, locked_files, repair, verify
     from one.api import OneAlyx
+    from one.cli._cache_admin import Inventory, locked_files, repair, verify
 
     rows = expected[expected['id'].isin({p.id for p in problems})]
     print(f'downloading {len(rows)} datasets from {database} ...', file=sys.stderr)
@@ -281,7 +281,7 @@ def _print_plan(plan: dict) -> tuple[list, int]:
 
 def _explain_kept(inventory, plan: dict, args, download_cache: bool) -> None:
     """Say which files prune keeps that one might expect it to remove."""
-    from one._cache_admin import UNLISTED_GRACE
+    from one.cli._cache_admin import UNLISTED_GRACE
 
     folder = inventory.root
     if not download_cache:
@@ -305,7 +305,14 @@ def _explain_kept(inventory, plan: dict, args, download_cache: bool) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from one._cache_admin import AccessLog, database_of, parse_age, parse_size, prune_plan, remove
+    from one.cli._cache_admin import (
+        AccessLog,
+        database_of,
+        parse_age,
+        parse_size,
+        prune_plan,
+        remove,
+    )
 
     try:
         older_than = parse_age(args.older_than) if args.older_than else None
@@ -345,7 +352,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_clear_rest(args: argparse.Namespace) -> int:
-    from one._cache_admin import DiskFile, remove
+    from one.cli._cache_admin import DiskFile, remove
 
     root = _folder(args)
     rest = root / '.rest'

@@ -9,7 +9,7 @@ The sessions come from search options (as ``one search``: sent to Alyx), a file 
 names, or the command line.  Their datasets are resolved as `One.prefetch` does (listed from
 Alyx in a few batched queries), and the files missing or differing from their records are
 fetched in one parallel, resumable, verified batch (`One.prefetch`), with a progress bar on a
-terminal.  ``--dry-run`` says what would be fetched (`one._prefetch.plan_fetch`) and fetches
+terminal.  ``--dry-run`` says what would be fetched (`one._api.prefetch.plan_fetch`) and fetches
 nothing.  With ``--lock`` exactly the datasets the lock file names are fetched, in its versions.
 
 The database is ``--base-url``, else ``$ONE_ALYX_URL``, else the default one (it must have been
@@ -70,7 +70,7 @@ def _open(args: argparse.Namespace, base_url: str | None = None, lock=None):
             return OneRelease(args.url, cache_dir=args.cache_dir, lock=lock)
         except ValueError as e:  # not a release URL
             raise UsageError(str(e)) from e
-    from one._lib.http_errors import AlyxAuthError, AlyxConnectionError
+    from one._rest.errors import AlyxAuthError, AlyxConnectionError
     from one.api import OneAlyx
 
     url = args.database = database(base_url or args.base_url, _RELEASE_HINT)
@@ -156,7 +156,7 @@ def _rows(one, records, files, problems) -> list[dict]:
 
 
 def _size(n: int) -> str:
-    from one._cache_admin import human_size
+    from one.cli._cache_admin import human_size
 
     return human_size(n)
 
@@ -240,7 +240,7 @@ def _one_or_many(values: list | None):
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from one._lib.http_errors import AlyxAuthError, AlyxConnectionError
+    from one._rest.errors import AlyxAuthError, AlyxConnectionError
 
     _check_usage(args)
     try:
@@ -253,7 +253,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from one._prefetch import plan_fetch
+    from one._api.prefetch import plan_fetch
     from one.api import OneAlyx
 
     one = _open(args)
@@ -301,8 +301,8 @@ def _lock_records(lock, eids: set | None):
 
 
 def _download_locked(args: argparse.Namespace) -> int:
-    from one._lock import read_lock
-    from one._prefetch import file_problems
+    from one._api.lock import read_lock
+    from one._api.prefetch import file_problems
 
     try:
         lock = read_lock(args.lock)

@@ -30,7 +30,7 @@ _LAYOUT = ('one index expects a data root holding session folders, '
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from one._lib.validate import validate_tree
+    from one.alf._validate import validate_tree
 
     try:
         report = validate_tree(args.folder)
@@ -45,7 +45,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from one._lib.folder_index import Tree
+    from one._tables.folder_index import Tree
     from one.alf.cache import make_parquet_db
 
     folder = Path(args.folder)
@@ -165,7 +165,7 @@ def _describe(value) -> tuple[str, str]:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from one._load_messages import several_collections_message
+    from one._api.messages import several_collections_message
     from one.alf.exceptions import ALFMultipleCollectionsFound, ALFWarning
 
     one = open_one(args)

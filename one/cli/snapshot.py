@@ -43,7 +43,7 @@ def _read_eids(source: str) -> list[str]:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from one._lib.http_errors import AlyxAuthError
+    from one._rest.errors import AlyxAuthError
     from one.api import OneAlyx
 
     query = session_query(args, _SEARCH_OPTIONS)

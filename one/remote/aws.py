@@ -7,7 +7,7 @@ ClientError``); they are loaded on first access.
 Credentials come from an Alyx data repository record (its ``json`` field holds
 ``bucket_name``, ``Access key ID``, ``Secret access key`` and optionally ``region_name``); a
 repository without keys whose bucket name contains "public" is read anonymously (unsigned
-requests).  Files are downloaded by the engine of `one._lib.download`: into a temporary file
+requests).  Files are downloaded by the engine of `one._download`: into a temporary file
 beside the destination, resumed after an interruption, checked against the object size and
 moved into place only when complete.  The resources made here have connect and read timeouts
 (``ONE_HTTP_TIMEOUT``, or the Alyx client's ``timeout``) and retry a call once.
@@ -29,7 +29,7 @@ from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import urlsplit
 
-from one._lib.download import DownloadTask, download_files, s3_config, safe_join
+from one._download import DownloadTask, download_files, s3_config, safe_join
 
 __all__ = [
     'REPO_DEFAULT', 'S3_BUCKET_IBL', 'REGION_NAME', 'get_s3_virtual_host', 'url2uri',
@@ -301,7 +301,7 @@ def s3_download_file(source, destination, s3=None, bucket_name: str | None = Non
         No usable credentials.
     botocore.exceptions.ClientError
         Any other S3 error reading the object's metadata (e.g. 403).
-    one._lib.download.DownloadError
+    one._download.DownloadError
         The transfer failed (after retries) or gave a file of the wrong size; the destination
         is left untouched.
     """
@@ -358,9 +358,9 @@ def s3_download_folder(source, destination, s3=None, bucket_name: str = S3_BUCKE
     ------
     AssertionError
         `destination` exists and is not a folder.
-    one._lib.download.UnsafePath
+    one._download.UnsafePath
         A key would land outside `destination` (``..`` parts).
-    one._lib.download.DownloadError
+    one._download.DownloadError
         A file could not be downloaded (raised once the others are done).
     """
     destination = Path(destination)

@@ -1,0 +1,1 @@
+"""Data releases: the ``cache_info.json`` of a release, its remote tables and their refresh."""
