@@ -214,7 +214,7 @@ def speed_up(args, server: Server, tmp: Path) -> dict:
     serial = measure('serial', lambda: [fn(one, e) for e in eids])
     start = time.perf_counter()
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host='127.0.0.1', dashboard_address=None)
+                           host='127.0.0.1', dashboard_address='127.0.0.1:0')
     client = Client(cluster)
     out['cluster_start_s'] = time.perf_counter() - start
     try:
@@ -245,7 +245,7 @@ def overhead(args, tmp: Path) -> dict:
     one = One(cache_dir=folder)
     eids = [f'{i:08d}-0000-4000-8000-000000000000' for i in range(args.tasks)]
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host='127.0.0.1', dashboard_address=None,
+                           host='127.0.0.1', dashboard_address='127.0.0.1:0',
                            silence_logs=logging.CRITICAL)  # (heartbeats cut at closing)
     client = Client(cluster)
     bare, ours = [], []

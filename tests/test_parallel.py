@@ -68,7 +68,7 @@ def _shared_parameters(world, monkeypatch):
 def client(world):
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host='127.0.0.1',
-        dashboard_address=None, env=world.env)
+        dashboard_address='127.0.0.1:0', env=world.env)
     with distributed.Client(cluster) as dask_client:
         yield dask_client
     cluster.close()
@@ -171,6 +171,7 @@ def test_worker_killed_mid_download(world, client, tmp_path, where):
     eids = [e for e in db.eids if big_file(e)][:3]
     victim = eids[0]
     url_path = big_file(victim)
+    session_folder = url_path[:url_path.index('/001/') + 5]
     source = db.files[url_path]
     size = source.stat().st_size
     assert size > (1 << 20)
@@ -188,8 +189,10 @@ def test_worker_killed_mid_download(world, client, tmp_path, where):
     runner.start()
     try:
         assert files.held.wait(60), 'the download never started'
+        # the victim's partial file (the other worker may be fetching another session's)
         part = _wait_for(lambda: next((p for p in data.rglob('.spikes.times*.part')
-                                       if p.stat().st_size >= 1 << 20), None))
+                                       if session_folder in p.as_posix()
+                                       and p.stat().st_size >= 1 << 20), None))
         pid = int((pids / victim).read_text())
         os.kill(pid, signal.SIGKILL)
         # the session runs again elsewhere: its download resumes, and is held at the same byte
@@ -206,7 +209,6 @@ def test_worker_killed_mid_download(world, client, tmp_path, where):
     assert resumed == f'bytes={1 << 20}-'
     # the files of the session killed were caught in flight at most once; the sessions of
     # the other worker were not affected (each file of theirs fetched once)
-    session_folder = url_path[:url_path.index('/001/') + 5]
     assert max(counts.values()) == 2
     assert {n for p, n in counts.items() if not p.startswith(session_folder)} == {1}
     assert hashlib.md5(destination.read_bytes()).hexdigest() == \
@@ -337,7 +339,7 @@ def test_a_dask_worker_of_several_threads_shares_one_instance(world, tmp_path, m
     each merging the records it reads into the shared tables)."""
     eids = world.db.eids
     with distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=True,
-                                  host='127.0.0.1', dashboard_address=None,
+                                  host='127.0.0.1', dashboard_address='127.0.0.1:0',
                                   env=world.env) as cluster, distributed.Client(cluster) as c:
         if mode == 'auto':
             one = start(world, tmp_path / 'data')
