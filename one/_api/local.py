@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -36,7 +37,6 @@ from one._api.messages import (
     several_collections_error,
 )
 from one._api.paths import Confinement, dataset_file
-from one._lib.thread_lock import PriorityRLock
 from one._lib.values import known as _known
 from one._lib.verified import VerifiedFiles
 from one._tables import formats
@@ -85,6 +85,25 @@ def _check_mode(mode) -> None:
     if not isinstance(mode, str) or mode not in _MODES:
         allowed = ', '.join(f'"{m}"' for m in _MODES)
         raise ValueError(f'Mode "{mode}" not recognized; expected one of {allowed}')
+
+
+class _TablesLock:
+    """The lock of a `One`'s tables and views: re-entrant, and pickled or copied as a new lock
+    (a copy of an instance has its own)."""
+
+    __slots__ = ('_lock',)
+
+    def __init__(self):
+        self._lock = threading.RLock()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    def __reduce__(self):
+        return type(self), ()
 
 
 def _lookups_ready(table) -> None:
@@ -175,7 +194,7 @@ class One(ConversionMixin, LockMixin):
         self._handed_out = False
         # held while the views are built or checked, the tables handed out, replaced or merged
         # into, so that threads querying one instance see them whole
-        self._tables_lock = PriorityRLock()  # (a reload goes ahead of queries)
+        self._tables_lock = _TablesLock()
         self._init_lock(lock)
         self._reset_cache()
         if mode == 'remote' and self.offline:
@@ -303,7 +322,7 @@ class One(ConversionMixin, LockMixin):
         """
         tables_dir = Path(tables_dir or self._tables_dir or self.cache_dir)
         tables = read_tables(tables_dir)  # (a query meanwhile answers from the old tables)
-        with self._tables_lock.ahead():
+        with self._tables_lock:
             self._reset_cache()
             self._tables_dir = tables_dir
             self._set_tables(tables)
