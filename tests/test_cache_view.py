@@ -342,11 +342,12 @@ def test_threads_querying_while_the_tables_are_loaded_again(data_root):
                 answer = repr(ex)
             if answer != expected:
                 wrong.append(answer)
-            # a pause between queries: the tables' lock is not fair, and a thread querying
-            # without pause can keep the reloading thread waiting for minutes
+            # a pause between queries: a thread querying without pause slows the reload in
+            # the other thread by orders of magnitude (it keeps giving up the GIL while
+            # reading the files, and waiting to get it back)
             time.sleep(0.001)
 
-    thread = threading.Thread(target=ask)
+    thread = threading.Thread(target=ask, daemon=True)
     thread.start()
     try:
         loads = 0
@@ -355,7 +356,8 @@ def test_threads_querying_while_the_tables_are_loaded_again(data_root):
             loads += 1
     finally:
         stop.set()
-        thread.join()
+        thread.join(60)
+    assert not thread.is_alive()
     assert len(asked) >= 200
     assert not wrong, wrong[:3]
 
