@@ -252,9 +252,8 @@ class OneAlyx(One):
     def _remote(self, query_type) -> bool:
         return (query_type or self.mode) == 'remote' and not self.offline
 
-    def _reset_cache(self) -> None:
-        super()._reset_cache()
-        self._sessions_read.clear()  # the datasets merged from Alyx went with the tables
+    def _forget_table_state(self) -> None:
+        self._sessions_read.clear()  # the datasets merged from Alyx go with the tables
 
     def _memo(self):
         """`one._api.sessions.SessionMemo`: the sessions read from Alyx whose answers are

@@ -293,9 +293,13 @@ class One(ConversionMixin, LockMixin):
         tables['_meta']['expired'] = False
         self._set_tables(tables)
 
+    def _forget_table_state(self) -> None:
+        """Forget what was known of the tables being replaced (a hook for subclasses)."""
+
     def _set_tables(self, tables) -> None:
         """Run on new tables, as loaded (ids as strings, not handed out)."""
         with self._tables_lock:
+            self._forget_table_state()
             self._tables = tables
             self._handed_out = False
             self._codes_key = self._codes = None
@@ -322,11 +326,10 @@ class One(ConversionMixin, LockMixin):
         """
         tables_dir = Path(tables_dir or self._tables_dir or self.cache_dir)
         tables = read_tables(tables_dir)  # (a query meanwhile answers from the old tables)
-        with self._tables_lock:
-            self._reset_cache()
+        with self._tables_lock:  # swapped at once: no query sees empty tables in between
             self._tables_dir = tables_dir
             self._set_tables(tables)
-        meta = self._tables['_meta']
+        meta = tables['_meta']
         meta.setdefault('expired', False)
         if meta['loaded_time'] is None:
             meta['expired'] = True
