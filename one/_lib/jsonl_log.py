@@ -64,8 +64,10 @@ class JsonLinesLog:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b'\n':
-                    data = b'\n' + data  # after a line cut short by a crash: a line of its own
+                if size:  # (lseek and read: Windows has no os.pread; appends go to the end)
+                    os.lseek(fd, size - 1, os.SEEK_SET)
+                    if os.read(fd, 1) != b'\n':  # a line cut short by a crash: end it
+                        data = b'\n' + data
                 view = memoryview(data)
                 while view:  # a large batch may be written in several parts
                     view = view[os.write(fd, view):]
