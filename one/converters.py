@@ -33,6 +33,7 @@ from one._api.paths import (
     session_folder,
     session_relative_path,
 )
+from one._rest.records import data_url_of, record_id, session_of
 from one._tables.uuid_index import key_for, with_uuid_levels
 from one.alf.cache import DATASETS_COLUMNS, EMPTY_DATASETS_FRAME
 from one.alf.path import (
@@ -258,7 +259,8 @@ def ses2records(ses: dict) -> tuple[pd.Series, pd.DataFrame]:
         file URL are marked as not existing (and left out if they are in a revision, whose label
         is then unknown).
     """
-    eid = str(_to_uuid(ses.get('id') or ses['url'].rstrip('/')[-36:]))
+    uid = _to_uuid(record_id(ses) or ses['url'])  # neither id nor url: KeyError
+    eid = str(uid)
     start_time = ses.get('start_time') or ses.get('date')
     session = pd.Series({
         'lab': ses.get('lab') or '',
@@ -267,7 +269,7 @@ def ses2records(ses: dict) -> tuple[pd.Series, pd.DataFrame]:
         'number': ses['number'],
         'task_protocol': ses.get('task_protocol') or '',
         'projects': ','.join(ensure_list(ses.get('projects') or [])),
-    }, name=_to_uuid(eid), dtype=object)
+    }, name=uid, dtype=object)
 
     records = []
     for d in ses.get('data_dataset_session_related') or []:
@@ -325,7 +327,6 @@ def datasets2records(datasets: dict | Iterable[dict],
         skipped; the result is an empty datasets table when none is usable.  The rel_path of a
         session-less (aggregate) dataset is its whole ALF path.
     """
-    from one._rest.records import data_url_of, record_id, session_of
     records = []
     for d in ensure_list(datasets):
         data_url, dataset_id = data_url_of(d), record_id(d)

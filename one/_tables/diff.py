@@ -151,12 +151,9 @@ def apply_changes(table: pd.DataFrame, changes: TableChanges, upsert) -> pd.Data
     if changes.replace:
         return changes.upsert
     if changes.dropped is not None and len(changes.dropped) and len(table):
-        gone = row_match.positions_in(changes.dropped, table.index)
-        if gone is None:
+        keep = row_match.rows_not_in(table.index, changes.dropped)
+        if keep is None:
             keep = ~table.index.isin(changes.dropped)
-        else:
-            keep = np.ones(len(table), dtype=bool)
-            keep[gone[gone >= 0]] = False
         if not keep.all():
             table = table.iloc[np.flatnonzero(keep)]
     if len(changes.upsert):

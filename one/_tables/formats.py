@@ -147,10 +147,7 @@ def has_standard_index(frame: pd.DataFrame, name: str) -> bool:
 
 def _is_standard(frame: pd.DataFrame, name: str) -> bool:
     """True when a frame already has its table's index and no int64-pair id columns."""
-    wanted = _INDEX_OF.get(name)
-    if wanted is None or list(frame.index.names) != wanted:
-        return False
-    return not _pairs(frame.columns)
+    return name in _INDEX_OF and has_standard_index(frame, name) and not _pairs(frame.columns)
 
 
 def _index_names_after_pairs(names: list) -> list:

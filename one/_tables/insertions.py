@@ -13,6 +13,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from one._tables import uuid_index
+
 __all__ = ['INSERTION_TERMS', 'filter_insertions']
 
 INSERTION_TERMS = ('model', 'name', 'json', 'serial', 'chronic_insertion')
@@ -24,6 +26,11 @@ _SESSION_COLUMNS = ('date', 'subject', 'number')
 
 def _as_text(column: pd.Series) -> pd.Series:
     return column.astype('string')
+
+
+def _session_ids(index: pd.MultiIndex) -> pd.Index:
+    """The session id of each row of an insertions index, as strings (converted in bulk)."""
+    return uuid_index.in_form(index, as_uuid=False).get_level_values('eid')
 
 
 def _contains_any(column: pd.Series, values: Iterable, regex: bool) -> pd.Series:
@@ -68,8 +75,8 @@ def filter_insertions(insertions: pd.DataFrame, sessions: pd.DataFrame, queries:
         if key not in _TEXT_TERMS:
             raise NotImplementedError(key)
     found = insertions
-    session_of_row = found.index.get_level_values('eid').astype(str)
     if eids is not None:
+        session_of_row = _session_ids(found.index)
         found = found[session_of_row.isin([str(e) for e in eids])]
     for key, values in queries.items():
         if found.empty:
@@ -81,10 +88,12 @@ def filter_insertions(insertions: pd.DataFrame, sessions: pd.DataFrame, queries:
             values = [values]
         found = found[_contains_any(found[key], values, regex).to_numpy()]
 
-    sessions = sessions[~sessions.index.duplicated()]
+    session_ids = uuid_index.in_form(sessions.index, as_uuid=False)
+    if not session_ids.is_unique:
+        first = ~session_ids.duplicated()
+        sessions, session_ids = sessions[first], session_ids[first]
     columns = [c for c in _SESSION_COLUMNS if c in sessions.columns]
-    positions = pd.Index(sessions.index.astype(str)).get_indexer(
-        found.index.get_level_values('eid').astype(str))
+    positions = session_ids.get_indexer(_session_ids(found.index))
     found = found[positions >= 0]
     session_info = sessions.iloc[positions[positions >= 0]][columns].set_axis(found.index)
     found = pd.concat([found.drop(columns=columns, errors='ignore'), session_info], axis=1)

@@ -139,8 +139,9 @@ def _sorted_row_order_index(index: pd.Index) -> tuple | None:
 
     Returns
     -------
-    (numpy.ndarray, numpy.ndarray, pandas.Index) or None
-        The first level's values (object array), its codes, and the second level.
+    (numpy.ndarray, numpy.ndarray, pandas.Index, type or None) or None
+        The first level's values (object array), its codes, the second level, and the kind of
+        id both levels hold (str or uuid.UUID; None when they hold different kinds).
     """
     if not isinstance(index, pd.MultiIndex) or index.nlevels != 2 or len(index) == 0:
         return None
@@ -153,20 +154,20 @@ def _sorted_row_order_index(index: pd.Index) -> tuple | None:
     if codes0[0] < 0 or (steps < 0).any():
         return None
     first = np.asarray(level0, dtype=object)
+    kind = _id_kind(first)
     try:
-        if _id_kind(first) is None or \
-                (len(first) > 1 and not (first[:-1] < first[1:]).all()):
+        if kind is None or (len(first) > 1 and not (first[:-1] < first[1:]).all()):
             return None
+        kind1 = _id_kind(level1[:1])
         # UUIDs compare as their canonical strings do: compare those when known (vectorised)
-        values = (uuid_index.strings_of(level1) if _id_kind(level1[:1]) is uuid.UUID
-                  else None)
+        values = uuid_index.strings_of(level1) if kind1 is uuid.UUID else None
         values = (level1 if values is None else values).array
         increasing = np.asarray(values[:-1] < values[1:], dtype=bool)
     except (TypeError, ValueError):
         return None
     if not (steps[~increasing] > 0).all():  # where the id does not increase, a group starts
         return None
-    return first, codes0, level1
+    return first, codes0, level1, kind if kind1 is kind else None
 
 
 def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame | None:
@@ -184,12 +185,10 @@ def _upsert_sorted(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame |
     parts = _sorted_row_order_index(table.index)
     if parts is None:
         return None
-    eids, codes0, level1 = parts
+    eids, codes0, level1, kind = parts
     record_eids = list(records.index.get_level_values(0))
     record_ids = list(records.index.get_level_values(1))
-    kind = _id_kind(eids)
-    if kind is None or _id_kind(record_eids) is not kind or _id_kind(record_ids) is not kind \
-            or _id_kind(level1[:1]) is not kind:
+    if kind is None or _id_kind(record_eids) is not kind or _id_kind(record_ids) is not kind:
         return None
     order = sorted(range(k), key=lambda j: (record_eids[j], record_ids[j]))
     records = records.iloc[order]

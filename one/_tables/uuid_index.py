@@ -36,8 +36,6 @@ __all__ = ['is_uuid_level', 'uuid_objects', 'uuid_level', 'string_level', 'uuid_
            'key_for', 'keys_for', 'level_of', 'remember_strings', 'strings_of']
 
 _UUID = uuid.UUID
-_DASHES = np.array([8, 13, 18, 23])
-_HEX = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 _SLOTS = isinstance(_UUID.__dict__.get('int'), types.MemberDescriptorType) and \
     isinstance(_UUID.__dict__.get('is_safe'), types.MemberDescriptorType)
 _SMALL = 512  # below this many values, one at a time is as fast
@@ -72,9 +70,9 @@ def _uuid_bytes(values, strings=None) -> np.ndarray | None:
     if fixed is None:
         return None
     chars = np.ascontiguousarray(fixed).view(np.uint8).reshape(-1, 36)
-    if (chars[:, _DASHES] != ord('-')).any():
+    if (chars[:, uuids.DASH_POSITIONS] != ord('-')).any():
         return None
-    digits = chars[:, _HEX]
+    digits = chars[:, uuids.HEX_POSITIONS]
     letters = (digits >= ord('a')) & (digits <= ord('f'))
     if not (letters | ((digits >= ord('0')) & (digits <= ord('9')))).all():
         return None
@@ -327,7 +325,8 @@ def _level_in_form(level: pd.Index, as_uuid: bool) -> tuple[pd.Index, bool]:
     if converted is not canonical:
         return converted, canonical is not level
     # some values are not UUIDs (e.g. path ids): they stay; those of a UUID's length are tried
-    candidates = _uuid_length(string_arrays.index_strings(canonical))
+    candidates = _uuid_length(
+        strings if canonical is level else string_arrays.index_strings(canonical))
     new = _value_by_value(canonical, True, candidates) if len(candidates) else canonical
     return new, new is not level
 

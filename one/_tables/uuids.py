@@ -7,11 +7,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ['uuid_chars', 'uuid_strings', 'uuid3_strings']
+__all__ = ['DASH_POSITIONS', 'HEX_POSITIONS', 'uuid_chars', 'uuid_strings', 'uuid3_strings']
 
 
 _HEX_DIGITS = np.frombuffer(b'0123456789abcdef', dtype=np.uint8)
-_UUID_CHAR_POSITIONS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+DASH_POSITIONS = np.array([8, 13, 18, 23])
+"""The positions of the dashes in a canonical UUID string."""
+HEX_POSITIONS = np.setdiff1d(np.arange(36), DASH_POSITIONS)
+"""The positions of the 32 hex digits in a canonical UUID string."""
 
 
 def uuid_chars(raw: np.ndarray) -> np.ndarray:
@@ -22,7 +25,7 @@ def uuid_chars(raw: np.ndarray) -> np.ndarray:
     nibbles[:, 0::2] = raw >> 4
     nibbles[:, 1::2] = raw & 0x0F
     chars = np.full((n, 36), ord('-'), dtype=np.uint8)
-    chars[:, _UUID_CHAR_POSITIONS] = _HEX_DIGITS[nibbles]
+    chars[:, HEX_POSITIONS] = _HEX_DIGITS[nibbles]
     return chars
 
 

@@ -322,17 +322,9 @@ class DatasetCodes(_TableViews):
         The index parts are carried over (the session codes; the id search index, which
         takes ids in either form), the column parts kept where their columns still hold.
         """
-        new = object.__new__(DatasetCodes)
-        _TableViews.__init__(new, table, self)
-        new.eid_codes = self.eid_codes
-        index = table.index
-        if isinstance(index, pd.MultiIndex) and 'eid' in index.names:
-            new.eids = np.asarray(index.levels[index.names.index('eid')], dtype=object)
-        else:
-            new.eids = self.eids
-        new._id_lookup = self._id_lookup
-        new._eid_position = None
-        new._rows_by_eid = self._rows_by_eid
+        new = DatasetCodes(table, previous=self)
+        new.eid_codes, new._id_lookup, new._rows_by_eid = \
+            self.eid_codes, self._id_lookup, self._rows_by_eid
         return new
 
     # ---- column parts ---------------------------------------------------------------------
