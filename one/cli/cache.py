@@ -87,22 +87,26 @@ def _session_triple(text: str):
 def _lock_eids(folder: Path, lock, names: list[str]) -> set[str]:
     """The locked sessions named: through the folder's tables when it has them, else (or for a
     session the tables no longer list) by the lock's own session folders."""
+    import functools
     import uuid
 
-    one = _open(folder)
-    triples = {eid: _session_triple(path) for eid, path in lock.sessions.items()}
+    @functools.cache
+    def local():  # a UUID needs no tables: read them for the first other name
+        return _open(folder), {eid: _session_triple(path) for eid, path in lock.sessions.items()}
+
     wanted = set()
     for name in names:
         eid = None
         try:
             eid = str(uuid.UUID(name.strip()))
         except ValueError:
+            one, triples = local()
             if one is not None:
                 found = one.to_eid(name)
                 eid = str(found) if found else None
-        if eid is None:
-            triple = _session_triple(name)
-            eid = next((e for e, t in triples.items() if triple and t == triple), None)
+            if eid is None:
+                triple = _session_triple(name)
+                eid = next((e for e, t in triples.items() if triple and t == triple), None)
         if eid is None or eid not in lock.sessions:
             raise NotFound(f'session not in the lock file: {name}')
         wanted.add(eid)
@@ -193,7 +197,7 @@ def cmd_du(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from one.cli._cache_admin import database_of, lock_table, locked_files, verify
+    from one.cli._cache_admin import database_of, dataset_files, lock_table, verify
 
     lock = None
     if args.lock:  # the lock names every file: the tables are not needed
@@ -207,19 +211,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         expected = lock_table(lock)
         if args.eid:
             expected = expected[expected['eid'].isin(_lock_eids(folder, lock, args.eid))]
-        files = locked_files(folder, lock)
+        files = dataset_files(folder, expected)
+        database = args.base_url or lock.database or database_of(folder)
     else:
         inventory, one = _inventory(args)
         folder = inventory.root
         expected = _select_sessions(one, inventory, args.eid)
-        if database_of(folder) or args.base_url:  # a download cache: what it was seen holding
+        database = args.base_url or database_of(folder)
+        if database:  # a download cache: what it was seen holding
             held = inventory.recorded()
             expected = expected[expected['on_disk'] | expected['path'].isin(held)]
         else:  # a folder indexed from its files: all of them
             expected = expected[expected['on_disk'] | expected['exists']]
         files = inventory.by_dataset
-    database = args.base_url or (lock.database if lock is not None else None) or \
-        database_of(folder)
     if args.repair and not database:
         raise UsageError(f'cannot repair: {folder} is not the data folder of a configured '
                          'database; name one with --base-url URL')
@@ -245,17 +249,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _repair(folder: Path, database: str, expected, problems, lock, quiet: bool) -> list:
     """Download the problem datasets again through OneAlyx, then check them again."""
     from one.api import OneAlyx
-    from one.cli._cache_admin import Inventory, locked_files, repair, verify
+    from one.cli._cache_admin import dataset_files, repair, verify
 
     rows = expected[expected['id'].isin({p.id for p in problems})]
     print(f'downloading {len(rows)} datasets from {database} ...', file=sys.stderr)
     one = OneAlyx(base_url=database, cache_dir=folder, mode='remote', silent=True, lock=lock)
     files = repair(one, rows)
-    if lock is not None:
-        found = locked_files(folder, lock)
-    else:
-        found = Inventory.of(folder).by_dataset  # the tables as repaired
-    after, _ = verify(folder, rows, found, progress=None)
+    after, _ = verify(folder, rows, dataset_files(folder, rows), progress=None)
     for problem in after if not quiet else ():
         print(f'still {problem.describe()}')
     failed = sum(f is None for f in files)

@@ -286,23 +286,10 @@ def _download(args: argparse.Namespace) -> int:
     return _report(args, one, rows, n_sessions, fetch)
 
 
-def _lock_records(lock, eids: set | None):
-    """The datasets of a lock file as dataset records (index (eid, id))."""
-    import pandas as pd
-
-    chosen = [d for d in lock.datasets.values() if eids is None or d.eid in eids]
-    return pd.DataFrame(
-        {'rel_path': [d.rel_path for d in chosen],
-         'file_size': pd.array([d.file_size for d in chosen], dtype='UInt64'),
-         'hash': [d.hash for d in chosen],
-         'session_path': [d.session_path for d in chosen]},
-        index=pd.MultiIndex.from_arrays([[d.eid for d in chosen], [d.id for d in chosen]],
-                                        names=['eid', 'id']))
-
-
 def _download_locked(args: argparse.Namespace) -> int:
     from one._api.lock import read_lock
     from one._api.prefetch import file_problems
+    from one.cli._cache_admin import lock_table, records_of
 
     try:
         lock = read_lock(args.lock)
@@ -318,12 +305,12 @@ def _download_locked(args: argparse.Namespace) -> int:
                              f'"one setup --base-url {base_url}" first (or name the database '
                              'with --base-url)') from None
     one = _open(args, base_url=base_url, lock=lock)
-    eids = None
+    locked = lock_table(lock)
     if args.eid:
         from one.cli.cache import _lock_eids
 
-        eids = _lock_eids(Path(one.cache_dir), lock, args.eid)
-    records = _lock_records(lock, eids)
+        locked = locked[locked['eid'].isin(_lock_eids(Path(one.cache_dir), lock, args.eid))]
+    records = records_of(locked)
     if records.empty:
         raise NotFound(f'no dataset in the lock file {args.lock}')
     files, problems = file_problems(one, records)
