@@ -33,6 +33,7 @@ from one._download.part import is_idle, is_partial_name, remove_if_idle
 from one._lib.access_log import RECORD_NAME as ACCESS_RECORD
 from one._lib.access_log import AccessLog
 from one._lib.values import known
+from one.cli._common import human_size, plain
 
 __all__ = ['Inventory', 'DiskFile', 'Problem', 'verify', 'repair', 'dataset_files',
            'lock_table', 'records_of', 'prune_plan', 'remove', 'database_of', 'parse_age',
@@ -74,12 +75,8 @@ class Problem:
         return f'bad {self.kind:<4} {self.path}: expected {self.expected}, found {self.actual}'
 
     def as_dict(self) -> dict:
-        return {'path': self.path, 'problem': self.kind, 'expected': _plain(self.expected),
-                'found': _plain(self.actual), 'id': self.id, 'eid': self.eid}
-
-
-def _plain(value):
-    return value.item() if hasattr(value, 'item') else value
+        return {'path': self.path, 'problem': self.kind, 'expected': plain(self.expected),
+                'found': plain(self.actual), 'id': self.id, 'eid': self.eid}
 
 
 @dataclass
@@ -624,12 +621,3 @@ def parse_age(text: str) -> float:
         Not an age.
     """
     return _quantity(text, _AGES, 'an age', 'e.g. 30d, 12h, 2w; a plain number is days')
-
-
-def human_size(n: float) -> str:
-    """A byte count for people: '1.5 GiB'."""
-    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
-        if abs(n) < 1024 or unit == 'TiB':
-            return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
-        n /= 1024
-    return f'{n:.1f} TiB'
