@@ -35,3 +35,22 @@ def test_tables_of_a_one_are_not_handed_out(data_root):
     assert len(inventory.datasets) == len(tables['datasets']) == len(one.list_datasets(
         details=True, qc='CRITICAL'))
     assert tables_of(one) is one._tables
+
+
+def test_dataset_files_finds_the_files_of_the_rows_given(data_root, tmp_path):
+    from one.cli._cache_admin import dataset_files
+
+    rows = Inventory.of(data_root).datasets
+    root = tmp_path / 'copy'
+    plain, named, gone = (rows.iloc[i] for i in range(3))
+    path = root / named['path']
+    for file in (root / plain['path'],  # and one with the UUID in its name:
+                 path.with_name(f'{path.stem}.{named["id"]}{path.suffix}')):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(b'12345')
+    found = dataset_files(root, rows.iloc[:3])
+    assert set(found) == {plain['path'], named['path']}  # keyed by the listed path
+    assert found[plain['path']].path == plain['path'] and found[plain['path']].size == 5
+    assert named['id'] in found[named['path']].path
+    assert gone['path'] not in found
+    assert dataset_files(root, rows.iloc[:1]).keys() == {plain['path']}  # only the rows given

@@ -359,6 +359,18 @@ def test_clear_rest(cache):
     assert (data / 'datasets.pqt').exists()
 
 
+def test_clear_rest_refuses_a_rest_folder_outside_the_folder(tmp_path):
+    root = tmp_path / 'data'
+    root.mkdir()
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    (elsewhere / 'response').write_bytes(b'[]')
+    (root / '.rest').symlink_to(elsewhere)  # a link out of the data folder
+    refused = run('cache', 'clear-rest', '-C', root, '--yes', env=one_env(tmp_path / 'home'))
+    assert refused.returncode == 1 and 'not inside' in refused.stderr
+    assert (elsewhere / 'response').exists()
+
+
 def test_remove_refuses_paths_outside_the_folder(tmp_path):
     from one.cli._cache_admin import DiskFile, remove
 

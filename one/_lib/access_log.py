@@ -10,12 +10,12 @@ that were deleted).
 
 Why a record and not only the files' access times: many file systems are mounted ``noatime``
 or ``relatime`` (access times updated at most daily), and a file loaded with
-``download_only=True`` is never read.  `last_used` takes the latest of the record, the access
-time and the modification time (the download), so files loaded by other programs count too.
+``download_only=True`` is never read.  ``one cache`` takes a file's last use as the latest of
+the record, the access time and the modification time (the download), so files loaded by other
+programs count too.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -86,11 +86,6 @@ class AccessLog:
             if when > entries.get(key, 0.0):
                 entries[key] = when
         return entries
-
-    def last_used(self, rel_path: str, stat: os.stat_result, recorded: dict | None = None):
-        """The latest of the recorded load, the access time and the modification time."""
-        recorded = self.last_loaded() if recorded is None else recorded
-        return max(recorded.get(rel_path, 0.0), stat.st_atime, stat.st_mtime)
 
     def forget(self, rel_paths) -> None:
         """Drop paths from the record (their files were deleted)."""

@@ -9,7 +9,7 @@ The logic behind ``one cache ls|du|verify|prune|clear-rest``, free of printing:
   folder's own files (tables, records, lock files);
 * `verify` / `repair`: re-hash files against the tables (or a lock file) and report bad and
   missing ones; download them again;
-* `locked_files`: the files of a lock file's datasets, found without the tables;
+* `dataset_files`: the files of some datasets (e.g. a lock file's), found without a walk;
 * `prune_plan` / `remove`: choose and remove files, only inside the data folder.
 
 What "missing" means depends on the folder.  A folder that is the data folder of a database
@@ -33,10 +33,11 @@ from one._download.part import is_idle, is_partial_name, remove_if_idle
 from one._lib.access_log import RECORD_NAME as ACCESS_RECORD
 from one._lib.access_log import AccessLog
 from one._lib.values import known
+from one.cli._common import human_size, plain
 
-__all__ = ['Inventory', 'DiskFile', 'Problem', 'verify', 'repair', 'locked_files',
-           'prune_plan', 'remove', 'database_of', 'parse_age', 'parse_size', 'human_size',
-           'folder_tables', 'tables_of', 'UNLISTED_GRACE']
+__all__ = ['Inventory', 'DiskFile', 'Problem', 'verify', 'repair', 'dataset_files',
+           'lock_table', 'records_of', 'prune_plan', 'remove', 'database_of', 'parse_age',
+           'parse_size', 'human_size', 'folder_tables', 'tables_of', 'UNLISTED_GRACE']
 
 _REST_FOLDER = '.rest'
 UNLISTED_GRACE = 3600.0
@@ -74,12 +75,8 @@ class Problem:
         return f'bad {self.kind:<4} {self.path}: expected {self.expected}, found {self.actual}'
 
     def as_dict(self) -> dict:
-        return {'path': self.path, 'problem': self.kind, 'expected': _plain(self.expected),
-                'found': _plain(self.actual), 'id': self.id, 'eid': self.eid}
-
-
-def _plain(value):
-    return value.item() if hasattr(value, 'item') else value
+        return {'path': self.path, 'problem': self.kind, 'expected': plain(self.expected),
+                'found': plain(self.actual), 'id': self.id, 'eid': self.eid}
 
 
 @dataclass
@@ -383,18 +380,28 @@ def verify(root: Path, expected: pd.DataFrame, files: dict,
     return sorted(problems.values(), key=lambda p: p.path), len(to_hash)
 
 
-def locked_files(root: Path, lock) -> dict[str, DiskFile]:
-    """The files on disk of a lock file's datasets (path -> DiskFile), without the tables.
+def dataset_files(root: Path, rows: pd.DataFrame) -> dict[str, DiskFile]:
+    """The files on disk of some datasets (path -> DiskFile), without walking the folder.
 
-    A dataset's file is ``<root>/<session folder>/<rel_path>``, or the same name with the
-    dataset UUID in it (data folders with UUID file names).
+    Parameters
+    ----------
+    root : pathlib.Path
+        The data folder.
+    rows : pandas.DataFrame
+        Datasets with columns path (relative to `root`) and id.
+
+    Returns
+    -------
+    dict
+        The listed path of each dataset found -> its file: ``<root>/<path>``, or the same name
+        with the dataset UUID in it (data folders with UUID file names).
     """
     found = {}
-    for dataset in lock.datasets.values():
-        path = dataset.path
+    for listed, dataset_id in zip(rows['path'], rows['id']):
+        path = PurePosixPath(listed)
         item = _disk_file(str(root / path), path.as_posix())
         if item is None:
-            with_uuid = path.with_name(f'{path.stem}.{dataset.id}{path.suffix}')
+            with_uuid = path.with_name(f'{path.stem}.{dataset_id}{path.suffix}')
             item = _disk_file(str(root / with_uuid), with_uuid.as_posix())
         if item is not None:
             found[path.as_posix()] = item
@@ -407,7 +414,18 @@ def lock_table(lock) -> pd.DataFrame:
     return pd.DataFrame([
         {'eid': d.eid, 'id': d.id, 'path': d.path.as_posix(), 'session_path': d.session_path,
          'rel_path': d.rel_path, 'file_size': d.file_size, 'hash': d.hash}
-        for d in lock.datasets.values()], columns=columns)
+        for d in lock.datasets.values()], columns=columns, dtype=object)  # sizes: int or None
+
+
+def records_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """Datasets (eid, id, rel_path, session_path, file_size, hash; e.g. `lock_table`) as the
+    dataset records `One` checks and downloads: index (eid, id)."""
+    return pd.DataFrame(
+        {'rel_path': rows['rel_path'].astype(str).to_numpy(),
+         'file_size': rows['file_size'].to_numpy(), 'hash': rows['hash'].to_numpy(),
+         'session_path': rows['session_path'].to_numpy()},
+        index=pd.MultiIndex.from_arrays([rows['eid'].to_numpy(), rows['id'].to_numpy()],
+                                        names=['eid', 'id']))
 
 
 def repair(one, rows: pd.DataFrame) -> list:
@@ -429,13 +447,7 @@ def repair(one, rows: pd.DataFrame) -> list:
     list
         The file of each dataset (None where the download failed).
     """
-    records = pd.DataFrame(
-        {'rel_path': rows['rel_path'].astype(str).to_numpy(),
-         'file_size': rows['file_size'].to_numpy(), 'hash': rows['hash'].to_numpy(),
-         'session_path': rows['session_path'].to_numpy()},
-        index=pd.MultiIndex.from_arrays([rows['eid'].to_numpy(), rows['id'].to_numpy()],
-                                        names=['eid', 'id']))
-    return one._check_filesystem(records, update_exists=False, check_hash=True)
+    return one._check_filesystem(records_of(rows), update_exists=False, check_hash=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -609,12 +621,3 @@ def parse_age(text: str) -> float:
         Not an age.
     """
     return _quantity(text, _AGES, 'an age', 'e.g. 30d, 12h, 2w; a plain number is days')
-
-
-def human_size(n: float) -> str:
-    """A byte count for people: '1.5 GiB'."""
-    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
-        if abs(n) < 1024 or unit == 'TiB':
-            return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
-        n /= 1024
-    return f'{n:.1f} TiB'

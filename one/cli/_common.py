@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 __all__ = ['UsageError', 'NotFound', 'open_one', 'session_eid', 'print_table', 'print_json',
-           'plain', 'regex', 'qc_level', 'iso_date', 'optional_iso_date', 'session_number',
+           'plain', 'human_size', 'count', 'regex', 'qc_level', 'iso_date', 'optional_iso_date',
+           'session_number',
            'REMOTE_SESSION_OPTIONS', 'add_search_options', 'session_query',
            'read_session_list', 'database']
 
@@ -140,6 +141,20 @@ def plain(value):
     except (TypeError, ValueError):
         pass
     return value.item() if hasattr(value, 'item') else value
+
+
+def human_size(n: float) -> str:
+    """A byte count for people: '1.5 GiB'."""
+    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if abs(n) < 1024 or unit == 'TiB':
+            return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
+        n /= 1024
+    return f'{n:.1f} TiB'
+
+
+def count(n: int, what: str) -> str:
+    """`n` things: '1 file', '3 files'."""
+    return f'{n} {what}' if n == 1 else f'{n} {what}s'
 
 
 # ---- searching the database, lists of sessions ----------------------------------------------

@@ -21,7 +21,15 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from one.cli._common import NotFound, UsageError, print_json, print_table, session_eid
+from one.cli._common import (
+    NotFound,
+    UsageError,
+    count,
+    human_size,
+    print_json,
+    print_table,
+    session_eid,
+)
 
 
 def _folder(args: argparse.Namespace) -> Path:
@@ -87,36 +95,30 @@ def _session_triple(text: str):
 def _lock_eids(folder: Path, lock, names: list[str]) -> set[str]:
     """The locked sessions named: through the folder's tables when it has them, else (or for a
     session the tables no longer list) by the lock's own session folders."""
+    import functools
     import uuid
 
-    one = _open(folder)
-    triples = {eid: _session_triple(path) for eid, path in lock.sessions.items()}
+    @functools.cache
+    def local():  # a UUID needs no tables: read them for the first other name
+        return _open(folder), {eid: _session_triple(path) for eid, path in lock.sessions.items()}
+
     wanted = set()
     for name in names:
         eid = None
         try:
             eid = str(uuid.UUID(name.strip()))
         except ValueError:
+            one, triples = local()
             if one is not None:
                 found = one.to_eid(name)
                 eid = str(found) if found else None
-        if eid is None:
-            triple = _session_triple(name)
-            eid = next((e for e, t in triples.items() if triple and t == triple), None)
+            if eid is None:
+                triple = _session_triple(name)
+                eid = next((e for e, t in triples.items() if triple and t == triple), None)
         if eid is None or eid not in lock.sessions:
             raise NotFound(f'session not in the lock file: {name}')
         wanted.add(eid)
     return wanted
-
-
-def _files(n: int) -> str:
-    return f'{n} file' if n == 1 else f'{n} files'
-
-
-def _size(n) -> str:
-    from one.cli._cache_admin import human_size
-
-    return human_size(n)
 
 
 def _confirm(args: argparse.Namespace, question: str, action: str) -> bool:
@@ -147,9 +149,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if args.json:
             print_json(rows)
         else:
-            print_table([{**r, 'size': _size(r['size']), 'last_used': r['last_used'][:16]}
+            print_table([{**r, 'size': human_size(r['size']), 'last_used': r['last_used'][:16]}
                          for r in rows], ['path', 'size', 'last_used'])
-            print(f'{len(rows)} files, {_size(sum(r["size"] for r in rows))}', file=sys.stderr)
+            print(f'{len(rows)} files, {human_size(sum(r["size"] for r in rows))}',
+                  file=sys.stderr)
         return 0
     inventory.datasets = selected
     sessions = inventory.sessions()
@@ -162,10 +165,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print_json(rows)
     else:
         print_table([{**r, 'datasets': f'{r["datasets"]}/{r["listed"]}',
-                      'size': _size(r['bytes'])} for r in rows],
+                      'size': human_size(r['bytes'])} for r in rows],
                     ['session', 'datasets', 'size', 'eid'])
         print(f'{len(rows)} sessions, {sum(r["datasets"] for r in rows)} dataset files, '
-              f'{_size(sum(r["bytes"] for r in rows))}', file=sys.stderr)
+              f'{human_size(sum(r["bytes"] for r in rows))}', file=sys.stderr)
     return 0
 
 
@@ -188,12 +191,12 @@ def cmd_du(args: argparse.Namespace) -> int:
                                                        for r in rows}})
         return 0
     print(f'{inventory.root}')
-    print_table([{**r, 'size': _size(r['bytes'])} for r in rows], ['what', 'files', 'size'])
+    print_table([{**r, 'size': human_size(r['bytes'])} for r in rows], ['what', 'files', 'size'])
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from one.cli._cache_admin import database_of, lock_table, locked_files, verify
+    from one.cli._cache_admin import database_of, dataset_files, lock_table, verify
 
     lock = None
     if args.lock:  # the lock names every file: the tables are not needed
@@ -207,19 +210,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         expected = lock_table(lock)
         if args.eid:
             expected = expected[expected['eid'].isin(_lock_eids(folder, lock, args.eid))]
-        files = locked_files(folder, lock)
+        files = dataset_files(folder, expected)
+        database = args.base_url or lock.database or database_of(folder)
     else:
         inventory, one = _inventory(args)
         folder = inventory.root
         expected = _select_sessions(one, inventory, args.eid)
-        if database_of(folder) or args.base_url:  # a download cache: what it was seen holding
+        database = args.base_url or database_of(folder)
+        if database:  # a download cache: what it was seen holding
             held = inventory.recorded()
             expected = expected[expected['on_disk'] | expected['path'].isin(held)]
         else:  # a folder indexed from its files: all of them
             expected = expected[expected['on_disk'] | expected['exists']]
         files = inventory.by_dataset
-    database = args.base_url or (lock.database if lock is not None else None) or \
-        database_of(folder)
     if args.repair and not database:
         raise UsageError(f'cannot repair: {folder} is not the data folder of a configured '
                          'database; name one with --base-url URL')
@@ -245,17 +248,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _repair(folder: Path, database: str, expected, problems, lock, quiet: bool) -> list:
     """Download the problem datasets again through OneAlyx, then check them again."""
     from one.api import OneAlyx
-    from one.cli._cache_admin import Inventory, locked_files, repair, verify
+    from one.cli._cache_admin import dataset_files, repair, verify
 
     rows = expected[expected['id'].isin({p.id for p in problems})]
     print(f'downloading {len(rows)} datasets from {database} ...', file=sys.stderr)
     one = OneAlyx(base_url=database, cache_dir=folder, mode='remote', silent=True, lock=lock)
     files = repair(one, rows)
-    if lock is not None:
-        found = locked_files(folder, lock)
-    else:
-        found = Inventory.of(folder).by_dataset  # the tables as repaired
-    after, _ = verify(folder, rows, found, progress=None)
+    after, _ = verify(folder, rows, dataset_files(folder, rows), progress=None)
     for problem in after if not quiet else ():
         print(f'still {problem.describe()}')
     failed = sum(f is None for f in files)
@@ -270,10 +269,10 @@ def _print_plan(plan: dict) -> tuple[list, int]:
     files = [f for kind in labels for f in plan[kind]]
     for kind, label in labels.items():
         for f in plan[kind]:
-            print(f'{_size(f.size):>10}  {f.path}  ({label})')
+            print(f'{human_size(f.size):>10}  {f.path}  ({label})')
     if plan['forget']:
-        print(f'the load record forgets {_files(len(plan["forget"]))} deleted since loaded:',
-              file=sys.stderr)
+        print(f'the load record forgets {count(len(plan["forget"]), "file")} deleted since '
+              'loaded:', file=sys.stderr)
         for path in plan['forget']:
             print(f'  {path}', file=sys.stderr)
     return files, sum(f.size for f in files)
@@ -286,22 +285,23 @@ def _explain_kept(inventory, plan: dict, args, download_cache: bool) -> None:
     folder = inventory.root
     if not download_cache:
         if inventory.unlisted or inventory.loaded:
-            print(f'keeping {_files(len(inventory.unlisted) + len(inventory.loaded))} no table '
+            kept = len(inventory.unlisted) + len(inventory.loaded)
+            print(f'keeping {count(kept, "file")} no table '
                   f'lists: {folder} is not the data folder of a database, they may be new '
                   'data (run "one index")', file=sys.stderr)
         return
     if not args.unlisted and inventory.unlisted:
-        print(f'keeping {_files(len(inventory.unlisted))} that no table lists and ONE did not '
-              'load (add --unlisted to remove them)', file=sys.stderr)
+        print(f'keeping {count(len(inventory.unlisted), "file")} that no table lists and ONE '
+              'did not load (add --unlisted to remove them)', file=sys.stderr)
     if args.unlisted:
         recent = len(inventory.unlisted) - len(plan['unlisted'])
         if recent:
-            print(f'keeping {_files(recent)} no table lists, changed in the last '
+            print(f'keeping {count(recent, "file")} no table lists, changed in the last '
                   f'{UNLISTED_GRACE / 3600:g} h (a download may be writing them)',
                   file=sys.stderr)
         if inventory.loaded:
-            print(f'keeping {_files(len(inventory.loaded))} loaded from the database but not '
-                  'in the saved tables (the load record knows them)', file=sys.stderr)
+            print(f'keeping {count(len(inventory.loaded), "file")} loaded from the database but '
+                  'not in the saved tables (the load record knows them)', file=sys.stderr)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -332,12 +332,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if not files and not plan['forget']:
         print('nothing to remove', file=sys.stderr)
         return 0
-    what = f'{_files(len(files))} ({_size(total)})'
+    what = f'{count(len(files), "file")} ({human_size(total)})'
     if args.dry_run:
         print(f'would remove {what}' + (f' and forget {len(plan["forget"])}' if plan['forget']
                                         else '') + ' (dry run)', file=sys.stderr)
         return 0
-    forget = f'forget the {_files(len(plan["forget"]))} deleted since loaded'
+    forget = f'forget the {count(len(plan["forget"]), "file")} deleted since loaded'
     question = f'Remove these {what}?' if files else f'{forget[0].upper()}{forget[1:]}?'
     if not _confirm(args, question, f'remove these {what}' if files else forget):
         print('nothing removed', file=sys.stderr)
@@ -345,24 +345,24 @@ def cmd_prune(args: argparse.Namespace) -> int:
     removed = remove(folder, files)
     AccessLog(folder).forget([*removed, *plan['forget']])
     gone = set(removed)
-    print(f'removed {_files(len(removed))}, {_size(sum(f.size for f in files if f.path in gone))}'
-          + (f'; forgot {_files(len(plan["forget"]))} deleted since loaded' if plan['forget']
-             else ''), file=sys.stderr)
+    freed = sum(f.size for f in files if f.path in gone)
+    print(f'removed {count(len(removed), "file")}, {human_size(freed)}'
+          + (f'; forgot {count(len(plan["forget"]), "file")} deleted since loaded'
+             if plan['forget'] else ''), file=sys.stderr)
     return 0
 
 
 def cmd_clear_rest(args: argparse.Namespace) -> int:
-    from one.cli._cache_admin import DiskFile, remove
+    from one._rest.cache import RestCache
 
     root = _folder(args)
     rest = root / '.rest'
-    files = []
+    files = []  # (name, size) of the responses: the files RestCache.clear removes
     if rest.is_dir():
-        for entry in os.scandir(rest):
-            if entry.is_file(follow_symlinks=False):
-                files.append(DiskFile(f'.rest/{entry.name}', entry.stat().st_size, 0, 0))
-    total = sum(f.size for f in files)
-    print(f'{len(files)} cached REST responses, {_size(total)} in {rest}', file=sys.stderr)
+        files = [(entry.name, entry.stat().st_size) for entry in os.scandir(rest)
+                 if entry.is_file(follow_symlinks=False)]
+    total = sum(size for _, size in files)
+    print(f'{len(files)} cached REST responses, {human_size(total)} in {rest}', file=sys.stderr)
     if not files:
         return 0
     if args.dry_run:
@@ -372,8 +372,11 @@ def cmd_clear_rest(args: argparse.Namespace) -> int:
                     f'remove the {len(files)} cached REST responses'):
         print('nothing removed', file=sys.stderr)
         return 1
-    removed = remove(root, files, empty_folders=False)
-    print(f'removed {_files(len(removed))}', file=sys.stderr)
+    root_real, rest_real = Path(os.path.realpath(root)), Path(os.path.realpath(rest))
+    if rest_real != root_real and root_real not in rest_real.parents:
+        raise ValueError(f'refusing to remove {rest / files[0][0]}: it is not inside {root}')
+    removed = RestCache(rest).clear()
+    print(f'removed {count(removed, "file")}', file=sys.stderr)
     return 0
 
 

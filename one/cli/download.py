@@ -29,7 +29,9 @@ from one.cli._common import (
     NotFound,
     UsageError,
     add_search_options,
+    count,
     database,
+    human_size,
     print_json,
     read_session_list,
     session_eid,
@@ -70,9 +72,10 @@ def _open(args: argparse.Namespace, base_url: str | None = None, lock=None):
             return OneRelease(args.url, cache_dir=args.cache_dir, lock=lock)
         except ValueError as e:  # not a release URL
             raise UsageError(str(e)) from e
-    from one._rest.errors import AlyxAuthError, AlyxConnectionError
+    from one._rest.errors import AlyxConnectionError
     from one.api import OneAlyx
 
+    # cmd_download turns an AlyxAuthError into the message to log in to args.database
     url = args.database = database(base_url or args.base_url, _RELEASE_HINT)
     try:
         with warnings.catch_warnings():
@@ -81,8 +84,6 @@ def _open(args: argparse.Namespace, base_url: str | None = None, lock=None):
                           lock=lock)
             _check_online(one)
             one.alyx.authenticate()  # the saved token (no request), else the saved password
-    except AlyxAuthError as e:
-        raise _login_needed(url, e) from None
     except AlyxConnectionError:
         raise NotFound(f'cannot reach {url}: nothing fetched') from None
     return one
@@ -142,37 +143,17 @@ def _rows(one, records, files, problems) -> list[dict]:
     rows = []
     for (eid, dataset_id), rel_path, size, file, problem in zip(
             records.index, records['rel_path'], sizes, files, problems):
-        if file is None:
-            path = f'{eid}/{rel_path}'
-        else:
-            try:
-                path = Path(file).relative_to(root).as_posix()
-            except ValueError:
-                path = str(file)
+        path = f'{eid}/{rel_path}' if file is None else _rel(root, file)
         size = known(size)
         rows.append({'path': path, 'size': int(size) if size is not None else None,
                      'reason': problem, 'id': str(dataset_id), 'eid': str(eid)})
     return sorted(rows, key=lambda r: r['path'])
 
 
-def _size(n: int) -> str:
-    from one.cli._cache_admin import human_size
-
-    return human_size(n)
-
-
-def _count(n: int, what: str) -> str:
-    return f'{n} {what}' if n == 1 else f'{n} {what}s'
-
-
-def _files(n: int) -> str:
-    return _count(n, 'file')
-
-
 def _bytes(rows: list[dict]) -> str:
     total = sum(r['size'] or 0 for r in rows)
     unknown = sum(r['size'] is None for r in rows)
-    return _size(total) + (f' (+{unknown} of unknown size)' if unknown else '')
+    return human_size(total) + (f' (+{unknown} of unknown size)' if unknown else '')
 
 
 def _report(args, one, rows: list[dict], n_sessions: int, fetch) -> int:
@@ -186,23 +167,23 @@ def _report(args, one, rows: list[dict], n_sessions: int, fetch) -> int:
               'present': present, 'to_fetch': len(todo),
               'bytes': sum(r['size'] or 0 for r in todo), 'dry_run': bool(args.dry_run),
               'files': [{k: r[k] for k in ('path', 'size', 'reason')} for r in todo]}
-    where = f'{_count(len(rows), "dataset")} of {_count(n_sessions, "session")}'
+    where = f'{count(len(rows), "dataset")} of {count(n_sessions, "session")}'
     if args.dry_run or not todo:
         if not args.json:
             for r in todo:
-                size = _size(r['size']) if r['size'] is not None else '?'
+                size = human_size(r['size']) if r['size'] is not None else '?'
                 print(f'{size:>10}  {r["reason"]:<7}  {r["path"]}')
         if not todo:
             print(f'nothing to fetch: {"the " if len(rows) > 1 else ""}{where} '
                   f'{"are" if len(rows) > 1 else "is"} present and verified in '
                   f'{one.cache_dir}', file=sys.stderr)
         else:
-            print(f'would fetch {_files(len(todo))}, {_bytes(todo)}, into {one.cache_dir} '
+            print(f'would fetch {count(len(todo), "file")}, {_bytes(todo)}, into {one.cache_dir} '
                   f'({present} of the {where} present; dry run)', file=sys.stderr)
         if args.json:
             print_json(report)
         return 0
-    print(f'fetching {_files(len(todo))}, {_bytes(todo)}, into {one.cache_dir} '
+    print(f'fetching {count(len(todo), "file")}, {_bytes(todo)}, into {one.cache_dir} '
           f'({present} of the {where} present)', file=sys.stderr)
     got = fetch()
     failed = [r for r in todo if r['path'] not in got]
@@ -214,23 +195,23 @@ def _report(args, one, rows: list[dict], n_sessions: int, fetch) -> int:
         for r in failed:
             print(f'failed   {r["path"]}')
     done = [r for r in todo if r['path'] in got]
-    print(f'fetched {_files(len(done))}, {_bytes(done)}'
+    print(f'fetched {count(len(done), "file")}, {_bytes(done)}'
           + (f'; {len(failed)} failed (listed above{"" if not args.json else " in failed"}; '
              'run the command again to retry)' if failed else ''), file=sys.stderr)
     return 1 if failed else 0
 
 
+def _rel(root: Path, path) -> str:
+    """A file's path relative to the data folder (POSIX), else as it is."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _relative(one, paths) -> set[str]:
     root = Path(one.cache_dir)
-    out = set()
-    for path in paths:
-        if path is None:
-            continue
-        try:
-            out.add(Path(path).relative_to(root).as_posix())
-        except ValueError:
-            out.add(str(path))
-    return out
+    return {_rel(root, path) for path in paths if path is not None}
 
 
 def _one_or_many(values: list | None):
@@ -272,7 +253,7 @@ def _download(args: argparse.Namespace) -> int:
     rows = _rows(one, plan.datasets, plan.files, plan.problems)
     n_sessions = len({r['eid'] for r in rows})
     if n_sessions < len(plan.eids):
-        print(f'{_count(len(plan.eids) - n_sessions, "session")} of {len(plan.eids)} '
+        print(f'{count(len(plan.eids) - n_sessions, "session")} of {len(plan.eids)} '
               'without a matching dataset', file=sys.stderr)
 
     def fetch() -> set[str]:
@@ -286,23 +267,10 @@ def _download(args: argparse.Namespace) -> int:
     return _report(args, one, rows, n_sessions, fetch)
 
 
-def _lock_records(lock, eids: set | None):
-    """The datasets of a lock file as dataset records (index (eid, id))."""
-    import pandas as pd
-
-    chosen = [d for d in lock.datasets.values() if eids is None or d.eid in eids]
-    return pd.DataFrame(
-        {'rel_path': [d.rel_path for d in chosen],
-         'file_size': pd.array([d.file_size for d in chosen], dtype='UInt64'),
-         'hash': [d.hash for d in chosen],
-         'session_path': [d.session_path for d in chosen]},
-        index=pd.MultiIndex.from_arrays([[d.eid for d in chosen], [d.id for d in chosen]],
-                                        names=['eid', 'id']))
-
-
 def _download_locked(args: argparse.Namespace) -> int:
     from one._api.lock import read_lock
     from one._api.prefetch import file_problems
+    from one.cli._cache_admin import lock_table, records_of
 
     try:
         lock = read_lock(args.lock)
@@ -318,12 +286,12 @@ def _download_locked(args: argparse.Namespace) -> int:
                              f'"one setup --base-url {base_url}" first (or name the database '
                              'with --base-url)') from None
     one = _open(args, base_url=base_url, lock=lock)
-    eids = None
+    locked = lock_table(lock)
     if args.eid:
         from one.cli.cache import _lock_eids
 
-        eids = _lock_eids(Path(one.cache_dir), lock, args.eid)
-    records = _lock_records(lock, eids)
+        locked = locked[locked['eid'].isin(_lock_eids(Path(one.cache_dir), lock, args.eid))]
+    records = records_of(locked)
     if records.empty:
         raise NotFound(f'no dataset in the lock file {args.lock}')
     files, problems = file_problems(one, records)
