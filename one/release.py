@@ -48,6 +48,7 @@ from one._release.info import (
     parse_info,
     remote_file_path,
 )
+from one._release.sync import local_info
 from one._tables import folder_index, parquet, uuids
 from one.alf._validate import validate_tree
 from one.alf.cache import ID_NAMESPACE, LOCK_NAME, QC_TYPE
@@ -276,7 +277,7 @@ def make_release(folder, tag: str | None = None, archive: bool = False,
     now = datetime.datetime.now().isoformat(sep=' ', timespec='minutes')
     metadata = {'date_created': now, 'origin': origin}
     with file_lock(out_dir / LOCK_NAME, timeout=600):
-        previous = _previous_info(out_dir)
+        previous = local_info(out_dir)
         tables = [_write_table(out_dir / f'{name}.pqt', df, metadata,
                                previous.tables.get(name) if previous else None)
                   for name, df in zip(_TABLES, (sessions, datasets))]
@@ -334,13 +335,6 @@ def _counts(out_dir: Path) -> dict:
     return counts
 
 
-def _previous_info(out_dir: Path) -> ReleaseInfo | None:
-    try:
-        return read_release_info(out_dir)
-    except (OSError, ReleaseError):
-        return None
-
-
 def _describe(out_dir: Path, tag, archive: bool, origin, layout: str, files_url: str,
               counts: dict | None, now: str, previous: ReleaseInfo | None = None,
               tables: list[TableInfo] | None = None) -> ReleaseInfo:
@@ -353,7 +347,7 @@ def _describe(out_dir: Path, tag, archive: bool, origin, layout: str, files_url:
 
     info_path = out_dir / INFO_NAME
     if tables is None:
-        previous = _previous_info(out_dir)
+        previous = local_info(out_dir)
         tables = [TableInfo(name, f'{name}.pqt', _files.md5(path), path.stat().st_size,
                             pq.ParquetFile(path).metadata.num_rows)
                   for name, path in ((n, out_dir / f'{n}.pqt') for n in _TABLES)]
