@@ -201,7 +201,7 @@ def _snapshot_locked(one, out_dir: Path, eids, search_terms: dict) -> dict:
 
 def _fetch_and_write(one, out_dir: Path, eids, search_terms: dict, started) -> dict:
     from one._api.batch import fetch_insertion_records, fetch_records
-    from one._lib.files import _fsync_dir, md5
+    from one._lib.files import _fsync_dir
     from one._release.info import TableInfo, dump_info, table_entries
     from one.alf.cache import _load_tables, _merge_tables, _timestamp, _write_tables
     from one.converters import datasets2records
@@ -251,8 +251,7 @@ def _fetch_and_write(one, out_dir: Path, eids, search_terms: dict, started) -> d
             'date_created': started.isoformat(timespec='seconds'),
             'query': query,
             'counts': counts,
-            'tables': table_entries([TableInfo(p.stem, p.name, md5(p), p.stat().st_size,
-                                               counts[p.stem]) for p in staged]),
+            'tables': table_entries([TableInfo.of_file(p, counts[p.stem]) for p in staged]),
             'history': [*history, {'date': started.isoformat(timespec='seconds'), **query}],
         }
         (staging / INFO_NAME).write_bytes(dump_info(info))
