@@ -48,6 +48,7 @@ from one._release.info import (
     parse_info,
     remote_file_path,
 )
+from one._release.sync import local_info
 from one._tables import folder_index, parquet, uuids
 from one.alf._validate import validate_tree
 from one.alf.cache import ID_NAMESPACE, LOCK_NAME, QC_TYPE
@@ -142,7 +143,7 @@ def _write_table(path: Path, df, metadata: dict, known: TableInfo | None) -> Tab
     on disk (`known`: same size, same number of rows), the new table is written aside with
     the old file's metadata, and is the same table when its md5 is the one `known` gives.
     """
-    name, nrecs = path.stem, len(df)
+    nrecs = len(df)
     if known is not None and known.md5 and known.file == path.name and known.nrecs == nrecs \
             and path.is_file() and path.stat().st_size == known.size:
         trial = _files.temp_name(path)
@@ -155,7 +156,7 @@ def _write_table(path: Path, df, metadata: dict, known: TableInfo | None) -> Tab
         finally:
             trial.unlink(missing_ok=True)
     parquet.save(path, df, metadata)
-    return TableInfo(name, path.name, _files.md5(path), path.stat().st_size, nrecs)
+    return TableInfo.of_file(path, nrecs)
 
 
 def _write_archive(out_dir: Path, tables: list[TableInfo], info_bytes: bytes,
@@ -276,7 +277,7 @@ def make_release(folder, tag: str | None = None, archive: bool = False,
     now = datetime.datetime.now().isoformat(sep=' ', timespec='minutes')
     metadata = {'date_created': now, 'origin': origin}
     with file_lock(out_dir / LOCK_NAME, timeout=600):
-        previous = _previous_info(out_dir)
+        previous = local_info(out_dir)
         tables = [_write_table(out_dir / f'{name}.pqt', df, metadata,
                                previous.tables.get(name) if previous else None)
                   for name, df in zip(_TABLES, (sessions, datasets))]
@@ -334,13 +335,6 @@ def _counts(out_dir: Path) -> dict:
     return counts
 
 
-def _previous_info(out_dir: Path) -> ReleaseInfo | None:
-    try:
-        return read_release_info(out_dir)
-    except (OSError, ReleaseError):
-        return None
-
-
 def _describe(out_dir: Path, tag, archive: bool, origin, layout: str, files_url: str,
               counts: dict | None, now: str, previous: ReleaseInfo | None = None,
               tables: list[TableInfo] | None = None) -> ReleaseInfo:
@@ -353,10 +347,9 @@ def _describe(out_dir: Path, tag, archive: bool, origin, layout: str, files_url:
 
     info_path = out_dir / INFO_NAME
     if tables is None:
-        previous = _previous_info(out_dir)
-        tables = [TableInfo(name, f'{name}.pqt', _files.md5(path), path.stat().st_size,
-                            pq.ParquetFile(path).metadata.num_rows)
-                  for name, path in ((n, out_dir / f'{n}.pqt') for n in _TABLES)]
+        previous = local_info(out_dir)
+        tables = [TableInfo.of_file(path, pq.ParquetFile(path).metadata.num_rows)
+                  for path in (out_dir / f'{n}.pqt' for n in _TABLES)]
     counts = counts or _counts(out_dir)
     same_tables = previous is not None and previous.date_created and \
         all(t.name in previous.tables and previous.tables[t.name].md5 == t.md5 for t in tables)

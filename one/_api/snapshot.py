@@ -79,12 +79,13 @@ def _eid_strings(eids) -> list[str]:
 def _session_records(one, eids, search_terms: dict) -> list[dict]:
     """The Alyx list records of the sessions asked for (by id, or by a search)."""
     from one._api.batch import fetch_session_records
+    from one._rest.records import record_id
     if eids is None:
         _, details = one.search(details=True, query_type='remote', **search_terms)
         return [dict(d) for d in details]
     wanted = _eid_strings(eids)
     records = fetch_session_records(one.alyx, wanted)
-    found = {str(r.get('id') or r.get('url', '')[-36:]) for r in records}
+    found = {record_id(r) for r in records}
     unknown = [e for e in wanted if e not in found]
     if unknown:
         from one.alf.exceptions import ALFWarning
@@ -92,7 +93,7 @@ def _session_records(one, eids, search_terms: dict) -> list[dict]:
         warnings.warn(f'{len(unknown)} session(s) not found on {one.alyx.base_url} (left out '
                       f'of the snapshot): {shown}', ALFWarning, stacklevel=6)
     order = {e: i for i, e in enumerate(wanted)}
-    return sorted(records, key=lambda r: order.get(str(r.get('id') or r['url'][-36:]), 0))
+    return sorted(records, key=lambda r: order.get(record_id(r), 0))
 
 
 def _sessions_frame(records: list[dict]) -> pd.DataFrame:
@@ -108,16 +109,16 @@ def _sessions_frame(records: list[dict]) -> pd.DataFrame:
 def insertions_frame(records: list[dict]) -> pd.DataFrame:
     """The insertions table of Alyx probe insertion records: index ``(eid, id)``, columns
     ``name``, ``model``, ``serial``, ``chronic_insertion`` and ``json`` (as JSON text)."""
+    from one._rest.records import record_id, session_of
     rows = []
     for r in records:
         session = r.get('session')
-        if isinstance(session, dict):
-            session = session.get('id')
-        if not session or not r.get('id'):
+        eid = record_id(session) if isinstance(session, dict) else session_of(r)
+        if not eid or not r.get('id'):
             continue
         chronic = r.get('chronic_insertion')
         rows.append({
-            'eid': str(session).rstrip('/')[-36:].lower(), 'id': str(r['id']).lower(),
+            'eid': eid, 'id': record_id(r),
             'name': r.get('name'), 'model': r.get('model'),
             'serial': None if r.get('serial') is None else str(r['serial']),
             'chronic_insertion': None if chronic is None else str(chronic),
@@ -201,7 +202,7 @@ def _snapshot_locked(one, out_dir: Path, eids, search_terms: dict) -> dict:
 
 def _fetch_and_write(one, out_dir: Path, eids, search_terms: dict, started) -> dict:
     from one._api.batch import fetch_insertion_records, fetch_records
-    from one._lib.files import _fsync_dir, md5
+    from one._lib.files import _fsync_dir
     from one._release.info import TableInfo, dump_info, table_entries
     from one.alf.cache import _load_tables, _merge_tables, _timestamp, _write_tables
     from one.converters import datasets2records
@@ -251,8 +252,7 @@ def _fetch_and_write(one, out_dir: Path, eids, search_terms: dict, started) -> d
             'date_created': started.isoformat(timespec='seconds'),
             'query': query,
             'counts': counts,
-            'tables': table_entries([TableInfo(p.stem, p.name, md5(p), p.stat().st_size,
-                                               counts[p.stem]) for p in staged]),
+            'tables': table_entries([TableInfo.of_file(p, counts[p.stem]) for p in staged]),
             'history': [*history, {'date': started.isoformat(timespec='seconds'), **query}],
         }
         (staging / INFO_NAME).write_bytes(dump_info(info))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -219,22 +220,32 @@ class _HostQueue:
     left)."""
 
     def __init__(self, order: list[int], hosts: list[str], per_host: int):
-        self._pending = list(order)
+        # per server, its tasks in hand-out order as (rank in `order`, task index)
+        self._queues: dict[str, deque[tuple[int, int]]] = {}
+        for rank, i in enumerate(order):
+            self._queues.setdefault(hosts[i], deque()).append((rank, i))
         self._hosts = hosts
         self._per_host = per_host
         self._busy: dict[str, int] = {}
         self._changed = threading.Condition()
 
     def next(self) -> int | None:
-        """The next task a thread may start, or None when there is none left."""
+        """The next task a thread may start, or None when there is none left.
+
+        This is the first task in order whose server has a free slot: the smallest-ranked
+        head among the queues of the servers that have one.
+        """
         with self._changed:
-            while self._pending:
-                for k, i in enumerate(self._pending):
-                    host = self._hosts[i]
-                    if self._busy.get(host, 0) < self._per_host:
-                        del self._pending[k]
-                        self._busy[host] = self._busy.get(host, 0) + 1
-                        return i
+            while self._queues:
+                free = [h for h in self._queues if self._busy.get(h, 0) < self._per_host]
+                if free:
+                    host = min(free, key=lambda h: self._queues[h][0][0])
+                    queue = self._queues[host]
+                    _, i = queue.popleft()
+                    if not queue:
+                        del self._queues[host]
+                    self._busy[host] = self._busy.get(host, 0) + 1
+                    return i
                 self._changed.wait()  # every task ends with `done`, which notifies
             return None
 

@@ -72,12 +72,10 @@ class VerifiedFiles:
             The hexadecimal md5 digest.
         """
         stat = stat or os.stat(file)
-        key = self._key(file)
-        known = self._load().get(key)
-        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
-            return known[2]
-        digest = md5(file)
-        self._append(key, stat.st_size, stat.st_mtime_ns, digest)
+        digest = self.known(file, stat.st_size, stat.st_mtime_ns)
+        if digest is None:
+            digest = md5(file)
+            self.add([(file, stat.st_size, stat.st_mtime_ns, digest)])
         return digest
 
     def known(self, file, size: int, mtime_ns: int) -> str | None:
@@ -117,10 +115,6 @@ class VerifiedFiles:
             lines.append([key, int(size), int(mtime_ns), digest])
         if lines:
             self._write(lines)
-
-    def _append(self, key: str, size: int, mtime_ns: int, digest: str) -> None:
-        self._entries[key] = (size, mtime_ns, digest)
-        self._write([[key, size, mtime_ns, digest]])
 
     def _write(self, entries: list) -> None:
         if not self.log.append(entries):

@@ -28,17 +28,20 @@ folders are: relative to the folder of ``cache_info.json`` (``"."``, ``"../../da
 absolute (``https://...``, ``s3://bucket/prefix``).  Table ``file`` names are relative to the
 folder of ``cache_info.json`` too.
 
-Nothing here does I/O.  Paths received from a release are checked before they are used for a
-URL or a local file: a dataset's as a local `One` checks it (`one._lib.confine.relative_parts`),
-the file names of ``cache_info.json`` more strictly (`release_path`).
+Nothing here does I/O but `TableInfo.of_file`, which hashes a table just written.  Paths
+received from a release are checked before they are used for a URL or a local file: a dataset's
+as a local `One` checks it (`one._lib.confine.relative_parts`), the file names of
+``cache_info.json`` more strictly (`release_path`).
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from one._lib.confine import UnsafePath, relative_parts
+from one._lib.files import md5
 from one.alf.exceptions import ALFError
 from one.alf.path import uuid_in_name
 
@@ -90,6 +93,25 @@ class TableInfo:
     md5: str | None = None
     size: int | None = None
     nrecs: int | None = None
+
+    @classmethod
+    def of_file(cls, path, nrecs: int) -> TableInfo:
+        """The entry of a table file just written: named after its stem, hashed and sized.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The table file, in the folder of ``cache_info.json``.
+        nrecs : int
+            The number of rows it holds.
+
+        Returns
+        -------
+        TableInfo
+            Its entry in ``cache_info.json``.
+        """
+        path = Path(path)
+        return cls(path.stem, path.name, md5(path), path.stat().st_size, nrecs)
 
 
 @dataclass(frozen=True)

@@ -136,9 +136,8 @@ class PaginatedResponse(Sequence):
         self._cache: list = [None] * self.count
         self._fetched = bytearray(self.count)  # 1 where a record is in place
         self._visited = bytearray(self.count)  # 1 where a page answer was received
-        self._seen: set = set()  # identities of the records received
         self._copies: dict = {}  # identity -> copies one page answer held (when more than 1)
-        self._placed: Counter = Counter()  # identity -> copies kept
+        self._placed: Counter = Counter()  # identity of each record received -> copies kept
         self._spare: list = []  # records received whose position was taken
         self._holes: list[int] = []  # visited positions still empty (repeated records)
         self._count_changed = False
@@ -210,8 +209,7 @@ class PaginatedResponse(Sequence):
                     self.repeated += 1
                     continue
                 self._placed[key] += 1
-                if key not in self._seen:
-                    self._seen.add(key)
+                if self._placed[key] == 1:  # received for the first time
                     new.append(record)
             elif i >= self.count or self._fetched[i]:
                 continue  # no identity: kept at its position only
@@ -239,7 +237,7 @@ class PaginatedResponse(Sequence):
     @property
     def is_complete(self) -> bool:
         """True once every record has been fetched."""
-        return all(self._fetched)
+        return 0 not in self._fetched
 
     # --- fetching -------------------------------------------------------------------------
     def _fetch(self, offset: int, limit: int, fresh: bool = False) -> int:
@@ -304,7 +302,7 @@ class PaginatedResponse(Sequence):
         query = where.path + (f'?{where.query}' if where.query else '')
         _logger.info('The pages of %s repeated %d records (the server keeps no order between '
                      'pages): asking again for the %d missing', query, self.repeated,
-                     self.count - len(self._seen))
+                     self.count - len(self._placed))
         largest = int(getattr(self.alyx, 'max_page_size', None) or MAX_PAGE_LIMIT)
         if self.limit < self.count <= largest:  # the whole answer in one page, if allowed
             self.refetched += 1
@@ -329,10 +327,10 @@ class PaginatedResponse(Sequence):
                    'were added or removed.' if self._count_changed else '')
         raise AlyxPaginationError(
             f'The paginated answer of {query} announced {self.count} records but its pages '
-            f'gave only {len(self._seen)} distinct ones ({self.repeated} repeated), also after '
+            f'gave only {len(self._placed)} distinct ones ({self.repeated} repeated), also after '
             f'asking again: the server keeps no order between pages.{changed} Narrow the query '
             f'so that its answer fits in one page of {self.limit} records.',
-            query=query, count=self.count, received=len(self._seen))
+            query=query, count=self.count, received=len(self._placed))
 
     def _missing(self, idx: int) -> bool:
         """Whether position `idx`, or a position of a page already received, is empty."""
