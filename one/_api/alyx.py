@@ -1157,7 +1157,6 @@ class OneAlyx(One):
             dataset_records,
             download_s3,
             is_dataset_failure,
-            mark_not_on_aws,
             s3_key,
             s3_task,
         )
@@ -1188,8 +1187,7 @@ class OneAlyx(One):
                 s3_files.update({i: aws_file_record(r) for i, r in records.items()})
         else:
             if update_exists:
-                with self._tables_lock:
-                    mark_not_on_aws(self._tables, ids)
+                self._set_column('exists_aws', ids, False)
             return [None] * len(ids)
         if 'eid' in dsets.index.names:
             eids = [str(x) for x in dsets.index.get_level_values('eid')]
@@ -1240,8 +1238,7 @@ class OneAlyx(One):
             _logger.debug('S3 downloads stopped: %s', failure)
             self._s3_repository = None  # a new client next time
         if update_exists:
-            with self._tables_lock:
-                mark_not_on_aws(self._tables, not_on_s3)
+            self._set_column('exists_aws', not_on_s3, False)
         return out
 
     def _download_dataset(self, dset, cache_dir=None, **kwargs):

@@ -981,14 +981,24 @@ class One(ConversionMixin, LockMixin):
 
     def _set_exists(self, ids: list, values: np.ndarray) -> None:
         """Write the `exists` state of some datasets into the cache table."""
+        self._set_column('exists', ids, values)
+
+    def _set_column(self, name: str, ids: list, values) -> None:
+        """Write a boolean column of the datasets table for some dataset ids (one value for
+        each id, or one value for all); nothing happens when the table has no such column."""
+        if not len(ids):
+            return
         with self._tables_lock:
             codes = self._dataset_codes()
             table = codes.table
+            if name not in table.columns:
+                return
             positions, which = codes.id_rows(ids)
             if positions.size == 0:
                 return
-            new = np.asarray(values, dtype=bool)[which]
-            column = table.columns.get_loc('exists')
+            values = np.asarray(values, dtype=bool)
+            new = values[which] if values.ndim else np.full(positions.size, bool(values))
+            column = table.columns.get_loc(name)
             try:
                 table.iloc[positions, column] = new
             except ValueError:  # read-only arrays backed by parquet buffers
