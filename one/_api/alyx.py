@@ -26,7 +26,7 @@ import one.alf.exceptions as alferr
 import one.alf.io as alfio
 from one import __version__, util
 from one._api.local import One, _check_mode, _dataset_id_str, _known
-from one._api.paths import session_folder
+from one._api.paths import Confinement, session_folder
 from one.alf.path import ALFPath, rel_path_parts
 from one.alf.path import remove_uuid_string as remove_uuid
 from one.alf.spec import QC
@@ -1077,7 +1077,7 @@ class OneAlyx(One):
         par = self.alyx._par
         login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
         auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None
-        root = Path(self.cache_dir)
+        guard = Confinement(self.cache_dir)  # one for the batch
         rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
         tasks, positions = [], []
         for i in pending:
@@ -1090,7 +1090,7 @@ class OneAlyx(One):
                 uuid_url_path(PurePosixPath(str(session_path), rel_path).as_posix(), dset_id))
             size, md5 = _known(sizes[i]), _known(hashes[i])
             try:
-                task = download_task(url, root, session_path, rel_path, size, md5, auth,
+                task = download_task(url, guard, session_path, rel_path, size, md5, auth,
                                      uuid_name=dset_id if keep_uuid else None)
             except (UnsafePath, ValueError) as ex:
                 _logger.error('Refusing to download dataset %s: %s', dset_id, ex)
@@ -1194,7 +1194,7 @@ class OneAlyx(One):
         else:
             eids = self._eids_of_datasets(ids)
         paths = self._session_paths([e for e in eids if e])
-        root = Path(self.cache_dir)
+        guard = Confinement(self.cache_dir)  # one for the batch
         tasks, positions, not_on_s3 = [], [], []
         rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
         for i, (dset_id, eid) in enumerate(zip(ids, eids)):
@@ -1210,7 +1210,7 @@ class OneAlyx(One):
                 continue
             try:
                 key = s3_key(file_record, rel_path, dset_id)
-                destination = local_destination(root, session_path, rel_path,
+                destination = local_destination(guard, session_path, rel_path,
                                                 dset_id if keep_uuid else None)
             except BadS3Record as ex:
                 _logger.warning('%s', ex)
