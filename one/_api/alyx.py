@@ -586,13 +586,13 @@ class OneAlyx(One):
                 return path
         summary = self._memo().summary(str(eid))
         if summary is not None:
-            return session_folder(self.cache_dir, _session_path_fields(summary), eid)
+            return session_folder(self.cache_dir, summary, eid)
         with self.alyx._fresh_until() as fresh:
             records = list(self.alyx.rest('sessions', 'list', django=f'pk,{eid}'))
         if not records:
             return None
         self._update_sessions_table(records[:1], fresh.until)
-        return session_folder(self.cache_dir, _session_path_fields(records[0]), eid)
+        return session_folder(self.cache_dir, records[0], eid)
 
     @recurse
     @_falls_back_to_local_tables
@@ -1291,10 +1291,3 @@ def _split_dataset_terms(kwargs: dict, terms) -> tuple[dict, list, int]:
     qc_key = next((k for k in kwargs if util.autocomplete(k, terms) == 'dataset_qc_lte'), None)
     max_qc = qc_code(kwargs[qc_key] if qc_key else QC.CRITICAL)
     return {**kwargs, key: names[0]}, names[1:], max_qc
-
-
-def _session_path_fields(record: dict) -> dict:
-    """The lab, subject, date and number of an Alyx session record."""
-    start_time = record.get('start_time') or record.get('date')
-    return {'lab': record.get('lab'), 'subject': record['subject'],
-            'date': str(start_time)[:10], 'number': record['number']}
