@@ -87,6 +87,11 @@ def _check_mode(mode) -> None:
         raise ValueError(f'Mode "{mode}" not recognized; expected one of {allowed}')
 
 
+#: The warning `One._check_filesystem` logs for a present file that differs from its record.
+_MISMATCH_WARNINGS = {'size': 'local file size mismatch on dataset: %s',
+                      'md5': 'local md5 mismatch on dataset: %s'}
+
+
 class _TablesLock:
     """The lock of a `One`'s tables and views: re-entrant, and pickled or copied as a new lock
     (a copy of an instance has its own)."""
@@ -888,38 +893,15 @@ class One(ConversionMixin, LockMixin):
         ids = [str(x) for x in datasets.index.get_level_values('id')]
         session_paths = self._dataset_session_paths(datasets, ids)
         self._check_lock(datasets, ids, session_paths)
-        guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
-        eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
-            else None
-        sizes = datasets['file_size'].tolist() if 'file_size' in datasets.columns else None
-        hashes = datasets['hash'].tolist() if 'hash' in datasets.columns else None
-        verified = self._verified_files() if check_hash else None
         files, to_download = [], []
-        for i, (session_path, rel_path) in enumerate(zip(session_paths,
-                                                         datasets['rel_path'])):
-            if session_path is None or not isinstance(rel_path, str):
-                files.append(None)
+        states = self._file_states(datasets, ids, session_paths, check_hash)
+        for i, (file, problem) in enumerate(states):
+            if problem in _MISMATCH_WARNINGS:
+                where = PurePosixPath(session_paths[i], datasets['rel_path'].iat[i])
+                _logger.warning(_MISMATCH_WARNINGS[problem], where)
+            if problem is not None:
                 to_download.append(i)
-                continue
-            file = dataset_file(guard, session_path, rel_path, ids[i], self.uuid_filenames,
-                                eids[i] if eids is not None else None)
-            try:
-                stat = os.stat(file)
-            except OSError:
-                files.append(None)
-                to_download.append(i)
-                continue
-            expected_size = _known(sizes[i]) if sizes is not None else None
-            expected_hash = _known(hashes[i]) if hashes is not None else None
-            where = PurePosixPath(session_path, rel_path)
-            if expected_size and stat.st_size != int(expected_size):
-                _logger.warning('local file size mismatch on dataset: %s', where)
-                to_download.append(i)
-            elif expected_hash and verified is not None and \
-                    verified.md5(file, stat) != str(expected_hash).lower():
-                _logger.warning('local md5 mismatch on dataset: %s', where)
-                to_download.append(i)
-            files.append(file)
+            files.append(None if problem == 'missing' else file)
 
         if to_download and not (offline or self.offline):
             new_files = self._download_datasets(datasets.iloc[to_download],
@@ -938,6 +920,44 @@ class One(ConversionMixin, LockMixin):
             previous = self._tables.get('_loaded_datasets', np.array([], dtype=object))
             self._tables['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
         return files
+
+    def _file_states(self, datasets: pd.DataFrame, ids: list, session_paths: list,
+                     check_hash: bool = True):
+        """Per dataset record, in order: its file below the cache folder and what is wrong with
+        it, downloading nothing (a generator: a record leading outside the cache folder raises
+        `one._lib.confine.UnsafePath` when reached).
+
+        The problem is None (present and good), 'missing', 'size' or 'md5' (with
+        `check_hash`); unknown sizes and hashes are not checked, and files verified before and
+        unchanged since are not hashed again.  The file is None when the session folder or
+        ``rel_path`` is unknown.
+        """
+        guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
+        eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
+            else None
+        sizes, hashes = (datasets[c].tolist() if c in datasets.columns else [None] * len(ids)
+                         for c in ('file_size', 'hash'))
+        verified = self._verified_files() if check_hash else None
+        for i, (session_path, rel_path) in enumerate(zip(session_paths,
+                                                         datasets['rel_path'])):
+            if session_path is None or not isinstance(rel_path, str):
+                yield None, 'missing'
+                continue
+            file = dataset_file(guard, session_path, rel_path, ids[i], self.uuid_filenames,
+                                eids[i] if eids is not None else None)
+            try:
+                stat = os.stat(file)
+            except OSError:
+                yield file, 'missing'
+                continue
+            size, digest = _known(sizes[i]), _known(hashes[i])
+            if size and stat.st_size != int(size):
+                yield file, 'size'
+            elif digest and verified is not None and \
+                    verified.md5(file, stat) != str(digest).lower():
+                yield file, 'md5'
+            else:
+                yield file, None
 
     def _as_records(self, datasets) -> pd.DataFrame:
         """Dataset records as a DataFrame with id strings in an (eid, id) or (id) index."""
