@@ -1161,15 +1161,6 @@ class OneAlyx(One):
             s3_task,
         )
         from one._download import UnsafePath
-        if not isinstance(dsets, (pd.DataFrame, pd.Series)):
-            rows = list(dsets)
-            if rows and all(isinstance(x, pd.Series) for x in rows):
-                names = [x.name for x in rows]
-                dsets = pd.DataFrame(rows)
-                dsets.index = (pd.MultiIndex.from_tuples(names, names=['eid', 'id'])
-                               if isinstance(names[0], tuple) else pd.Index(names, name='id'))
-            else:
-                dsets = rows
         dsets = self._as_records(dsets)
         if dsets.empty:
             return []

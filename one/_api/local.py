@@ -960,18 +960,25 @@ class One(ConversionMixin, LockMixin):
                 yield file, None
 
     def _as_records(self, datasets) -> pd.DataFrame:
-        """Dataset records as a DataFrame with id strings in an (eid, id) or (id) index."""
+        """Dataset records as a DataFrame with id strings in an (eid, id) or (id) index.
+
+        `datasets` is a frame of records, one row of one (a Series named by its index label),
+        a list of such rows, or a list of Alyx REST dataset records.
+        """
         if isinstance(datasets, pd.Series):
-            name = datasets.name
-            frame = pd.DataFrame([datasets])
-            if isinstance(name, tuple) and len(name) == 2:
-                frame.index = pd.MultiIndex.from_tuples([name], names=['eid', 'id'])
+            datasets = [datasets]
+        if not isinstance(datasets, pd.DataFrame):
+            rows = list(datasets)
+            if rows and all(isinstance(x, pd.Series) for x in rows):
+                names = [x.name for x in rows]
+                datasets = pd.DataFrame(rows)
+                datasets.index = (
+                    pd.MultiIndex.from_tuples(names, names=['eid', 'id'])
+                    if isinstance(names[0], tuple) and len(names[0]) == 2
+                    else pd.Index(names, name='id'))
             else:
-                frame.index = pd.Index([name], name='id')
-            datasets = frame
-        elif not isinstance(datasets, pd.DataFrame):
-            from one.converters import datasets2records
-            datasets = datasets2records(list(datasets))
+                from one.converters import datasets2records
+                datasets = datasets2records(rows)
         if datasets.empty:
             return datasets
         index = datasets.index
