@@ -26,7 +26,7 @@ import one.alf.exceptions as alferr
 import one.alf.io as alfio
 from one import __version__, util
 from one._api.local import One, _check_mode, _dataset_id_str, _known
-from one._api.paths import Confinement, session_folder
+from one._api.paths import Confinement, record_columns, session_folder
 from one.alf.path import ALFPath, rel_path_parts
 from one.alf.path import remove_uuid_string as remove_uuid
 from one.alf.spec import QC
@@ -1078,7 +1078,7 @@ class OneAlyx(One):
         login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
         auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None
         guard = Confinement(self.cache_dir)  # one for the batch
-        rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
+        rel_paths, sizes, hashes = record_columns(dsets, 'rel_path', 'file_size', 'hash')
         tasks, positions = [], []
         for i in pending:
             dset_id, session_path = ids[i], session_paths[i]
@@ -1187,7 +1187,7 @@ class OneAlyx(One):
         paths = self._session_paths([e for e in eids if e])
         guard = Confinement(self.cache_dir)  # one for the batch
         tasks, positions, not_on_s3 = [], [], []
-        rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
+        rel_paths, sizes, hashes = record_columns(dsets, 'rel_path', 'file_size', 'hash')
         for i, (dset_id, eid) in enumerate(zip(ids, eids)):
             session_path = paths.get(eid) if eid else None
             rel_path = rel_paths[i]
@@ -1261,11 +1261,6 @@ def _find_s3_repository(alyx):
         return aws.get_s3_from_alyx(alyx)
     except (AlyxNotFound, KeyError) as ex:
         return ex
-
-
-def _columns(frame: pd.DataFrame, *names: str) -> list[list]:
-    """Columns of a table as lists (a column it lacks: all None), for loops over rows."""
-    return [frame[n].tolist() if n in frame.columns else [None] * len(frame) for n in names]
 
 
 def _split_dataset_terms(kwargs: dict, terms) -> tuple[dict, list, int]:

@@ -36,7 +36,7 @@ from one._api.messages import (
     not_found_message,
     several_collections_error,
 )
-from one._api.paths import Confinement, dataset_file
+from one._api.paths import Confinement, dataset_file, record_columns
 from one._lib.values import known as _known
 from one._lib.verified import VerifiedFiles
 from one._tables import formats
@@ -935,11 +935,9 @@ class One(ConversionMixin, LockMixin):
         guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
         eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
             else None
-        sizes, hashes = (datasets[c].tolist() if c in datasets.columns else [None] * len(ids)
-                         for c in ('file_size', 'hash'))
+        sizes, hashes = record_columns(datasets, 'file_size', 'hash')
         verified = self._verified_files() if check_hash else None
-        for i, (session_path, rel_path) in enumerate(zip(session_paths,
-                                                         datasets['rel_path'])):
+        for i, (session_path, rel_path) in enumerate(zip(session_paths, datasets['rel_path'])):
             if session_path is None or not isinstance(rel_path, str):
                 yield None, 'missing'
                 continue

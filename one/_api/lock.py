@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from one._api.paths import Confinement, dataset_file
+from one._api.paths import Confinement, dataset_file, record_columns
 from one._lib.values import known
 from one.alf.exceptions import DatasetNotLocked
 from one.alf.path import rel_path_parts
@@ -126,8 +126,7 @@ class LockFile:
         session_paths : list
             The session folder of each record (None when unknown).
         """
-        hashes = records['hash'] if 'hash' in records.columns else None
-        sizes = records['file_size'] if 'file_size' in records.columns else None
+        hashes, sizes = record_columns(records, 'hash', 'file_size')
         for i, (dataset_id, rel_path) in enumerate(zip(ids, records['rel_path'])):
             session = '' if session_paths[i] is None else PurePosixPath(session_paths[i])
             where = PurePosixPath(session, str(rel_path)).as_posix()
@@ -139,13 +138,13 @@ class LockFile:
                 raise DatasetNotLocked(
                     f'Dataset {where} ({dataset_id}) is locked as {locked.path.as_posix()} in '
                     f'{self._name}: its relative path has changed since the lock was made')
-            table_hash = known(hashes.iloc[i]) if hashes is not None else None
+            table_hash = known(hashes[i])
             if locked.hash and table_hash and str(table_hash).lower() != locked.hash:
                 raise DatasetNotLocked(
                     f'Dataset {where} ({dataset_id}) has md5 {table_hash} in the cache tables '
                     f'but {locked.hash} in {self._name}: the file has changed since the lock '
                     'was made')
-            table_size = known(sizes.iloc[i]) if sizes is not None else None
+            table_size = known(sizes[i])
             if locked.file_size and table_size and int(table_size) != locked.file_size:
                 raise DatasetNotLocked(
                     f'Dataset {where} ({dataset_id}) has {int(table_size)} bytes in the cache '
@@ -357,8 +356,7 @@ class LockMixin:
         eids = codes.eid_strings(rows)
         session_paths = self._session_paths([e for e in eids if e])
         guard = Confinement(self.cache_dir)
-        sizes = records['file_size'] if 'file_size' in records.columns else None
-        hashes = records['hash'] if 'hash' in records.columns else None
+        sizes, hashes = record_columns(records, 'file_size', 'hash')
         locked = {}
         for i, (eid, rel_path) in enumerate(zip(eids, records['rel_path'])):
             dataset_id = ids[which[i]]
@@ -366,8 +364,7 @@ class LockMixin:
             if session_path is None:
                 continue
             session_path, rel_path = PurePosixPath(session_path).as_posix(), str(rel_path)
-            size = _int_or_none(sizes.iloc[i]) if sizes is not None else None
-            digest = known(hashes.iloc[i]) if hashes is not None else None
+            size, digest = _int_or_none(sizes[i]), known(hashes[i])
             if size is None or digest is None:  # the tables don't know: lock what is on disk
                 file = dataset_file(guard, session_path, rel_path, dataset_id,
                                     getattr(self, 'uuid_filenames', False), eid)
