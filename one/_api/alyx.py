@@ -26,7 +26,7 @@ import one.alf.exceptions as alferr
 import one.alf.io as alfio
 from one import __version__, util
 from one._api.local import One, _check_mode, _dataset_id_str, _known
-from one._api.paths import session_folder
+from one._api.paths import Confinement, record_columns, session_folder
 from one.alf.path import ALFPath, rel_path_parts
 from one.alf.path import remove_uuid_string as remove_uuid
 from one.alf.spec import QC
@@ -586,13 +586,13 @@ class OneAlyx(One):
                 return path
         summary = self._memo().summary(str(eid))
         if summary is not None:
-            return session_folder(self.cache_dir, _session_path_fields(summary), eid)
+            return session_folder(self.cache_dir, summary, eid)
         with self.alyx._fresh_until() as fresh:
             records = list(self.alyx.rest('sessions', 'list', django=f'pk,{eid}'))
         if not records:
             return None
         self._update_sessions_table(records[:1], fresh.until)
-        return session_folder(self.cache_dir, _session_path_fields(records[0]), eid)
+        return session_folder(self.cache_dir, records[0], eid)
 
     @recurse
     @_falls_back_to_local_tables
@@ -1077,8 +1077,8 @@ class OneAlyx(One):
         par = self.alyx._par
         login = getattr(par, 'HTTP_DATA_SERVER_LOGIN', None)
         auth = (login, getattr(par, 'HTTP_DATA_SERVER_PWD', None) or '') if login else None
-        root = Path(self.cache_dir)
-        rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
+        guard = Confinement(self.cache_dir)  # one for the batch
+        rel_paths, sizes, hashes = record_columns(dsets, 'rel_path', 'file_size', 'hash')
         tasks, positions = [], []
         for i in pending:
             dset_id, session_path = ids[i], session_paths[i]
@@ -1090,7 +1090,7 @@ class OneAlyx(One):
                 uuid_url_path(PurePosixPath(str(session_path), rel_path).as_posix(), dset_id))
             size, md5 = _known(sizes[i]), _known(hashes[i])
             try:
-                task = download_task(url, root, session_path, rel_path, size, md5, auth,
+                task = download_task(url, guard, session_path, rel_path, size, md5, auth,
                                      uuid_name=dset_id if keep_uuid else None)
             except (UnsafePath, ValueError) as ex:
                 _logger.error('Refusing to download dataset %s: %s', dset_id, ex)
@@ -1157,20 +1157,10 @@ class OneAlyx(One):
             dataset_records,
             download_s3,
             is_dataset_failure,
-            mark_not_on_aws,
             s3_key,
             s3_task,
         )
         from one._download import UnsafePath
-        if not isinstance(dsets, (pd.DataFrame, pd.Series)):
-            rows = list(dsets)
-            if rows and all(isinstance(x, pd.Series) for x in rows):
-                names = [x.name for x in rows]
-                dsets = pd.DataFrame(rows)
-                dsets.index = (pd.MultiIndex.from_tuples(names, names=['eid', 'id'])
-                               if isinstance(names[0], tuple) else pd.Index(names, name='id'))
-            else:
-                dsets = rows
         dsets = self._as_records(dsets)
         if dsets.empty:
             return []
@@ -1188,17 +1178,16 @@ class OneAlyx(One):
                 s3_files.update({i: aws_file_record(r) for i, r in records.items()})
         else:
             if update_exists:
-                with self._tables_lock:
-                    mark_not_on_aws(self._tables, ids)
+                self._set_column('exists_aws', ids, False)
             return [None] * len(ids)
         if 'eid' in dsets.index.names:
             eids = [str(x) for x in dsets.index.get_level_values('eid')]
         else:
             eids = self._eids_of_datasets(ids)
         paths = self._session_paths([e for e in eids if e])
-        root = Path(self.cache_dir)
+        guard = Confinement(self.cache_dir)  # one for the batch
         tasks, positions, not_on_s3 = [], [], []
-        rel_paths, sizes, hashes = _columns(dsets, 'rel_path', 'file_size', 'hash')
+        rel_paths, sizes, hashes = record_columns(dsets, 'rel_path', 'file_size', 'hash')
         for i, (dset_id, eid) in enumerate(zip(ids, eids)):
             session_path = paths.get(eid) if eid else None
             rel_path = rel_paths[i]
@@ -1212,7 +1201,7 @@ class OneAlyx(One):
                 continue
             try:
                 key = s3_key(file_record, rel_path, dset_id)
-                destination = local_destination(root, session_path, rel_path,
+                destination = local_destination(guard, session_path, rel_path,
                                                 dset_id if keep_uuid else None)
             except BadS3Record as ex:
                 _logger.warning('%s', ex)
@@ -1240,8 +1229,7 @@ class OneAlyx(One):
             _logger.debug('S3 downloads stopped: %s', failure)
             self._s3_repository = None  # a new client next time
         if update_exists:
-            with self._tables_lock:
-                mark_not_on_aws(self._tables, not_on_s3)
+            self._set_column('exists_aws', not_on_s3, False)
         return out
 
     def _download_dataset(self, dset, cache_dir=None, **kwargs):
@@ -1275,11 +1263,6 @@ def _find_s3_repository(alyx):
         return ex
 
 
-def _columns(frame: pd.DataFrame, *names: str) -> list[list]:
-    """Columns of a table as lists (a column it lacks: all None), for loops over rows."""
-    return [frame[n].tolist() if n in frame.columns else [None] * len(frame) for n in names]
-
-
 def _split_dataset_terms(kwargs: dict, terms) -> tuple[dict, list, int]:
     """A list given as the remote `dataset` search term: its first name for Alyx, the others
     (and the QC level of `dataset_qc_lte`) to check on the listed datasets."""
@@ -1294,10 +1277,3 @@ def _split_dataset_terms(kwargs: dict, terms) -> tuple[dict, list, int]:
     qc_key = next((k for k in kwargs if util.autocomplete(k, terms) == 'dataset_qc_lte'), None)
     max_qc = qc_code(kwargs[qc_key] if qc_key else QC.CRITICAL)
     return {**kwargs, key: names[0]}, names[1:], max_qc
-
-
-def _session_path_fields(record: dict) -> dict:
-    """The lab, subject, date and number of an Alyx session record."""
-    start_time = record.get('start_time') or record.get('date')
-    return {'lab': record.get('lab'), 'subject': record['subject'],
-            'date': str(start_time)[:10], 'number': record['number']}

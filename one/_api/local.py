@@ -36,7 +36,7 @@ from one._api.messages import (
     not_found_message,
     several_collections_error,
 )
-from one._api.paths import Confinement, dataset_file
+from one._api.paths import Confinement, dataset_file, record_columns
 from one._lib.values import known as _known
 from one._lib.verified import VerifiedFiles
 from one._tables import formats
@@ -85,6 +85,11 @@ def _check_mode(mode) -> None:
     if not isinstance(mode, str) or mode not in _MODES:
         allowed = ', '.join(f'"{m}"' for m in _MODES)
         raise ValueError(f'Mode "{mode}" not recognized; expected one of {allowed}')
+
+
+#: The warning `One._check_filesystem` logs for a present file that differs from its record.
+_MISMATCH_WARNINGS = {'size': 'local file size mismatch on dataset: %s',
+                      'md5': 'local md5 mismatch on dataset: %s'}
 
 
 class _TablesLock:
@@ -888,38 +893,15 @@ class One(ConversionMixin, LockMixin):
         ids = [str(x) for x in datasets.index.get_level_values('id')]
         session_paths = self._dataset_session_paths(datasets, ids)
         self._check_lock(datasets, ids, session_paths)
-        guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
-        eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
-            else None
-        sizes = datasets['file_size'].tolist() if 'file_size' in datasets.columns else None
-        hashes = datasets['hash'].tolist() if 'hash' in datasets.columns else None
-        verified = self._verified_files() if check_hash else None
         files, to_download = [], []
-        for i, (session_path, rel_path) in enumerate(zip(session_paths,
-                                                         datasets['rel_path'])):
-            if session_path is None or not isinstance(rel_path, str):
-                files.append(None)
+        states = self._file_states(datasets, ids, session_paths, check_hash)
+        for i, (file, problem) in enumerate(states):
+            if problem in _MISMATCH_WARNINGS:
+                where = PurePosixPath(session_paths[i], datasets['rel_path'].iat[i])
+                _logger.warning(_MISMATCH_WARNINGS[problem], where)
+            if problem is not None:
                 to_download.append(i)
-                continue
-            file = dataset_file(guard, session_path, rel_path, ids[i], self.uuid_filenames,
-                                eids[i] if eids is not None else None)
-            try:
-                stat = os.stat(file)
-            except OSError:
-                files.append(None)
-                to_download.append(i)
-                continue
-            expected_size = _known(sizes[i]) if sizes is not None else None
-            expected_hash = _known(hashes[i]) if hashes is not None else None
-            where = PurePosixPath(session_path, rel_path)
-            if expected_size and stat.st_size != int(expected_size):
-                _logger.warning('local file size mismatch on dataset: %s', where)
-                to_download.append(i)
-            elif expected_hash and verified is not None and \
-                    verified.md5(file, stat) != str(expected_hash).lower():
-                _logger.warning('local md5 mismatch on dataset: %s', where)
-                to_download.append(i)
-            files.append(file)
+            files.append(None if problem == 'missing' else file)
 
         if to_download and not (offline or self.offline):
             new_files = self._download_datasets(datasets.iloc[to_download],
@@ -939,19 +921,62 @@ class One(ConversionMixin, LockMixin):
             self._tables['_loaded_datasets'] = np.unique(np.r_[previous.astype(object), loaded])
         return files
 
-    def _as_records(self, datasets) -> pd.DataFrame:
-        """Dataset records as a DataFrame with id strings in an (eid, id) or (id) index."""
-        if isinstance(datasets, pd.Series):
-            name = datasets.name
-            frame = pd.DataFrame([datasets])
-            if isinstance(name, tuple) and len(name) == 2:
-                frame.index = pd.MultiIndex.from_tuples([name], names=['eid', 'id'])
+    def _file_states(self, datasets: pd.DataFrame, ids: list, session_paths: list,
+                     check_hash: bool = True):
+        """Per dataset record, in order: its file below the cache folder and what is wrong with
+        it, downloading nothing (a generator: a record leading outside the cache folder raises
+        `one._lib.confine.UnsafePath` when reached).
+
+        The problem is None (present and good), 'missing', 'size' or 'md5' (with
+        `check_hash`); unknown sizes and hashes are not checked, and files verified before and
+        unchanged since are not hashed again.  The file is None when the session folder or
+        ``rel_path`` is unknown.
+        """
+        guard = Confinement(self.cache_dir)  # refuses paths leading out of the cache
+        eids = datasets.index.get_level_values('eid') if 'eid' in datasets.index.names \
+            else None
+        sizes, hashes = record_columns(datasets, 'file_size', 'hash')
+        verified = self._verified_files() if check_hash else None
+        for i, (session_path, rel_path) in enumerate(zip(session_paths, datasets['rel_path'])):
+            if session_path is None or not isinstance(rel_path, str):
+                yield None, 'missing'
+                continue
+            file = dataset_file(guard, session_path, rel_path, ids[i], self.uuid_filenames,
+                                eids[i] if eids is not None else None)
+            try:
+                stat = os.stat(file)
+            except OSError:
+                yield file, 'missing'
+                continue
+            size, digest = _known(sizes[i]), _known(hashes[i])
+            if size and stat.st_size != int(size):
+                yield file, 'size'
+            elif digest and verified is not None and \
+                    verified.md5(file, stat) != str(digest).lower():
+                yield file, 'md5'
             else:
-                frame.index = pd.Index([name], name='id')
-            datasets = frame
-        elif not isinstance(datasets, pd.DataFrame):
-            from one.converters import datasets2records
-            datasets = datasets2records(list(datasets))
+                yield file, None
+
+    def _as_records(self, datasets) -> pd.DataFrame:
+        """Dataset records as a DataFrame with id strings in an (eid, id) or (id) index.
+
+        `datasets` is a frame of records, one row of one (a Series named by its index label),
+        a list of such rows, or a list of Alyx REST dataset records.
+        """
+        if isinstance(datasets, pd.Series):
+            datasets = [datasets]
+        if not isinstance(datasets, pd.DataFrame):
+            rows = list(datasets)
+            if rows and all(isinstance(x, pd.Series) for x in rows):
+                names = [x.name for x in rows]
+                datasets = pd.DataFrame(rows)
+                datasets.index = (
+                    pd.MultiIndex.from_tuples(names, names=['eid', 'id'])
+                    if isinstance(names[0], tuple) and len(names[0]) == 2
+                    else pd.Index(names, name='id'))
+            else:
+                from one.converters import datasets2records
+                datasets = datasets2records(rows)
         if datasets.empty:
             return datasets
         index = datasets.index
@@ -981,14 +1006,24 @@ class One(ConversionMixin, LockMixin):
 
     def _set_exists(self, ids: list, values: np.ndarray) -> None:
         """Write the `exists` state of some datasets into the cache table."""
+        self._set_column('exists', ids, values)
+
+    def _set_column(self, name: str, ids: list, values) -> None:
+        """Write a boolean column of the datasets table for some dataset ids (one value for
+        each id, or one value for all); nothing happens when the table has no such column."""
+        if not len(ids):
+            return
         with self._tables_lock:
             codes = self._dataset_codes()
             table = codes.table
+            if name not in table.columns:
+                return
             positions, which = codes.id_rows(ids)
             if positions.size == 0:
                 return
-            new = np.asarray(values, dtype=bool)[which]
-            column = table.columns.get_loc('exists')
+            values = np.asarray(values, dtype=bool)
+            new = values[which] if values.ndim else np.full(positions.size, bool(values))
+            column = table.columns.get_loc(name)
             try:
                 table.iloc[positions, column] = new
             except ValueError:  # read-only arrays backed by parquet buffers

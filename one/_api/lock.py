@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from one._api.paths import Confinement, dataset_file, record_columns
 from one._lib.values import known
 from one.alf.exceptions import DatasetNotLocked
 from one.alf.path import rel_path_parts
@@ -125,8 +126,7 @@ class LockFile:
         session_paths : list
             The session folder of each record (None when unknown).
         """
-        hashes = records['hash'] if 'hash' in records.columns else None
-        sizes = records['file_size'] if 'file_size' in records.columns else None
+        hashes, sizes = record_columns(records, 'hash', 'file_size')
         for i, (dataset_id, rel_path) in enumerate(zip(ids, records['rel_path'])):
             session = '' if session_paths[i] is None else PurePosixPath(session_paths[i])
             where = PurePosixPath(session, str(rel_path)).as_posix()
@@ -138,13 +138,13 @@ class LockFile:
                 raise DatasetNotLocked(
                     f'Dataset {where} ({dataset_id}) is locked as {locked.path.as_posix()} in '
                     f'{self._name}: its relative path has changed since the lock was made')
-            table_hash = known(hashes.iloc[i]) if hashes is not None else None
+            table_hash = known(hashes[i])
             if locked.hash and table_hash and str(table_hash).lower() != locked.hash:
                 raise DatasetNotLocked(
                     f'Dataset {where} ({dataset_id}) has md5 {table_hash} in the cache tables '
                     f'but {locked.hash} in {self._name}: the file has changed since the lock '
                     'was made')
-            table_size = known(sizes.iloc[i]) if sizes is not None else None
+            table_size = known(sizes[i])
             if locked.file_size and table_size and int(table_size) != locked.file_size:
                 raise DatasetNotLocked(
                     f'Dataset {where} ({dataset_id}) has {int(table_size)} bytes in the cache '
@@ -353,21 +353,21 @@ class LockMixin:
         ids = [str(x) for x in ids]
         rows, which = codes.id_rows(ids)
         records = codes.table.iloc[rows]
-        eids = [str(codes.eids[c]) for c in codes.eid_codes[rows]]
-        session_paths = self._session_paths(eids)
-        root = Path(self.cache_dir)
-        sizes = records['file_size'] if 'file_size' in records.columns else None
-        hashes = records['hash'] if 'hash' in records.columns else None
+        eids = codes.eid_strings(rows)
+        session_paths = self._session_paths([e for e in eids if e])
+        guard = Confinement(self.cache_dir)
+        sizes, hashes = record_columns(records, 'file_size', 'hash')
         locked = {}
         for i, (eid, rel_path) in enumerate(zip(eids, records['rel_path'])):
-            dataset_id, session_path = ids[which[i]], session_paths.get(eid)
+            dataset_id = ids[which[i]]
+            session_path = session_paths.get(eid) if eid else None
             if session_path is None:
                 continue
             session_path, rel_path = PurePosixPath(session_path).as_posix(), str(rel_path)
-            size = _int_or_none(sizes.iloc[i]) if sizes is not None else None
-            digest = known(hashes.iloc[i]) if hashes is not None else None
+            size, digest = _int_or_none(sizes[i]), known(hashes[i])
             if size is None or digest is None:  # the tables don't know: lock what is on disk
-                file = self._file_of(root, session_path, rel_path, dataset_id)
+                file = dataset_file(guard, session_path, rel_path, dataset_id,
+                                    getattr(self, 'uuid_filenames', False), eid)
                 try:
                     stat = os.stat(file)
                 except OSError:
@@ -379,12 +379,6 @@ class LockMixin:
                 revision=rel_path_parts(rel_path, assert_valid=False)[1] or '',
                 file_size=size, hash=str(digest).lower())
         return list(locked.values()), [x for x in dict.fromkeys(ids) if x not in locked]
-
-    def _file_of(self, root: Path, session_path: str, rel_path: str, dataset_id: str) -> Path:
-        from one.alf.path import ALFPath
-
-        file = ALFPath(root, session_path, rel_path)
-        return file.with_uuid(dataset_id) if getattr(self, 'uuid_filenames', False) else file
 
     def save_lock(self, path: str | os.PathLike, clear: bool = False) -> Path | None:
         """Write a lock file of the datasets loaded since `record_loaded` was set.

@@ -19,7 +19,7 @@ from one._lib.confine import Confinement, UnsafePath, relative_parts
 from one.alf.path import ALFPath, PurePosixALFPath, add_uuid_string
 
 __all__ = ['UnsafePath', 'Confinement', 'session_relative_path', 'session_folder',
-           'dataset_file']
+           'dataset_file', 'record_columns']
 
 
 def _date_str(value) -> str:
@@ -126,3 +126,22 @@ def dataset_file(guard: Confinement, session_path: str, rel_path: str, dataset_i
         relative_parts(session_path, guard.root, f'{what} (session folder)', allow_empty=True)
         relative_parts(rel_path, guard.root, f'{what} (rel_path)')
         raise
+
+
+def record_columns(records: pd.DataFrame, *names: str) -> list[list]:
+    """Columns of a table of records as lists, for loops over the rows.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        The records, e.g. dataset rows of the cache tables.
+    *names : str
+        The columns, e.g. ``'rel_path', 'file_size', 'hash'``.
+
+    Returns
+    -------
+    list of list
+        One list per name, one value per row (all None for a column the table lacks).
+    """
+    return [records[n].tolist() if n in records.columns else [None] * len(records)
+            for n in names]

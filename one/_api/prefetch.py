@@ -12,7 +12,6 @@ files that failed.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from one import util
-from one._api.paths import Confinement, dataset_file
 from one._lib.values import known
 from one._tables.views import qc_code
 from one.alf.exceptions import ALFWarning
@@ -134,9 +132,10 @@ def file_problems(one, datasets: pd.DataFrame, check_hash: bool = True
                   ) -> tuple[list, list]:
     """Where the files of some datasets are, and which must be fetched, downloading nothing.
 
-    The checks of `One._check_filesystem` before it downloads: a file is missing, or differs
-    from its record in size or (with `check_hash`) md5; unknown sizes and hashes are not
-    checked, and files verified before and unchanged since are not hashed again.
+    The checks `One._check_filesystem` makes before it downloads (`One._file_states`): a file
+    is missing, or differs from its record in size or (with `check_hash`) md5; unknown sizes
+    and hashes are not checked, and files verified before and unchanged since are not hashed
+    again.
 
     Parameters
     ----------
@@ -163,35 +162,9 @@ def file_problems(one, datasets: pd.DataFrame, check_hash: bool = True
     if datasets.empty:
         return [], []
     ids = [str(x) for x in datasets.index.get_level_values('id')]
-    eids = [str(x) for x in datasets.index.get_level_values('eid')]
     session_paths = one._dataset_session_paths(datasets, ids)
-    guard = Confinement(one.cache_dir)
-    sizes = datasets['file_size'].tolist() if 'file_size' in datasets.columns \
-        else [None] * len(ids)
-    hashes = datasets['hash'].tolist() if 'hash' in datasets.columns else [None] * len(ids)
-    verified = one._verified_files() if check_hash else None
-    files, problems = [], []
-    for i, (session_path, rel_path) in enumerate(zip(session_paths, datasets['rel_path'])):
-        if session_path is None or not isinstance(rel_path, str):
-            files.append(None)
-            problems.append('missing')
-            continue
-        file = dataset_file(guard, session_path, rel_path, ids[i], one.uuid_filenames, eids[i])
-        files.append(file)
-        try:
-            stat = os.stat(file)
-        except OSError:
-            problems.append('missing')
-            continue
-        size, digest = known(sizes[i]), known(hashes[i])
-        if size and stat.st_size != int(size):
-            problems.append('size')
-        elif digest and verified is not None and \
-                verified.md5(file, stat) != str(digest).lower():
-            problems.append('md5')
-        else:
-            problems.append(None)
-    return files, problems
+    states = list(one._file_states(datasets, ids, session_paths, check_hash))
+    return [file for file, _ in states], [problem for _, problem in states]
 
 
 @dataclass
@@ -219,13 +192,6 @@ class FetchPlan:
             return 0
         sizes = self.datasets['file_size'].iloc[self.to_fetch].tolist()
         return int(sum(known(s) or 0 for s in sizes))
-
-    @property
-    def unknown_sizes(self) -> int:
-        """How many of the datasets to fetch have no known size."""
-        if 'file_size' not in self.datasets.columns:
-            return len(self.to_fetch)
-        return sum(known(s) is None for s in self.datasets['file_size'].iloc[self.to_fetch])
 
 
 def plan_fetch(one, eids, datasets=None, collection=None, revision=None,

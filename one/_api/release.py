@@ -18,7 +18,7 @@ from pathlib import Path
 
 import one.params
 from one._api.local import One, _check_mode, _known
-from one._api.paths import Confinement, dataset_file
+from one._api.paths import Confinement, dataset_file, record_columns
 from one._lib.http_timeouts import resolve_timeout
 from one._release.info import (
     INFO_NAME,
@@ -319,8 +319,7 @@ class OneRelease(One):
         ids = [str(x) for x in dsets.index.get_level_values('id')]
         eids = dsets.index.get_level_values('eid') if 'eid' in dsets.index.names else None
         session_paths = self._dataset_session_paths(dsets, ids)
-        sizes = dsets['file_size'] if 'file_size' in dsets.columns else None
-        hashes = dsets['hash'] if 'hash' in dsets.columns else None
+        sizes, hashes = record_columns(dsets, 'file_size', 'hash')
         tasks, positions = [], []
         for i, (session_path, rel_path) in enumerate(zip(session_paths, dsets['rel_path'])):
             if session_path is None or not isinstance(rel_path, str):
@@ -330,8 +329,7 @@ class OneRelease(One):
                                        self.uuid_filenames,
                                        eids[i] if eids is not None else None)
             remote = remote_file_path(session_path, rel_path, ids[i], layout)
-            size = _known(sizes.iloc[i]) if sizes is not None else None
-            md5 = _known(hashes.iloc[i]) if hashes is not None else None
+            size, md5 = _known(sizes[i]), _known(hashes[i])
             tasks.append(source.task(f'{files_url}/{remote}', destination, size, md5))
             positions.append(i)
         outcomes = download_files(tasks, return_errors=True,

@@ -79,28 +79,55 @@ uuid_url_path = uuid_in_name  # a dataset UUID before the extension, as on the d
 
 def download_task(url: str, cache_dir, session_path, rel_path: str, size, md5, auth,
                   uuid_name: str | None = None) -> DownloadTask:
-    """A download task for a dataset file, its destination confined to `cache_dir`."""
+    """A download task for a dataset file, its destination confined to `cache_dir` (a folder,
+    or a `one._lib.confine.Confinement` of it shared by a batch; see `local_destination`)."""
     destination = local_destination(cache_dir, session_path, rel_path, uuid_name)
     return DownloadTask(url=url, destination=destination, size=size, md5=md5, auth=auth)
 
 
 def local_destination(cache_dir, session_path, rel_path: str, uuid_name: str | None = None,
                       dataset_id=None):
-    """Where a dataset file goes: ``cache_dir/session_path/rel_path`` (with the dataset UUID
-    before the extension when `uuid_name` is given); raises UnsafePath outside `cache_dir`
-    (also through a symbolic link), naming the dataset."""
+    """Where a dataset file goes: ``cache_dir/session_path/rel_path``, with the dataset UUID
+    before the extension when `uuid_name` is given.
+
+    Parameters
+    ----------
+    cache_dir : str, os.PathLike, one._lib.confine.Confinement
+        The cache folder, or a confinement of it made once for a batch of files (it remembers
+        the folders it resolved).
+    session_path : str, os.PathLike
+        The session folder relative to the cache.
+    rel_path : str
+        The dataset's path relative to the session folder.
+    uuid_name : str, optional
+        The UUID to put in the file name, as the data server names files.
+    dataset_id : str, optional
+        The dataset, named in the error (`uuid_name` when not given).
+
+    Returns
+    -------
+    one.alf.path.ALFPath
+        The destination (not resolved).
+
+    Raises
+    ------
+    one._download.UnsafePath
+        The destination is outside the cache folder (also through a symbolic link); the
+        error names the dataset.
+    """
     from one._api.paths import Confinement, dataset_file
     from one._lib.confine import UnsafePath as Refused
+    from one._lib.confine import relative_parts
 
+    guard = cache_dir if isinstance(cache_dir, Confinement) else Confinement(cache_dir)
+    what = dataset_id or uuid_name
     try:
-        guard = Confinement(cache_dir)
-        what = dataset_id or uuid_name
-        dataset_file(guard, str(session_path), rel_path, what)  # checks the values as given
-        if uuid_name:
+        if uuid_name:  # the value as given: the UUID must not make a bad rel_path pass
+            relative_parts(rel_path, guard.root, f'dataset {what} (rel_path)')
             rel_path = uuid_url_path(rel_path, uuid_name)
         return dataset_file(guard, str(session_path), rel_path, what)
     except Refused as ex:  # the download engine's UnsafePath, also a DownloadError
-        raise UnsafePath(str(ex), path=cache_dir, value=ex.value) from None
+        raise UnsafePath(str(ex), path=guard.root, value=ex.value) from None
 
 
 def tag_mismatched_file_record(alyx, dataset_id: str) -> None:

@@ -8,7 +8,6 @@ Nothing here imports boto3.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -22,7 +21,6 @@ from one._download import (
     UnsafePath,
     download_files,
 )
-from one._tables.uuid_index import keys_for, level_of
 from one.alf.path import add_uuid_string
 
 #: Dataset ids per ``datasets`` list query (a longer query string risks an HTTP 414).
@@ -171,30 +169,3 @@ def download_s3(tasks: list, n_threads: int | None = None) -> list:
 def s3_task(bucket: str, key: str, destination, size, md5, s3) -> DownloadTask:
     """A download task for an S3 object (a verified, atomic download by the engine)."""
     return DownloadTask(f's3://{bucket}/{key}', destination, size=size, md5=md5, s3=s3)
-
-
-def mark_not_on_aws(cache, ids: list) -> None:
-    """Set ``exists_aws`` to False for some datasets of the cache's datasets table.
-
-    Parameters
-    ----------
-    cache : one._lib.bunch.Bunch
-        The cache tables of a `One` (ids as strings or UUIDs); nothing happens when its
-        datasets table has no ``exists_aws`` column.
-    ids : list of str
-        Dataset UUID strings.
-    """
-    table = cache['datasets']
-    if not ids or 'exists_aws' not in table.columns:
-        return
-    wanted = keys_for(level_of(table.index, 'id'), ids)
-    positions = np.flatnonzero(table.index.get_level_values('id').isin(wanted))
-    if positions.size == 0:
-        return
-    column = table.columns.get_loc('exists_aws')
-    try:
-        table.iloc[positions, column] = False
-    except ValueError:  # read-only arrays backed by parquet buffers
-        cache['datasets'] = table = table.copy()
-        table.iloc[positions, column] = False
-    cache['_meta']['modified_time'] = datetime.now()
